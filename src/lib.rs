@@ -1,0 +1,1 @@
+//! telem-deploy library.
