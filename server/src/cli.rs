@@ -1,0 +1,97 @@
+//! The command line as written (clap derive), kept close to the arguments; [`Cli::overrides`]
+//! turns the per-key flags into (config key, value) pairs for [`crate::config::Config::load`].
+//! The database password has no flag on purpose: argv is visible to every local user.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "telem-collector",
+    version,
+    about = "Collector for Clear Linux telemetrics-client records"
+)]
+pub struct Cli {
+    /// Config file (TOML); a missing file is fine when env and flags give database_url.
+    #[arg(long, global = true, value_name = "PATH", default_value = crate::config::DEFAULT_CONFIG_PATH)]
+    pub config: PathBuf,
+
+    #[command(flatten)]
+    pub keys: KeyFlags,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand, PartialEq, Eq)]
+pub enum Command {
+    /// Receive records over HTTP (the default).
+    Serve,
+    /// Apply the embedded schema migrations (idempotent).
+    Migrate,
+    /// Delete records older than the retention settings.
+    Purge {
+        /// Only print how many records each rule would delete.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Load and check the configuration, then exit (0 valid, 2 invalid).
+    CheckConfig,
+}
+
+/// One flag per config key (overriding file and environment).
+#[derive(Debug, Default, clap::Args)]
+pub struct KeyFlags {
+    /// HOST:PORT or unix:/PATH
+    #[arg(long, global = true, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// postgres://USER@HOST:PORT/DB (without password)
+    #[arg(long, global = true, value_name = "URL")]
+    pub database_url: Option<String>,
+    /// File holding the database password
+    #[arg(long, global = true, value_name = "PATH")]
+    pub database_password_file: Option<String>,
+    #[arg(long, global = true, value_name = "ID")]
+    pub telemetry_id: Option<String>,
+    #[arg(long, global = true, value_name = "BYTES")]
+    pub body_limit_bytes: Option<String>,
+    #[arg(long, global = true, value_name = "N")]
+    pub pool_size: Option<String>,
+    #[arg(long, global = true, value_name = "N")]
+    pub batch_max_records: Option<String>,
+    #[arg(long, global = true, value_name = "MS")]
+    pub batch_max_wait_ms: Option<String>,
+    #[arg(long, global = true, value_name = "DAYS")]
+    pub retention_max_days: Option<String>,
+    #[arg(long, global = true, value_name = "HH:MM")]
+    pub retention_purge_time: Option<String>,
+    #[arg(long, global = true, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+    /// Inline TOML table, e.g. '{ "org.clearlinux/hello/*" = 7 }'
+    #[arg(long, global = true, value_name = "TABLE")]
+    pub retention_classifications: Option<String>,
+}
+
+impl KeyFlags {
+    /// The flags given, as (config key, value).
+    pub fn overrides(&self) -> Vec<(&'static str, String)> {
+        [
+            ("listen", &self.listen),
+            ("database_url", &self.database_url),
+            ("database_password_file", &self.database_password_file),
+            ("telemetry_id", &self.telemetry_id),
+            ("body_limit_bytes", &self.body_limit_bytes),
+            ("pool_size", &self.pool_size),
+            ("batch_max_records", &self.batch_max_records),
+            ("batch_max_wait_ms", &self.batch_max_wait_ms),
+            ("retention_max_days", &self.retention_max_days),
+            ("retention_purge_time", &self.retention_purge_time),
+            ("log_level", &self.log_level),
+            ("retention_classifications", &self.retention_classifications),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.clone().map(|v| (k, v)))
+        .collect()
+    }
+}

@@ -1,0 +1,196 @@
+//! Config layering, defaults and errors (each naming its key; never the password).
+
+use super::*;
+
+fn load(toml: &str, env: &[(&str, &str)], flags: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let mut raw = RawConfig::from_toml(toml)?;
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    raw.apply_env(|k| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))?;
+    for (k, v) in flags {
+        raw.set(k, v)?;
+    }
+    Config::resolve(raw)
+}
+
+const URL: &str = "database_url = \"postgres://telemetry@127.0.0.1:5432/telemetry\"\n";
+
+#[test]
+fn defaults() {
+    let c = load(URL, &[], &[]).unwrap();
+    assert_eq!(c.listen, Listen::Tcp("127.0.0.1:8090".parse().unwrap()));
+    assert_eq!(c.telemetry_id, DEFAULT_TELEMETRY_ID);
+    assert_eq!(c.body_limit_bytes, 307_200);
+    assert_eq!(c.retention_max_days, 35);
+    assert!(c.database_password.is_none());
+}
+
+#[test]
+fn every_key_from_file() {
+    let text = format!(
+        "{URL}listen = \"unix:/run/telemetry/collector.sock\"\ndatabase_password = \"pw\"\n\
+         telemetry_id = \"tid\"\nbody_limit_bytes = 2048\npool_size = 3\nbatch_max_records = 10\n\
+         batch_max_wait_ms = 5\nretention_max_days = 0\nretention_purge_time = \"04:30\"\n\
+         log_level = \"debug\"\n[retention_classifications]\n\"org.clearlinux/hello/*\" = 7\n"
+    );
+    let c = load(&text, &[], &[]).unwrap();
+    assert_eq!(
+        c.listen,
+        Listen::Unix("/run/telemetry/collector.sock".into())
+    );
+    assert_eq!(c.database_password.as_ref().unwrap().expose(), "pw");
+    assert_eq!(
+        (c.body_limit_bytes, c.pool_size, c.batch_max_records),
+        (2048, 3, 10)
+    );
+    assert_eq!(c.batch_max_wait, Duration::from_millis(5));
+    assert_eq!(c.retention_max_days, 0);
+    assert_eq!(
+        c.retention_purge_time,
+        NaiveTime::from_hms_opt(4, 30, 0).unwrap()
+    );
+    assert_eq!(
+        c.retention_classifications,
+        vec![("org.clearlinux/hello/*".to_string(), 7)]
+    );
+}
+
+#[test]
+fn env_overrides_file_and_flags_override_env() {
+    let c = load(
+        &format!("{URL}listen = \"127.0.0.1:1\"\ntelemetry_id = \"file\""),
+        &[
+            ("TELEM_COLLECTOR_LISTEN", "127.0.0.1:2"),
+            ("TELEM_COLLECTOR_TELEMETRY_ID", "env"),
+            ("TELEM_COLLECTOR_POOL_SIZE", "4"),
+            (
+                "TELEM_COLLECTOR_RETENTION_CLASSIFICATIONS",
+                "{ \"a/b/*\" = 3 }",
+            ),
+        ],
+        &[("telemetry_id", "flag")],
+    )
+    .unwrap();
+    assert_eq!(c.listen, Listen::Tcp("127.0.0.1:2".parse().unwrap()));
+    assert_eq!(c.telemetry_id, "flag");
+    assert_eq!(c.pool_size, 4);
+    assert_eq!(c.retention_classifications, vec![("a/b/*".to_string(), 3)]);
+}
+
+#[test]
+fn env_alone_is_enough() {
+    let c = load(
+        "",
+        &[
+            ("TELEM_COLLECTOR_DATABASE_URL", "postgres://u@h/db"),
+            ("TELEM_COLLECTOR_DATABASE_PASSWORD", "s3cret"),
+        ],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.pg_config().get_password(), Some(&b"s3cret"[..]));
+}
+
+#[test]
+fn password_file_is_read_and_trimmed() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pw");
+    std::fs::write(&file, "from-file\n").unwrap();
+    let c = load(
+        &format!("{URL}database_password_file = {:?}", file.to_str().unwrap()),
+        &[],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.database_password.unwrap().expose(), "from-file");
+}
+
+/// (file text, environment, key the error must name).
+type ErrorCase = (
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    &'static str,
+);
+
+#[test]
+fn errors_name_the_key() {
+    let cases: &[ErrorCase] = &[
+        ("", &[], "database_url"),
+        ("bogus = 1", &[], "bogus"),
+        (URL, &[("TELEM_COLLECTOR_LISTEN", "nowhere")], "listen"),
+        (
+            URL,
+            &[("TELEM_COLLECTOR_LISTEN", "unix:relative")],
+            "listen",
+        ),
+        (
+            URL,
+            &[("TELEM_COLLECTOR_BODY_LIMIT_BYTES", "lots")],
+            "body_limit_bytes",
+        ),
+        (URL, &[("TELEM_COLLECTOR_POOL_SIZE", "0")], "pool_size"),
+        (
+            URL,
+            &[("TELEM_COLLECTOR_BATCH_MAX_RECORDS", "0")],
+            "batch_max_records",
+        ),
+        (
+            URL,
+            &[("TELEM_COLLECTOR_RETENTION_PURGE_TIME", "25:00")],
+            "retention_purge_time",
+        ),
+        (URL, &[("TELEM_COLLECTOR_LOG_LEVEL", "[[")], "log_level"),
+        (
+            URL,
+            &[("TELEM_COLLECTOR_TELEMETRY_ID", " ")],
+            "telemetry_id",
+        ),
+        (
+            URL,
+            &[("TELEM_COLLECTOR_RETENTION_CLASSIFICATIONS", "nope")],
+            "retention_classifications",
+        ),
+        (
+            "database_url = \"postgres://u:pw@h/db\"",
+            &[],
+            "database_url",
+        ),
+        ("database_url = \"http://[\"", &[], "database_url"),
+        ("pool_size = \"four\"\n", &[], "pool_size"),
+        (
+            URL,
+            &[("TELEM_COLLECTOR_DATABASE_PASSWORD_FILE", "/nonexistent/pw")],
+            "database_password_file",
+        ),
+    ];
+    for (toml, env, key) in cases {
+        let err = load(toml, env, &[]).unwrap_err();
+        assert_eq!(err.key, *key, "{toml:?} {env:?}: {err}");
+        assert!(err.to_string().contains(key), "{err}");
+    }
+}
+
+#[test]
+fn password_never_printed() {
+    let c = load(
+        &format!("{URL}database_password = \"hunter2-secret\""),
+        &[],
+        &[],
+    )
+    .unwrap();
+    assert!(!format!("{c:?}").contains("hunter2"));
+    assert!(!format!("{:?}", c.pg_config()).contains("hunter2"));
+    // A syntax error on the password line must not echo the line.
+    let err = load(
+        &format!("{URL}database_password = \"hunter2-secret"),
+        &[],
+        &[],
+    )
+    .unwrap_err();
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+    let err = load(&format!("{URL}database_password = 12345678"), &[], &[]).unwrap_err();
+    assert!(!err.to_string().contains("12345678"), "{err}");
+    assert_eq!(err.key, "database_password");
+}

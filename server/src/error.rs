@@ -1,0 +1,25 @@
+//! Errors that end a command, each knowing its exit code (2 for configuration, 1 otherwise).
+//! Messages never include the database password (see [`crate::config::Secret`]).
+
+use crate::config::ConfigError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("database: {0}")]
+    Database(String),
+    #[error("database schema is at version {current}, this collector needs {latest}: run `telem-collector migrate`")]
+    SchemaBehind { current: i32, latest: i32 },
+    #[error("{0}")]
+    Io(String),
+}
+
+impl RunError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RunError::Config(_) => 2,
+            _ => 1,
+        }
+    }
+}

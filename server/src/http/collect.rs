@@ -1,0 +1,106 @@
+//! Record intake: `POST /`, `/v2/collector`, `/v3/collector` (either body format on any of
+//! them) and the `GET` redirect of the collector paths to the UI. A POST is never redirected.
+//! Every rejection is logged with its reason, because a 400 blocks that client's spool.
+
+use std::time::Instant;
+
+use axum::body::{to_bytes, Body};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use super::error::AppError;
+use super::AppState;
+use crate::record::{self, Field, RawRecord};
+
+/// `GET /v2/collector`, `GET /v3/collector`: upstream answered 302 to its UI.
+pub async fn redirect_to_ui() -> Response {
+    (StatusCode::FOUND, [(header::LOCATION, "/")]).into_response()
+}
+
+/// Unix time in microseconds.
+fn now_us() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+pub async fn post_record(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let received_us = now_us();
+    let response = match receive(&state, &headers, body, received_us).await {
+        Ok(view) => {
+            state.metrics.accepted();
+            (StatusCode::CREATED, Json(view)).into_response()
+        }
+        Err(e) => {
+            if let AppError::Store(_) = e {
+                state.metrics.unavailable();
+            }
+            e.into_response()
+        }
+    };
+    state
+        .metrics
+        .observe_latency(started.elapsed().as_secs_f64());
+    response
+}
+
+fn declared_length(headers: &HeaderMap) -> Option<usize> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+async fn receive(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    received_us: i64,
+) -> Result<record::RecordView, AppError> {
+    let limit = state.body_limit;
+    let too_large = || {
+        state.metrics.rejected("too_large", "body");
+        tracing::warn!(limit, "record rejected: body too large");
+        AppError::TooLarge(limit)
+    };
+    if declared_length(headers).is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let body = to_bytes(body, limit).await.map_err(|_| too_large())?;
+    let raw = if record::is_json(headers, &body) {
+        record::from_json(headers, &body).map_err(|r| reject(state, &RawRecord::default(), r))?
+    } else {
+        record::from_headers(headers, &body)
+    };
+    let valid = record::validate(&raw, &state.telemetry_id).map_err(|r| reject(state, &raw, r))?;
+    let (machine_id, classification) = (valid.machine_id.clone(), valid.classification.clone());
+    match state.writer.submit(valid, received_us).await {
+        Ok(view) => Ok(view),
+        Err(e) => {
+            tracing::warn!(%machine_id, %classification, error = %e, "record not stored");
+            Err(e.into())
+        }
+    }
+}
+
+fn reject(state: &AppState, raw: &RawRecord, rejection: record::Rejection) -> AppError {
+    state
+        .metrics
+        .rejected(rejection.kind.as_str(), rejection.field);
+    tracing::warn!(
+        reason = rejection.kind.as_str(),
+        field = rejection.field,
+        message = %rejection.message,
+        machine_id = raw.get(Field::MachineId).unwrap_or("-"),
+        classification = raw.get(Field::Classification).unwrap_or("-"),
+        "record rejected"
+    );
+    AppError::Rejected(rejection)
+}

@@ -1,0 +1,53 @@
+//! The HTTP layer's error type: invalid input gets its message (400/413), an unavailable
+//! database a 503, and internal details only ever go to the log.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use crate::record::Rejection;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+    #[error("body larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("{0}")]
+    BadQuery(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn message(status: StatusCode, text: &str) -> Response {
+    (status, Json(json!({ "message": text }))).into_response()
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        match self {
+            AppError::Rejected(r) => message(StatusCode::BAD_REQUEST, &r.message),
+            AppError::TooLarge(limit) => message(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("record larger than {limit} bytes"),
+            ),
+            AppError::BadQuery(m) => message(StatusCode::BAD_REQUEST, &m),
+            AppError::Store(StoreError::Refused(_)) => {
+                message(StatusCode::BAD_REQUEST, "record refused by the database")
+            }
+            AppError::Store(StoreError::Unavailable(_)) => {
+                let mut response = message(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "database unavailable, retry later",
+                );
+                response.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from_static("120"),
+                );
+                response
+            }
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! Operational endpoints: `/healthz` (the process answers), `/readyz` (database reachable and
+//! schema current), `/metrics` (Prometheus text), and the minimal landing page at `GET /`.
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+
+use super::AppState;
+use crate::store::{count_records, schema_status};
+
+pub async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let check = async {
+        let client = state.pool.get().await.map_err(|e| e.to_string())?;
+        let status = schema_status(&client).await.map_err(|e| e.to_string())?;
+        if status.is_current() {
+            Ok(())
+        } else {
+            Err(format!(
+                "schema at version {} of {}: run `telem-collector migrate`",
+                status.current, status.latest
+            ))
+        }
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(2), check).await {
+        Ok(Ok(())) => (StatusCode::OK, "ready\n").into_response(),
+        Ok(Err(why)) => {
+            tracing::warn!(%why, "not ready");
+            (StatusCode::SERVICE_UNAVAILABLE, "database not ready\n").into_response()
+        }
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database check timed out\n",
+        )
+            .into_response(),
+    }
+}
+
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+pub async fn index(State(state): State<AppState>) -> Html<String> {
+    let count = match count_records(&state.pool).await {
+        Ok(n) => n.to_string(),
+        Err(_) => "unavailable".to_string(),
+    };
+    Html(format!(
+        "<!doctype html><html><head><title>Telemetry</title></head><body>\
+         <h1>Telemetry collector</h1><p>Stored records: {count}</p>\
+         <p><a href=\"/api/records?limit=100\">Latest records (JSON)</a> · \
+         <a href=\"/metrics\">Metrics</a></p></body></html>"
+    ))
+}

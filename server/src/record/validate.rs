@@ -1,0 +1,288 @@
+//! The upstream collector's validation rules (PROTOCOL.md, "Fields and validation"), plus the
+//! checks that keep a record from failing a batch in PostgreSQL (NUL characters, integers out of
+//! column range). Pure functions: a [`RawRecord`] in, a [`Record`] or a [`Rejection`] out.
+
+use super::{Field, RawRecord, Record, Rejection};
+
+const ARCHITECTURES: &[&str] = &[
+    "armv7l", "armv6l", "aarch64", "amd64", "sparc64", "ppc64", "i686", "i386", "x86_64", "ppc",
+];
+const NOT_AVAILABLE: &str = "N/A";
+const TID_FIELD: &str = "X-Telemetry-TID";
+
+/// Python's `string.printable`: ASCII letters, digits, punctuation and ` \t\n\r\x0b\x0c`.
+pub fn is_printable(s: &str) -> bool {
+    s.chars()
+        .all(|c| matches!(c, ' '..='~' | '\t' | '\n' | '\r' | '\x0b' | '\x0c'))
+}
+
+/// Python's `int()` on a string, as far as clients can send it: surrounding whitespace, an
+/// optional sign, ASCII digits with single `_` between them. `None` when not an integer or
+/// beyond i64 (which no column of ours can hold anyway).
+pub fn python_int(s: &str) -> Option<i64> {
+    let s = s.trim_matches(|c: char| c.is_ascii_whitespace());
+    let (negative, digits) = match s.as_bytes().first()? {
+        b'-' => (true, &s[1..]),
+        b'+' => (false, &s[1..]),
+        _ => (false, s),
+    };
+    if digits.is_empty()
+        || digits.starts_with('_')
+        || digits.ends_with('_')
+        || digits.contains("__")
+        || !digits.chars().all(|c| c.is_ascii_digit() || c == '_')
+    {
+        return None;
+    }
+    let value: i64 = digits.replace('_', "").parse().ok()?;
+    Some(if negative { -value } else { value })
+}
+
+fn strip_quotes(s: &str) -> &str {
+    s.trim_matches('"')
+}
+
+fn required(raw: &RawRecord, field: Field) -> Result<&str, Rejection> {
+    raw.get(field)
+        .ok_or_else(|| Rejection::missing(field.name()))
+}
+
+fn check_severity(v: &str) -> Result<i32, Rejection> {
+    match python_int(v) {
+        Some(n @ 1..=4) => Ok(n as i32),
+        _ => Err(Rejection::invalid(
+            "severity",
+            "must be an integer from 1 to 4",
+        )),
+    }
+}
+
+fn check_classification(v: &str) -> Result<(), Rejection> {
+    if v.split('/').count() == 3 {
+        Ok(())
+    } else {
+        Err(Rejection::invalid(
+            "classification",
+            "must have exactly three parts separated by /",
+        ))
+    }
+}
+
+fn check_machine_id(v: &str) -> Result<(), Rejection> {
+    if v.chars().count() <= 32 {
+        Ok(())
+    } else {
+        Err(Rejection::invalid(
+            "machine_id",
+            "longer than 32 characters",
+        ))
+    }
+}
+
+fn check_timestamp(v: &str) -> Result<i64, Rejection> {
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Rejection::invalid(
+            "creation_timestamp",
+            "must be decimal digits (unix seconds)",
+        ));
+    }
+    v.parse()
+        .map_err(|_| Rejection::invalid("creation_timestamp", "out of range"))
+}
+
+fn check_arch(v: &str) -> Result<(), Rejection> {
+    if ARCHITECTURES.contains(&v) {
+        Ok(())
+    } else {
+        Err(Rejection::invalid("arch", "unknown architecture"))
+    }
+}
+
+fn check_host_type(v: &str) -> Result<(), Rejection> {
+    if v.chars().count() < 250 {
+        Ok(())
+    } else {
+        Err(Rejection::invalid("host_type", "250 characters or longer"))
+    }
+}
+
+fn check_kernel_version(v: &str) -> Result<(), Rejection> {
+    let mut parts = v.splitn(3, '.');
+    let decimal =
+        |p: Option<&str>| p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    if decimal(parts.next()) && decimal(parts.next()) && parts.next().is_some() {
+        Ok(())
+    } else {
+        Err(Rejection::invalid(
+            "kernel_version",
+            "expected A.B.rest with A and B decimal",
+        ))
+    }
+}
+
+fn check_build(build: &str, system_name: Option<&str>) -> Result<String, Rejection> {
+    let build = strip_quotes(build);
+    let valid = if system_name == Some("clear-linux-os") {
+        !build.is_empty() && build.bytes().all(|b| b.is_ascii_digit())
+    } else {
+        !build.is_empty()
+            && build
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    };
+    if !valid {
+        let why = if system_name == Some("clear-linux-os") {
+            "must be digits on clear-linux-os"
+        } else {
+            "must match [-_a-zA-Z0-9.]+"
+        };
+        return Err(Rejection::invalid("build", why));
+    }
+    if build.chars().count() >= 200 {
+        return Err(Rejection::invalid("build", "200 characters or longer"));
+    }
+    Ok(build.to_string())
+}
+
+fn check_payload_version(v: &str) -> Result<i32, Rejection> {
+    match python_int(v) {
+        Some(n) if n < i64::from(i32::MAX) && n >= i64::from(i32::MIN) => Ok(n as i32),
+        Some(_) => Err(Rejection::invalid("payload_format_version", "out of range")),
+        None => Err(Rejection::invalid(
+            "payload_format_version",
+            "must be an integer",
+        )),
+    }
+}
+
+fn check_printable(field: Field, v: &str) -> Result<(), Rejection> {
+    if !is_printable(v) {
+        Err(Rejection::invalid(
+            field.name(),
+            "contains non-printable characters",
+        ))
+    } else if v.chars().count() >= 200 {
+        Err(Rejection::invalid(field.name(), "200 characters or longer"))
+    } else {
+        Ok(())
+    }
+}
+
+fn check_event_id(v: &str) -> Result<(), Rejection> {
+    if v.len() == 32 && v.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        Ok(())
+    } else {
+        Err(Rejection::invalid(
+            "event_id",
+            "must be 32 lowercase hex characters",
+        ))
+    }
+}
+
+/// Applies every rule, in upstream order (telemetry ID first).
+pub fn validate(raw: &RawRecord, telemetry_id: &str) -> Result<Record, Rejection> {
+    match raw.telemetry_id.as_deref() {
+        None => return Err(Rejection::missing(TID_FIELD)),
+        Some(tid) if tid != telemetry_id => {
+            return Err(Rejection::invalid(
+                TID_FIELD,
+                "does not match this collector",
+            ))
+        }
+        Some(_) => {}
+    }
+    // PostgreSQL text cannot hold NUL: refuse it here so it never reaches a batch.
+    for field in Field::ALL {
+        if raw.get(field).is_some_and(|v| v.contains('\0')) {
+            return Err(Rejection::nul(field.name()));
+        }
+    }
+    if raw.payload.contains('\0') {
+        return Err(Rejection::nul("payload"));
+    }
+
+    let record_version = match python_int(required(raw, Field::RecordFormatVersion)?) {
+        Some(n @ 1..=4) => n as i32,
+        _ => {
+            return Err(Rejection::invalid(
+                "record_format_version",
+                "must be 1, 2, 3 or 4",
+            ))
+        }
+    };
+    let classification = required(raw, Field::Classification)?;
+    check_classification(classification)?;
+    let severity = check_severity(required(raw, Field::Severity)?)?;
+    let machine_id = required(raw, Field::MachineId)?;
+    check_machine_id(machine_id)?;
+    let timestamp_client = check_timestamp(required(raw, Field::CreationTimestamp)?)?;
+    let arch = required(raw, Field::Arch)?;
+    check_arch(arch)?;
+    let host_type = required(raw, Field::HostType)?;
+    check_host_type(host_type)?;
+    let build = required(raw, Field::Build)?;
+    let kernel_version = required(raw, Field::KernelVersion)?;
+    check_kernel_version(kernel_version)?;
+
+    let (payload_version, system_name) = if record_version >= 2 {
+        let pv = check_payload_version(required(raw, Field::PayloadFormatVersion)?)?;
+        let sn = strip_quotes(required(raw, Field::SystemName)?).to_string();
+        (Some(pv), Some(sn))
+    } else {
+        (None, None)
+    };
+    let build = check_build(build, system_name.as_deref())?;
+
+    let optional_info = |field: Field| -> Result<String, Rejection> {
+        if record_version >= 3 {
+            let v = required(raw, field)?;
+            check_printable(field, v)?;
+            Ok(v.to_string())
+        } else {
+            // Upstream stored N/A here; keep what v1.14.0 clients sent when it is valid.
+            Ok(raw
+                .get(field)
+                .filter(|v| check_printable(field, v).is_ok())
+                .unwrap_or(NOT_AVAILABLE)
+                .to_string())
+        }
+    };
+    let board_name = optional_info(Field::BoardName)?;
+    let cpu_model = optional_info(Field::CpuModel)?;
+    let bios_version = optional_info(Field::BiosVersion)?;
+
+    let event_id = if record_version >= 4 {
+        let v = required(raw, Field::EventId)?;
+        check_event_id(v)?;
+        v.to_string()
+    } else {
+        NOT_AVAILABLE.to_string()
+    };
+
+    Ok(Record {
+        record_version,
+        severity,
+        classification: classification.to_string(),
+        machine_id: machine_id.to_string(),
+        timestamp_client,
+        architecture: arch.to_string(),
+        host_type: host_type.to_string(),
+        build,
+        kernel_version: kernel_version.to_string(),
+        payload_version,
+        system_name,
+        board_name,
+        cpu_model,
+        bios_version,
+        event_id,
+        external: raw
+            .external
+            .as_deref()
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true")),
+        payload: raw.payload.clone(),
+    })
+}
+
+#[cfg(test)]
+#[path = "validate_tests.rs"]
+mod tests;

@@ -1,0 +1,85 @@
+//! Embedded schema migrations: applied in order by `telem-collector migrate` (idempotent, under
+//! an advisory lock), and checked by `serve`, which refuses to run on a schema that is behind.
+
+use tokio_postgres::Client;
+
+/// (version, name, SQL), in order. Never edit an applied migration: add a new one.
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "upstream_schema",
+        include_str!("../../migrations/0001_upstream_schema.sql"),
+    ),
+    (
+        2,
+        "query_indexes",
+        include_str!("../../migrations/0002_query_indexes.sql"),
+    ),
+];
+
+const TRACKING_TABLE: &str = "CREATE TABLE IF NOT EXISTS telem_collector_migrations (
+    version integer PRIMARY KEY,
+    name text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+)";
+
+/// Where the database stands against the embedded migrations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SchemaStatus {
+    pub current: i32,
+    pub latest: i32,
+}
+
+impl SchemaStatus {
+    pub fn is_current(&self) -> bool {
+        self.current >= self.latest
+    }
+}
+
+fn latest() -> i32 {
+    MIGRATIONS.last().map_or(0, |m| m.0)
+}
+
+/// Reads the applied version (0 on an empty database).
+pub async fn schema_status(client: &Client) -> Result<SchemaStatus, tokio_postgres::Error> {
+    let row = client
+        .query_one(
+            "SELECT CASE WHEN to_regclass('telem_collector_migrations') IS NULL THEN 0
+                    ELSE (SELECT coalesce(max(version), 0) FROM telem_collector_migrations) END",
+            &[],
+        )
+        .await?;
+    Ok(SchemaStatus {
+        current: row.get(0),
+        latest: latest(),
+    })
+}
+
+/// Applies every missing migration in one transaction; returns the versions applied.
+pub async fn migrate(client: &mut Client) -> Result<Vec<i32>, tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock(7291634)", &[])
+        .await?;
+    tx.batch_execute(TRACKING_TABLE).await?;
+    let applied: Vec<i32> = tx
+        .query("SELECT version FROM telem_collector_migrations", &[])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut done = Vec::new();
+    for (version, name, sql) in MIGRATIONS {
+        if applied.contains(version) {
+            continue;
+        }
+        tx.batch_execute(sql).await?;
+        tx.execute(
+            "INSERT INTO telem_collector_migrations (version, name) VALUES ($1, $2)",
+            &[version, name],
+        )
+        .await?;
+        done.push(*version);
+    }
+    tx.commit().await?;
+    Ok(done)
+}

@@ -1,0 +1,283 @@
+//! Group commit. Request handlers hand validated records to one batching task, which gathers
+//! whatever arrived concurrently (up to `max_records`, waiting at most `max_wait` for more) and
+//! inserts each batch with a single multi-row statement in one transaction. A handler learns
+//! its record's id only after that transaction committed, so a 201 always means "stored".
+//! A batch that fails for a data reason is retried record by record, so only the bad record
+//! fails; a database outage fails the batch quickly (bounded by timeouts) as `Unavailable`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::{timeout, timeout_at, Instant};
+
+use super::StoreError;
+use crate::metrics::Metrics;
+use crate::record::{Record, RecordView};
+
+/// Upper bound for one batch's transaction, so a hung database becomes a 503 in time.
+const BATCH_TIMEOUT: Duration = Duration::from_millis(1500);
+/// Upper bound for a request waiting on its record's commit (the client's is 10 s; ours 2 s).
+const SUBMIT_TIMEOUT: Duration = Duration::from_millis(1900);
+
+const INSERT_SQL: &str = "
+WITH input AS (
+    SELECT nextval('records_id_seq')::int4 AS id, u.*
+    FROM unnest($1::int4[], $2::int4[], $3::text[], $4::text[], $5::int8[], $6::text[],
+                $7::text[], $8::text[], $9::text[], $10::int4[], $11::text[], $12::text[],
+                $13::text[], $14::text[], $15::text[], $16::bool[], $17::text[], $18::int8[])
+         WITH ORDINALITY AS u(record_version, severity, classification, machine_id,
+                              timestamp_client, architecture, host_type, build, kernel_version,
+                              payload_version, system_name, board_name, cpu_model, bios_version,
+                              event_id, external, payload, timestamp_server_us, ord)
+), inserted AS (
+    INSERT INTO records (id, record_version, severity, classification, machine_id,
+                         timestamp_client, architecture, host_type, build, kernel_version,
+                         payload_version, system_name, board_name, cpu_model, bios_version,
+                         event_id, external, payload, timestamp_server, processed)
+    SELECT id, record_version, severity, classification, machine_id, timestamp_client,
+           architecture, host_type, build, kernel_version, payload_version, system_name,
+           board_name, cpu_model, bios_version, event_id, external, payload,
+           round(timestamp_server_us::numeric / 1000000, 6), false
+    FROM input
+    ON CONFLICT (machine_id, event_id, timestamp_client) WHERE record_version = 4 DO NOTHING
+    RETURNING id
+)
+SELECT input.ord, input.id, inserted.id IS NOT NULL
+FROM input LEFT JOIN inserted ON inserted.id = input.id
+ORDER BY input.ord";
+
+const EXISTING_SQL: &str = "
+SELECT id, timestamp_server::float8 FROM records
+WHERE record_version = 4 AND machine_id = $1 AND event_id = $2
+  AND timestamp_client = $3::int8::numeric";
+
+/// A record waiting for its batch.
+struct Job {
+    record: Record,
+    /// Reception time, unix microseconds.
+    received_us: i64,
+    reply: oneshot::Sender<Result<RecordView, StoreError>>,
+}
+
+/// Tuning of the batching task.
+#[derive(Debug, Clone, Copy)]
+pub struct WriterOptions {
+    pub max_records: usize,
+    pub max_wait: Duration,
+    /// Batches committing at the same time.
+    pub concurrency: usize,
+    /// Records that may wait for a batch before new ones get a 503.
+    pub queue: usize,
+}
+
+/// The handle request handlers submit records through. Dropping every clone lets the task
+/// flush what is queued and end.
+#[derive(Clone)]
+pub struct Writer {
+    tx: mpsc::Sender<Job>,
+}
+
+impl Writer {
+    /// Starts the batching task; await the handle after dropping all writers to flush.
+    pub fn spawn(
+        pool: Pool,
+        options: WriterOptions,
+        metrics: Arc<Metrics>,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(options.queue.max(1));
+        let handle = tokio::spawn(run(rx, pool, options, metrics));
+        (Self { tx }, handle)
+    }
+
+    /// Queues a record and waits until its transaction committed (or failed).
+    pub async fn submit(&self, record: Record, received_us: i64) -> Result<RecordView, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            record,
+            received_us,
+            reply,
+        };
+        self.tx.try_send(job).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => {
+                StoreError::Unavailable("write queue full".into())
+            }
+            mpsc::error::TrySendError::Closed(_) => StoreError::Unavailable("shutting down".into()),
+        })?;
+        match timeout(SUBMIT_TIMEOUT, answer).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(StoreError::Unavailable("writer stopped".into())),
+            Err(_) => Err(StoreError::Unavailable(
+                "timed out waiting for commit".into(),
+            )),
+        }
+    }
+}
+
+fn fill(rx: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>, max: usize) {
+    while batch.len() < max {
+        match rx.try_recv() {
+            Ok(job) => batch.push(job),
+            Err(_) => break,
+        }
+    }
+}
+
+async fn run(
+    mut rx: mpsc::Receiver<Job>,
+    pool: Pool,
+    options: WriterOptions,
+    metrics: Arc<Metrics>,
+) {
+    let permits = Arc::new(Semaphore::new(options.concurrency.max(1)));
+    let mut tasks = JoinSet::new();
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        fill(&mut rx, &mut batch, options.max_records);
+        if batch.len() < options.max_records && !options.max_wait.is_zero() {
+            let deadline = Instant::now() + options.max_wait;
+            while batch.len() < options.max_records {
+                match timeout_at(deadline, rx.recv()).await {
+                    Ok(Some(job)) => batch.push(job),
+                    _ => break,
+                }
+            }
+        }
+        // While every permit is busy committing, more records queue up and join this batch.
+        let permit = permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        fill(&mut rx, &mut batch, options.max_records);
+        let pool = pool.clone();
+        let metrics = metrics.clone();
+        tasks.spawn(async move {
+            write_batch(&pool, batch, &metrics).await;
+            drop(permit);
+        });
+        while tasks.try_join_next().is_some() {}
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// Writes one batch and answers every job in it.
+async fn write_batch(pool: &Pool, batch: Vec<Job>, metrics: &Metrics) {
+    metrics.observe_batch(batch.len());
+    let result = timeout(BATCH_TIMEOUT, insert(pool, &batch)).await;
+    let outcome = match result {
+        Ok(outcome) => outcome,
+        Err(_) => Err(StoreError::Unavailable("batch timed out".into())),
+    };
+    match outcome {
+        Ok(views) => {
+            for (job, view) in batch.into_iter().zip(views) {
+                let _ = job.reply.send(Ok(view));
+            }
+        }
+        Err(StoreError::Refused(why)) if batch.len() > 1 => {
+            metrics.database_error();
+            tracing::warn!(records = batch.len(), error = %why, "batch refused, retrying record by record");
+            for job in batch {
+                let single = std::slice::from_ref(&job);
+                let result = match timeout(BATCH_TIMEOUT, insert(pool, single)).await {
+                    Ok(Ok(mut views)) => Ok(views.remove(0)),
+                    Ok(Err(e)) => Err(e),
+                    Err(_) => Err(StoreError::Unavailable("insert timed out".into())),
+                };
+                if result.is_err() {
+                    metrics.database_error();
+                }
+                let _ = job.reply.send(result);
+            }
+        }
+        Err(e) => {
+            metrics.database_error();
+            tracing::warn!(records = batch.len(), error = %e, "batch failed");
+            for job in batch {
+                let _ = job.reply.send(Err(e.clone()));
+            }
+        }
+    }
+}
+
+/// One transaction: the multi-row insert, then the ids of already stored resends.
+async fn insert(pool: &Pool, batch: &[Job]) -> Result<Vec<RecordView>, StoreError> {
+    let mut client = pool.get().await?;
+    let statement = client.prepare_cached(INSERT_SQL).await?;
+    let r = |f: fn(&Record) -> &str| batch.iter().map(|j| f(&j.record)).collect::<Vec<_>>();
+    let record_version: Vec<i32> = batch.iter().map(|j| j.record.record_version).collect();
+    let severity: Vec<i32> = batch.iter().map(|j| j.record.severity).collect();
+    let timestamp_client: Vec<i64> = batch.iter().map(|j| j.record.timestamp_client).collect();
+    let payload_version: Vec<Option<i32>> =
+        batch.iter().map(|j| j.record.payload_version).collect();
+    let system_name: Vec<Option<&str>> = batch
+        .iter()
+        .map(|j| j.record.system_name.as_deref())
+        .collect();
+    let external: Vec<bool> = batch.iter().map(|j| j.record.external).collect();
+    let received: Vec<i64> = batch.iter().map(|j| j.received_us).collect();
+    let classification = r(|x| &x.classification);
+    let machine_id = r(|x| &x.machine_id);
+    let architecture = r(|x| &x.architecture);
+    let host_type = r(|x| &x.host_type);
+    let build = r(|x| &x.build);
+    let kernel_version = r(|x| &x.kernel_version);
+    let board_name = r(|x| &x.board_name);
+    let cpu_model = r(|x| &x.cpu_model);
+    let bios_version = r(|x| &x.bios_version);
+    let event_id = r(|x| &x.event_id);
+    let payload = r(|x| &x.payload);
+
+    let tx = client.transaction().await?;
+    let rows = tx
+        .query(
+            &statement,
+            &[
+                &record_version,
+                &severity,
+                &classification,
+                &machine_id,
+                &timestamp_client,
+                &architecture,
+                &host_type,
+                &build,
+                &kernel_version,
+                &payload_version,
+                &system_name,
+                &board_name,
+                &cpu_model,
+                &bios_version,
+                &event_id,
+                &external,
+                &payload,
+                &received,
+            ],
+        )
+        .await?;
+    let mut views = Vec::with_capacity(batch.len());
+    for (job, row) in batch.iter().zip(&rows) {
+        let id: i32 = row.get(1);
+        let inserted: bool = row.get(2);
+        let view = if inserted {
+            RecordView::new(id, &job.record, job.received_us as f64 / 1e6)
+        } else {
+            let existing = tx
+                .query_one(
+                    EXISTING_SQL,
+                    &[
+                        &job.record.machine_id,
+                        &job.record.event_id,
+                        &job.record.timestamp_client,
+                    ],
+                )
+                .await?;
+            RecordView::new(existing.get(0), &job.record, existing.get(1))
+        };
+        views.push(view);
+    }
+    tx.commit().await?;
+    Ok(views)
+}
