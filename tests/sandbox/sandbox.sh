@@ -287,7 +287,7 @@ cmd_strace() {
         # Commands are forked by the container's systemd: trace it (and thus every new process).
         target=$P
     fi
-    strace -f -qq -e trace=execve -s 4096 -o "$out" -p "$target" 2>"$D/strace.err" &
+    strace -f -qq -e trace=execve -e signal=none -s 4096 -o "$out" -p "$target" 2>"$D/strace.err" &
     spid=$!
     for i in $(seq 1000); do
         [ "$(awk '/^TracerPid:/ { print $2 }' "/proc/$target/status" 2>/dev/null)" = "$spid" ] && break
@@ -300,7 +300,9 @@ cmd_strace() {
     else
         (run_inside) <&3 || rc=$?
     fi
-    # Detach (daemons started by the command keep running, untraced); strace flushes its file.
+    # Detach after a short grace (children the command left behind may still be exec'ing);
+    # daemons keep running, untraced. strace flushes its file on SIGINT.
+    sleep "${TELEM_SANDBOX_STRACE_GRACE:-0.3}"
     kill -INT "$spid" 2>/dev/null || true
     wait "$spid" 2>/dev/null || true
     rm -f "$fifo"
