@@ -1,0 +1,6 @@
+//! Integration tests of telem-collector against a real PostgreSQL started by the harness
+//! (see `pg.rs`). One test binary, one shared cluster, one database per test.
+
+mod harness;
+mod pg;
+mod replay;
