@@ -4,3 +4,4 @@
 mod harness;
 mod pg;
 mod replay;
+mod router;
