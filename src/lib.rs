@@ -1,1 +1,56 @@
-//! telem-deploy library.
+//! telem-deploy: declarative, idempotent provisioning of a Clear Linux telemetry backend.
+//!
+//! Data flows one way: `cli` (raw flags) → `options` (resolved) → `recipe` (YAML, expanded)
+//! → `engine` (check, then change only what differs, through the `host` boundary) → `report`.
+
+pub mod app;
+pub mod cli;
+pub mod context;
+pub mod engine;
+pub mod error;
+pub mod host;
+pub mod options;
+pub mod password;
+pub mod progress;
+pub mod recipe;
+pub mod render;
+pub mod report;
+pub mod secret;
+pub mod state;
+
+use std::ffi::OsString;
+
+pub use error::Error;
+
+/// What `main` needs: run with these arguments on this machine, get the exit code.
+pub fn run<I, T>(args: I) -> u8
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match cli::Cli::try_parse_args(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return u8::try_from(e.exit_code()).unwrap_or(2);
+        }
+    };
+    let host = host::LocalHost;
+    let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr());
+    let mut io = app::Io {
+        out: &mut out,
+        err: &mut err,
+    };
+    match app::run_cli(cli, &host, &mut io) {
+        Ok(code) => code,
+        Err(e @ Error::Recipe(_)) => {
+            // Recipe errors carry their own `error:` lines.
+            eprintln!("{e}");
+            e.exit_code()
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+    }
+}

@@ -1,0 +1,258 @@
+//! The raw command line, as close to what the user typed as possible.
+//!
+//! Flags and defaults follow the old `deploy.sh` (`-a -d -H -r -s -t -u -h`); everything the
+//! program derives from them (detected distro, password source, colour) is resolved later in
+//! `options`. This module must never touch the host.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Provision a Clear Linux telemetry backend: PostgreSQL, nginx and the telem-collector.
+#[derive(Debug, Parser)]
+#[command(
+    name = "telem-deploy",
+    version,
+    disable_help_flag = true,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    after_help = "The database password may also come from the environment variable TELEM_DB_PASSWORD \
+(after --db-password-file and --db-password-stdin); it is removed from every child's environment.\n\n\
+Examples:\n  telem-deploy -a install -d clr -H localhost --dry-run\n  telem-deploy -a install -H telemetry.example.com --db-password-file /root/db.pass"
+)]
+pub struct Cli {
+    /// Action to perform.
+    #[arg(short = 'a', long = "action", value_enum, default_value_t = Action::Deploy)]
+    pub action: Action,
+
+    /// Target distribution [default: detected from /etc/os-release, else ubuntu].
+    #[arg(short = 'd', long = "distro", value_enum)]
+    pub distro: Option<Distro>,
+
+    /// Domain name nginx serves (also used for the health check's Host header).
+    #[arg(short = 'H', long = "host", value_name = "DOMAIN", required = true)]
+    pub host: Option<String>,
+
+    /// Repository of the optional legacy web UI snapshot.
+    #[arg(
+        short = 'r',
+        long = "repo",
+        default_value = "https://github.com/clearlinux/telemetrics-backend"
+    )]
+    pub repo: String,
+
+    /// Branch or tag (git) or tarball path (tarball) of the legacy web UI snapshot.
+    #[arg(short = 's', long = "source", default_value = "master")]
+    pub source: String,
+
+    /// Kind of snapshot given by -s.
+    #[arg(short = 't', long = "type", value_enum, default_value_t = SourceType::Git)]
+    pub source_type: SourceType,
+
+    /// Complete uninstallation: also remove the packages this tool installed.
+    #[arg(short = 'u', long = "purge")]
+    pub purge: bool,
+
+    /// Print help.
+    #[arg(short = 'h', long = "help", action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
+
+    /// Show the plan and change nothing.
+    #[arg(long = "dry-run", visible_alias = "plan")]
+    pub dry_run: bool,
+
+    /// Output format; with json, stdout holds exactly one JSON document.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+
+    /// Answer yes to confirmations (resetdb, uninstall).
+    #[arg(long, short = 'y', env = "TELEM_DEPLOY_YES")]
+    pub yes: bool,
+
+    /// Read the database password from FILE (first line).
+    #[arg(long, value_name = "FILE", conflicts_with = "db_password_stdin")]
+    pub db_password_file: Option<PathBuf>,
+
+    /// Read the database password from standard input (first line).
+    #[arg(long)]
+    pub db_password_stdin: bool,
+
+    /// Use recipes from DIR instead of the built-in ones (DIR/<distro>.yaml).
+    #[arg(long, value_name = "DIR")]
+    pub recipes: Option<PathBuf>,
+
+    /// Use templates from DIR instead of the built-in ones.
+    #[arg(long, value_name = "DIR")]
+    pub templates: Option<PathBuf>,
+
+    /// With --dry-run: exit 0 when nothing would change, 3 when changes are pending.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+
+    /// Do not write a pg_dump backup before resetdb or uninstall drop the database.
+    #[arg(long)]
+    pub no_backup: bool,
+
+    /// Install this telem-collector binary instead of the one bundled next to telem-deploy.
+    #[arg(long, value_name = "PATH")]
+    pub collector_bin: Option<PathBuf>,
+
+    /// Also deploy the legacy web UI (uWSGI) from the -r/-s/-t snapshot.
+    #[arg(long)]
+    pub webapp: bool,
+
+    /// Service manager: systemd, or direct (the tool runs the daemons itself) [default: auto,
+    /// systemd when it is PID 1].
+    #[arg(long, value_enum, default_value_t = ServiceManagerArg::Auto)]
+    pub service_manager: ServiceManagerArg,
+
+    /// More output (commands as they run).
+    #[arg(short = 'v', long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// When to use colour (NO_COLOR is honoured with auto).
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print shell completions to stdout.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Internal: PostgreSQL administration as the postgres OS user (reads a request on stdin).
+    #[command(name = "__pg-admin", hide = true)]
+    PgAdmin,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, ValueEnum)]
+pub enum Action {
+    Deploy,
+    Install,
+    Migrate,
+    Resetdb,
+    Restart,
+    Uninstall,
+}
+
+impl Action {
+    pub const ALL: [Action; 6] = [
+        Action::Deploy,
+        Action::Install,
+        Action::Migrate,
+        Action::Resetdb,
+        Action::Restart,
+        Action::Uninstall,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Deploy => "deploy",
+            Action::Install => "install",
+            Action::Migrate => "migrate",
+            Action::Resetdb => "resetdb",
+            Action::Restart => "restart",
+            Action::Uninstall => "uninstall",
+        }
+    }
+
+    /// Actions that destroy data and so ask for confirmation.
+    pub fn is_destructive(self) -> bool {
+        matches!(self, Action::Resetdb | Action::Uninstall)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum)]
+pub enum Distro {
+    Clr,
+    Ubuntu,
+    Centos,
+    Debian,
+}
+
+impl Distro {
+    pub const ALL: [Distro; 4] = [Distro::Clr, Distro::Ubuntu, Distro::Centos, Distro::Debian];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Distro::Clr => "clr",
+            Distro::Ubuntu => "ubuntu",
+            Distro::Centos => "centos",
+            Distro::Debian => "debian",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ServiceManagerArg {
+    Auto,
+    Systemd,
+    Direct,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SourceType {
+    Git,
+    Tarball,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+impl Cli {
+    /// Parse arguments; clap errors (exit 2 with usage) are returned, not printed.
+    pub fn try_parse_args<I, T>(args: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        Cli::try_parse_from(args)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_match_deploy_sh() {
+        let cli = Cli::try_parse_args(["telem-deploy", "-H", "localhost"]).unwrap();
+        assert_eq!(cli.action, Action::Deploy);
+        assert_eq!(
+            cli.repo,
+            "https://github.com/clearlinux/telemetrics-backend"
+        );
+        assert_eq!(cli.source, "master");
+        assert_eq!(cli.source_type, SourceType::Git);
+        assert_eq!(cli.distro, None);
+        assert!(!cli.purge);
+    }
+
+    #[test]
+    fn completions_do_not_need_host() {
+        let cli = Cli::try_parse_args(["telem-deploy", "completions", "bash"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::Completions { .. })));
+    }
+}

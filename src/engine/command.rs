@@ -1,0 +1,89 @@
+//! `command` steps: a program run only when its guards say it is needed (`creates`,
+//! `removes`, `unless`, `only_if`), so a re-run changes nothing.
+
+use std::path::Path;
+
+use super::{Check, Engine, StepError};
+use crate::host::Cmd;
+use crate::recipe::model::CommandStep;
+
+/// `Some(reason)` when the guards say the command need not run; `Err` when a guard cannot be
+/// evaluated yet (its program is installed by an earlier step).
+fn skip_reason(
+    eng: &Engine,
+    step: &CommandStep,
+) -> Result<Option<String>, Result<String, StepError>> {
+    let exists = |p: &str| {
+        eng.host
+            .stat(Path::new(p))
+            .map(|m| m.is_some())
+            .map_err(|e| Err(StepError::host(e)))
+    };
+    if let Some(p) = &step.creates {
+        if exists(p)? {
+            return Ok(Some(format!("{p} exists")));
+        }
+    }
+    if let Some(p) = &step.removes {
+        if !exists(p)? {
+            return Ok(Some(format!("{p} does not exist")));
+        }
+    }
+    let guard = |argv: &[String]| -> Result<bool, Result<String, StepError>> {
+        if eng.host.which(&argv[0]).is_none() && !argv[0].starts_with('/') {
+            return Err(Ok(format!("`{}` is installed by an earlier step", argv[0])));
+        }
+        let out = eng
+            .host
+            .run(&Cmd::new(argv.to_vec()))
+            .map_err(|e| Err(StepError::host(e)))?;
+        Ok(out.success())
+    };
+    if let Some(argv) = &step.only_if {
+        if !guard(argv)? {
+            return Ok(Some(format!(
+                "not needed (`{}` fails)",
+                Cmd::new(argv.to_vec()).display()
+            )));
+        }
+    }
+    if let Some(argv) = &step.unless {
+        if guard(argv)? {
+            return Ok(Some(format!(
+                "already done (`{}` succeeds)",
+                Cmd::new(argv.to_vec()).display()
+            )));
+        }
+    }
+    Ok(None)
+}
+
+pub fn check(eng: &Engine, step: &CommandStep) -> Result<Check, StepError> {
+    match skip_reason(eng, step) {
+        Ok(Some(why)) => Ok(Check::ok(why)),
+        Ok(None) => Ok(Check::change1(format!(
+            "run: {}",
+            Cmd::new(step.run.clone()).display()
+        ))),
+        Err(Ok(why)) => {
+            let mut c = Check::unknown(why);
+            c.changes.push(format!(
+                "run if needed: {}",
+                Cmd::new(step.run.clone()).display()
+            ));
+            Ok(c)
+        }
+        Err(Err(e)) => Err(e),
+    }
+}
+
+pub fn apply(eng: &Engine, step: &CommandStep) -> Result<(), StepError> {
+    match skip_reason(eng, step) {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => eng.run_ok(&Cmd::new(step.run.clone())).map(drop),
+        Err(Ok(why)) => Err(StepError::msg(format!(
+            "cannot evaluate the step's guard: {why}"
+        ))),
+        Err(Err(e)) => Err(e),
+    }
+}

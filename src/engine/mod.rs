@@ -1,0 +1,319 @@
+//! The engine: for each step, `check` (is the host already in the desired state, and if not,
+//! what would change?) and `apply` (change only what differs).
+//!
+//! A dry run calls only `check`. Checks only read the host; everything that changes it is in
+//! `apply`. Services notified by a changed file are queued and reloaded or restarted once, at
+//! their `service` step or at the end of the run (also when a later step failed).
+
+mod command;
+mod files;
+mod health;
+mod packages;
+pub mod pgadmin;
+pub mod pkg;
+mod postgres;
+mod service;
+pub mod svc;
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::host::{Cmd, CmdOutput, Host, HostError};
+use crate::options::Options;
+use crate::recipe::expand::Compiled;
+use crate::recipe::model::{Condition, ServiceDef};
+use crate::recipe::{Step, StepKind};
+use crate::render::Templates;
+use crate::secret::Secret;
+use crate::state::State;
+
+pub use svc::Manager;
+
+/// What a check found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Already in the desired state.
+    Ok,
+    /// Would change (see `changes`).
+    Change,
+    /// Cannot be known before an earlier step has been applied.
+    Unknown,
+    /// A precondition is missing (e.g. "run the install action first").
+    Blocked,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub status: Status,
+    /// What would change (or why it is ok / unknown / blocked).
+    pub changes: Vec<String>,
+    /// A unified diff for files (secrets masked).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diff: Option<String>,
+}
+
+impl Check {
+    pub fn ok(why: impl Into<String>) -> Check {
+        Check {
+            status: Status::Ok,
+            changes: vec![why.into()],
+            diff: None,
+        }
+    }
+    pub fn change(what: Vec<String>) -> Check {
+        Check {
+            status: Status::Change,
+            changes: what,
+            diff: None,
+        }
+    }
+    pub fn change1(what: impl Into<String>) -> Check {
+        Check::change(vec![what.into()])
+    }
+    pub fn unknown(why: impl Into<String>) -> Check {
+        Check {
+            status: Status::Unknown,
+            changes: vec![why.into()],
+            diff: None,
+        }
+    }
+    pub fn blocked(why: impl Into<String>) -> Check {
+        Check {
+            status: Status::Blocked,
+            changes: vec![why.into()],
+            diff: None,
+        }
+    }
+}
+
+/// Why a step failed: a message, and the command and its stderr when there was one.
+#[derive(Debug, Clone)]
+pub struct StepError {
+    pub message: String,
+    pub command: Option<String>,
+    pub stderr_tail: Option<String>,
+}
+
+impl StepError {
+    pub fn msg(m: impl Into<String>) -> StepError {
+        StepError {
+            message: m.into(),
+            command: None,
+            stderr_tail: None,
+        }
+    }
+    pub fn host(e: HostError) -> StepError {
+        StepError::msg(e.0)
+    }
+    pub fn command(cmd: &Cmd, out: &CmdOutput) -> StepError {
+        let how = match out.code {
+            Some(c) => format!("exited with status {c}"),
+            None => "was killed by a signal".to_owned(),
+        };
+        StepError {
+            message: format!("`{}` {how}", cmd.argv[0]),
+            command: Some(cmd.display()),
+            stderr_tail: Some(out.tail()),
+        }
+    }
+}
+
+pub const INSTALL_FIRST: &str =
+    "run the install action first (no collector config with the database password)";
+
+/// Everything the steps need, for one run of one action.
+pub struct Engine<'a> {
+    pub host: &'a dyn Host,
+    pub opts: &'a Options,
+    pub recipe: &'a Compiled,
+    pub templates: &'a Templates,
+    /// The recipe's variables for templates (no secrets in it).
+    pub vars: tera::Context,
+    pub pm: pkg::PackageManager,
+    pub services: svc::Services<'a>,
+    /// The password the database role should have, when known.
+    pub password: Option<Secret>,
+    /// The password the collector config on disk holds.
+    pub stored_password: Option<Secret>,
+    /// The action needs an earlier install that has not happened.
+    pub needs_install: bool,
+    /// Whether TLS is configured (a certificate is present).
+    pub tls: bool,
+    pub state: RefCell<State>,
+    pending: RefCell<BTreeSet<String>>,
+    applying: Cell<bool>,
+}
+
+impl<'a> Engine<'a> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        host: &'a dyn Host,
+        opts: &'a Options,
+        recipe: &'a Compiled,
+        templates: &'a Templates,
+        vars: tera::Context,
+        manager: Manager,
+        state: State,
+        tls: bool,
+    ) -> Engine<'a> {
+        Engine {
+            host,
+            opts,
+            recipe,
+            templates,
+            vars,
+            pm: pkg::PackageManager::new(recipe.recipe.package_manager),
+            services: svc::Services { host, manager },
+            password: None,
+            stored_password: None,
+            needs_install: false,
+            tls,
+            state: RefCell::new(state),
+            pending: RefCell::new(BTreeSet::new()),
+            applying: Cell::new(false),
+        }
+    }
+
+    /// Does every condition of the step hold for this run?
+    pub fn applies(&self, step: &Step) -> bool {
+        step.when.iter().all(|c| match c {
+            Condition::Systemd => self.services.manager == Manager::Systemd,
+            Condition::Direct => self.services.manager == Manager::Direct,
+            Condition::Purge => self.opts.purge,
+            Condition::Webapp => self.opts.webapp,
+            Condition::NoWebapp => !self.opts.webapp,
+            Condition::Tls => self.tls,
+        })
+    }
+
+    pub fn check(&self, step: &Step) -> Result<Check, StepError> {
+        match &step.kind {
+            StepKind::Packages(s) => packages::check(self, s),
+            StepKind::Directory(s) => files::check_directory(self, s),
+            StepKind::File(s) => files::check_file(self, s),
+            StepKind::Symlink(s) => files::check_symlink(self, s),
+            StepKind::Remove(s) => files::check_remove(self, s),
+            StepKind::Service(s) => service::check(self, s),
+            StepKind::PostgresRole(s) => postgres::check_role(self, s),
+            StepKind::PostgresDatabase(s) => postgres::check_database(self, s),
+            StepKind::PostgresPassword(s) => postgres::check_password(self, s),
+            StepKind::PostgresBackup(s) => postgres::check_backup(self, s),
+            StepKind::Migrate(s) => postgres::check_migrate(self, s),
+            StepKind::Command(s) => command::check(self, s),
+            StepKind::Health(s) => health::check(self, s),
+        }
+    }
+
+    pub fn apply(&self, step: &Step) -> Result<(), StepError> {
+        self.applying.set(true);
+        match &step.kind {
+            StepKind::Packages(s) => packages::apply(self, s),
+            StepKind::Directory(s) => files::apply_directory(self, s),
+            StepKind::File(s) => files::apply_file(self, s),
+            StepKind::Symlink(s) => files::apply_symlink(self, s),
+            StepKind::Remove(s) => files::apply_remove(self, s),
+            StepKind::Service(s) => service::apply(self, s),
+            StepKind::PostgresRole(s) => postgres::apply_role(self, s),
+            StepKind::PostgresDatabase(s) => postgres::apply_database(self, s),
+            StepKind::PostgresPassword(s) => postgres::apply_password(self, s),
+            StepKind::PostgresBackup(s) => postgres::apply_backup(self, s),
+            StepKind::Migrate(s) => postgres::apply_migrate(self, s),
+            StepKind::Command(s) => command::apply(self, s),
+            StepKind::Health(s) => health::apply(self, s),
+        }
+    }
+
+    /// True while applying (checks then may wait for services; in a dry run they never do).
+    pub fn is_applying(&self) -> bool {
+        self.applying.get()
+    }
+
+    /// Services a step's change notifies.
+    pub fn notifies<'s>(&self, step: &'s Step) -> &'s [String] {
+        match &step.kind {
+            StepKind::File(s) => &s.notify,
+            StepKind::Symlink(s) => &s.notify,
+            StepKind::Remove(s) => &s.notify,
+            StepKind::Command(s) => &s.notify,
+            _ => &[],
+        }
+    }
+
+    pub fn queue(&self, services: &[String]) {
+        self.pending.borrow_mut().extend(services.iter().cloned());
+    }
+
+    /// Is a notification queued for `name`?
+    pub fn pending_for(&self, name: &str) -> bool {
+        self.pending.borrow().contains(name)
+    }
+
+    /// Take a queued notification for `name`, if any.
+    pub fn take_pending(&self, name: &str) -> bool {
+        self.pending.borrow_mut().remove(name)
+    }
+
+    /// Reload or restart every service still queued (only those running: a stopped service
+    /// picks up its config when it starts).
+    pub fn flush_handlers(&self) -> Vec<Result<String, (String, StepError)>> {
+        let names: Vec<String> = std::mem::take(&mut *self.pending.borrow_mut())
+            .into_iter()
+            .collect();
+        let mut results = Vec::new();
+        for name in names {
+            let Some(def) = self.service(&name) else {
+                continue;
+            };
+            match self.services.is_running(def) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    results.push(Err((name, StepError::host(e))));
+                    continue;
+                }
+            }
+            let r = match def.on_change {
+                crate::recipe::model::OnChange::Reload => self
+                    .services
+                    .reload(def)
+                    .map(|_| format!("reloaded {name}")),
+                crate::recipe::model::OnChange::Restart => self
+                    .services
+                    .restart(def)
+                    .map(|_| format!("restarted {name}")),
+            };
+            results.push(r.map_err(|e| (name, e)));
+        }
+        results
+    }
+
+    pub fn service(&self, name: &str) -> Option<&ServiceDef> {
+        self.recipe.services.get(name)
+    }
+
+    /// Record a state change and persist it at once.
+    pub fn update_state(&self, f: impl FnOnce(&mut State)) -> Result<(), StepError> {
+        let mut state = self.state.borrow_mut();
+        f(&mut state);
+        state.save(self.host).map_err(StepError::host)
+    }
+
+    /// The collector binary to install: `--collector-bin`, else the one next to telem-deploy.
+    pub fn bundled_collector(&self) -> PathBuf {
+        self.opts.collector_bin.clone().unwrap_or_else(|| {
+            std::env::current_exe()
+                .ok()
+                .and_then(|p| p.parent().map(Path::to_path_buf))
+                .unwrap_or_default()
+                .join("telem-collector")
+        })
+    }
+
+    pub fn run_ok(&self, cmd: &Cmd) -> Result<CmdOutput, StepError> {
+        svc::run_ok(self.host, cmd)
+    }
+}

@@ -1,0 +1,128 @@
+//! `packages` steps: install what is missing (never reinstall), or on `-u` remove what this
+//! tool installed and nothing the operator already had.
+
+use super::{Check, Engine, StepError};
+use crate::recipe::model::{PackagesStep, Presence};
+
+fn wanted(eng: &Engine, step: &PackagesStep) -> Vec<String> {
+    eng.recipe
+        .recipe
+        .packages
+        .get(&step.set)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// For `absent`: the packages of the set this tool installed and that are still there.
+fn removable(eng: &Engine, step: &PackagesStep) -> Result<Vec<String>, StepError> {
+    let ours: Vec<String> = {
+        let state = eng.state.borrow();
+        wanted(eng, step)
+            .into_iter()
+            .filter(|p| state.packages.contains(p))
+            .collect()
+    };
+    eng.pm.installed(eng.host, &ours).map_err(StepError::host)
+}
+
+fn missing(eng: &Engine, step: &PackagesStep) -> Result<Vec<String>, StepError> {
+    let names = wanted(eng, step);
+    let installed = eng
+        .pm
+        .installed(eng.host, &names)
+        .map_err(StepError::host)?;
+    Ok(names
+        .into_iter()
+        .filter(|n| !installed.contains(n))
+        .collect())
+}
+
+pub fn check(eng: &Engine, step: &PackagesStep) -> Result<Check, StepError> {
+    let verb = match eng.pm.kind {
+        crate::recipe::model::PackageManagerKind::Swupd => "bundle",
+        _ => "package",
+    };
+    match step.state {
+        Presence::Present => {
+            let missing = missing(eng, step)?;
+            if missing.is_empty() {
+                Ok(Check::ok(format!(
+                    "all {verb}s of `{}` installed: {}",
+                    step.set,
+                    wanted(eng, step).join(" ")
+                )))
+            } else {
+                Ok(Check::change(vec![format!(
+                    "install {verb}s: {}",
+                    missing.join(" ")
+                )]))
+            }
+        }
+        Presence::Absent => {
+            let remove = removable(eng, step)?;
+            if remove.is_empty() {
+                Ok(Check::ok(format!(
+                    "no {verb} of `{}` installed by telem-deploy is left",
+                    step.set
+                )))
+            } else {
+                Ok(Check::change(vec![format!(
+                    "remove {verb}s telem-deploy installed: {}",
+                    remove.join(" ")
+                )]))
+            }
+        }
+    }
+}
+
+pub fn apply(eng: &Engine, step: &PackagesStep) -> Result<(), StepError> {
+    match step.state {
+        Presence::Present => {
+            let missing = missing(eng, step)?;
+            if missing.is_empty() {
+                return Ok(());
+            }
+            if let Some(repair) = eng.pm.repair(eng.host).map_err(StepError::host)? {
+                eng.run_ok(&repair)?;
+            }
+            for repo in &eng.recipe.recipe.extra_repositories {
+                let have = eng
+                    .pm
+                    .installed(eng.host, std::slice::from_ref(repo))
+                    .map_err(StepError::host)?;
+                if have.is_empty() {
+                    eng.run_ok(&eng.pm.install(std::slice::from_ref(repo)))?;
+                    eng.update_state(|s| {
+                        s.packages.insert(repo.clone());
+                    })?;
+                }
+            }
+            if let Some(refresh) = eng.pm.refresh() {
+                // A stale or unreachable index is not fatal: the install below says if it matters.
+                let out = eng.host.run(&refresh).map_err(StepError::host)?;
+                if !out.success() {
+                    eprintln!(
+                        "warning: `{}` failed; installing from the current package lists",
+                        refresh.display()
+                    );
+                }
+            }
+            // Recorded before installing: a run killed mid-install still knows what it added.
+            eng.update_state(|s| s.packages.extend(missing.iter().cloned()))?;
+            eng.run_ok(&eng.pm.install(&missing))?;
+            Ok(())
+        }
+        Presence::Absent => {
+            let remove = removable(eng, step)?;
+            if remove.is_empty() {
+                return Ok(());
+            }
+            eng.run_ok(&eng.pm.remove(&remove))?;
+            eng.update_state(|s| {
+                for p in &remove {
+                    s.packages.remove(p);
+                }
+            })
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! PostgreSQL administration as the cluster's OS user, with the `postgres` crate.
+//!
+//! telem-deploy runs as root, but the cluster trusts only its own OS user on the local socket
+//! (peer authentication). So the parent starts a copy of itself as that user (`__pg-admin`),
+//! passes one request as JSON through a pipe, and reads one JSON answer. Passwords never take
+//! this path: only a SCRAM verifier computed by the parent does, so the plaintext never reaches
+//! a child, the server or its log.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::host::{Cmd, Host, HostError, Owner};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Request {
+    /// The OS user (and database role) the child connects as.
+    pub user: String,
+    pub socket_dir: String,
+    pub port: u16,
+    pub op: Op,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    RoleExists {
+        role: String,
+    },
+    /// Exists, and its owner.
+    Database {
+        name: String,
+    },
+    CreateRole {
+        role: String,
+    },
+    DropRole {
+        role: String,
+    },
+    CreateDatabase {
+        name: String,
+        owner: String,
+    },
+    AlterDatabaseOwner {
+        name: String,
+        owner: String,
+    },
+    DropDatabase {
+        name: String,
+    },
+    /// `verifier` is a SCRAM-SHA-256 verifier, never a plaintext password.
+    SetVerifier {
+        role: String,
+        verifier: String,
+    },
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Response {
+    pub exists: Option<bool>,
+    pub owner: Option<String>,
+    pub error: Option<String>,
+}
+
+/// The parent's side: runs `__pg-admin` as `os_user` through the host.
+pub struct PgAdmin<'a> {
+    pub host: &'a dyn Host,
+    pub os_user: &'a str,
+    pub socket_dir: &'a str,
+    pub port: u16,
+}
+
+impl PgAdmin<'_> {
+    pub fn call(&self, op: Op) -> Result<Response, HostError> {
+        let req = Request {
+            user: self.os_user.to_owned(),
+            socket_dir: self.socket_dir.to_owned(),
+            port: self.port,
+            op,
+        };
+        let exe = admin_exe(self.host)?;
+        let cmd = Cmd::new([exe.display().to_string(), "__pg-admin".into()])
+            .user(self.os_user)
+            .stdin(serde_json::to_vec(&req).expect("request serializes"));
+        let out = self.host.run(&cmd)?;
+        let resp: Response = serde_json::from_slice(&out.stdout)
+            .map_err(|_| HostError(format!("PostgreSQL administration failed: {}", out.tail())))?;
+        match resp.error {
+            Some(e) => Err(HostError(e)),
+            None => Ok(resp),
+        }
+    }
+}
+
+/// This executable, or a copy the cluster's OS user can execute when ours sits in a private
+/// directory (e.g. under /root).
+fn admin_exe(host: &dyn Host) -> Result<PathBuf, HostError> {
+    let exe = std::env::current_exe()
+        .map_err(|e| HostError(format!("cannot find own executable: {e}")))?;
+    let reachable = exe.ancestors().skip(1).all(|dir| {
+        host.stat(dir)
+            .ok()
+            .flatten()
+            .is_some_and(|m| m.mode & 0o001 != 0)
+    });
+    if reachable {
+        return Ok(exe);
+    }
+    let copy = PathBuf::from("/run/telem-deploy-pgadmin");
+    let bytes = std::fs::read(&exe).map_err(|e| HostError::io("read", &exe, e))?;
+    let same = host.read(&copy)?.is_some_and(|b| b == bytes);
+    if !same {
+        host.write(
+            &copy,
+            &bytes,
+            &Owner {
+                user: "root".into(),
+                group: "root".into(),
+                mode: 0o755,
+            },
+        )?;
+    }
+    Ok(copy)
+}
+
+/// The child's side (`telem-deploy __pg-admin`): one request on stdin, one answer on stdout.
+pub fn serve_stdin() -> u8 {
+    let mut input = Vec::new();
+    let resp = match std::io::stdin().read_to_end(&mut input) {
+        Err(e) => Response {
+            error: Some(format!("reading request: {e}")),
+            ..Response::default()
+        },
+        Ok(_) => match serde_json::from_slice::<Request>(&input) {
+            Err(e) => Response {
+                error: Some(format!("bad request: {e}")),
+                ..Response::default()
+            },
+            Ok(req) => execute(&req).unwrap_or_else(|e| Response {
+                error: Some(e),
+                ..Response::default()
+            }),
+        },
+    };
+    println!(
+        "{}",
+        serde_json::to_string(&resp).expect("response serializes")
+    );
+    u8::from(resp.error.is_some())
+}
+
+fn execute(req: &Request) -> Result<Response, String> {
+    let mut client = postgres::Config::new()
+        .host_path(Path::new(&req.socket_dir))
+        .port(req.port)
+        .user(&req.user)
+        .dbname("postgres")
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .connect(postgres::NoTls)
+        .map_err(|e| format!("connecting to PostgreSQL on {}: {e}", req.socket_dir))?;
+    let err = |e: postgres::Error| {
+        e.as_db_error()
+            .map(|d| d.message().to_owned())
+            .unwrap_or_else(|| e.to_string())
+    };
+    let mut resp = Response::default();
+    match &req.op {
+        Op::RoleExists { role } => {
+            let rows = client
+                .query("SELECT 1 FROM pg_roles WHERE rolname = $1", &[role])
+                .map_err(err)?;
+            resp.exists = Some(!rows.is_empty());
+        }
+        Op::Database { name } => {
+            let rows = client
+                .query(
+                    "SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = $1",
+                    &[name],
+                )
+                .map_err(err)?;
+            resp.exists = Some(!rows.is_empty());
+            resp.owner = rows.first().map(|r| r.get(0));
+        }
+        Op::CreateRole { role } => client
+            .batch_execute(&format!("CREATE ROLE {} LOGIN", ident(role)))
+            .map_err(err)?,
+        Op::DropRole { role } => client
+            .batch_execute(&format!("DROP ROLE IF EXISTS {}", ident(role)))
+            .map_err(err)?,
+        Op::CreateDatabase { name, owner } => client
+            .batch_execute(&format!(
+                "CREATE DATABASE {} OWNER {}",
+                ident(name),
+                ident(owner)
+            ))
+            .map_err(err)?,
+        Op::AlterDatabaseOwner { name, owner } => client
+            .batch_execute(&format!(
+                "ALTER DATABASE {} OWNER TO {}",
+                ident(name),
+                ident(owner)
+            ))
+            .map_err(err)?,
+        Op::DropDatabase { name } => client
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {}", ident(name)))
+            .map_err(err)?,
+        Op::SetVerifier { role, verifier } => {
+            if !verifier.starts_with("SCRAM-SHA-256$") {
+                return Err("refusing to send anything but a SCRAM verifier".into());
+            }
+            client
+                .batch_execute(&format!(
+                    "ALTER ROLE {} PASSWORD {}",
+                    ident(role),
+                    literal(verifier)
+                ))
+                .map_err(err)?
+        }
+    }
+    Ok(resp)
+}
+
+/// A quoted SQL identifier.
+pub fn ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// A quoted SQL string literal.
+pub fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// The SCRAM-SHA-256 verifier for `password`, as psql's `\password` computes it.
+pub fn scram_verifier(password: &str) -> String {
+    postgres_protocol::password::scram_sha_256(password.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting() {
+        assert_eq!(ident("a\"b"), "\"a\"\"b\"");
+        assert_eq!(literal("it's"), "'it''s'");
+    }
+
+    #[test]
+    fn verifier_hides_the_password() {
+        let v = scram_verifier("p'a\"s$s;w ö");
+        assert!(v.starts_with("SCRAM-SHA-256$4096:"), "{v}");
+        assert!(!v.contains("p'a"));
+    }
+}

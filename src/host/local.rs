@@ -1,0 +1,289 @@
+//! `Host` for the machine telem-deploy runs on: commands through duct, files through std.
+//!
+//! Every child gets `TELEM_DB_PASSWORD` removed from its environment, so a password given that
+//! way never reaches another process.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::{
+    lookup_group, lookup_user, Cmd, CmdOutput, FileKind, FileMeta, Host, HostError, HostResult,
+    Owner,
+};
+
+/// Environment variables no child may inherit.
+const SECRET_ENV: &[&str] = &["TELEM_DB_PASSWORD"];
+
+#[derive(Debug, Default)]
+pub struct LocalHost;
+
+impl LocalHost {
+    fn expression(&self, cmd: &Cmd) -> HostResult<duct::Expression> {
+        let (program, args) = cmd
+            .argv
+            .split_first()
+            .ok_or_else(|| HostError("empty command".to_owned()))?;
+        let mut expr = duct::cmd(program, args);
+        for key in SECRET_ENV {
+            expr = expr.env_remove(key);
+        }
+        for (k, v) in &cmd.env {
+            expr = expr.env(k, v);
+        }
+        if let Some(user) = &cmd.user {
+            let (uid, gid) = lookup_user(self, user)
+                .ok_or_else(|| HostError(format!("no such user `{user}` on this host")))?;
+            // Commands as another user start in / so they never trip over root's cwd.
+            expr = expr.dir("/").before_spawn(move |c| {
+                c.uid(uid).gid(gid);
+                Ok(())
+            });
+        }
+        Ok(expr)
+    }
+
+    fn owner_ids(&self, owner: &Owner) -> HostResult<(u32, u32)> {
+        let (uid, _) = lookup_user(self, &owner.user)
+            .ok_or_else(|| HostError(format!("no such user `{}`", owner.user)))?;
+        let gid = lookup_group(self, &owner.group)
+            .ok_or_else(|| HostError(format!("no such group `{}`", owner.group)))?;
+        Ok((uid, gid))
+    }
+
+    fn apply_owner(&self, path: &Path, owner: &Owner) -> HostResult<()> {
+        let (uid, gid) = self.owner_ids(owner)?;
+        std::os::unix::fs::lchown(path, Some(uid), Some(gid))
+            .map_err(|e| HostError::io("chown", path, e))?;
+        fs::set_permissions(path, fs::Permissions::from_mode(owner.mode))
+            .map_err(|e| HostError::io("chmod", path, e))
+    }
+}
+
+fn temp_sibling(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.telem-tmp-{}", std::process::id()))
+}
+
+impl Host for LocalHost {
+    fn run(&self, cmd: &Cmd) -> HostResult<CmdOutput> {
+        let mut expr = self
+            .expression(cmd)?
+            .stdout_capture()
+            .stderr_capture()
+            .unchecked();
+        expr = match &cmd.stdin {
+            Some(bytes) => expr.stdin_bytes(bytes.clone()),
+            None => expr.stdin_null(),
+        };
+        let out = expr
+            .run()
+            .map_err(|e| HostError(format!("cannot run `{}`: {e}", cmd.argv[0])))?;
+        Ok(CmdOutput {
+            code: out.status.code(),
+            stdout: out.stdout,
+            stderr: out.stderr,
+        })
+    }
+
+    fn spawn_detached(&self, cmd: &Cmd, log: &Path) -> HostResult<u32> {
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o640)
+            .open(log)
+            .map_err(|e| HostError::io("open log", log, e))?;
+        let err = file
+            .try_clone()
+            .map_err(|e| HostError::io("open log", log, e))?;
+        let handle = self
+            .expression(cmd)?
+            .before_spawn(|c| {
+                // Its own process group: a Ctrl-C meant for telem-deploy must not stop it.
+                c.process_group(0);
+                Ok(())
+            })
+            .stdin_null()
+            .stdout_file(file)
+            .stderr_file(err)
+            .unchecked()
+            .start()
+            .map_err(|e| HostError(format!("cannot start `{}`: {e}", cmd.argv[0])))?;
+        let pid = handle
+            .pids()
+            .first()
+            .copied()
+            .ok_or_else(|| HostError("no pid".to_owned()))?;
+        // Dropping the handle neither waits for nor kills the daemon.
+        drop(handle);
+        Ok(pid)
+    }
+
+    fn which(&self, program: &str) -> Option<PathBuf> {
+        which::which(program).ok()
+    }
+
+    fn read(&self, path: &Path) -> HostResult<Option<Vec<u8>>> {
+        match fs::read(path) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(HostError::io("read", path, e)),
+        }
+    }
+
+    fn stat(&self, path: &Path) -> HostResult<Option<FileMeta>> {
+        let m = match fs::symlink_metadata(path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(HostError::io("stat", path, e)),
+        };
+        let ft = m.file_type();
+        let kind = if ft.is_symlink() {
+            FileKind::Symlink(fs::read_link(path).map_err(|e| HostError::io("readlink", path, e))?)
+        } else if ft.is_dir() {
+            FileKind::Dir
+        } else if ft.is_file() {
+            FileKind::File
+        } else {
+            FileKind::Other
+        };
+        Ok(Some(FileMeta {
+            kind,
+            uid: m.uid(),
+            gid: m.gid(),
+            mode: m.mode() & 0o7777,
+            size: m.size(),
+        }))
+    }
+
+    fn write(&self, path: &Path, contents: &[u8], owner: &Owner) -> HostResult<()> {
+        let tmp = temp_sibling(path);
+        let result = (|| {
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)
+                .map_err(|e| HostError::io("create", &tmp, e))?;
+            f.write_all(contents)
+                .map_err(|e| HostError::io("write", &tmp, e))?;
+            f.sync_all().map_err(|e| HostError::io("sync", &tmp, e))?;
+            self.apply_owner(&tmp, owner)?;
+            fs::rename(&tmp, path).map_err(|e| HostError::io("rename into", path, e))
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    fn mkdir(&self, path: &Path, owner: &Owner) -> HostResult<()> {
+        fs::create_dir_all(path).map_err(|e| HostError::io("mkdir", path, e))?;
+        self.apply_owner(path, owner)
+    }
+
+    fn chown(&self, path: &Path, owner: &Owner) -> HostResult<()> {
+        self.apply_owner(path, owner)
+    }
+
+    fn symlink(&self, target: &Path, path: &Path) -> HostResult<()> {
+        let tmp = temp_sibling(path);
+        let _ = fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(target, &tmp).map_err(|e| HostError::io("symlink", &tmp, e))?;
+        fs::rename(&tmp, path).map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            HostError::io("rename into", path, e)
+        })
+    }
+
+    fn remove(&self, path: &Path) -> HostResult<()> {
+        let result = match fs::symlink_metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => Err(e),
+            Ok(m) if m.is_dir() => fs::remove_dir_all(path),
+            Ok(_) => fs::remove_file(path),
+        };
+        result.map_err(|e| HostError::io("remove", path, e))
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> HostResult<()> {
+        fs::rename(from, to).map_err(|e| HostError::io("rename", from, e))
+    }
+
+    fn http_get(
+        &self,
+        addr: &str,
+        port: u16,
+        host_header: &str,
+        path: &str,
+        timeout_secs: u64,
+    ) -> HostResult<u16> {
+        let timeout = Duration::from_secs(timeout_secs.max(1));
+        let sock = (addr, port)
+            .to_socket_addrs()
+            .map_err(|e| HostError(format!("{addr}:{port}: {e}")))?
+            .next()
+            .ok_or_else(|| HostError(format!("{addr}:{port}: no address")))?;
+        let mut stream = TcpStream::connect_timeout(&sock, timeout)
+            .map_err(|e| HostError(format!("connect {sock}: {e}")))?;
+        stream.set_read_timeout(Some(timeout)).ok();
+        stream.set_write_timeout(Some(timeout)).ok();
+        let req = format!("GET {path} HTTP/1.1\r\nHost: {host_header}\r\nConnection: close\r\nUser-Agent: telem-deploy\r\n\r\n");
+        stream
+            .write_all(req.as_bytes())
+            .map_err(|e| HostError(format!("send to {sock}: {e}")))?;
+        let mut head = [0u8; 64];
+        let n = stream
+            .read(&mut head)
+            .map_err(|e| HostError(format!("read from {sock}: {e}")))?;
+        let line = String::from_utf8_lossy(&head[..n]);
+        line.split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| HostError(format!("{sock} answered no HTTP status line")))
+    }
+
+    fn pg_login(
+        &self,
+        addr: &str,
+        port: u16,
+        user: &str,
+        password: &str,
+        database: &str,
+    ) -> HostResult<bool> {
+        let mut cfg = postgres::Config::new();
+        cfg.host(addr)
+            .port(port)
+            .user(user)
+            .password(password)
+            .dbname(database)
+            .connect_timeout(Duration::from_secs(5));
+        match cfg.connect(postgres::NoTls) {
+            Ok(client) => {
+                drop(client);
+                Ok(true)
+            }
+            Err(e) => match e.code() {
+                Some(code)
+                    if *code == postgres::error::SqlState::INVALID_PASSWORD
+                        || *code
+                            == postgres::error::SqlState::INVALID_AUTHORIZATION_SPECIFICATION =>
+                {
+                    Ok(false)
+                }
+                // Authentication passed; only the database is missing.
+                Some(code) if *code == postgres::error::SqlState::UNDEFINED_DATABASE => Ok(true),
+                // The error text of the postgres crate never contains the password.
+                _ => Err(HostError(format!("PostgreSQL at {addr}:{port}: {e}"))),
+            },
+        }
+    }
+}

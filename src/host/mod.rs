@@ -1,0 +1,248 @@
+//! The one boundary between telem-deploy and the machine it provisions.
+//!
+//! Everything that reads or changes the host goes through [`Host`]: running a command (with
+//! optional stdin, as another user), reading, writing (atomically, with owner and mode),
+//! linking and removing files, and a few probes (HTTP, a PostgreSQL login). Tests plug a fake
+//! in here; a later SSH target would too. Nothing outside `host::local` may call
+//! `std::process` or write system files.
+
+mod local;
+mod users;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub use local::LocalHost;
+pub use users::{lookup_group, lookup_user};
+
+/// A command to run: argv (never through a shell), optional stdin, extra environment.
+#[derive(Clone, Default)]
+pub struct Cmd {
+    pub argv: Vec<String>,
+    /// Bytes fed to stdin (how secrets reach a child: never argv or env).
+    pub stdin: Option<Vec<u8>>,
+    pub env: Vec<(String, String)>,
+    /// Run as this user (and its primary group), dropping root.
+    pub user: Option<String>,
+}
+
+impl Cmd {
+    pub fn new<I, S>(argv: I) -> Cmd
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Cmd {
+            argv: argv.into_iter().map(Into::into).collect(),
+            ..Cmd::default()
+        }
+    }
+
+    pub fn stdin(mut self, bytes: impl Into<Vec<u8>>) -> Cmd {
+        self.stdin = Some(bytes.into());
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Cmd {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    pub fn user(mut self, user: &str) -> Cmd {
+        self.user = Some(user.to_owned());
+        self
+    }
+
+    /// The command line as shown to people (stdin is never shown).
+    pub fn display(&self) -> String {
+        let mut s: Vec<String> = self
+            .env
+            .iter()
+            .map(|(k, v)| format!("{k}={}", quote(v)))
+            .collect();
+        s.extend(self.argv.iter().map(|a| quote(a)));
+        let line = s.join(" ");
+        match &self.user {
+            Some(u) => format!("(as {u}) {line}"),
+            None => line,
+        }
+    }
+}
+
+impl fmt::Debug for Cmd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // stdin may hold a secret: show only its size.
+        write!(f, "Cmd({}", self.display())?;
+        if let Some(stdin) = &self.stdin {
+            write!(f, ", stdin: {} bytes", stdin.len())?;
+        }
+        write!(f, ")")
+    }
+}
+
+fn quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=,+@%".contains(c))
+    {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// What a finished command left behind.
+#[derive(Debug, Clone, Default)]
+pub struct CmdOutput {
+    /// The exit code; `None` when killed by a signal.
+    pub code: Option<i32>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+impl CmdOutput {
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    /// The last lines of stderr (or stdout when stderr is empty), for error reports.
+    pub fn tail(&self) -> String {
+        let src = if self.stderr.iter().all(u8::is_ascii_whitespace) {
+            &self.stdout
+        } else {
+            &self.stderr
+        };
+        let text = String::from_utf8_lossy(src);
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(15)..].join("\n")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileKind {
+    File,
+    Dir,
+    Symlink(PathBuf),
+    Other,
+}
+
+/// lstat of a path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileMeta {
+    pub kind: FileKind,
+    pub uid: u32,
+    pub gid: u32,
+    /// Permission bits only (0o7777).
+    pub mode: u32,
+    pub size: u64,
+}
+
+/// Who should own a file and with which mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    pub user: String,
+    pub group: String,
+    pub mode: u32,
+}
+
+/// A failure to talk to the host (not a command's non-zero exit, which is a `CmdOutput`).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct HostError(pub String);
+
+impl HostError {
+    pub fn io(what: &str, path: &Path, e: std::io::Error) -> HostError {
+        HostError(format!("{what} {}: {e}", path.display()))
+    }
+}
+
+pub type HostResult<T> = Result<T, HostError>;
+
+pub trait Host {
+    /// Run a command to completion.
+    fn run(&self, cmd: &Cmd) -> HostResult<CmdOutput>;
+    /// Start a daemon detached from this process (own process group, stdin closed, output
+    /// appended to `log`); returns its pid.
+    fn spawn_detached(&self, cmd: &Cmd, log: &Path) -> HostResult<u32>;
+    /// Where a program is on the host's PATH.
+    fn which(&self, program: &str) -> Option<PathBuf>;
+    /// A file's contents, or `None` when it does not exist.
+    fn read(&self, path: &Path) -> HostResult<Option<Vec<u8>>>;
+    /// lstat, or `None` when the path does not exist.
+    fn stat(&self, path: &Path) -> HostResult<Option<FileMeta>>;
+    /// Write atomically (temporary file in the same directory, then rename) with owner and mode.
+    fn write(&self, path: &Path, contents: &[u8], owner: &Owner) -> HostResult<()>;
+    /// Create a directory (and missing parents) and set its owner and mode.
+    fn mkdir(&self, path: &Path, owner: &Owner) -> HostResult<()>;
+    /// Set owner and mode of an existing path.
+    fn chown(&self, path: &Path, owner: &Owner) -> HostResult<()>;
+    /// Make `path` a symlink to `target`, replacing what is there atomically.
+    fn symlink(&self, target: &Path, path: &Path) -> HostResult<()>;
+    /// Remove a file, symlink or directory tree; absent is fine.
+    fn remove(&self, path: &Path) -> HostResult<()>;
+    /// Rename within one file system.
+    fn rename(&self, from: &Path, to: &Path) -> HostResult<()>;
+    /// GET `path` from `addr:port` with a Host header; the HTTP status code.
+    fn http_get(
+        &self,
+        addr: &str,
+        port: u16,
+        host_header: &str,
+        path: &str,
+        timeout_secs: u64,
+    ) -> HostResult<u16>;
+    /// Whether `user` can log in to `database` over TCP at `addr:port` with `password`
+    /// (password authentication, e.g. SCRAM). `Err` when the server cannot be reached.
+    fn pg_login(
+        &self,
+        addr: &str,
+        port: u16,
+        user: &str,
+        password: &str,
+        database: &str,
+    ) -> HostResult<bool>;
+}
+
+/// Parse an octal mode such as "0644" or "750".
+pub fn parse_mode(mode: &str) -> Option<u32> {
+    if mode.is_empty() || mode.len() > 4 {
+        return None;
+    }
+    u32::from_str_radix(mode, 8).ok().filter(|m| *m <= 0o7777)
+}
+
+/// Does the host's PID 1 look like systemd?
+pub fn systemd_is_pid1(host: &dyn Host) -> bool {
+    let comm = host
+        .read(Path::new("/proc/1/comm"))
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let dir = matches!(host.stat(Path::new("/run/systemd/system")), Ok(Some(m)) if m.kind == FileKind::Dir);
+    String::from_utf8_lossy(&comm).trim() == "systemd" && dir
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_parse_as_octal() {
+        assert_eq!(parse_mode("0644"), Some(0o644));
+        assert_eq!(parse_mode("750"), Some(0o750));
+        assert_eq!(parse_mode("0999"), None);
+        assert_eq!(parse_mode("rw-"), None);
+        assert_eq!(parse_mode(""), None);
+    }
+
+    #[test]
+    fn display_quotes_and_never_shows_stdin() {
+        let c = Cmd::new(["echo", "a b", "it's"]).stdin("secret");
+        assert_eq!(c.display(), r"echo 'a b' 'it'\''s'");
+        assert!(!format!("{c:?}").contains("secret"));
+    }
+}

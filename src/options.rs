@@ -1,0 +1,258 @@
+//! Resolved options: the raw `Cli` turned into what the program runs on.
+//!
+//! Here the distro is detected (through the `Host`), the password source chosen, the domain
+//! checked and the colour decided. Conflicts and bad values become usage errors (exit 2).
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use crate::cli::{Action, Cli, ColorChoice, Distro, Format, SourceType};
+use crate::error::Error;
+use crate::host::Host;
+use crate::secret::Secret;
+
+/// Where the database password comes from when it is given explicitly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PasswordSource {
+    File(PathBuf),
+    Stdin,
+    Env,
+    /// Not given: reuse the stored one, prompt, or generate.
+    Implicit,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceManagerChoice {
+    Systemd,
+    Direct,
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub action: Action,
+    pub distro: Distro,
+    pub domain: String,
+    pub repo: String,
+    pub source: String,
+    pub source_type: SourceType,
+    pub purge: bool,
+    pub dry_run: bool,
+    pub format: Format,
+    pub yes: bool,
+    pub password_source: PasswordSource,
+    pub recipes: Option<PathBuf>,
+    pub templates: Option<PathBuf>,
+    pub detailed_exitcode: bool,
+    pub no_backup: bool,
+    pub collector_bin: Option<PathBuf>,
+    pub webapp: bool,
+    pub verbose: u8,
+    pub color: bool,
+    /// stdin and stderr are terminals (prompts and progress bars are allowed).
+    pub interactive: bool,
+}
+
+impl Options {
+    pub fn resolve(cli: Cli, host: &dyn Host) -> Result<Options, Error> {
+        let domain = cli.host.unwrap_or_default();
+        check_domain(&domain)?;
+        if cli.detailed_exitcode && !cli.dry_run {
+            return Err(Error::Usage(
+                "--detailed-exitcode only applies with --dry-run".into(),
+            ));
+        }
+        let password_source = if let Some(f) = cli.db_password_file {
+            PasswordSource::File(f)
+        } else if cli.db_password_stdin {
+            PasswordSource::Stdin
+        } else if std::env::var_os("TELEM_DB_PASSWORD").is_some() {
+            PasswordSource::Env
+        } else {
+            PasswordSource::Implicit
+        };
+        let distro = cli.distro.unwrap_or_else(|| detect_distro(host));
+        let color = match cli.color {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => {
+                std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                    && std::io::stderr().is_terminal()
+            }
+        };
+        let interactive = cli.format == Format::Human
+            && std::io::stdin().is_terminal()
+            && std::io::stderr().is_terminal();
+        Ok(Options {
+            action: cli.action,
+            distro,
+            domain,
+            repo: cli.repo,
+            source: cli.source,
+            source_type: cli.source_type,
+            purge: cli.purge,
+            dry_run: cli.dry_run,
+            format: cli.format,
+            yes: cli.yes,
+            password_source,
+            recipes: cli.recipes,
+            templates: cli.templates,
+            detailed_exitcode: cli.detailed_exitcode,
+            no_backup: cli.no_backup,
+            collector_bin: cli.collector_bin,
+            webapp: cli.webapp,
+            verbose: cli.verbose,
+            color,
+            interactive,
+        })
+    }
+
+    /// The summary block deploy.sh printed before acting.
+    pub fn summary(&self) -> String {
+        format!(
+            "Options:\n  host: {}\n  distro: {}\n  action: {}\n  repo: {}\n  source: {}\n  type: {}\n",
+            self.domain,
+            self.distro.as_str(),
+            self.action.as_str(),
+            self.repo,
+            self.source,
+            match self.source_type {
+                SourceType::Git => "git",
+                SourceType::Tarball => "tarball",
+            }
+        )
+    }
+
+    /// The explicitly given password, if any: file, then stdin, then the environment.
+    pub fn explicit_password(&self) -> Result<Option<Secret>, Error> {
+        let raw = match &self.password_source {
+            PasswordSource::Implicit => return Ok(None),
+            PasswordSource::File(path) => read_password_file(path)?,
+            PasswordSource::Stdin => {
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line).map_err(|e| {
+                    Error::Usage(format!("--db-password-stdin: cannot read stdin: {e}"))
+                })?;
+                line
+            }
+            PasswordSource::Env => std::env::var("TELEM_DB_PASSWORD")
+                .map_err(|_| Error::Usage("TELEM_DB_PASSWORD is not valid UTF-8".into()))?,
+        };
+        let pw = raw.strip_suffix('\n').unwrap_or(&raw);
+        let pw = pw.strip_suffix('\r').unwrap_or(pw);
+        if pw.is_empty() {
+            return Err(Error::Usage("the database password is empty".into()));
+        }
+        Ok(Some(Secret::new(pw)))
+    }
+}
+
+fn read_password_file(path: &Path) -> Result<String, Error> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path)
+        .map_err(|e| Error::Usage(format!("--db-password-file {}: {e}", path.display())))?;
+    if !meta.is_file() {
+        return Err(Error::Usage(format!(
+            "--db-password-file {}: not a regular file",
+            path.display()
+        )));
+    }
+    if meta.permissions().mode() & 0o004 != 0 {
+        eprintln!(
+            "warning: --db-password-file {} is readable by every user; chmod 600 it",
+            path.display()
+        );
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::Usage(format!("--db-password-file {}: {e}", path.display())))?;
+    Ok(text.lines().next().unwrap_or_default().to_owned())
+}
+
+/// A name nginx accepts in `server_name` and that is safe inside a config file.
+fn check_domain(domain: &str) -> Result<(), Error> {
+    let valid_label = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    };
+    let body = domain.strip_prefix("*.").unwrap_or(domain);
+    let ok = !domain.is_empty()
+        && domain.len() <= 253
+        && (body.split('.').all(valid_label) || body.parse::<std::net::IpAddr>().is_ok());
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Usage(format!(
+            "invalid value '{domain}' for '-H <DOMAIN>': expected a host name (letters, digits, '-', '.'), an IP address or '*.domain'"
+        )))
+    }
+}
+
+/// The distro from /etc/os-release (then /usr/lib/os-release), else ubuntu as deploy.sh did.
+pub fn detect_distro(host: &dyn Host) -> Distro {
+    ["/etc/os-release", "/usr/lib/os-release"]
+        .iter()
+        .find_map(|p| host.read(Path::new(p)).ok().flatten())
+        .and_then(|bytes| distro_from_os_release(&String::from_utf8_lossy(&bytes)))
+        .unwrap_or(Distro::Ubuntu)
+}
+
+pub fn distro_from_os_release(text: &str) -> Option<Distro> {
+    let field = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+            .map(|v| v.trim().trim_matches('"').trim_matches('\'').to_owned())
+    };
+    let by_id = |id: &str| match id {
+        "clear-linux-os" => Some(Distro::Clr),
+        "ubuntu" => Some(Distro::Ubuntu),
+        "debian" => Some(Distro::Debian),
+        "centos" | "rhel" | "rocky" | "almalinux" => Some(Distro::Centos),
+        _ => None,
+    };
+    field("ID")
+        .and_then(|id| by_id(&id))
+        .or_else(|| field("ID_LIKE").and_then(|like| like.split_whitespace().find_map(by_id)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn os_release_ids_map_to_distros() {
+        let cases = [
+            ("ID=clear-linux-os\n", Some(Distro::Clr)),
+            ("NAME=\"Ubuntu\"\nID=ubuntu\n", Some(Distro::Ubuntu)),
+            ("ID=debian\n", Some(Distro::Debian)),
+            ("ID=\"centos\"\n", Some(Distro::Centos)),
+            ("ID=\"rhel\"\n", Some(Distro::Centos)),
+            ("ID=rocky\n", Some(Distro::Centos)),
+            ("ID=almalinux\n", Some(Distro::Centos)),
+            (
+                "ID=linuxmint\nID_LIKE=\"ubuntu debian\"\n",
+                Some(Distro::Ubuntu),
+            ),
+            ("ID=arch\n", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(distro_from_os_release(text), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn domains_nginx_would_reject_are_refused() {
+        for ok in [
+            "localhost",
+            "telemetry.example.com",
+            "10.0.0.1",
+            "*.example.org",
+            "my_host",
+        ] {
+            assert!(check_domain(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "a b", "x;y", "evil}", "a..b", "$host", "ex ample.com"] {
+            assert!(check_domain(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,404 @@
+//! The recipe schema: what a per-distro YAML file may say, exactly.
+//!
+//! Every struct denies unknown fields, so a typo is a parse error with file:line:column. The
+//! string values of steps may use Tera expressions (`{{ collector.config }}`); they are expanded
+//! later by `recipe::expand`, never here. This module holds data only.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recipe {
+    /// Which distro this recipe is for (must match the file name).
+    pub distro: String,
+    /// The package manager used for `packages` steps.
+    pub package_manager: PackageManagerKind,
+    /// Named sets of packages (apt/yum) or bundles (swupd).
+    pub packages: BTreeMap<String, Vec<String>>,
+    /// Repositories to enable before installing (yum: EPEL).
+    #[serde(default)]
+    pub extra_repositories: Vec<String>,
+    pub web_server: WebServer,
+    pub nginx: Nginx,
+    pub postgres: Postgres,
+    pub database: Database,
+    pub collector: Collector,
+    #[serde(default)]
+    pub webapp: Option<Webapp>,
+    /// Services by the name steps use for them.
+    pub services: BTreeMap<String, ServiceDef>,
+    /// The ordered steps of each action.
+    pub actions: BTreeMap<String, Vec<RawStep>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PackageManagerKind {
+    Apt,
+    Swupd,
+    Yum,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebServer {
+    pub user: String,
+    pub group: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Nginx {
+    /// `sites-enabled` (Debian family) or `conf.d` (Clear Linux, EL).
+    pub layout: NginxLayout,
+    /// Where the rendered site lives.
+    pub site: String,
+    /// The link that enables it (sites-enabled layout only).
+    #[serde(default)]
+    pub site_link: Option<String>,
+    /// The distro's default site that would otherwise claim `default_server`.
+    #[serde(default)]
+    pub default_site: Option<String>,
+    /// The main nginx.conf.
+    pub main_config: String,
+    /// A distro file to install as the main nginx.conf when there is none (Clear Linux).
+    #[serde(default)]
+    pub base_config: Option<String>,
+    pub tls_certificate: String,
+    pub tls_key: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub enum NginxLayout {
+    #[serde(rename = "sites-enabled")]
+    SitesEnabled,
+    #[serde(rename = "conf.d")]
+    ConfD,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Postgres {
+    /// The OS user that owns the cluster (peer authentication over the socket).
+    pub os_user: String,
+    /// Data directory (for the Debian family a glob over versions is resolved at run time).
+    pub data_dir: String,
+    pub hba_file: String,
+    pub socket_dir: String,
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Database {
+    pub name: String,
+    pub role: String,
+    pub backup_dir: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Collector {
+    pub user: String,
+    pub group: String,
+    pub binary: String,
+    pub config: String,
+    pub config_dir: String,
+    pub log_dir: String,
+    pub run_dir: String,
+    pub listen: String,
+    pub unit_file: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Webapp {
+    pub app_dir: String,
+    pub vassal_dir: String,
+    pub vassal: String,
+    pub socket: String,
+    pub log_dir: String,
+    pub uwsgi_plugin: String,
+}
+
+/// How to run one service: a systemd unit, and how to run it without systemd.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceDef {
+    /// The systemd unit.
+    pub unit: String,
+    /// What a changed config needs: a reload or a restart.
+    #[serde(default)]
+    pub on_change: OnChange,
+    /// How the direct service manager runs it when systemd is not PID 1.
+    #[serde(with = "serde_yaml::with::singleton_map")]
+    pub direct: Direct,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnChange {
+    Reload,
+    #[default]
+    Restart,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Direct {
+    /// Debian's postgresql-common: every cluster from `pg_lsclusters`, via `pg_ctlcluster`.
+    PgCtlcluster {},
+    /// `pg_ctl` on one data directory, as the cluster's OS user.
+    PgCtl { data_dir: String, log_file: String },
+    /// nginx itself: `nginx`, `nginx -s reload`, `nginx -s quit`, alive while its pid file is.
+    Nginx { pid_file: String },
+    /// A daemon started detached with a pid file and a log file, as an unprivileged user.
+    Daemon {
+        command: Vec<String>,
+        user: String,
+        pid_file: String,
+        log_file: String,
+    },
+}
+
+/// One step as written: exactly one of the kind fields must be set (checked in `validate`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStep {
+    /// What the step is for, as the plan shows it.
+    pub name: String,
+    /// Run the step only when all of these hold.
+    #[serde(default)]
+    pub when: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packages: Option<PackagesStep>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory: Option<DirectoryStep>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileStep>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub symlink: Option<SymlinkStep>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remove: Option<RemoveStep>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<ServiceStep>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres_role: Option<PgRoleStep>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres_database: Option<PgDatabaseStep>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres_password: Option<PgPasswordStep>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres_backup: Option<PgBackupStep>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migrate: Option<MigrateStep>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<CommandStep>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthStep>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Condition {
+    /// systemd is the service manager.
+    Systemd,
+    /// The direct service manager is in use (no systemd).
+    Direct,
+    /// `-u`: complete uninstallation.
+    Purge,
+    /// The legacy web UI is enabled (`--webapp`).
+    Webapp,
+    /// The legacy web UI is not enabled.
+    NoWebapp,
+    /// A TLS certificate is configured.
+    Tls,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Presence {
+    #[default]
+    Present,
+    Absent,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PackagesStep {
+    /// A key of the recipe's `packages` map.
+    pub set: String,
+    #[serde(default)]
+    pub state: Presence,
+}
+
+fn root() -> String {
+    "root".to_owned()
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectoryStep {
+    pub path: String,
+    #[serde(default = "root")]
+    pub owner: String,
+    #[serde(default = "root")]
+    pub group: String,
+    /// Octal, e.g. "0644".
+    pub mode: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileStep {
+    pub path: String,
+    /// Render this template (a name under templates/).
+    #[serde(default)]
+    pub template: Option<String>,
+    /// Copy this file of the host (e.g. a distro's example config).
+    #[serde(default)]
+    pub copy_from: Option<String>,
+    /// Install the bundled collector binary.
+    #[serde(default)]
+    pub collector_binary: bool,
+    #[serde(default = "root")]
+    pub owner: String,
+    #[serde(default = "root")]
+    pub group: String,
+    /// Octal, e.g. "0644".
+    pub mode: String,
+    /// Services to reload/restart when the file changes.
+    #[serde(default)]
+    pub notify: Vec<String>,
+    /// Check the result with this service's config test before it goes live (nginx).
+    #[serde(default)]
+    pub validate: Option<String>,
+    /// Keep the first replaced version as `*.telem-orig`.
+    #[serde(default)]
+    pub backup: bool,
+    /// The content holds the database password: never show it.
+    #[serde(default)]
+    pub secret: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SymlinkStep {
+    pub path: String,
+    pub target: String,
+    #[serde(default)]
+    pub notify: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveStep {
+    pub path: String,
+    /// Remove whatever is there and keep it, so that uninstall can put it back (e.g. the
+    /// distro's default site). Without it, only what telem-deploy created or replaced is
+    /// removed, and what it set aside for this path is restored.
+    #[serde(default)]
+    pub save: bool,
+    #[serde(default)]
+    pub notify: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceState {
+    Running,
+    Stopped,
+    Restarted,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceStep {
+    /// A key of the recipe's `services` map.
+    pub name: String,
+    pub state: ServiceState,
+    /// Start at boot (systemd only).
+    #[serde(default)]
+    pub enabled: Option<bool>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PgRoleStep {
+    pub name: String,
+    #[serde(default)]
+    pub state: Presence,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PgDatabaseStep {
+    pub name: String,
+    pub owner: String,
+    #[serde(default)]
+    pub state: Presence,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PgPasswordStep {
+    pub role: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PgBackupStep {
+    pub database: String,
+    pub dir: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MigrateStep {
+    /// Run the migrations even when the collector reports the schema current.
+    #[serde(default)]
+    pub always: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandStep {
+    /// The argv to run (no shell).
+    pub run: Vec<String>,
+    /// Skip when this command succeeds (already done).
+    #[serde(default)]
+    pub unless: Option<Vec<String>>,
+    /// Run only when this command succeeds.
+    #[serde(default)]
+    pub only_if: Option<Vec<String>>,
+    /// Skip when this path exists.
+    #[serde(default)]
+    pub creates: Option<String>,
+    /// Skip when this path does not exist.
+    #[serde(default)]
+    pub removes: Option<String>,
+    #[serde(default)]
+    pub notify: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthStep {
+    pub path: String,
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// The Host header (the -H domain).
+    pub host: String,
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+}
+
+fn default_port() -> u16 {
+    80
+}
+
+fn default_timeout() -> u64 {
+    15
+}

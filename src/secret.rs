@@ -1,0 +1,56 @@
+//! A secret string (the database password) that cannot be printed by accident.
+//!
+//! `Debug` and `Display` show `********`; the value is reachable only through `expose`, which
+//! callers use to hand it to a pipe, a SCRAM computation or a 0640 file, nowhere else.
+
+use std::fmt;
+
+pub const MASK: &str = "********";
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(MASK)
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(MASK)
+    }
+}
+
+/// Replace every occurrence of each secret's value in `text` by the mask.
+pub fn redact(text: &str, secrets: &[&Secret]) -> String {
+    let mut out = text.to_owned();
+    for s in secrets {
+        if !s.0.is_empty() {
+            out = out.replace(&s.0, MASK);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn never_formats_its_value() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s} {s:?}"), "******** ********");
+        assert_eq!(redact("pw=hunter2;", &[&s]), "pw=********;");
+    }
+}

@@ -1,0 +1,79 @@
+//! The state file: what telem-deploy installed, created and set aside on this host, so that
+//! `uninstall` removes only what it added and puts back what it replaced.
+//!
+//! It is rewritten (atomically) after every change, so a killed run leaves a true record.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::host::{Host, HostError, Owner};
+
+pub const STATE_FILE: &str = "/var/lib/telem-deploy/state.json";
+/// Where removed files are kept until uninstall restores them.
+pub const SAVED_DIR: &str = "/var/lib/telem-deploy/saved";
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    pub version: u32,
+    /// Packages (or bundles) this tool installed; those the operator had stay on uninstall.
+    pub packages: BTreeSet<String>,
+    /// Paths this tool created.
+    pub created: BTreeSet<String>,
+    /// Paths whose original this tool set aside (replaced or removed), and where it is.
+    pub saved: BTreeMap<String, Saved>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Saved {
+    /// The original was a symlink to this target.
+    Symlink { target: String },
+    /// The original file was moved or copied here.
+    File { backup: String },
+}
+
+impl State {
+    pub fn load(host: &dyn Host) -> Result<State, HostError> {
+        match host.read(Path::new(STATE_FILE))? {
+            None => Ok(State {
+                version: 1,
+                ..State::default()
+            }),
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                HostError(format!(
+                    "{STATE_FILE} is corrupt ({e}); move it away to start afresh"
+                ))
+            }),
+        }
+    }
+
+    pub fn save(&self, host: &dyn Host) -> Result<(), HostError> {
+        let root = Owner {
+            user: "root".into(),
+            group: "root".into(),
+            mode: 0o755,
+        };
+        if let Some(dir) = Path::new(STATE_FILE).parent() {
+            if host.stat(dir)?.is_none() {
+                host.mkdir(dir, &root)?;
+            }
+        }
+        let mut json = serde_json::to_vec_pretty(self).expect("state serializes");
+        json.push(b'\n');
+        host.write(
+            Path::new(STATE_FILE),
+            &json,
+            &Owner {
+                mode: 0o600,
+                ..root
+            },
+        )
+    }
+
+    /// Did this tool create or replace `path`?
+    pub fn owns(&self, path: &str) -> bool {
+        self.created.contains(path) || self.saved.contains_key(path)
+    }
+}
