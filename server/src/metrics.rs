@@ -4,6 +4,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
@@ -19,6 +20,7 @@ pub struct Metrics {
     accepted: Counter,
     rejected: Family<RejectLabels, Counter>,
     unavailable: Counter,
+    in_flight: Gauge,
     batch_size: Histogram,
     latency: Histogram,
     database_errors: Counter,
@@ -36,6 +38,7 @@ impl Metrics {
         let accepted = Counter::default();
         let rejected = Family::<RejectLabels, Counter>::default();
         let unavailable = Counter::default();
+        let in_flight = Gauge::default();
         let batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 12));
         let latency = Histogram::new(exponential_buckets(0.0005, 2.0, 14));
         let database_errors = Counter::default();
@@ -53,6 +56,11 @@ impl Metrics {
             "records_unavailable",
             "Records answered 503 (database unavailable or overloaded)",
             unavailable.clone(),
+        );
+        registry.register(
+            "record_requests_in_flight",
+            "Record requests received and not yet answered",
+            in_flight.clone(),
         );
         registry.register(
             "batch_size_records",
@@ -74,6 +82,7 @@ impl Metrics {
             accepted,
             rejected,
             unavailable,
+            in_flight,
             batch_size,
             latency,
             database_errors,
@@ -91,6 +100,15 @@ impl Metrics {
     pub fn unavailable(&self) {
         self.unavailable.inc();
     }
+    /// Marks a record request as started; the guard marks it answered when dropped.
+    pub fn request_started(&self) -> InFlight {
+        self.in_flight.inc();
+        InFlight(self.in_flight.clone())
+    }
+    /// Record requests currently being handled.
+    pub fn in_flight(&self) -> i64 {
+        self.in_flight.get()
+    }
     pub fn observe_batch(&self, records: usize) {
         self.batch_size.observe(records as f64);
     }
@@ -107,6 +125,15 @@ impl Metrics {
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");
         out
+    }
+}
+
+/// Decrements the in-flight gauge when the request is answered (or dropped).
+pub struct InFlight(Gauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 

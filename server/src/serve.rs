@@ -39,7 +39,7 @@ pub async fn check_database(pool: &Pool) -> Result<(), RunError> {
     };
     let status = schema_status(&client)
         .await
-        .map_err(|e| RunError::Database(e.to_string()))?;
+        .map_err(|e| RunError::Database(store::describe(&e)))?;
     if !status.is_current() {
         return Err(RunError::SchemaBehind {
             current: status.current,

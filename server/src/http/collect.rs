@@ -30,6 +30,7 @@ pub async fn post_record(
     body: Body,
 ) -> Response {
     let started = Instant::now();
+    let _in_flight = state.metrics.request_started();
     let received_us = now_us();
     let response = match receive(&state, &headers, body, received_us).await {
         Ok(view) => {

@@ -42,15 +42,26 @@ fn latest() -> i32 {
 
 /// Reads the applied version (0 on an empty database).
 pub async fn schema_status(client: &Client) -> Result<SchemaStatus, tokio_postgres::Error> {
-    let row = client
+    let exists: bool = client
         .query_one(
-            "SELECT CASE WHEN to_regclass('telem_collector_migrations') IS NULL THEN 0
-                    ELSE (SELECT coalesce(max(version), 0) FROM telem_collector_migrations) END",
+            "SELECT to_regclass('telem_collector_migrations') IS NOT NULL",
             &[],
         )
-        .await?;
+        .await?
+        .get(0);
+    let current = if exists {
+        client
+            .query_one(
+                "SELECT coalesce(max(version), 0) FROM telem_collector_migrations",
+                &[],
+            )
+            .await?
+            .get(0)
+    } else {
+        0
+    };
     Ok(SchemaStatus {
-        current: row.get(0),
+        current,
         latest: latest(),
     })
 }

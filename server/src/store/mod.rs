@@ -38,16 +38,22 @@ impl From<deadpool_postgres::PoolError> for StoreError {
     }
 }
 
+/// The server's message for a database error, else the driver's (tokio-postgres alone says
+/// only "db error").
+pub fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.severity(), db.message()),
+        None => e.to_string(),
+    }
+}
+
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
         // Data exceptions (22) and integrity violations (23) are about the record itself.
         let refused = e
             .code()
             .is_some_and(|c| c.code().starts_with("22") || c.code().starts_with("23"));
-        let message = match e.as_db_error() {
-            Some(db) => db.message().to_string(),
-            None => e.to_string(),
-        };
+        let message = describe(&e);
         if refused {
             StoreError::Refused(message)
         } else {

@@ -1,7 +1,9 @@
 //! Integration tests of telem-collector against a real PostgreSQL started by the harness
 //! (see `pg.rs`). One test binary, one shared cluster, one database per test.
 
+mod cli;
 mod harness;
 mod pg;
 mod replay;
 mod router;
+mod store;

@@ -35,12 +35,15 @@ fn find_bin_dir() -> Option<PathBuf> {
         return Some(bin);
     }
     std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path).find(|dir| dir.join("initdb").exists() && dir.join("postgres").exists())
+        std::env::split_paths(&path)
+            .find(|dir| dir.join("initdb").exists() && dir.join("postgres").exists())
     })
 }
 
 fn is_root() -> bool {
-    std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
 }
 
 /// `cmd` run as the `postgres` user when we are root, as ourselves otherwise.
@@ -95,11 +98,21 @@ impl PgCluster {
             .keep();
         if is_root() {
             let ids = |flag: &str| -> u32 {
-                let out = Command::new("id").args([flag, "postgres"]).output().expect("running id");
-                assert!(out.status.success(), "there is no `postgres` user to run the test cluster as");
-                String::from_utf8_lossy(&out.stdout).trim().parse().expect("numeric id")
+                let out = Command::new("id")
+                    .args([flag, "postgres"])
+                    .output()
+                    .expect("running id");
+                assert!(
+                    out.status.success(),
+                    "there is no `postgres` user to run the test cluster as"
+                );
+                String::from_utf8_lossy(&out.stdout)
+                    .trim()
+                    .parse()
+                    .expect("numeric id")
             };
-            std::os::unix::fs::chown(&base, Some(ids("-u")), Some(ids("-g"))).expect("chown temp dir");
+            std::os::unix::fs::chown(&base, Some(ids("-u")), Some(ids("-g")))
+                .expect("chown temp dir");
         }
         std::fs::create_dir(base.join("sock")).ok();
         if is_root() {
@@ -111,7 +124,15 @@ impl PgCluster {
         }
         let out = as_db_user(&bin.join("initdb"))
             .args(["-D", base.join("data").to_str().unwrap()])
-            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-locale", "--no-sync"])
+            .args([
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-locale",
+                "--no-sync",
+            ])
             .output()
             .expect("running initdb");
         assert!(
@@ -166,7 +187,15 @@ impl PgCluster {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             let ready = Command::new(self.bin.join("pg_isready"))
-                .args(["-q", "-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres"])
+                .args([
+                    "-q",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &self.port.to_string(),
+                    "-U",
+                    "postgres",
+                ])
                 .status()
                 .map(|s| s.success())
                 .unwrap_or(false);
@@ -175,11 +204,15 @@ impl PgCluster {
             }
             if let Some((child, _)) = &mut self.child {
                 if let Ok(Some(status)) = child.try_wait() {
-                    let log = std::fs::read_to_string(self.base.join("postgres.log")).unwrap_or_default();
+                    let log =
+                        std::fs::read_to_string(self.base.join("postgres.log")).unwrap_or_default();
                     panic!("postgres exited ({status}):\n{log}");
                 }
             }
-            assert!(Instant::now() < deadline, "postgres did not become ready within {READY_TIMEOUT:?}");
+            assert!(
+                Instant::now() < deadline,
+                "postgres did not become ready within {READY_TIMEOUT:?}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }

@@ -13,14 +13,23 @@ use crate::pg::{connect, PgCluster};
 
 /// The values a request carries, read independently of the collector's parser.
 fn expected_fields(raw: &[u8]) -> HashMap<String, String> {
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("request head") + 4;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("request head")
+        + 4;
     let head = String::from_utf8_lossy(&raw[..split]);
     let body = &raw[split..];
     let headers: Vec<(String, String)> = head
         .split("\r\n")
         .skip(1)
         .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase().replace('-', "_"), v.trim().to_string()))
+        .map(|(k, v)| {
+            (
+                k.trim().to_ascii_lowercase().replace('-', "_"),
+                v.trim().to_string(),
+            )
+        })
         .collect();
     let json = headers
         .iter()
@@ -113,7 +122,11 @@ async fn replay_dir(pg: &PgCluster, dir: &Path) -> usize {
         ];
         for (i, key) in columns.iter().enumerate() {
             let stored: Option<String> = row.get(i);
-            assert_eq!(stored.as_deref(), want.get(*key).map(String::as_str), "{name}: {key}");
+            assert_eq!(
+                stored.as_deref(),
+                want.get(*key).map(String::as_str),
+                "{name}: {key}"
+            );
         }
         let external: bool = row.get(16);
         let sent_external = want.get("x_clr_external").is_some_and(|v| v == "true");
@@ -127,17 +140,24 @@ async fn replay_dir(pg: &PgCluster, dir: &Path) -> usize {
 async fn captured_client_vectors_are_stored_as_sent() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors/client");
     if !dir.is_dir() {
-        eprintln!("SKIPPED: {} is absent (the captured vectors live outside the repo)", dir.display());
+        eprintln!(
+            "SKIPPED: {} is absent (the captured vectors live outside the repo)",
+            dir.display()
+        );
         return;
     }
-    let Some(pg) = PgCluster::shared() else { return };
+    let Some(pg) = PgCluster::shared() else {
+        return;
+    };
     let n = replay_dir(pg, &dir).await;
     eprintln!("replayed {n} captured vectors");
 }
 
 #[tokio::test]
 async fn own_fixtures_are_stored_as_sent() {
-    let Some(pg) = PgCluster::shared() else { return };
+    let Some(pg) = PgCluster::shared() else {
+        return;
+    };
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     assert!(replay_dir(pg, &dir).await >= 5);
 }

@@ -63,7 +63,9 @@ fn get(path: &str) -> Request<Body> {
 
 #[tokio::test]
 async fn created_with_the_upstream_body() {
-    let Some(pg) = PgCluster::shared() else { return };
+    let Some(pg) = PgCluster::shared() else {
+        return;
+    };
     let app = app(pg).await;
     for path in ["/", "/v2/collector", "/v3/collector"] {
         let ts = match path {
@@ -71,13 +73,31 @@ async fn created_with_the_upstream_body() {
             "/v2/collector" => "2",
             _ => "3",
         };
-        let (status, body) = call(&app, record(path, &[("creation_timestamp", Some(ts))], "p\n")).await;
+        let (status, body) = call(
+            &app,
+            record(path, &[("creation_timestamp", Some(ts))], "p\n"),
+        )
+        .await;
         assert_eq!(status, StatusCode::CREATED, "{path}: {body}");
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         for key in [
-            "id", "machine_id", "machine_type", "arch", "build", "kernel_version", "ts_capture",
-            "ts_reception", "severity", "classification", "record_version", "payload",
-            "board_name", "bios_version", "cpu_model", "event_id", "external",
+            "id",
+            "machine_id",
+            "machine_type",
+            "arch",
+            "build",
+            "kernel_version",
+            "ts_capture",
+            "ts_reception",
+            "severity",
+            "classification",
+            "record_version",
+            "payload",
+            "board_name",
+            "bios_version",
+            "cpu_model",
+            "event_id",
+            "external",
         ] {
             assert!(v.get(key).is_some(), "{key} missing in {body}");
         }
@@ -87,18 +107,29 @@ async fn created_with_the_upstream_body() {
     }
 }
 
+/// (header edits: None removes, field the 400 must name).
+type RejectCase = (
+    &'static [(&'static str, Option<&'static str>)],
+    &'static str,
+);
+
 #[tokio::test]
 async fn invalid_records_are_400_naming_the_field() {
-    let Some(pg) = PgCluster::shared() else { return };
+    let Some(pg) = PgCluster::shared() else {
+        return;
+    };
     let app = app(pg).await;
-    let cases: &[(&[(&str, Option<&str>)], &str)] = &[
+    let cases: &[RejectCase] = &[
         (&[("x-telemetry-tid", None)], "X-Telemetry-TID"),
         (&[("x-telemetry-tid", Some("wrong"))], "X-Telemetry-TID"),
         (&[("severity", Some("9"))], "severity"),
         (&[("arch", Some("mips"))], "arch"),
         (&[("event_id", None)], "event_id"),
         (&[("classification", Some("a/b"))], "classification"),
-        (&[("record_format_version", Some("7"))], "record_format_version"),
+        (
+            &[("record_format_version", Some("7"))],
+            "record_format_version",
+        ),
     ];
     for (edits, field) in cases {
         let (status, body) = call(&app, record("/v2/collector", edits, "x")).await;
@@ -107,12 +138,17 @@ async fn invalid_records_are_400_naming_the_field() {
         assert!(v["message"].as_str().unwrap().contains(field), "{body}");
     }
     let (_, metrics) = call(&app, get("/metrics")).await;
-    assert!(metrics.contains("records_rejected_total{reason=\"invalid\",field=\"severity\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("records_rejected_total{reason=\"invalid\",field=\"severity\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
 async fn nul_in_json_is_400_before_batching() {
-    let Some(pg) = PgCluster::shared() else { return };
+    let Some(pg) = PgCluster::shared() else {
+        return;
+    };
     let app = app(pg).await;
     let body = r#"{"record_format_version":"4","classification":"a/b/c","severity":"1","machine_id":"m","creation_timestamp":"1","arch":"x86_64","host_type":"h","build":"1","kernel_version":"1.2.3","payload_format_version":"1","system_name":"x","board_name":"b","cpu_model":"c","bios_version":"v","event_id":"0123456789abcdef0123456789abcdef","payload":"a\u0000b"}"#;
     let request = Request::post("/v3/collector")
@@ -124,12 +160,17 @@ async fn nul_in_json_is_400_before_batching() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(text.contains("payload") && text.contains("NUL"), "{text}");
     let (_, metrics) = call(&app, get("/metrics")).await;
-    assert!(metrics.contains("telem_collector_batch_size_records_count 0"), "no batch ran:\n{metrics}");
+    assert!(
+        metrics.contains("telem_collector_batch_size_records_count 0"),
+        "no batch ran:\n{metrics}"
+    );
 }
 
 #[tokio::test]
 async fn oversize_body_is_413() {
-    let Some(pg) = PgCluster::shared() else { return };
+    let Some(pg) = PgCluster::shared() else {
+        return;
+    };
     let app = app(pg).await;
     let big = "y".repeat(307_201);
     let (status, _) = call(&app, record("/v2/collector", &[], &big)).await;
@@ -141,14 +182,20 @@ async fn oversize_body_is_413() {
 
 #[tokio::test]
 async fn get_redirects_but_post_never_does() {
-    let Some(pg) = PgCluster::shared() else { return };
+    let Some(pg) = PgCluster::shared() else {
+        return;
+    };
     let app = app(pg).await;
     for path in ["/v2/collector", "/v3/collector"] {
         let response = app.clone().oneshot(get(path)).await.unwrap();
         assert_eq!(response.status(), StatusCode::FOUND);
         assert_eq!(response.headers()["location"], "/");
         let (status, _) = call(&app, record(path, &[("severity", Some("0"))], "")).await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "a bad POST is a 400, not a redirect");
+        assert_eq!(
+            status,
+            StatusCode::BAD_REQUEST,
+            "a bad POST is a 400, not a redirect"
+        );
     }
     let (status, html) = call(&app, get("/")).await;
     assert_eq!(status, StatusCode::OK);
@@ -157,7 +204,9 @@ async fn get_redirects_but_post_never_does() {
 
 #[tokio::test]
 async fn health_readiness_and_metrics() {
-    let Some(pg) = PgCluster::shared() else { return };
+    let Some(pg) = PgCluster::shared() else {
+        return;
+    };
     let app = app(pg).await;
     assert_eq!(call(&app, get("/healthz")).await.0, StatusCode::OK);
     assert_eq!(call(&app, get("/readyz")).await.0, StatusCode::OK);
@@ -176,7 +225,9 @@ async fn health_readiness_and_metrics() {
 
 #[tokio::test]
 async fn query_api_filters_orders_and_pages() {
-    let Some(pg) = PgCluster::shared() else { return };
+    let Some(pg) = PgCluster::shared() else {
+        return;
+    };
     let app = app(pg).await;
     for i in 1..=5 {
         let ts = i.to_string();
@@ -187,30 +238,63 @@ async fn query_api_filters_orders_and_pages() {
             ("severity", Some(severity)),
             ("classification", Some(class.as_str())),
         ];
-        assert_eq!(call(&app, record("/", &edits, "q")).await.0, StatusCode::CREATED);
+        assert_eq!(
+            call(&app, record("/", &edits, "q")).await.0,
+            StatusCode::CREATED
+        );
     }
     let ids = |body: &str| -> Vec<i64> {
         let v: serde_json::Value = serde_json::from_str(body).unwrap();
-        v["records"].as_array().unwrap().iter().map(|r| r["id"].as_i64().unwrap()).collect()
+        v["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_i64().unwrap())
+            .collect()
     };
     let (status, all) = call(&app, get("/api/records")).await;
     assert_eq!(status, StatusCode::OK);
     let all = ids(&all);
     assert_eq!(all.len(), 5);
     assert!(all.windows(2).all(|w| w[0] > w[1]), "newest first: {all:?}");
-    let (_, page) = call(&app, get(&format!("/api/records?limit=2&from_id={}", all[1]))).await;
+    let (_, page) = call(
+        &app,
+        get(&format!("/api/records?limit=2&from_id={}", all[1])),
+    )
+    .await;
     assert_eq!(ids(&page), all[2..4].to_vec());
     let (_, sev) = call(&app, get("/api/records?severity=4")).await;
     assert_eq!(ids(&sev).len(), 2);
-    let (_, class) = call(&app, get("/api/records?classification=org.test/api/c1&created_in_sec=600")).await;
+    let (_, class) = call(
+        &app,
+        get("/api/records?classification=org.test/api/c1&created_in_sec=600"),
+    )
+    .await;
     assert_eq!(ids(&class).len(), 3);
-    let (_, machine) = call(&app, get("/api/records?machine_id=nobody&created_in_days=1")).await;
+    let (_, machine) = call(
+        &app,
+        get("/api/records?machine_id=nobody&created_in_days=1"),
+    )
+    .await;
     assert!(ids(&machine).is_empty());
     // Upstream compared limit as a string ("200" > "1000"); we compare numbers.
-    assert_eq!(call(&app, get("/api/records?limit=200")).await.0, StatusCode::OK);
-    for bad in ["limit=1001", "limit=0", "severity=x", "from_id=-1", "created_in_days=31", "created_in_sec=9999999"] {
+    assert_eq!(
+        call(&app, get("/api/records?limit=200")).await.0,
+        StatusCode::OK
+    );
+    for bad in [
+        "limit=1001",
+        "limit=0",
+        "severity=x",
+        "from_id=-1",
+        "created_in_days=31",
+        "created_in_sec=9999999",
+    ] {
         let (status, body) = call(&app, get(&format!("/api/records?{bad}"))).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
-        assert!(body.contains(bad.split('=').next().unwrap()), "{bad}: {body}");
+        assert!(
+            body.contains(bad.split('=').next().unwrap()),
+            "{bad}: {body}"
+        );
     }
 }
