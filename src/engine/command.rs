@@ -33,11 +33,18 @@ fn skip_reason(
         if eng.host.which(&argv[0]).is_none() && !argv[0].starts_with('/') {
             return Err(Ok(format!("`{}` is installed by an earlier step", argv[0])));
         }
-        let out = eng
-            .host
-            .run(&Cmd::new(argv.to_vec()))
-            .map_err(|e| Err(StepError::host(e)))?;
-        Ok(out.success())
+        let cmd = Cmd::new(argv.to_vec());
+        let out = eng.host.run(&cmd).map_err(|e| Err(StepError::host(e)))?;
+        match out.code {
+            Some(0) => Ok(true),
+            Some(1) => Ok(false),
+            // e.g. grep's 2: the file it reads does not exist yet.
+            _ => Err(Ok(format!(
+                "`{}` cannot be evaluated yet: {}",
+                cmd.display(),
+                out.tail().trim()
+            ))),
+        }
     };
     if let Some(argv) = &step.only_if {
         if !guard(argv)? {

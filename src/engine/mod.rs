@@ -191,6 +191,9 @@ impl<'a> Engine<'a> {
     }
 
     pub fn check(&self, step: &Step) -> Result<Check, StepError> {
+        if step.needs_install && self.needs_install {
+            return Ok(Check::blocked(INSTALL_FIRST));
+        }
         match &step.kind {
             StepKind::Packages(s) => packages::check(self, s),
             StepKind::Directory(s) => files::check_directory(self, s),

@@ -44,18 +44,31 @@ pub fn check(eng: &Engine, step: &PackagesStep) -> Result<Check, StepError> {
     };
     match step.state {
         Presence::Present => {
-            let missing = missing(eng, step)?;
+            let missing = match missing(eng, step) {
+                Ok(m) => m,
+                Err(e) => {
+                    let all = wanted(eng, step);
+                    let mut c =
+                        Check::unknown(format!("cannot tell what is installed: {}", e.message));
+                    c.changes
+                        .push(format!("install the missing {verb}s of: {}", all.join(" ")));
+                    c.changes
+                        .push(format!("run: {}", eng.pm.install(&all).display()));
+                    return Ok(c);
+                }
+            };
             if missing.is_empty() {
+                let all = wanted(eng, step);
                 Ok(Check::ok(format!(
                     "all {verb}s of `{}` installed: {}",
                     step.set,
-                    wanted(eng, step).join(" ")
+                    all.join(" ")
                 )))
             } else {
-                Ok(Check::change(vec![format!(
-                    "install {verb}s: {}",
-                    missing.join(" ")
-                )]))
+                Ok(Check::change(vec![
+                    format!("install {verb}s: {}", missing.join(" ")),
+                    format!("run: {}", eng.pm.install(&missing).display()),
+                ]))
             }
         }
         Presence::Absent => {
@@ -85,7 +98,7 @@ pub fn apply(eng: &Engine, step: &PackagesStep) -> Result<(), StepError> {
             if let Some(repair) = eng.pm.repair(eng.host).map_err(StepError::host)? {
                 eng.run_ok(&repair)?;
             }
-            for repo in &eng.recipe.recipe.extra_repositories {
+            for repo in &step.repositories {
                 let have = eng
                     .pm
                     .installed(eng.host, std::slice::from_ref(repo))

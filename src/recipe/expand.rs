@@ -22,6 +22,7 @@ pub struct Step {
     pub id: String,
     pub name: String,
     pub when: Vec<Condition>,
+    pub needs_install: bool,
     pub kind: StepKind,
 }
 
@@ -99,6 +100,7 @@ pub fn compile(loaded: &LoadedRecipe, ctx: &tera::Context) -> Result<Compiled, R
                     id: format!("{}[{i}]", action.as_str()),
                     name,
                     when: step.when.clone(),
+                    needs_install: step.needs_install,
                     kind,
                 });
             }

@@ -17,9 +17,6 @@ pub struct Recipe {
     pub package_manager: PackageManagerKind,
     /// Named sets of packages (apt/yum) or bundles (swupd).
     pub packages: BTreeMap<String, Vec<String>>,
-    /// Repositories to enable before installing (yum: EPEL).
-    #[serde(default)]
-    pub extra_repositories: Vec<String>,
     pub web_server: WebServer,
     pub nginx: Nginx,
     pub postgres: Postgres,
@@ -172,6 +169,10 @@ pub struct RawStep {
     /// Run the step only when all of these hold.
     #[serde(default)]
     pub when: Vec<Condition>,
+    /// The step needs what `install` sets up (the collector and its config); on a host
+    /// without them it is blocked ("run the install action first").
+    #[serde(default)]
+    pub needs_install: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub packages: Option<PackagesStep>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -232,6 +233,9 @@ pub struct PackagesStep {
     pub set: String,
     #[serde(default)]
     pub state: Presence,
+    /// Repository packages to install first (yum: `epel-release`).
+    #[serde(default)]
+    pub repositories: Vec<String>,
 }
 
 fn root() -> String {
