@@ -12,6 +12,7 @@ use crate::report::{StepReport, Style};
 pub struct Progress {
     bar: Option<ProgressBar>,
     json: bool,
+    verbose: bool,
     total: usize,
 }
 
@@ -29,6 +30,7 @@ impl Progress {
         Progress {
             bar,
             json: opts.format == Format::Json,
+            verbose: opts.verbose > 0,
             total,
         }
     }
@@ -43,6 +45,17 @@ impl Progress {
     pub fn finish(&self, style: &Style, index: usize, total: usize, step: &StepReport) {
         let mut text = style.step_line(index, total, step);
         text.push('\n');
+        // Diffs were the dry run's business; while applying they show with -v.
+        let brief;
+        let step = if self.verbose {
+            step
+        } else {
+            brief = StepReport {
+                diff: None,
+                ..step.clone()
+            };
+            &brief
+        };
         if step.error.is_some() || !self.json {
             style.details(step, &mut text);
         }
