@@ -141,7 +141,8 @@ fn plan_and_run(
         });
     }
 
-    // Applying from here on.
+    // Applying from here on: first the confirmation, before anything else can fail.
+    confirm(opts, io)?;
     if eng.needs_install
         && steps
             .iter()
@@ -154,7 +155,6 @@ fn plan_and_run(
             stderr_tail: None,
         }));
     }
-    confirm(opts, io)?;
     if any_password && eng.password.is_none() {
         eng.password = Some(if opts.interactive {
             password::prompt()?

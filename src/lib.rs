@@ -32,7 +32,13 @@ where
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return u8::try_from(e.exit_code()).unwrap_or(2);
+            let code = u8::try_from(e.exit_code()).unwrap_or(2);
+            if code == 2 && !e.to_string().contains("Usage:") {
+                // Every usage error shows the usage, as deploy.sh did.
+                let mut cmd = <cli::Cli as clap::CommandFactory>::command();
+                eprintln!("\n{}", cmd.render_usage());
+            }
+            return code;
         }
     };
     let host = host::LocalHost;

@@ -461,22 +461,18 @@ pub fn apply_remove(eng: &Engine, step: &RemoveStep) -> Result<(), StepError> {
             .host
             .symlink(Path::new(&target), path)
             .map_err(StepError::host)?,
-        Some(Saved::File { backup }) => {
-            if eng
-                .host
-                .stat(Path::new(&backup))
-                .map_err(StepError::host)?
-                .is_some()
-            {
-                eng.host
-                    .rename(Path::new(&backup), path)
-                    .map_err(StepError::host)?;
-            }
-        }
-        None => {}
+        Some(Saved::File { backup }) if exists(eng, &backup)? => eng
+            .host
+            .rename(Path::new(&backup), path)
+            .map_err(StepError::host)?,
+        _ => {}
     }
     eng.update_state(|s| {
         s.created.remove(&step.path);
         s.saved.remove(&step.path);
     })
+}
+
+fn exists(eng: &Engine, path: &str) -> Result<bool, StepError> {
+    Ok(eng.host.stat(Path::new(path)).map_err(StepError::host)?.is_some())
 }

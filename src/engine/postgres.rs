@@ -25,9 +25,8 @@ fn admin<'a>(eng: &'a Engine) -> PgAdmin<'a> {
 
 /// Run a read-only admin query; `None` when the server cannot be reached yet.
 fn query(eng: &Engine, op: Op) -> Option<super::pgadmin::Response> {
-    if crate::host::lookup_user(eng.host, &eng.recipe.recipe.postgres.os_user).is_none() {
-        return None;
-    }
+    // No postgres user yet: the package that creates it comes in an earlier step.
+    crate::host::lookup_user(eng.host, &eng.recipe.recipe.postgres.os_user)?;
     admin(eng).call(op).ok()
 }
 

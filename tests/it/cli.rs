@@ -1,0 +1,357 @@
+//! The real binary: flags, help, exit codes, JSON on stdout, recipe errors with file:line:col.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_telem-deploy"));
+    c.env_remove("TELEM_DB_PASSWORD").env("NO_COLOR", "1");
+    c
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("telem-deploy runs")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A copy of the built-in recipes to break.
+fn recipes_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for d in ["clr", "ubuntu", "centos", "debian"] {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("recipes/{d}.yaml"));
+        std::fs::copy(src, dir.path().join(format!("{d}.yaml"))).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn bad_flag_values_exit_2_naming_the_flag_and_the_choices() {
+    let cases: [(&[&str], &[&str]); 5] = [
+        (
+            &["-a", "bogus", "-H", "localhost"],
+            &["'--action <ACTION>'", "deploy", "install", "uninstall"],
+        ),
+        (
+            &["-d", "arch", "-H", "localhost"],
+            &["'--distro <DISTRO>'", "clr", "ubuntu", "centos", "debian"],
+        ),
+        (
+            &["-t", "zip", "-H", "localhost"],
+            &["'--type <SOURCE_TYPE>'", "git", "tarball"],
+        ),
+        (
+            &["--format", "yaml", "-H", "localhost"],
+            &["--format", "human", "json"],
+        ),
+        (&["-a", "install"], &["--host <DOMAIN>"]),
+    ];
+    for (args, needles) in cases {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = text(&out.stderr);
+        for n in needles {
+            assert!(err.contains(n), "{args:?}: stderr lacks {n:?}:\n{err}");
+        }
+        assert!(err.contains("Usage:"), "{args:?}: no usage:\n{err}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+}
+
+#[test]
+fn a_domain_nginx_would_reject_is_a_usage_error() {
+    for bad in ["bad;host", "a b", "x}"] {
+        let out = run(&["-H", bad, "--dry-run"]);
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        assert!(
+            text(&out.stderr).contains("-H <DOMAIN>"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn help_never_shows_the_password_from_the_environment() {
+    let out = bin()
+        .arg("--help")
+        .env("TELEM_DB_PASSWORD", "s3cret-in-env")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let help = text(&out.stdout);
+    assert!(
+        help.contains("TELEM_DB_PASSWORD"),
+        "help documents the variable"
+    );
+    assert!(help.contains("--dry-run") && help.contains("--db-password-file"));
+    assert!(!help.contains("s3cret-in-env"));
+}
+
+#[test]
+fn completions_need_no_host() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = run(&["completions", shell]);
+        assert_eq!(out.status.code(), Some(0), "{shell}: {}", text(&out.stderr));
+        assert!(text(&out.stdout).contains("telem-deploy"));
+    }
+}
+
+#[test]
+fn json_dry_run_prints_exactly_one_document_and_the_summary_on_stderr() {
+    let out = run(&[
+        "-a",
+        "install",
+        "-d",
+        "centos",
+        "-H",
+        "localhost",
+        "--dry-run",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let doc: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("stdout is one JSON document");
+    assert_eq!(doc["format"], "telem-deploy/plan");
+    assert_eq!(doc["version"], 1);
+    let err = text(&out.stderr);
+    for line in [
+        "Options:",
+        "  host: localhost",
+        "  distro: centos",
+        "  action: install",
+        "  repo: https://github.com/clearlinux/telemetrics-backend",
+        "  source: master",
+        "  type: git",
+    ] {
+        assert!(err.contains(line), "summary lacks {line:?}:\n{err}");
+    }
+    let all = out.stdout.iter().map(|b| *b as char).collect::<String>();
+    assert!(
+        all.contains("postgresql-setup") && all.contains("yum install -y"),
+        "the centos plan names yum and postgresql-setup"
+    );
+}
+
+#[test]
+fn human_dry_run_prints_the_summary_then_the_plan() {
+    let out = run(&["-a", "install", "-d", "clr", "-H", "localhost", "--dry-run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let plan = text(&out.stdout);
+    assert!(
+        plan.starts_with("Options:\n  host: localhost\n  distro: clr\n  action: install\n"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("swupd bundle-add web-server-basic database-basic"),
+        "{plan}"
+    );
+    assert!(plan.contains("Nothing was changed (dry run)."), "{plan}");
+}
+
+#[test]
+fn detailed_exitcode_needs_dry_run() {
+    let out = run(&["-H", "localhost", "--detailed-exitcode"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--detailed-exitcode only applies with --dry-run"));
+}
+
+#[test]
+fn destructive_actions_without_a_terminal_or_yes_change_nothing() {
+    for action in ["resetdb", "uninstall"] {
+        let out = run(&["-a", action, "-d", "debian", "-H", "localhost"]);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{action}: {}",
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stderr).contains("pass --yes to confirm"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn a_missing_password_file_is_a_usage_error() {
+    let out = run(&[
+        "-a",
+        "install",
+        "-H",
+        "localhost",
+        "--dry-run",
+        "--db-password-file",
+        "/nonexistent/pw",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("--db-password-file /nonexistent/pw"));
+}
+
+#[test]
+fn a_world_readable_password_file_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(f.path(), "pw\n").unwrap();
+    std::fs::set_permissions(f.path(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = run(&[
+        "-a",
+        "install",
+        "-d",
+        "debian",
+        "-H",
+        "localhost",
+        "--dry-run",
+        "--db-password-file",
+        f.path().to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("is readable by every user"));
+}
+
+#[test]
+fn a_corrupted_recipe_reports_file_line_column_and_the_line() {
+    let dir = recipes_copy();
+    let file = dir.path().join("debian.yaml");
+    let src = std::fs::read_to_string(&file).unwrap().replace(
+        "      packages: { set: base }\n",
+        "      pakages: { set: base }\n",
+    );
+    std::fs::write(&file, &src).unwrap();
+    let line = src.lines().position(|l| l.contains("pakages")).unwrap() + 1;
+    let out = run(&[
+        "-a",
+        "install",
+        "-d",
+        "debian",
+        "-H",
+        "localhost",
+        "--dry-run",
+        "--recipes",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    let expected = format!(
+        "error: {}:{line}:7: actions.install[0]: unknown field `pakages`, expected one of",
+        file.display()
+    );
+    assert!(err.contains(&expected), "want {expected:?} in:\n{err}");
+    assert!(
+        err.contains(&format!("{line} |       pakages: {{ set: base }}")),
+        "{err}"
+    );
+    assert!(err.contains("  |       ^"), "caret under column 7:\n{err}");
+}
+
+#[test]
+fn every_semantic_problem_of_a_recipe_is_reported_at_once() {
+    let dir = recipes_copy();
+    let file = dir.path().join("ubuntu.yaml");
+    let src = std::fs::read_to_string(&file)
+        .unwrap()
+        .replacen("packages: { set: base }", "packages: { set: basics }", 1)
+        .replacen(
+            "service: { name: nginx, state: running, enabled: true }",
+            "service: { name: apache, state: running }",
+            1,
+        )
+        .replacen("mode: \"0750\"", "mode: \"rwx\"", 1);
+    std::fs::write(&file, src).unwrap();
+    let out = run(&[
+        "-d",
+        "ubuntu",
+        "-H",
+        "localhost",
+        "--dry-run",
+        "--recipes",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    let f = file.display();
+    for want in [
+        format!("error: {f}: actions.install[0].packages.set: unknown package set `basics`"),
+        format!("error: {f}: actions.install[18].service.name: unknown service `apache`"),
+        // A step shared by a YAML anchor is reported where it is used.
+        format!("error: {f}: actions.deploy[10].service.name: unknown service `apache`"),
+        format!("error: {f}: actions.install[7].directory.mode: `rwx` is not an octal mode"),
+        format!("5 problems in {f}"),
+    ] {
+        assert!(err.contains(&want), "want {want:?} in:\n{err}");
+    }
+}
+
+#[test]
+fn an_undefined_variable_in_a_recipe_names_its_path() {
+    let dir = recipes_copy();
+    let file = dir.path().join("clr.yaml");
+    let src = std::fs::read_to_string(&file).unwrap().replacen(
+        "{{ collector.config_dir }}",
+        "{{ collector.confdir }}",
+        1,
+    );
+    std::fs::write(&file, src).unwrap();
+    let out = run(&[
+        "-d",
+        "clr",
+        "-H",
+        "localhost",
+        "--dry-run",
+        "--recipes",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(".directory.path: ") && err.contains("collector.confdir"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_recipe_that_is_not_utf8_or_is_a_directory_is_refused() {
+    let dir = recipes_copy();
+    std::fs::write(
+        dir.path().join("debian.yaml"),
+        b"distro: debian\n\xff\xfe\n",
+    )
+    .unwrap();
+    let out = run(&[
+        "-d",
+        "debian",
+        "-H",
+        "localhost",
+        "--dry-run",
+        "--recipes",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("not valid UTF-8 (line 2)"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    std::fs::remove_file(dir.path().join("centos.yaml")).unwrap();
+    std::fs::create_dir(dir.path().join("centos.yaml")).unwrap();
+    let out = run(&[
+        "-d",
+        "centos",
+        "-H",
+        "localhost",
+        "--dry-run",
+        "--recipes",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("is a directory"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -1,0 +1,270 @@
+//! Golden plans: the JSON plan of every action × distro, against a fresh host and against a
+//! host where `install` was applied (on the fake host). Regenerate with
+//! `UPDATE_GOLDEN=1 cargo test --test it golden`.
+
+use std::path::{Path, PathBuf};
+
+use telem_deploy::app::{run_cli, Io};
+use telem_deploy::cli::Cli;
+
+use crate::fake_host::FakeHost;
+
+pub const PASSWORD: &str = "golden 'pa$$word\" ;ü";
+const DISTROS: [&str; 4] = ["clr", "ubuntu", "centos", "debian"];
+const ACTIONS: [&str; 6] = [
+    "deploy",
+    "install",
+    "migrate",
+    "resetdb",
+    "restart",
+    "uninstall",
+];
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Run telem-deploy against the fake host; (exit code, stdout, stderr).
+fn run(host: &FakeHost, args: &[&str]) -> (u8, String, String) {
+    let collector = root().join("tests/fixtures/telem-collector");
+    let mut argv = vec![
+        "telem-deploy".to_owned(),
+        "--collector-bin".into(),
+        collector.display().to_string(),
+    ];
+    argv.extend(args.iter().map(|s| s.to_string()));
+    let cli = Cli::try_parse_args(argv).expect("valid arguments");
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let code = {
+        let mut io = Io {
+            out: &mut out,
+            err: &mut err,
+        };
+        match run_cli(cli, host, &mut io) {
+            Ok(c) => c,
+            Err(e) => {
+                err.extend_from_slice(format!("error: {e}\n").as_bytes());
+                e.exit_code()
+            }
+        }
+    };
+    (
+        code,
+        String::from_utf8(out).unwrap(),
+        String::from_utf8(err).unwrap(),
+    )
+}
+
+fn password_file() -> tempfile::NamedTempFile {
+    use std::io::Write;
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    writeln!(f, "{PASSWORD}").unwrap();
+    f
+}
+
+/// A host of `distro` after a real `install` (applied to the fake).
+fn installed(distro: &str) -> FakeHost {
+    let host = FakeHost::fresh(distro, matches!(distro, "clr" | "centos"));
+    let pw = password_file();
+    let (code, out, err) = run(
+        &host,
+        &[
+            "-a",
+            "install",
+            "-d",
+            distro,
+            "-H",
+            "localhost",
+            "--yes",
+            "--db-password-file",
+            pw.path().to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        code, 0,
+        "install on the fake {distro} host failed:\n{out}\n{err}"
+    );
+    host
+}
+
+fn compare(name: &str, actual: &str) {
+    let path = root().join("tests/golden").join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; run with UPDATE_GOLDEN=1 to create it",
+            path.display()
+        )
+    });
+    if expected != actual {
+        let diff = similar::TextDiff::from_lines(expected.as_str(), actual)
+            .unified_diff()
+            .header("golden", "actual")
+            .to_string();
+        panic!("{name} differs from its golden file (UPDATE_GOLDEN=1 to accept):\n{diff}");
+    }
+}
+
+fn plan(host: &FakeHost, distro: &str, action: &str) -> (u8, serde_json::Value, String) {
+    let before = host.world.borrow().clone();
+    let (code, out, err) = run(
+        host,
+        &[
+            "-a",
+            action,
+            "-d",
+            distro,
+            "-H",
+            "localhost",
+            "--dry-run",
+            "--format",
+            "json",
+            "--detailed-exitcode",
+        ],
+    );
+    assert_eq!(
+        *host.world.borrow(),
+        before,
+        "a dry run of {action} on {distro} changed the host"
+    );
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| {
+        panic!("{distro} {action}: stdout is not one JSON document ({e}):\n{out}\n{err}")
+    });
+    (code, doc, out)
+}
+
+#[test]
+fn golden_plans_of_a_fresh_host() {
+    for distro in DISTROS {
+        for action in ACTIONS {
+            let host = FakeHost::fresh(distro, matches!(distro, "clr" | "centos"));
+            let (code, doc, out) = plan(&host, distro, action);
+            assert_eq!(
+                code, 3,
+                "{distro} {action}: a fresh host has changes pending"
+            );
+            assert_eq!(doc["format"], "telem-deploy/plan");
+            compare(&format!("{distro}/fresh-{action}.json"), &out);
+        }
+    }
+}
+
+#[test]
+fn golden_plans_of_an_installed_host() {
+    for distro in DISTROS {
+        let host = installed(distro);
+        for action in ACTIONS {
+            let (_, doc, out) = plan(&host, distro, action);
+            compare(&format!("{distro}/installed-{action}.json"), &out);
+            if action == "install" || action == "deploy" || action == "migrate" {
+                let s = &doc["summary"];
+                assert_eq!(
+                    (
+                        s["change"].as_u64(),
+                        s["unknown"].as_u64(),
+                        s["blocked"].as_u64()
+                    ),
+                    (Some(0), Some(0), Some(0)),
+                    "{distro}: {action} right after install must change nothing:\n{out}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_second_install_changes_nothing_and_reports_it() {
+    for distro in DISTROS {
+        let host = installed(distro);
+        let (code, _, _) = plan(&host, distro, "install");
+        assert_eq!(
+            code, 0,
+            "{distro}: --detailed-exitcode is 0 when nothing would change"
+        );
+        let pw = password_file();
+        host.log.borrow_mut().clear();
+        let (code, out, err) = run(
+            &host,
+            &[
+                "-a",
+                "install",
+                "-d",
+                distro,
+                "-H",
+                "localhost",
+                "--yes",
+                "--db-password-file",
+                pw.path().to_str().unwrap(),
+                "--format",
+                "json",
+            ],
+        );
+        assert_eq!(code, 0, "{err}");
+        let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(doc["summary"]["changed"], 0, "{out}");
+        let mutating: Vec<String> = host
+            .log
+            .borrow()
+            .iter()
+            .filter(|c| {
+                c.contains("install -y") || c.contains("bundle-add") || c.contains("useradd")
+            })
+            .cloned()
+            .collect();
+        assert!(
+            mutating.is_empty(),
+            "{distro}: a converged re-run ran {mutating:?}"
+        );
+    }
+}
+
+#[test]
+fn plans_never_contain_the_password() {
+    for distro in DISTROS {
+        let host = installed(distro);
+        for action in ACTIONS {
+            for format in ["json", "human"] {
+                let (_, out, err) = run(
+                    &host,
+                    &[
+                        "-a",
+                        action,
+                        "-d",
+                        distro,
+                        "-H",
+                        "localhost",
+                        "--dry-run",
+                        "--format",
+                        format,
+                    ],
+                );
+                assert!(
+                    !out.contains(PASSWORD) && !err.contains(PASSWORD),
+                    "{distro} {action} {format} leaked the password"
+                );
+                assert!(
+                    !out.contains("pa$$word"),
+                    "{distro} {action} {format} leaked part of the password"
+                );
+            }
+        }
+        let w = host.world.borrow();
+        let config =
+            String::from_utf8_lossy(&w.files[Path::new("/etc/telemetry/collector.toml")].content)
+                .into_owned();
+        let parsed: toml::Table = toml::from_str(&config).unwrap();
+        assert_eq!(
+            parsed["database_password"].as_str(),
+            Some(PASSWORD),
+            "the config holds the password intact"
+        );
+        assert_eq!(
+            w.files[Path::new("/etc/telemetry/collector.toml")].mode,
+            0o640
+        );
+    }
+}
