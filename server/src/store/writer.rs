@@ -203,9 +203,9 @@ async fn write_batch(pool: &Pool, batch: Vec<Job>, metrics: &Metrics) {
     }
 }
 
-/// One transaction: the multi-row insert, then the ids of already stored resends.
+/// One multi-row INSERT (one transaction), then the ids of already stored resends.
 async fn insert(pool: &Pool, batch: &[Job]) -> Result<Vec<RecordView>, StoreError> {
-    let mut client = pool.get().await?;
+    let client = pool.get().await?;
     let statement = client.prepare_cached(INSERT_SQL).await?;
     let r = |f: fn(&Record) -> &str| batch.iter().map(|j| f(&j.record)).collect::<Vec<_>>();
     let record_version: Vec<i32> = batch.iter().map(|j| j.record.record_version).collect();
@@ -231,8 +231,9 @@ async fn insert(pool: &Pool, batch: &[Job]) -> Result<Vec<RecordView>, StoreErro
     let event_id = r(|x| &x.event_id);
     let payload = r(|x| &x.payload);
 
-    let tx = client.transaction().await?;
-    let rows = tx
+    // One statement in autocommit mode is one transaction: no BEGIN/COMMIT round trips. When
+    // it returns, every row of the batch is committed.
+    let rows = client
         .query(
             &statement,
             &[
@@ -264,7 +265,9 @@ async fn insert(pool: &Pool, batch: &[Job]) -> Result<Vec<RecordView>, StoreErro
         let view = if inserted {
             RecordView::new(id, &job.record, job.received_us as f64 / 1e6)
         } else {
-            let existing = tx
+            // A resend of a stored record: ON CONFLICT waited for the stored row's transaction,
+            // so it is committed and visible now.
+            let existing = client
                 .query_one(
                     EXISTING_SQL,
                     &[
@@ -278,6 +281,5 @@ async fn insert(pool: &Pool, batch: &[Job]) -> Result<Vec<RecordView>, StoreErro
         };
         views.push(view);
     }
-    tx.commit().await?;
     Ok(views)
 }
