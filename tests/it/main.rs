@@ -1,5 +1,9 @@
 //! The one integration-test binary of telem-deploy (one binary keeps builds fast).
 
 mod cli;
+mod e2e;
 mod fake_host;
 mod golden;
+#[path = "../support/sandbox.rs"]
+mod sandbox;
+mod shims;

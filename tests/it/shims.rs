@@ -1,0 +1,1 @@
+//! Clear Linux and CentOS scenarios with recording shims (see tests/shims/).
