@@ -113,6 +113,10 @@ async fn shutdown_signal() {
 
 /// The `serve` command.
 pub async fn serve(config: Config) -> Result<(), RunError> {
+    use std::os::unix::fs::MetadataExt;
+    if std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0) {
+        tracing::warn!("running as root: run the collector as an unprivileged user");
+    }
     let app = App::start(&config).await?;
     let purge = tokio::spawn(crate::purge::daily(app.state.pool.clone(), config.clone()));
     let result = match &config.listen {
