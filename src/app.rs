@@ -43,8 +43,9 @@ pub fn run_cli(cli: Cli, host: &dyn Host, io: &mut Io) -> Result<u8, Error> {
         Format::Human => write!(io.out, "{summary}"),
     }
     .ok();
-    let result = plan_and_run(&opts, manager_arg, host, io);
-    if let (Err(e), Format::Json) = (&result, opts.format) {
+    let mut reported = false;
+    let result = plan_and_run(&opts, manager_arg, host, io, &mut reported);
+    if let (Err(e), Format::Json, false) = (&result, opts.format, reported) {
         // Even a failure before any step leaves one JSON document on stdout.
         let doc = serde_json::json!({
             "format": "telem-deploy/error",
@@ -61,11 +62,13 @@ pub fn run_cli(cli: Cli, host: &dyn Host, io: &mut Io) -> Result<u8, Error> {
     result
 }
 
+/// `reported` is set once the plan or result document has been written.
 fn plan_and_run(
     opts: &Options,
     manager_arg: ServiceManagerArg,
     host: &dyn Host,
     io: &mut Io,
+    reported: &mut bool,
 ) -> Result<u8, Error> {
     let loaded = recipe::load(opts.distro, opts.recipes.as_deref())?;
     let templates = Templates::load(opts.templates.as_deref())?;
@@ -134,6 +137,7 @@ fn plan_and_run(
         }
         report.summary = Summary::of(&report.steps);
         emit(&report, opts, &style, io, true);
+        *reported = true;
         return Ok(if opts.detailed_exitcode && report.summary.pending() {
             3
         } else {
@@ -213,6 +217,7 @@ fn plan_and_run(
         report.error = Some(ErrorReport::from(e));
     }
     emit(&report, opts, &style, io, false);
+    *reported = true;
     match failure {
         Some((step, e)) => Err(Error::Step(StepFailure {
             step,

@@ -474,5 +474,9 @@ pub fn apply_remove(eng: &Engine, step: &RemoveStep) -> Result<(), StepError> {
 }
 
 fn exists(eng: &Engine, path: &str) -> Result<bool, StepError> {
-    Ok(eng.host.stat(Path::new(path)).map_err(StepError::host)?.is_some())
+    Ok(eng
+        .host
+        .stat(Path::new(path))
+        .map_err(StepError::host)?
+        .is_some())
 }

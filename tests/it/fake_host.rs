@@ -31,6 +31,10 @@ pub struct World {
     pub databases: BTreeMap<String, String>,
     pub schema_current: bool,
     pub next_pid: u32,
+    /// `nginx -t` fails (a config nginx rejects).
+    pub nginx_rejects: bool,
+    /// Pids killed.
+    pub dead: BTreeSet<u32>,
 }
 
 pub struct FakeHost {
@@ -380,6 +384,9 @@ impl Host for FakeHost {
                 };
                 ok("")
             }
+            ("nginx", ["-t", "-q"]) if self.world.borrow().nginx_rejects => {
+                Ok(CmdOutput { code: Some(1), stdout: vec![], stderr: b"nginx: [emerg] unexpected \"}\" in /etc/nginx/sites-enabled/telemetry.conf:3\n".to_vec() })
+            }
             ("nginx", ["-t", "-q"]) => ok(""),
             ("nginx", []) => {
                 self.world.borrow_mut().running.insert("nginx".into());
@@ -388,6 +395,12 @@ impl Host for FakeHost {
                 ok("")
             }
             ("nginx", ["-s", "reload"]) => ok(""),
+            ("kill", [_, pid]) => {
+                let mut w = self.world.borrow_mut();
+                w.dead.insert(pid.parse().expect("numeric pid"));
+                w.running.remove("telem-collector");
+                ok("")
+            }
             ("telem-collector", [.., "migrate", "--check"]) => {
                 code(if self.world.borrow().schema_current {
                     0

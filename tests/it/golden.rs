@@ -25,7 +25,7 @@ fn root() -> PathBuf {
 }
 
 /// Run telem-deploy against the fake host; (exit code, stdout, stderr).
-fn run(host: &FakeHost, args: &[&str]) -> (u8, String, String) {
+pub fn run(host: &FakeHost, args: &[&str]) -> (u8, String, String) {
     let collector = root().join("tests/fixtures/telem-collector");
     let mut argv = vec![
         "telem-deploy".to_owned(),
@@ -55,7 +55,7 @@ fn run(host: &FakeHost, args: &[&str]) -> (u8, String, String) {
     )
 }
 
-fn password_file() -> tempfile::NamedTempFile {
+pub fn password_file() -> tempfile::NamedTempFile {
     use std::io::Write;
     let mut f = tempfile::NamedTempFile::new().unwrap();
     writeln!(f, "{PASSWORD}").unwrap();
@@ -63,7 +63,7 @@ fn password_file() -> tempfile::NamedTempFile {
 }
 
 /// A host of `distro` after a real `install` (applied to the fake).
-fn installed(distro: &str) -> FakeHost {
+pub fn installed(distro: &str) -> FakeHost {
     let host = FakeHost::fresh(distro, matches!(distro, "clr" | "centos"));
     let pw = password_file();
     let (code, out, err) = run(

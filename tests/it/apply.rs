@@ -1,0 +1,181 @@
+//! Applying on the fake host: bad configs never go live, bad recipes change nothing, queued
+//! restarts still run after a failure.
+
+use std::path::Path;
+
+use crate::fake_host::FakeHost;
+use crate::golden::{installed, password_file, run};
+
+fn templates_with(name: &str, text: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for t in [
+        "nginx.conf.tera",
+        "uwsgi.ini.tera",
+        "collector.toml.tera",
+        "telem-collector.service.tera",
+    ] {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("templates")
+            .join(t);
+        std::fs::copy(src, dir.path().join(t)).unwrap();
+    }
+    std::fs::write(dir.path().join(name), text).unwrap();
+    dir
+}
+
+fn file(host: &FakeHost, path: &str) -> Vec<u8> {
+    host.world.borrow().files[Path::new(path)].content.clone()
+}
+
+#[test]
+fn a_site_nginx_rejects_never_goes_live() {
+    let host = installed("debian");
+    let site = "/etc/nginx/sites-available/telemetry.conf";
+    let before = file(&host, site);
+    host.world.borrow_mut().nginx_rejects = true;
+    let tpl = templates_with("nginx.conf.tera", "server { listen 80; }}\n");
+    let (code, out, err) = run(
+        &host,
+        &[
+            "-a",
+            "deploy",
+            "-d",
+            "debian",
+            "-H",
+            "localhost",
+            "--templates",
+            tpl.path().to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert_eq!(
+        file(&host, site),
+        before,
+        "the previous site is back in place"
+    );
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let failed: Vec<&serde_json::Value> = doc["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["status"] == "failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "{out}");
+    assert_eq!(failed[0]["name"], "Write the nginx site for localhost");
+    assert_eq!(failed[0]["error"]["command"], "nginx -t -q");
+    assert!(failed[0]["error"]["stderr"]
+        .as_str()
+        .unwrap()
+        .contains("[emerg]"));
+    assert!(failed[0]["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("the previous file is back in place"));
+    assert!(
+        err.contains("step 'Write the nginx site for localhost' failed"),
+        "{err}"
+    );
+    // Steps after the failure did not run.
+    assert!(doc["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["status"] == "not_run"));
+}
+
+#[test]
+fn a_bad_recipe_fails_before_changing_anything() {
+    let host = FakeHost::fresh("debian", false);
+    let before = host.world.borrow().clone();
+    let dir = tempfile::tempdir().unwrap();
+    let src =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes/debian.yaml"))
+            .unwrap();
+    // The last step of install refers to a service that does not exist.
+    std::fs::write(
+        dir.path().join("debian.yaml"),
+        src.replace("health: { path: /healthz", "health: { path: healthz"),
+    )
+    .unwrap();
+    let pw = password_file();
+    let (code, _, err) = run(
+        &host,
+        &[
+            "-a",
+            "install",
+            "-d",
+            "debian",
+            "-H",
+            "localhost",
+            "--yes",
+            "--recipes",
+            dir.path().to_str().unwrap(),
+            "--db-password-file",
+            pw.path().to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("actions.install[19].health.path: must start with /"),
+        "{err}"
+    );
+    assert_eq!(*host.world.borrow(), before, "nothing changed");
+    assert!(
+        host.log.borrow().is_empty(),
+        "no command ran: {:?}",
+        host.log.borrow()
+    );
+}
+
+#[test]
+fn queued_restarts_run_even_when_a_later_step_fails() {
+    let host = installed("debian");
+    // A new collector config (notifies the collector), then a site nginx rejects.
+    host.world.borrow_mut().nginx_rejects = true;
+    let tpl = templates_with("nginx.conf.tera", "broken }\n");
+    let cfg = "/etc/telemetry/collector.toml";
+    let mut changed = file(&host, cfg);
+    changed.extend_from_slice(b"# edited by hand\n");
+    host.world
+        .borrow_mut()
+        .files
+        .get_mut(Path::new(cfg))
+        .unwrap()
+        .content = changed;
+    host.log.borrow_mut().clear();
+    let (code, out, _) = run(
+        &host,
+        &[
+            "-a",
+            "deploy",
+            "-d",
+            "debian",
+            "-H",
+            "localhost",
+            "--templates",
+            tpl.path().to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 1, "{out}");
+    let log = host.log.borrow();
+    let restarted = log.iter().any(|c| c.starts_with("kill -TERM"))
+        || log.iter().filter(|c| c.starts_with("spawn ")).count() > 0;
+    assert!(
+        restarted,
+        "the collector, notified before the failure, was restarted: {log:?}"
+    );
+}
+
+#[test]
+fn deploy_on_a_host_without_install_says_to_run_install_first() {
+    let host = FakeHost::fresh("ubuntu", false);
+    let (code, _, err) = run(&host, &["-a", "deploy", "-d", "ubuntu", "-H", "localhost"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("run the install action first"), "{err}");
+    assert!(
+        host.log.borrow().iter().all(|c| !c.contains("install")),
+        "nothing was installed"
+    );
+}
