@@ -153,6 +153,8 @@ impl PackageManager {
             PackageManagerKind::Apt => vec![
                 "apt-get".into(),
                 "remove".into(),
+                // What our install pulled in as dependencies goes too (postgresql-15, nginx-common).
+                "--autoremove".into(),
                 "-y".into(),
                 "-q".into(),
                 "-o".into(),
