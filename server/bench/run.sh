@@ -8,7 +8,7 @@
 # Reports records/s, p50/p99 latency, non-2xx answers, the collector's peak RSS and checks that
 # rows stored = 2xx answers (allowing for requests in flight when wrk stops).
 #
-# Env: DURATION (s, default 20), PGPORT (55432), COLPORT (58090), NGPORT (58080),
+# Env: DURATION (s, default 20), PGPORT (55432), COLPORT (58090), NGPORT (58080), NGINX_KEEPALIVE (16),
 #      BIN (collector binary; built with cargo --release when unset), KEEP=1 keeps the work dir.
 set -euo pipefail
 
@@ -17,6 +17,7 @@ DURATION=${DURATION:-20}
 PGPORT=${PGPORT:-55432}
 COLPORT=${COLPORT:-58090}
 NGPORT=${NGPORT:-58080}
+NGINX_KEEPALIVE=${NGINX_KEEPALIVE:-16}   # upstream keepalive; 16 as in templates/nginx.conf.tera
 
 for tool in wrk nginx pgbench psql; do
   command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install -y wrk nginx-light postgresql" >&2; exit 2; }
@@ -84,7 +85,7 @@ http {
     scgi_temp_path $WORK/nginx/scgi;
     upstream telem_collector {
         server 127.0.0.1:$COLPORT;
-        keepalive 16;
+        keepalive $NGINX_KEEPALIVE;
     }
     server {
         listen 127.0.0.1:$NGPORT default_server;

@@ -315,7 +315,7 @@ impl Config {
         let pool_size = bounded("pool_size", raw.pool_size, 8, 1, 1000)? as usize;
         let batch_max_records =
             bounded("batch_max_records", raw.batch_max_records, 500, 1, 10_000)? as usize;
-        let batch_max_wait_ms = bounded("batch_max_wait_ms", raw.batch_max_wait_ms, 1, 0, 1000)?;
+        let batch_max_wait_ms = bounded("batch_max_wait_ms", raw.batch_max_wait_ms, 0, 0, 1000)?;
         let retention_max_days =
             bounded("retention_max_days", raw.retention_max_days, 35, 0, 100_000)? as u32;
         let purge_time = raw.retention_purge_time.as_deref().unwrap_or("03:00");

@@ -58,7 +58,9 @@ impl App {
         let options = WriterOptions {
             max_records: config.batch_max_records,
             max_wait: config.batch_max_wait,
-            concurrency: config.pool_size.saturating_sub(1).clamp(1, 4),
+            // Few, larger batches cost the database less CPU per record than many small ones;
+            // the rest of the pool serves queries and readiness checks.
+            concurrency: (config.pool_size / 4).clamp(1, 4),
             queue: (config.batch_max_records * 8).max(10_000),
         };
         let (writer, writer_task) = Writer::spawn(pool.clone(), options, metrics.clone());

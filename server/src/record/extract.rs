@@ -22,14 +22,14 @@ pub fn decode_text(bytes: &[u8]) -> String {
 fn scan_headers(headers: &HeaderMap, record_fields: bool) -> RawRecord {
     let mut raw = RawRecord::default();
     for (name, value) in headers {
+        // Names arrive lower-cased from the HTTP parser; only `-` vs `_` remains to fold.
         let normalized = normalize_name(name.as_str());
-        let value = decode_text(value.as_bytes());
         match normalized.as_str() {
-            TID_HEADER => raw.telemetry_id = Some(value),
-            EXTERNAL_HEADER => raw.external = Some(value),
+            TID_HEADER => raw.telemetry_id = Some(decode_text(value.as_bytes())),
+            EXTERNAL_HEADER => raw.external = Some(decode_text(value.as_bytes())),
             _ if record_fields => {
                 if let Some(field) = Field::lookup(&normalized) {
-                    raw.set(field, value);
+                    raw.set(field, decode_text(value.as_bytes()));
                 }
             }
             _ => {}
