@@ -9,6 +9,7 @@
 # rows stored = 2xx answers (allowing for requests in flight when wrk stops).
 #
 # Env: DURATION (s, default 20), PGPORT (55432), COLPORT (58090), NGPORT (58080), NGINX_KEEPALIVE (16),
+#      BENCH_UNIX=1 (collector listens on a unix socket, as `listen = "unix:..."` deploys it),
 #      BIN (collector binary; built with cargo --release when unset), KEEP=1 keeps the work dir.
 set -euo pipefail
 
@@ -18,6 +19,7 @@ PGPORT=${PGPORT:-55432}
 COLPORT=${COLPORT:-58090}
 NGPORT=${NGPORT:-58080}
 NGINX_KEEPALIVE=${NGINX_KEEPALIVE:-16}   # upstream keepalive; 16 as in templates/nginx.conf.tera
+BENCH_UNIX=${BENCH_UNIX:-0}              # 1: nginx reaches the collector over a unix socket
 
 for tool in wrk nginx pgbench psql; do
   command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install -y wrk nginx-light postgresql" >&2; exit 2; }
@@ -55,7 +57,15 @@ PSQL=(psql -X -q -t -A -h 127.0.0.1 -p "$PGPORT" -U postgres)
 "${PSQL[@]}" -d postgres -c "SHOW fsync" -c "SHOW synchronous_commit" | paste -sd' ' | sed 's/^/   fsync, synchronous_commit: /' >&2
 
 export TELEM_COLLECTOR_DATABASE_URL="postgres://postgres@127.0.0.1:$PGPORT/telemetry"
-export TELEM_COLLECTOR_LISTEN="127.0.0.1:$COLPORT"
+if [ "$BENCH_UNIX" = 1 ]; then
+  export TELEM_COLLECTOR_LISTEN="unix:$WORK/collector.sock"
+  UPSTREAM="unix:$WORK/collector.sock"
+  HEALTH=(curl -fsS --unix-socket "$WORK/collector.sock" http://collector/healthz)
+else
+  export TELEM_COLLECTOR_LISTEN="127.0.0.1:$COLPORT"
+  UPSTREAM="127.0.0.1:$COLPORT"
+  HEALTH=(curl -fsS "http://127.0.0.1:$COLPORT/healthz")
+fi
 export TELEM_COLLECTOR_LOG_LEVEL=warn
 "$BIN" --config /nonexistent migrate >&2
 
@@ -63,7 +73,7 @@ start_collector() {
   "$BIN" --config /nonexistent serve 2>>"$WORK/collector.log" &
   COLLECTOR_PID=$!
   for _ in $(seq 100); do
-    curl -fsS "http://127.0.0.1:$COLPORT/healthz" >/dev/null 2>&1 && return 0
+    "${HEALTH[@]}" >/dev/null 2>&1 && return 0
     sleep 0.1
   done
   echo "collector did not start" >&2; cat "$WORK/collector.log" >&2; exit 1
@@ -84,7 +94,7 @@ http {
     uwsgi_temp_path $WORK/nginx/uwsgi;
     scgi_temp_path $WORK/nginx/scgi;
     upstream telem_collector {
-        server 127.0.0.1:$COLPORT;
+        server $UPSTREAM;
         keepalive $NGINX_KEEPALIVE;
     }
     server {
