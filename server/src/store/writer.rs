@@ -166,12 +166,7 @@ async fn run(
 /// Writes one batch and answers every job in it.
 async fn write_batch(pool: &Pool, batch: Vec<Job>, metrics: &Metrics) {
     metrics.observe_batch(batch.len());
-    let result = timeout(BATCH_TIMEOUT, insert(pool, &batch)).await;
-    let outcome = match result {
-        Ok(outcome) => outcome,
-        Err(_) => Err(StoreError::Unavailable("batch timed out".into())),
-    };
-    match outcome {
+    match insert(pool, &batch, Instant::now() + BATCH_TIMEOUT).await {
         Ok(views) => {
             for (job, view) in batch.into_iter().zip(views) {
                 let _ = job.reply.send(Ok(view));
@@ -182,11 +177,9 @@ async fn write_batch(pool: &Pool, batch: Vec<Job>, metrics: &Metrics) {
             tracing::warn!(records = batch.len(), error = %why, "batch refused, retrying record by record");
             for job in batch {
                 let single = std::slice::from_ref(&job);
-                let result = match timeout(BATCH_TIMEOUT, insert(pool, single)).await {
-                    Ok(Ok(mut views)) => Ok(views.remove(0)),
-                    Ok(Err(e)) => Err(e),
-                    Err(_) => Err(StoreError::Unavailable("insert timed out".into())),
-                };
+                let result = insert(pool, single, Instant::now() + BATCH_TIMEOUT)
+                    .await
+                    .map(|mut views| views.remove(0));
                 if result.is_err() {
                     metrics.database_error();
                 }
@@ -203,9 +196,33 @@ async fn write_batch(pool: &Pool, batch: Vec<Job>, metrics: &Metrics) {
     }
 }
 
+/// Writes a batch before `deadline`. A connection that did not answer in time is taken out
+/// of the pool and closed: a late answer must not confuse the next batch on it.
+async fn insert(
+    pool: &Pool,
+    batch: &[Job],
+    deadline: Instant,
+) -> Result<Vec<RecordView>, StoreError> {
+    let client = match timeout_at(deadline, pool.get()).await {
+        Ok(client) => client?,
+        Err(_) => return Err(StoreError::Unavailable("no connection in time".into())),
+    };
+    match timeout_at(deadline, insert_on(&client, batch)).await {
+        Ok(result) => result,
+        Err(_) => {
+            drop(deadpool_postgres::Object::take(client));
+            Err(StoreError::Unavailable(
+                "database did not answer in time".into(),
+            ))
+        }
+    }
+}
+
 /// One multi-row INSERT (one transaction), then the ids of already stored resends.
-async fn insert(pool: &Pool, batch: &[Job]) -> Result<Vec<RecordView>, StoreError> {
-    let client = pool.get().await?;
+async fn insert_on(
+    client: &deadpool_postgres::Object,
+    batch: &[Job],
+) -> Result<Vec<RecordView>, StoreError> {
     let statement = client.prepare_cached(INSERT_SQL).await?;
     let r = |f: fn(&Record) -> &str| batch.iter().map(|j| f(&j.record)).collect::<Vec<_>>();
     let record_version: Vec<i32> = batch.iter().map(|j| j.record.record_version).collect();

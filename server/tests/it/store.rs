@@ -142,7 +142,7 @@ async fn a_record_the_database_refuses_fails_alone() {
 }
 
 #[tokio::test]
-async fn database_down_is_503_within_2s_then_recovers() {
+async fn database_down_or_hung_is_503_within_2s_then_recovers() {
     let Some(mut pg) = PgCluster::start() else {
         return;
     };
@@ -175,6 +175,20 @@ async fn database_down_is_503_within_2s_then_recovers() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(row_count(&db).await, 2);
+
+    // A hung database (processes stopped, sockets open) is a 503 within 2 s as well.
+    pg.signal_all("STOP");
+    let started = Instant::now();
+    let r = send_raw(server.addr, &nth_record(10)).await;
+    let took = started.elapsed();
+    pg.signal_all("CONT");
+    assert_eq!(r.status, 503);
+    assert!(took < Duration::from_secs(2), "503 took {took:?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while send_raw(server.addr, &nth_record(11)).await.status != 201 {
+        assert!(Instant::now() < deadline, "no recovery after the hang");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     server.stop().await;
 }
 
