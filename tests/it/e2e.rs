@@ -32,8 +32,7 @@ fn debian_lifecycle() {
     let install = ["-a", "install", "-d", "debian", "--yes", "--db-password-file", pw];
     let run = rep.expect_ok("install (fresh)", deploy(&sb, &install));
     if !run.ok() {
-        rep.finish();
-        return;
+        return rep.finish();
     }
     check_installed(&sb, &mut rep, LIFECYCLE_PASSWORD);
     post_records(&sb, &mut rep);
@@ -57,7 +56,10 @@ fn debian_lifecycle() {
 
     // resetdb: a backup holding the records, then an empty, migrated, served database
     let old_backups = backups(&sb);
-    rep.expect_ok("resetdb", deploy(&sb, &["-a", "resetdb", d[0], d[1], "--yes"]));
+    let run = rep.expect_ok("resetdb", deploy(&sb, &["-a", "resetdb", d[0], d[1], "--yes"]));
+    if !run.ok() {
+        return rep.finish(); // the state checks below would only repeat the failure
+    }
     let new: Vec<String> = backups(&sb).difference(&old_backups).cloned().collect();
     rep.check(new.len() == 1, format!("resetdb wrote backups {new:?} under {BACKUPS}"));
     if let Some(file) = new.first() {
@@ -72,6 +74,9 @@ fn debian_lifecycle() {
     let old_backups = backups(&sb);
     let uninstall = ["-a", "uninstall", "-u", "--yes", d[0], d[1]];
     let run = rep.expect_ok("uninstall -u", deploy(&sb, &uninstall));
+    if !run.ok() {
+        return rep.finish();
+    }
     let dropped = run.json["steps"].as_array().is_some_and(|s| {
         s.iter().any(|s| s["name"] == "Drop the database" && s["status"] == "changed")
     });
