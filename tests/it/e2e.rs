@@ -13,7 +13,7 @@ mod support;
 use support::*;
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Every character class that breaks naive quoting, spaces and non-ASCII; the ASCII token
 /// `Zq0Tok` finds the password in escaped forms too (strace, JSON, TOML).
@@ -155,4 +155,197 @@ fn dry_runs_leave_the_root_untouched() {
     let new: Vec<&String> = after.iter().filter(|c| !baseline.contains(c)).collect();
     rep.check(new.is_empty() && after.len() == baseline.len(), format!("dry runs changed the root: {new:?}"));
     rep.finish();
+}
+
+const SECRET_1: &str = "first 'Pw' \"q\" \\ $HOME ; Grüße Zq1Tok";
+const SECRET_2: &str = "new 'pw' \"x\" \\\\ $PATH ; ünïcødé ☃ Zq2Tok end";
+/// ASCII tokens inside the secrets: found even where a secret shows up escaped.
+const TOKENS: [&str; 2] = ["Zq1Tok", "Zq2Tok"];
+
+/// Which secrets (raw or escaped, via their tokens) `hay` holds.
+fn leaks(hay: &[u8]) -> Vec<&'static str> {
+    let hay = String::from_utf8_lossy(hay);
+    [SECRET_1, SECRET_2, TOKENS[0], TOKENS[1]].into_iter().filter(|s| hay.contains(s)).collect()
+}
+
+/// Files under `dir` (host view), recursively, without following symlinks.
+fn files_under(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let Ok(ft) = entry.file_type() else { continue };
+        if ft.is_dir() {
+            files_under(&entry.path(), out);
+        } else if ft.is_file() {
+            out.push(entry.path());
+        }
+    }
+}
+
+/// Issue 3 item 8, with `-d ubuntu`: the password (given only through TELEM_DB_PASSWORD) is in no
+/// argv of the process tree, no log (PostgreSQL's with log_statement = 'all' included), no
+/// output or plan, no process environment; only in the collector's config, which works.
+#[test]
+fn ubuntu_install_keeps_secrets() {
+    let mut rep = Report::new("ubuntu_install_keeps_secrets");
+    let Some(sb) = sandbox("e2e-secrets", false, &mut rep) else { return };
+    // Workaround, not part of the scenario: the direct service manager runs `kill`, which is
+    // procps' /bin/kill and missing on a minbase root (debian_lifecycle fails on that bug);
+    // this test is about secrets, so it provides the program. Remove once the bug is fixed.
+    sh(&sb, "apt-get install -y -q procps").expect("apt-get install procps");
+    let traces = tempfile::tempdir().expect("tempdir");
+    let (trace_1, trace_2) = (traces.path().join("install-1.strace"), traces.path().join("install-2.strace"));
+    let install = ["-a", "install", "-d", "ubuntu", "--yes"];
+    let mut runs = Vec::new();
+
+    // 1. fresh install, password from the environment only, every execve recorded
+    let env_1 = [("TELEM_DB_PASSWORD", SECRET_1)];
+    let run = rep.expect_ok("install 1 under strace", deploy_run(&sb, &env_1, &install, Some(&trace_1)));
+    let installed = run.ok();
+    runs.push(run);
+    if !installed {
+        return rep.finish();
+    }
+    // 2. PostgreSQL logs every statement from now on
+    let log_all = "v=$(pg_lsclusters -h | awk '{print $1; exit}'); \
+        printf \"log_statement = 'all'\\nlog_connections = on\\n\" > /etc/postgresql/$v/main/conf.d/zz-e2e-log.conf && \
+        pg_ctlcluster $v main reload";
+    sh(&sb, log_all).expect("enable log_statement = 'all'");
+    let shown = wait_until(Duration::from_secs(10), || sql(&sb, "postgres", "show log_statement").as_deref() == Ok("all"));
+    rep.check(shown, "log_statement = 'all' did not take effect");
+    // 3. a new password through the environment: the role's password and the config change
+    let env_2 = [("TELEM_DB_PASSWORD", SECRET_2)];
+    let run = rep.expect_ok("install 2 (new password) under strace", deploy_run(&sb, &env_2, &install, Some(&trace_2)));
+    let set = run.json["steps"].as_array().is_some_and(|s| {
+        s.iter().any(|s| s["kind"] == "postgres_password" && s["status"] == "changed")
+    });
+    rep.check(set, format!("install 2 did not set the new password: {}", run.context()));
+    runs.push(run);
+    // 4. the plan (JSON and human) and --help, with the password in the environment
+    runs.push(deploy_run(&sb, &env_2, &["-a", "install", "-d", "ubuntu", "--dry-run"], None));
+    for argv in [vec![DEPLOY, "-a", "install", "-d", "ubuntu", "-H", DOMAIN, "--dry-run", "-v"], vec![DEPLOY, "--help"]] {
+        let out = sb.exec_env(&env_2, &argv);
+        rep.check(out.status.success(), format!("{argv:?} exited {:?}", out.status.code()));
+        rep.check(leaks(&out.stdout).is_empty() && leaks(&out.stderr).is_empty(), format!("{argv:?} prints the password"));
+    }
+    for run in &runs {
+        let found = [leaks(run.stdout.as_bytes()), leaks(run.stderr.as_bytes())].concat();
+        rep.check(found.is_empty(), format!("`telem-deploy {}` output holds {found:?}", run.args));
+    }
+    rep.check(runs[2].json["steps"].as_array().is_some_and(|s| !s.is_empty()), "the dry run printed no JSON plan");
+
+    // argv of every process of both installs
+    for (file, must) in [(&trace_1, "apt-get"), (&trace_2, "telem-collector")] {
+        let trace = std::fs::read(file).unwrap_or_default();
+        let execs = String::from_utf8_lossy(&trace).matches("execve(").count();
+        rep.check(execs > 20 && String::from_utf8_lossy(&trace).contains(must), format!("{} records {execs} execve, none of {must}", file.display()));
+        let found = leaks(&trace);
+        rep.check(found.is_empty(), format!("an argv in {} holds {found:?}", file.display()));
+    }
+    // logs, PostgreSQL's statement log included (which must show the verifier, not the password)
+    let mut logs = Vec::new();
+    files_under(&host_path(&sb, "/var/log"), &mut logs);
+    let mut statement_log = false;
+    for log in &logs {
+        let body = std::fs::read(log).unwrap_or_default();
+        let found = leaks(&body);
+        rep.check(found.is_empty(), format!("{} holds {found:?}", log.display()));
+        statement_log |= String::from_utf8_lossy(&body).contains("SCRAM-SHA-256$");
+    }
+    rep.check(statement_log, format!("no log under /var/log shows the SCRAM verifier being set (log_statement = 'all'?): {logs:?}"));
+    // every running process: environment and command line (the pattern does not match itself)
+    let procs = sh(&sb, "grep -l -a -e 'Zq[12]T[o]k' /proc/[0-9]*/environ /proc/[0-9]*/cmdline 2>/dev/null; true");
+    rep.check(procs.as_deref() == Ok(""), format!("process environments/argv hold the password: {procs:?}"));
+    let collector = sh(&sb, "p=$(cat /run/telemetry/collector.pid) && cat /proc/$p/cmdline /proc/$p/environ");
+    rep.check(collector.as_ref().is_ok_and(|c| c.contains("telem-collector")), format!("collector's /proc: {collector:?}"));
+    rep.check(collector.as_ref().is_ok_and(|c| leaks(c.as_bytes()).is_empty()), "the collector's environ/cmdline hold the password");
+    // where it must be: the config (0640 root:telemetry), and it works
+    check_installed(&sb, &mut rep, SECRET_2);
+    rep.check(tcp_login(&sb, SECRET_1).is_err(), "the old password still logs in");
+    post_records(&sb, &mut rep);
+    rep.finish();
+}
+
+/// Issue 3 item 6, second variant: systemd as PID 1; install and restart go through systemctl.
+#[test]
+fn systemd_install_and_restart() {
+    let mut rep = Report::new("systemd_install_and_restart");
+    let Some(sb) = sandbox("e2e-systemd", true, &mut rep) else { return };
+    let password = "systemd 'pw' \"q\" \\ $x ; ß ✓";
+    let pw = password_file(&sb, password);
+    let install = ["-a", "install", "-d", "debian", "--yes", "--db-password-file", pw];
+    let run = rep.expect_ok("install (systemd)", deploy(&sb, &install));
+    if !run.ok() {
+        return rep.finish();
+    }
+    rep.check(run.json["service_manager"] == "systemd", format!("service manager {}", run.json["service_manager"]));
+    let units = ["telem-collector", "nginx", "postgresql"];
+    let systemctl = |what: &str| sh(&sb, &format!("systemctl {what} {}", units.join(" ")));
+    let active = systemctl("is-active");
+    rep.check(active.as_deref() == Ok("active\nactive\nactive"), format!("systemctl is-active {units:?}: {active:?}"));
+    let enabled = systemctl("is-enabled");
+    rep.check(enabled.as_deref() == Ok("enabled\nenabled\nenabled"), format!("systemctl is-enabled {units:?}: {enabled:?}"));
+    check_installed(&sb, &mut rep, password);
+    post_records(&sb, &mut rep);
+    rep.expect_converged("install (second run, systemd)", deploy(&sb, &install));
+
+    let main_pid = || sh(&sb, "systemctl show -p MainPID --value telem-collector");
+    let before = main_pid();
+    rep.expect_ok("restart (systemd)", deploy(&sb, &["-a", "restart", "-d", "debian"]));
+    let after = main_pid();
+    let restarted = after.as_ref().is_ok_and(|p| p != "0") && after != before;
+    rep.check(restarted, format!("collector MainPID {before:?} -> {after:?}: not restarted by systemd"));
+    let active = systemctl("is-active");
+    rep.check(active.as_deref() == Ok("active\nactive\nactive"), format!("after restart, is-active: {active:?}"));
+    check_running(&sb, &mut rep, "after restart (systemd)", 2);
+    rep.finish();
+}
+
+/// Issue 3 item 5: SIGKILL the tool (and what it runs) mid-install, twice; a re-run converges.
+#[test]
+fn interrupted_install_converges() {
+    let mut rep = Report::new("interrupted_install_converges");
+    let Some(sb) = sandbox("e2e-interrupt", false, &mut rep) else { return };
+    let password = "interrupted 'pw' ; ✓";
+    let pw = password_file(&sb, password);
+    let install = ["-a", "install", "-d", "debian", "--yes", "--db-password-file", pw];
+    interrupt(&sb, &mut rep, "while dpkg runs", &install, || !pids_of(&sb, "dpkg").is_empty());
+    interrupt(&sb, &mut rep, "once /etc/telemetry exists", &install, || exists(&sb, "/etc/telemetry"));
+    let run = rep.expect_ok("install after two interruptions", deploy(&sb, &install));
+    if !run.ok() {
+        return rep.finish();
+    }
+    check_installed(&sb, &mut rep, password);
+    post_records(&sb, &mut rep);
+    rep.expect_converged("install (converged re-run)", deploy(&sb, &install));
+    // the interrupted runs' packages are still recorded, so `uninstall -u` removes them
+    let state = std::fs::read_to_string(host_path(&sb, "/var/lib/telem-deploy/state.json")).unwrap_or_default();
+    let state: serde_json::Value = serde_json::from_str(&state).unwrap_or_default();
+    let recorded = |p: &str| state["packages"].as_array().is_some_and(|a| a.iter().any(|x| x == p));
+    rep.check(recorded("nginx") && recorded("postgresql"), format!("state.json after interruptions: {state}"));
+    rep.finish();
+}
+
+/// Run `args`, and SIGKILL telem-deploy and all its descendants as soon as `when` holds.
+fn interrupt(sb: &crate::sandbox::Sandbox, rep: &mut Report, label: &str, args: &[&str], mut when: impl FnMut() -> bool) {
+    // Freeze the tool, collect its process tree, kill it all at once.
+    const KILL_TREE: &str = r#"
+        ppid() { awk '/^PPid:/ { print $2 }' /proc/$1/status 2>/dev/null; }
+        root=$(for p in /proc/[0-9]*; do [ "$(cat $p/comm 2>/dev/null)" = telem-deploy ] && echo ${p#/proc/}; done)
+        [ -n "$root" ] || { echo "telem-deploy is not running"; exit 3; }
+        kill -STOP $root
+        tree=" $root "
+        for round in 1 2 3 4 5 6 7 8; do
+            for p in /proc/[0-9]*; do
+                p=${p#/proc/}; case "$tree" in *" $(ppid $p) "*) case "$tree" in *" $p "*) ;; *) tree="$tree$p " ;; esac ;; esac
+            done
+        done
+        kill -KILL $tree"#;
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        let run = s.spawn(|| deploy(sb, args));
+        let hit = wait_until(Duration::from_secs(300), || run.is_finished() || when());
+        let killed = if hit && !run.is_finished() { sh(sb, KILL_TREE) } else { Err("not reached".into()) };
+        let run = run.join().expect("install thread");
+        rep.timing(&format!("install killed {label}"), started.elapsed().as_secs_f64());
+        rep.check(killed.is_ok() && !run.ok(), format!("interrupt {label}: {killed:?}; {}", run.context()));
+    });
 }
