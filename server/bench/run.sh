@@ -79,6 +79,8 @@ start_collector() {
   echo "collector did not start" >&2; cat "$WORK/collector.log" >&2; exit 1
 }
 stop_collector() { kill "$COLLECTOR_PID"; wait "$COLLECTOR_PID" || true; COLLECTOR_PID=; }
+# CPU seconds (user + system) the collector used so far: contention-proof cost per record.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$COLLECTOR_PID/stat"; }
 peak_rss_mb() { awk '/VmHWM/ {printf "%.1f", $2/1024}' "/proc/$COLLECTOR_PID/status"; }
 
 cat >"$WORK/nginx/nginx.conf" <<NGINX
@@ -130,6 +132,7 @@ wrk_run() {
   RUN=$((RUN + 1))
   local before out reqs non2xx rps p50 p99 ok after stored
   before=$(rows org.clearlinux/bench/wrk)
+  local ticks0; ticks0=$(cpu_ticks)
   out=$(wrk -t "$threads" -c "$conns" -d "${DURATION}s" --latency -s "$HERE/post.lua" \
         "http://127.0.0.1:$NGPORT/v2/collector" -- "$RUN")
   echo "$out" >"$WORK/wrk-$RUN.txt"
@@ -139,12 +142,15 @@ wrk_run() {
   p50=$(echo "$out" | awk '$1 == "50%" {print $2}')
   p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
   ok=$((reqs - non2xx))
+  local us_per_record
+  us_per_record=$(awk -v t="$(( $(cpu_ticks) - ticks0 ))" -v hz="$(getconf CLK_TCK)" -v n="$reqs" \
+    'BEGIN {printf "%.0f", n ? t / hz * 1e6 / n : 0}')
   after=$(rows org.clearlinux/bench/wrk)
   stored=$((after - before))
   local verdict="OK"
   if [ "$stored" -lt "$ok" ] || [ "$stored" -gt $((ok + conns)) ]; then verdict="MISMATCH"; fi
-  printf '%-28s %7s rec/s  p50 %-8s p99 %-8s non-2xx %-5s rss %s MB  rows %s = 2xx %s (+<=%s in flight): %s\n' \
-    "$label" "$rps" "$p50" "$p99" "$non2xx" "$(peak_rss_mb)" "$stored" "$ok" "$conns" "$verdict"
+  printf '%-24s %6s rec/s  p50 %-8s p99 %-8s non-2xx %-4s rss %s MB  cpu %s us/rec  rows %s = 2xx %s (+<=%s in flight): %s\n' \
+    "$label" "$rps" "$p50" "$p99" "$non2xx" "$(peak_rss_mb)" "$us_per_record" "$stored" "$ok" "$conns" "$verdict"
   LAST_RPS=$rps
 }
 

@@ -11,6 +11,7 @@ pub mod purge;
 pub mod record;
 pub mod serve;
 pub mod store;
+pub mod ui;
 
 use std::ffi::OsString;
 use std::process::ExitCode;

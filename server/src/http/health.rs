@@ -1,12 +1,12 @@
 //! Operational endpoints: `/healthz` (the process answers), `/readyz` (database reachable and
-//! schema current), `/metrics` (Prometheus text), and the minimal landing page at `GET /`.
+//! schema current), `/metrics` (Prometheus text). `GET /` is the web UI (`crate::ui`).
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use crate::store::{count_records, schema_status};
+use crate::store::schema_status;
 
 pub async fn healthz() -> &'static str {
     "ok\n"
@@ -48,17 +48,4 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         state.metrics.render(),
     )
         .into_response()
-}
-
-pub async fn index(State(state): State<AppState>) -> Html<String> {
-    let count = match count_records(&state.pool).await {
-        Ok(n) => n.to_string(),
-        Err(_) => "unavailable".to_string(),
-    };
-    Html(format!(
-        "<!doctype html><html><head><title>Telemetry</title></head><body>\
-         <h1>Telemetry collector</h1><p>Stored records: {count}</p>\
-         <p><a href=\"/api/records?limit=100\">Latest records (JSON)</a> · \
-         <a href=\"/metrics\">Metrics</a></p></body></html>"
-    ))
 }

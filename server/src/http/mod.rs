@@ -30,7 +30,7 @@ pub struct AppState {
 /// The complete router; tests drive it with `tower::ServiceExt::oneshot`, no socket needed.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/", post(collect::post_record).get(health::index))
+        .route("/", post(collect::post_record).get(crate::ui::records_page))
         .route(
             "/v2/collector",
             post(collect::post_record).get(collect::redirect_to_ui),
@@ -43,5 +43,6 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
+        .merge(crate::ui::routes())
         .with_state(state)
 }

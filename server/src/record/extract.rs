@@ -5,7 +5,7 @@
 use axum::http::HeaderMap;
 use serde_json::Value;
 
-use super::{normalize_name, Field, RawRecord, Rejection};
+use super::{fold_name, normalize_name, Field, RawRecord, Rejection};
 
 const TID_HEADER: &str = "x_telemetry_tid";
 const EXTERNAL_HEADER: &str = "x_clr_external";
@@ -22,13 +22,12 @@ pub fn decode_text(bytes: &[u8]) -> String {
 fn scan_headers(headers: &HeaderMap, record_fields: bool) -> RawRecord {
     let mut raw = RawRecord::default();
     for (name, value) in headers {
-        // Names arrive lower-cased from the HTTP parser; only `-` vs `_` remains to fold.
-        let normalized = normalize_name(name.as_str());
-        match normalized.as_str() {
-            TID_HEADER => raw.telemetry_id = Some(decode_text(value.as_bytes())),
-            EXTERNAL_HEADER => raw.external = Some(decode_text(value.as_bytes())),
-            _ if record_fields => {
-                if let Some(field) = Field::lookup(&normalized) {
+        let mut buf = [0u8; 32];
+        match fold_name(name.as_str(), &mut buf) {
+            Some(TID_HEADER) => raw.telemetry_id = Some(decode_text(value.as_bytes())),
+            Some(EXTERNAL_HEADER) => raw.external = Some(decode_text(value.as_bytes())),
+            Some(folded) if record_fields => {
+                if let Some(field) = Field::lookup(folded) {
                     raw.set(field, decode_text(value.as_bytes()));
                 }
             }

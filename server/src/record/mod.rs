@@ -72,9 +72,27 @@ impl Field {
 
     /// Finds a field by a header or JSON key: `_`, `-` and case are equivalent.
     pub fn lookup(name: &str) -> Option<Field> {
-        let normalized = normalize_name(name);
-        Field::ALL.into_iter().find(|f| f.name() == normalized)
+        // Called for every header of every request: fold into a stack buffer, no allocation.
+        let mut buf = [0u8; 32];
+        let folded = fold_name(name, &mut buf)?;
+        Field::ALL.into_iter().find(|f| f.name() == folded)
     }
+}
+
+/// [`normalize_name`] into `buf`; `None` when the name is longer than any we look for.
+pub fn fold_name<'a>(name: &str, buf: &'a mut [u8; 32]) -> Option<&'a str> {
+    let bytes = name.as_bytes();
+    if bytes.len() > buf.len() || !name.is_ascii() {
+        return None;
+    }
+    for (out, &b) in buf.iter_mut().zip(bytes) {
+        *out = if b == b'-' {
+            b'_'
+        } else {
+            b.to_ascii_lowercase()
+        };
+    }
+    std::str::from_utf8(&buf[..bytes.len()]).ok()
 }
 
 /// Lower-cases a header name and turns `-` into `_` (`Machine-Id` == `machine_id`).

@@ -4,6 +4,7 @@
 mod migrate;
 mod query;
 mod retention;
+pub mod ui_queries;
 mod writer;
 
 use std::time::Duration;

@@ -54,6 +54,9 @@ SELECT id, timestamp_server::float8 FROM records
 WHERE record_version = 4 AND machine_id = $1 AND event_id = $2
   AND timestamp_client = $3::int8::numeric";
 
+/// What the database assigned to a stored record: (id, timestamp_server in unix seconds).
+type Stored = (i32, f64);
+
 /// A record waiting for its batch.
 struct Job {
     record: Record,
@@ -167,9 +170,9 @@ async fn run(
 async fn write_batch(pool: &Pool, batch: Vec<Job>, metrics: &Metrics) {
     metrics.observe_batch(batch.len());
     match insert(pool, &batch, Instant::now() + BATCH_TIMEOUT).await {
-        Ok(views) => {
-            for (job, view) in batch.into_iter().zip(views) {
-                let _ = job.reply.send(Ok(view));
+        Ok(stored) => {
+            for (job, (id, ts)) in batch.into_iter().zip(stored) {
+                let _ = job.reply.send(Ok(RecordView::new(id, job.record, ts)));
             }
         }
         Err(StoreError::Refused(why)) if batch.len() > 1 => {
@@ -177,13 +180,13 @@ async fn write_batch(pool: &Pool, batch: Vec<Job>, metrics: &Metrics) {
             tracing::warn!(records = batch.len(), error = %why, "batch refused, retrying record by record");
             for job in batch {
                 let single = std::slice::from_ref(&job);
-                let result = insert(pool, single, Instant::now() + BATCH_TIMEOUT)
-                    .await
-                    .map(|mut views| views.remove(0));
+                let result = insert(pool, single, Instant::now() + BATCH_TIMEOUT).await;
                 if result.is_err() {
                     metrics.database_error();
                 }
-                let _ = job.reply.send(result);
+                let answer =
+                    result.map(|stored| RecordView::new(stored[0].0, job.record, stored[0].1));
+                let _ = job.reply.send(answer);
             }
         }
         Err(e) => {
@@ -198,11 +201,7 @@ async fn write_batch(pool: &Pool, batch: Vec<Job>, metrics: &Metrics) {
 
 /// Writes a batch before `deadline`. A connection that did not answer in time is taken out
 /// of the pool and closed: a late answer must not confuse the next batch on it.
-async fn insert(
-    pool: &Pool,
-    batch: &[Job],
-    deadline: Instant,
-) -> Result<Vec<RecordView>, StoreError> {
+async fn insert(pool: &Pool, batch: &[Job], deadline: Instant) -> Result<Vec<Stored>, StoreError> {
     let client = match timeout_at(deadline, pool.get()).await {
         Ok(client) => client?,
         Err(_) => return Err(StoreError::Unavailable("no connection in time".into())),
@@ -222,7 +221,7 @@ async fn insert(
 async fn insert_on(
     client: &deadpool_postgres::Object,
     batch: &[Job],
-) -> Result<Vec<RecordView>, StoreError> {
+) -> Result<Vec<Stored>, StoreError> {
     let statement = client.prepare_cached(INSERT_SQL).await?;
     let r = |f: fn(&Record) -> &str| batch.iter().map(|j| f(&j.record)).collect::<Vec<_>>();
     let record_version: Vec<i32> = batch.iter().map(|j| j.record.record_version).collect();
@@ -275,12 +274,12 @@ async fn insert_on(
             ],
         )
         .await?;
-    let mut views = Vec::with_capacity(batch.len());
+    let mut stored = Vec::with_capacity(batch.len());
     for (job, row) in batch.iter().zip(&rows) {
         let id: i32 = row.get(1);
         let inserted: bool = row.get(2);
-        let view = if inserted {
-            RecordView::new(id, &job.record, job.received_us as f64 / 1e6)
+        let entry = if inserted {
+            (id, job.received_us as f64 / 1e6)
         } else {
             // A resend of a stored record: ON CONFLICT waited for the stored row's transaction,
             // so it is committed and visible now.
@@ -294,9 +293,9 @@ async fn insert_on(
                     ],
                 )
                 .await?;
-            RecordView::new(existing.get(0), &job.record, existing.get(1))
+            (existing.get(0), existing.get(1))
         };
-        views.push(view);
+        stored.push(entry);
     }
-    Ok(views)
+    Ok(stored)
 }

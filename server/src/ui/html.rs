@@ -1,0 +1,232 @@
+//! The page frame and the one escaping function every piece of user-controlled text passes
+//! through ([`esc`]), link building that works at `/` or under a proxy prefix ([`Ctx`]), and
+//! the UI's error pages. Nothing here may emit unescaped record data.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use crate::store::StoreError;
+
+/// HTML-escapes text for element content and quoted attribute values.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Percent-encodes a query-string component (RFC 3986 unreserved characters stay).
+pub fn enc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// `a=1&b=x%20y` from pairs, skipping empty values.
+pub fn query_string(pairs: &[(&str, String)]) -> String {
+    pairs
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// Where the UI's root is, seen from the current page: `X-Forwarded-Prefix` (a proxy that
+/// serves us under a prefix) gives an absolute root, else links are relative to the request
+/// path, so a proxy that strips any prefix needs no configuration at all.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    root: String,
+}
+
+/// A prefix we are willing to put in links: `/a/b`, path characters only.
+fn valid_prefix(p: &str) -> Option<String> {
+    let p = p.trim().trim_end_matches('/');
+    let ok = p.starts_with('/')
+        && p.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'.' | b'~'));
+    (ok || p.is_empty()).then(|| p.to_string())
+}
+
+impl Ctx {
+    /// The context for a request to `path` carrying an optional `X-Forwarded-Prefix`.
+    pub fn new(path: &str, forwarded_prefix: Option<&str>) -> Self {
+        let root = match forwarded_prefix.and_then(valid_prefix) {
+            Some(prefix) => format!("{prefix}/"),
+            None => {
+                let depth = path.matches('/').count().saturating_sub(1);
+                if depth == 0 {
+                    "./".to_string()
+                } else {
+                    "../".repeat(depth)
+                }
+            }
+        };
+        Self { root }
+    }
+
+    /// A link to `path` (relative to the UI root, e.g. `records?build=1`), HTML-escaped.
+    pub fn href(&self, path: &str) -> String {
+        esc(&format!("{}{path}", self.root))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Ctx {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let prefix = parts
+            .headers
+            .get("x-forwarded-prefix")
+            .and_then(|v| v.to_str().ok());
+        Ok(Ctx::new(parts.uri.path(), prefix))
+    }
+}
+
+const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:0;color:#222}
+header{background:#1f3a5f;color:#fff;padding:.5em 1em}header a{color:#fff;margin-right:1.2em}
+header b{margin-right:2em}main{padding:1em}table{border-collapse:collapse}
+td,th{border-bottom:1px solid #ddd;padding:3px 6px;text-align:left;vertical-align:top}
+th{background:#f3f3f3}td.num{text-align:right}.ex{font-family:monospace;color:#555;
+max-width:40em;overflow:hidden;white-space:nowrap;text-overflow:ellipsis}
+form.filters{display:flex;flex-wrap:wrap;gap:.4em 1em;margin-bottom:1em;align-items:end}
+form.filters label{display:flex;flex-direction:column;font-size:12px;color:#555}
+pre{background:#f6f6f6;padding:1em;white-space:pre-wrap;word-break:break-all}
+.sev3,.sev4{color:#b00;font-weight:bold}.err{color:#b00}.pager a{margin-right:1em}
+.cards{display:flex;gap:1em}.card{border:1px solid #ddd;padding:.6em 1.2em}
+.card b{display:block;font-size:24px}svg text{font:12px system-ui,sans-serif}";
+
+/// Navigation entries: (path below the root, label).
+const NAV: &[(&str, &str)] = &[
+    ("records", "Records"),
+    ("overview", "Overview"),
+    ("builds", "Builds"),
+    ("stats", "Stats"),
+];
+
+/// A complete HTML page. `body` must already be escaped HTML.
+pub fn page(ctx: &Ctx, title: &str, body: &str) -> Response {
+    let nav: String = NAV
+        .iter()
+        .map(|(path, label)| format!("<a href=\"{}\">{label}</a>", ctx.href(path)))
+        .collect();
+    let html = format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width\">\
+         <title>{} · Telemetry</title><style>{STYLE}</style></head>\
+         <body><header><b>Telemetry</b>{nav}</header><main>{body}</main></body></html>\n",
+        esc(title)
+    );
+    html_response(StatusCode::OK, html)
+}
+
+fn html_response(status: StatusCode, html: String) -> Response {
+    let mut response = (status, html).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    // No page needs a script: forbid them all, so an escaping bug cannot run one.
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; base-uri 'none'"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
+/// What a UI page can fail with; rendered as a small HTML page.
+#[derive(Debug, thiserror::Error)]
+pub enum UiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("no record with id {0}")]
+    NotFound(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl IntoResponse for UiError {
+    fn into_response(self) -> Response {
+        let (status, text) = match &self {
+            UiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m.clone()),
+            UiError::NotFound(_) => (StatusCode::NOT_FOUND, self.to_string()),
+            UiError::Store(e) => {
+                tracing::warn!(error = %e, "web UI query failed");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "database unavailable, retry later".to_string(),
+                )
+            }
+        };
+        let html = format!(
+            "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+             <title>{status}</title><style>{STYLE}</style></head><body><main>\
+             <h1>{status}</h1><p class=\"err\">{}</p></main></body></html>\n",
+            esc(&text)
+        );
+        html_response(status, html)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_markup_and_quotes() {
+        assert_eq!(
+            esc("<script>alert('x')</script>&\""),
+            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;&quot;"
+        );
+    }
+
+    #[test]
+    fn links_are_relative_or_use_the_forwarded_prefix() {
+        assert_eq!(Ctx::new("/", None).href("records"), "./records");
+        assert_eq!(Ctx::new("/records", None).href("builds"), "./builds");
+        assert_eq!(Ctx::new("/records/5", None).href("stats"), "../stats");
+        assert_eq!(
+            Ctx::new("/records/5", Some("/telemetry/")).href("stats"),
+            "/telemetry/stats"
+        );
+        // A prefix with characters that do not belong in a path is ignored.
+        assert_eq!(
+            Ctx::new("/", Some("/x\"><script>")).href("records"),
+            "./records"
+        );
+    }
+
+    #[test]
+    fn query_strings_are_percent_encoded() {
+        assert_eq!(
+            query_string(&[
+                ("c", "a/b/*".into()),
+                ("q", String::new()),
+                ("t", "x y&z".into())
+            ]),
+            "c=a%2Fb%2F%2A&t=x%20y%26z"
+        );
+    }
+}

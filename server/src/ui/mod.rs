@@ -1,0 +1,27 @@
+//! The web UI an operator opens at `/`: server-rendered HTML, no JavaScript, no external
+//! resources; charts are inline SVG. Pages: records list (`/`, `/records`), one record
+//! (`/records/<id>`), CSV export (`/records.csv`). Every link is relative to the request
+//! path or built from `X-Forwarded-Prefix`, so the UI works at `/` or under a proxy prefix.
+//! All user-controlled text goes through [`html::esc`]; pages are sent with a CSP that forbids
+//! scripts. Handlers only read: nothing here writes to the database.
+
+mod csv;
+mod detail;
+pub mod filter;
+pub mod html;
+mod records;
+
+use axum::routing::get;
+use axum::Router;
+
+use crate::http::AppState;
+
+pub use records::list as records_page;
+
+/// The UI's routes except `GET /`, which `http::router` registers next to `POST /`.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/records", get(records::list))
+        .route("/records.csv", get(csv::export))
+        .route("/records/{id}", get(detail::detail))
+}
