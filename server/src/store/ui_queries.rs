@@ -19,6 +19,9 @@ pub struct UiFilter {
     pub build: Option<String>,
     pub machine_id: Option<String>,
     pub system_name: Option<String>,
+    /// Platform: the host type.
+    pub platform: Option<String>,
+    pub arch: Option<String>,
     /// Reception time from (inclusive), unix seconds.
     pub from: Option<f64>,
     /// Reception time up to (exclusive), unix seconds.
@@ -101,6 +104,12 @@ impl UiFilter {
         }
         if let Some(v) = &self.system_name {
             push("system_name = ?", Box::new(v.clone()));
+        }
+        if let Some(v) = &self.platform {
+            push("host_type = ?", Box::new(v.clone()));
+        }
+        if let Some(v) = &self.arch {
+            push("architecture = ?", Box::new(v.clone()));
         }
         if let Some(v) = self.from {
             push("timestamp_server >= ?::float8::numeric", Box::new(v));
@@ -314,7 +323,7 @@ pub async fn csv_chunk(
                 classification, build, machine_id, host_type, architecture, kernel_version,
                 system_name, board_name, cpu_model, bios_version, event_id, record_version::text,
                 payload_version::text, external::text, payload
-         FROM records{} ORDER BY id DESC LIMIT ${}",
+         FROM records{} ORDER BY records.id DESC LIMIT ${}",
         where_sql(&conditions),
         params.len()
     );

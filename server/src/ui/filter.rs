@@ -35,6 +35,8 @@ pub const NAMES: &[&str] = &[
     "build",
     "machine_id",
     "system_name",
+    "platform",
+    "arch",
     "since",
     "from",
     "to",
@@ -128,6 +130,8 @@ impl Params {
                 "build" => f.build = Some(text(name, value.trim())?),
                 "machine_id" => f.machine_id = Some(text(name, value.trim())?),
                 "system_name" => f.system_name = Some(text(name, value.trim())?),
+                "platform" => f.platform = Some(text(name, value.trim())?),
+                "arch" => f.arch = Some(text(name, value.trim())?),
                 "since" => {
                     let secs = SINCE
                         .iter()
@@ -197,7 +201,7 @@ impl Params {
         let mut since: Vec<(&str, &str)> = vec![("", "any time")];
         since.extend(SINCE.iter().map(|(v, l, _)| (*v, *l)));
         format!(
-            "<form class=\"filters\" method=\"get\" action=\"{action}\">{}{}{}{}{}{}{}{}{}\
+            "<form class=\"filters\" method=\"get\" action=\"{action}\">{}{}{}{}{}{}{}{}{}{}{}\
              <button type=\"submit\">Filter</button> <a href=\"{action}\">clear</a></form>",
             input("classification", "classification", 28, "domain/probe/*"),
             select(
@@ -208,6 +212,8 @@ impl Params {
             input("build", "build", 8, ""),
             input("machine_id", "machine id", 20, ""),
             input("system_name", "system name", 14, ""),
+            input("platform", "platform", 14, ""),
+            input("arch", "arch", 7, ""),
             select("since", "received", &since),
             input("from", "from (UTC)", 16, "YYYY-MM-DD HH:MM"),
             input("to", "to (UTC)", 16, "YYYY-MM-DD HH:MM"),

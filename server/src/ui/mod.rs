@@ -1,15 +1,18 @@
 //! The web UI an operator opens at `/`: server-rendered HTML, no JavaScript, no external
 //! resources; charts are inline SVG. Pages: records list (`/`, `/records`), one record
-//! (`/records/<id>`), CSV export (`/records.csv`). Every link is relative to the request
+//! (`/records/<id>`), CSV export (`/records.csv`), charts (`/builds`, `/stats`,
+//! `/overview`). Every link is relative to the request
 //! path or built from `X-Forwarded-Prefix`, so the UI works at `/` or under a proxy prefix.
 //! All user-controlled text goes through [`html::esc`]; pages are sent with a CSP that forbids
 //! scripts. Handlers only read: nothing here writes to the database.
 
+mod chart;
 mod csv;
 mod detail;
 pub mod filter;
 pub mod html;
 mod records;
+mod stats;
 
 use axum::routing::get;
 use axum::Router;
@@ -24,4 +27,7 @@ pub fn routes() -> Router<AppState> {
         .route("/records", get(records::list))
         .route("/records.csv", get(csv::export))
         .route("/records/{id}", get(detail::detail))
+        .route("/builds", get(stats::builds))
+        .route("/stats", get(stats::stats))
+        .route("/overview", get(stats::overview))
 }

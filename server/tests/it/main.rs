@@ -7,3 +7,4 @@ mod pg;
 mod replay;
 mod router;
 mod store;
+mod ui;
