@@ -14,6 +14,9 @@ use super::error::AppError;
 use super::AppState;
 use crate::record::{self, Field, RawRecord};
 
+/// How long a request body may take to arrive (the client's own total timeout is 10 s).
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// `GET /v2/collector`, `GET /v3/collector`: upstream answered 302 to its UI.
 pub async fn redirect_to_ui() -> Response {
     (StatusCode::FOUND, [(header::LOCATION, "/")]).into_response()
@@ -74,7 +77,15 @@ async fn receive(
     if declared_length(headers).is_some_and(|n| n > limit) {
         return Err(too_large());
     }
-    let body = to_bytes(body, limit).await.map_err(|_| too_large())?;
+    // A client that stops sending mid-body must not hold a request open forever.
+    let body = match tokio::time::timeout(BODY_TIMEOUT, to_bytes(body, limit)).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(_)) => return Err(too_large()),
+        Err(_) => {
+            state.metrics.rejected("timeout", "body");
+            return Err(AppError::BodyTimeout);
+        }
+    };
     let raw = if record::is_json(headers, &body) {
         record::from_json(headers, &body).map_err(|r| reject(state, &RawRecord::default(), r))?
     } else {

@@ -17,6 +17,8 @@ pub enum AppError {
     TooLarge(usize),
     #[error("{0}")]
     BadQuery(String),
+    #[error("request body not received in time")]
+    BodyTimeout,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -34,6 +36,10 @@ impl IntoResponse for AppError {
                 &format!("record larger than {limit} bytes"),
             ),
             AppError::BadQuery(m) => message(StatusCode::BAD_REQUEST, &m),
+            AppError::BodyTimeout => message(
+                StatusCode::REQUEST_TIMEOUT,
+                "request body not received in time",
+            ),
             AppError::Store(StoreError::Refused(_)) => {
                 message(StatusCode::BAD_REQUEST, "record refused by the database")
             }

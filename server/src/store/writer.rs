@@ -155,6 +155,12 @@ async fn run(
             .await
             .expect("the semaphore is never closed");
         fill(&mut rx, &mut batch, options.max_records);
+        // A request that already timed out (answered 503) or whose client went away must not
+        // be stored behind its back: the client keeps the record and sends it again.
+        batch.retain(|job| !job.reply.is_closed());
+        if batch.is_empty() {
+            continue;
+        }
         let pool = pool.clone();
         let metrics = metrics.clone();
         tasks.spawn(async move {
