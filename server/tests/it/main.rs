@@ -8,3 +8,5 @@ mod replay;
 mod router;
 mod store;
 mod ui;
+mod ui_browser;
+mod webdriver;
