@@ -161,3 +161,35 @@ async fn own_fixtures_are_stored_as_sent() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     assert!(replay_dir(pg, &dir).await >= 5);
 }
+
+#[tokio::test]
+async fn either_body_format_on_every_path_and_413_before_reading() {
+    let Some(pg) = PgCluster::shared() else {
+        return;
+    };
+    let db = migrated_db(pg).await;
+    let server = TestServer::start(config(&db)).await;
+    let json = r#"{"record_format_version":"4","classification":"org.test/json/any-path","severity":"3","machine_id":"m","creation_timestamp":"PLACEHOLDER","arch":"x86_64","host_type":"h","build":"1","kernel_version":"1.2.3","payload_format_version":"1","system_name":"clear-linux-os","board_name":"b","cpu_model":"c","bios_version":"v","event_id":"0123456789abcdef0123456789abcdef","payload":"p\n"}"#;
+    for (i, path) in ["/", "/v2/collector", "/v3/collector"].iter().enumerate() {
+        let body = json.replace("PLACEHOLDER", &(10 + i).to_string());
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: t\r\nX-Telemetry-TID: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            crate::harness::TID,
+            body.len()
+        );
+        let r = send_raw(server.addr, request.as_bytes()).await;
+        assert_eq!(
+            r.status,
+            201,
+            "{path}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+    // The declared length alone is enough for a 413: the body is never awaited.
+    let head = format!(
+        "POST /v2/collector HTTP/1.1\r\nHost: t\r\nX-Telemetry-TID: {}\r\nContent-Length: 400000\r\n\r\n",
+        crate::harness::TID
+    );
+    assert_eq!(send_raw(server.addr, head.as_bytes()).await.status, 413);
+    server.stop().await;
+}
