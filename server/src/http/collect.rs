@@ -14,6 +14,9 @@ use super::error::AppError;
 use super::AppState;
 use crate::record::{self, Field, RawRecord};
 
+/// Record requests handled at once before new ones get a 503 (memory bound: each holds its body).
+const MAX_IN_FLIGHT: i64 = 4096;
+
 /// How long a request body may take to arrive (the client's own total timeout is 10 s).
 const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -34,6 +37,12 @@ pub async fn post_record(
 ) -> Response {
     let started = Instant::now();
     let _in_flight = state.metrics.request_started();
+    if state.metrics.in_flight() > MAX_IN_FLIGHT {
+        // Each waiting request holds its body: shed load instead of growing without bound.
+        state.metrics.unavailable();
+        return AppError::Store(crate::store::StoreError::Unavailable("overloaded".into()))
+            .into_response();
+    }
     let received_us = now_us();
     let response = match receive(&state, &headers, body, received_us).await {
         Ok(view) => {
