@@ -17,6 +17,7 @@ SYS_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 SHIM_NAME=${SHIM_NAME:-$(basename "$0")}
 
 shim_record() {
+    [ "${SHIM_QUIET:-}" != 1 ] || return 0 # a shim calling another one (not telem-deploy)
     mkdir -p "$SHIM_LOG_DIR"
     local line=$SHIM_NAME a
     for a in "$@"; do
@@ -32,7 +33,7 @@ shim_record() {
 shim_init() {
     shim_record "$@"
     export PATH=$SYS_PATH
-    unset TELEM_DB_PASSWORD
+    unset TELEM_DB_PASSWORD SHIM_QUIET
     cd / || exit 1
     DISTRO=$(cat "$SHIM_STATE/distro" 2>/dev/null || true)
     [ -n "$DISTRO" ] || { echo "$SHIM_NAME (shim): $SHIM_STATE/distro is missing: run $SHIM_HOME/setup first" >&2; exit 90; }
