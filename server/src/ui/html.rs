@@ -104,8 +104,8 @@ const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:0;color:#222
 header{background:#1f3a5f;color:#fff;padding:.5em 1em}header a{color:#fff;margin-right:1.2em}
 header b{margin-right:2em}main{padding:1em}table{border-collapse:collapse}
 td,th{border-bottom:1px solid #ddd;padding:3px 6px;text-align:left;vertical-align:top}
-th{background:#f3f3f3}td.num{text-align:right}.ex{font-family:monospace;color:#555;
-max-width:40em;overflow:hidden;white-space:nowrap;text-overflow:ellipsis}
+th{background:#f3f3f3}td.num{text-align:right}td.t{white-space:nowrap}
+.ex{font-family:monospace;color:#555;max-width:30em;overflow:hidden;white-space:nowrap;text-overflow:ellipsis}
 form.filters{display:flex;flex-wrap:wrap;gap:.4em 1em;margin-bottom:1em;align-items:end}
 form.filters label{display:flex;flex-direction:column;font-size:12px;color:#555}
 pre{background:#f6f6f6;padding:1em;white-space:pre-wrap;word-break:break-all}

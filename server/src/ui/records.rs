@@ -38,15 +38,25 @@ fn row(ctx: &Ctx, r: &ListRow) -> String {
             esc(value)
         )
     };
+    let by_full = |name: &'static str, value: &str| {
+        format!(
+            "<a href=\"{}\">{}</a>",
+            ctx.href(&format!(
+                "records?{}",
+                Params::default().link(&[(name, value.into())])
+            )),
+            esc(value)
+        )
+    };
     let severity = r.severity.map(|s| s.to_string()).unwrap_or_default();
     let ellipsis = if r.truncated { "…" } else { "" };
     format!(
-        "<tr><td class=\"num\"><a href=\"{detail}\">{}</a></td><td>{}</td>\
+        "<tr><td class=\"num\"><a href=\"{detail}\">{}</a></td><td class=\"t\">{}</td>\
          <td class=\"num sev{severity}\">{severity}</td><td>{}</td><td>{}</td><td>{}</td>\
          <td>{}</td><td>{}</td><td>{}</td><td class=\"ex\">{}{ellipsis}</td></tr>\n",
         r.id,
         esc(&format_ts(r.ts_server)),
-        by("classification", &r.classification),
+        by_full("classification", &r.classification),
         by("build", &r.build),
         r.machine_id
             .as_deref()
