@@ -303,7 +303,8 @@ fn systemd_install_and_restart() {
 #[test]
 fn interrupted_install_converges() {
     let mut rep = Report::new("interrupted_install_converges");
-    let Some(sb) = sandbox("e2e-interrupt", false, &mut rep) else { return };
+    let Some(mut sb) = sandbox("e2e-interrupt", false, &mut rep) else { return };
+    sb.set_timeout(Duration::from_secs(600)); // a kill that does not end a run fails sooner
     let password = "interrupted 'pw' ; ✓";
     let pw = password_file(&sb, password);
     let install = ["-a", "install", "-d", "debian", "--yes", "--db-password-file", pw];
@@ -326,18 +327,19 @@ fn interrupted_install_converges() {
 
 /// Run `args`, and SIGKILL telem-deploy and all its descendants as soon as `when` holds.
 fn interrupt(sb: &crate::sandbox::Sandbox, rep: &mut Report, label: &str, args: &[&str], mut when: impl FnMut() -> bool) {
-    // Freeze the tool, collect its process tree, kill it all at once.
+    // Collect the tool's process tree (it is busy, not stopped: a SIGSTOP would also stop the
+    // harness's nsenter, which propagates stops), then kill it all at once.
     const KILL_TREE: &str = r#"
         ppid() { awk '/^PPid:/ { print $2 }' /proc/$1/status 2>/dev/null; }
         root=$(for p in /proc/[0-9]*; do [ "$(cat $p/comm 2>/dev/null)" = telem-deploy ] && echo ${p#/proc/}; done)
         [ -n "$root" ] || { echo "telem-deploy is not running"; exit 3; }
-        kill -STOP $root
         tree=" $root "
-        for round in 1 2 3 4 5 6 7 8; do
+        for round in 1 2 3 4 5 6; do
             for p in /proc/[0-9]*; do
                 p=${p#/proc/}; case "$tree" in *" $(ppid $p) "*) case "$tree" in *" $p "*) ;; *) tree="$tree$p " ;; esac ;; esac
             done
         done
+        echo "killing $tree"
         kill -KILL $tree"#;
     let started = Instant::now();
     std::thread::scope(|s| {

@@ -66,9 +66,10 @@ pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// `bash -c script` inside; Ok(stdout) on exit 0, else Err with both streams.
+/// `bash` running `script` (fed on stdin) inside; Ok(stdout) on exit 0, else Err with both
+/// streams. Not `bash -c`: in the systemd variant `systemd-run` expands `${...}` in an argv.
 pub fn sh(sb: &Sandbox, script: &str) -> Result<String, String> {
-    outcome(sb.sh(script), script)
+    outcome(sb.exec_with_stdin(&["bash", "-s"], script.as_bytes()), script)
 }
 
 pub fn outcome(out: Output, what: &str) -> Result<String, String> {
