@@ -6,13 +6,17 @@
 //! state between calls and make the real effect happen (Debian packages from the offline cache,
 //! initdb/pg_ctl, nginx, the collector), so the whole install works end to end. The same
 //! directory holds guards named `apt-get`, `apt`, `dpkg`, `dpkg-query`, `aptitude` that fail
-//! and record the call: the shims themselves run the real tools with a PATH without them.
+//! and record the call: the shims themselves run the real tools with a PATH without them. And
+//! `setup` replaces the sandbox's real apt-get, apt, apt-cache, dpkg and dpkg-query with guards
+//! that let only the shims' apt (marked by an environment variable it passes on to dpkg) through,
+//! so a call by absolute path is caught too; each scenario first proves the guard bites.
 //!
 //! Each scenario: `install` (exit 0, the exact shim calls of tests/shims/expected-DISTRO.txt,
 //! health check passed, a record POSTed through nginx is stored, the password works over TCP and
 //! a wrong one does not), a second `install` (0 changed, no mutating shim call) and
-//! `uninstall -u` (removes exactly what install added). The first install runs under strace:
-//! every real apt-get carries the shims' marker and every dpkg runs inside such an apt-get.
+//! `uninstall -u` (removes exactly what install added). With `TELEM_SHIMS_STRACE=1` the first
+//! install also runs under strace (3-5 times slower): every real apt-get must carry the shims'
+//! marker and every dpkg must run inside such an apt-get.
 //! Regenerate the golden files with `UPDATE_GOLDEN=1 cargo test --test it shims`.
 
 use std::path::{Path, PathBuf};
@@ -300,15 +304,26 @@ fn scenario(distro: &'static str) {
         .sb
         .exec_with_stdin(&["sh", "-c", "umask 077 && cat > /root/pw"], PASSWORD.as_bytes());
     assert!(out.status.success(), "password file: {}", show(&out));
+    // The guard bites: the real dpkg-query, called by absolute path, refuses and is recorded.
+    let out = sc.sb.exec(&["/usr/bin/dpkg-query", "-W", "nginx"]);
+    let forbidden = std::fs::read_to_string(sc.sb.root().join(FORBIDDEN)).unwrap_or_default();
+    assert!(
+        out.status.code() == Some(97) && forbidden.contains("dpkg-query\t-W\tnginx"),
+        "the package tool guard does not work: {}\nforbidden.log: {forbidden:?}",
+        show(&out)
+    );
+    std::fs::write(sc.sb.root().join(FORBIDDEN), "").expect("reset forbidden.log");
 
     let mut golden = String::new();
     let pw = ["--db-password-file", "/root/pw"];
 
-    // 1. install, traced.
-    let trace = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("shims-{distro}-{}.strace", std::process::id()));
+    // 1. install (traced with TELEM_SHIMS_STRACE=1).
+    let trace = (std::env::var("TELEM_SHIMS_STRACE").as_deref() == Ok("1")).then(|| {
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("shims-{distro}-{}.strace", std::process::id()))
+    });
     let install = [["-a", "install"].as_slice(), &pw].concat();
-    let run = sc.deploy("install", &install, Some(&trace));
+    let run = sc.deploy("install", &install, trace.as_deref());
     assert!(
         run.out.status.success(),
         "[{distro}] install failed: {}\nshim calls:\n{}",
@@ -320,8 +335,10 @@ fn scenario(distro: &'static str) {
     p.check(run.step_status("health") == ["ok"], || {
         format!("health check of install: {:?}", run.step_status("health"))
     });
-    check_trace(&trace, &mut p);
-    let _ = std::fs::remove_file(&trace);
+    if let Some(trace) = &trace {
+        check_trace(trace, &mut p);
+        let _ = std::fs::remove_file(trace);
+    }
 
     // The deployed backend works.
     let status = post_record(&sc);

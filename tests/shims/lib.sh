@@ -58,12 +58,13 @@ run_logged() {
     return $rc
 }
 
-# real_apt ARGS...: the real apt-get, marked (-o Telem::Shim=NAME) so a trace shows that a shim
-# ran it; the /bin/true afterwards marks the end of the window in which dpkg may run.
+# real_apt ARGS...: the real apt-get. TELEM_SHIM_APT lets it (and the dpkg it runs) past the
+# guards that setup put in place of the real tools; the -o Telem::Shim=NAME marks it in a trace,
+# the /bin/true afterwards marks the end of the window in which dpkg may run.
 real_apt() {
     local rc
     run_logged env -i PATH=$SYS_PATH HOME=/root LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive \
-        /usr/bin/apt-get -o "Telem::Shim=$SHIM_NAME" -q -y \
+        TELEM_SHIM_APT="$SHIM_NAME" /usr/bin/apt-get -o "Telem::Shim=$SHIM_NAME" -q -y \
         -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "$@"
     rc=$?
     /bin/true telem-shim-apt-done
