@@ -29,7 +29,11 @@ pub enum Command {
     /// Receive records over HTTP (the default).
     Serve,
     /// Apply the embedded schema migrations (idempotent).
-    Migrate,
+    Migrate {
+        /// Only report: exit 0 when the schema is current, 3 when migrations are pending.
+        #[arg(long)]
+        check: bool,
+    },
     /// Delete records older than the retention settings.
     Purge {
         /// Only print how many records each rule would delete.

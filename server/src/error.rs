@@ -1,4 +1,5 @@
-//! Errors that end a command, each knowing its exit code (2 for configuration, 1 otherwise).
+//! Errors that end a command, each knowing its exit code (2 for configuration, 3 for
+//! pending migrations of `migrate --check`, 1 otherwise).
 //! Messages never include the database password (see [`crate::config::Secret`]).
 
 use crate::config::ConfigError;
@@ -13,12 +14,16 @@ pub enum RunError {
     SchemaBehind { current: i32, latest: i32 },
     #[error("{0}")]
     Io(String),
+    /// `migrate --check` found pending migrations (exit 3, as `--detailed-exitcode` does).
+    #[error("migrations pending")]
+    MigrationsPending,
 }
 
 impl RunError {
     pub fn exit_code(&self) -> u8 {
         match self {
             RunError::Config(_) => 2,
+            RunError::MigrationsPending => 3,
             _ => 1,
         }
     }

@@ -79,7 +79,8 @@ fn init_logging(level: &str) {
 async fn execute(command: Command, config: Config) -> Result<(), RunError> {
     match command {
         Command::Serve => serve::serve(config).await,
-        Command::Migrate => migrate(&config).await,
+        Command::Migrate { check: false } => migrate(&config).await,
+        Command::Migrate { check: true } => migrate_check(&config).await,
         Command::Purge { dry_run } => purge(&config, dry_run).await,
         Command::CheckConfig => Ok(()),
     }
@@ -117,6 +118,25 @@ async fn migrate(config: &Config) -> Result<(), RunError> {
         );
     }
     Ok(())
+}
+
+/// `migrate --check`: exit 0 when the schema is current, 3 when migrations are pending.
+async fn migrate_check(config: &Config) -> Result<(), RunError> {
+    let pool = store::build_pool(config);
+    let client = connect(&pool).await?;
+    let status = store::schema_status(&client)
+        .await
+        .map_err(|e| RunError::Database(db_message(&e)))?;
+    if status.is_current() {
+        println!("schema is current (version {})", status.current);
+        Ok(())
+    } else {
+        println!(
+            "schema at version {}, migrations up to {} pending",
+            status.current, status.latest
+        );
+        Err(RunError::MigrationsPending)
+    }
 }
 
 async fn purge(config: &Config, dry_run: bool) -> Result<(), RunError> {

@@ -298,7 +298,7 @@ pub fn check_migrate(eng: &Engine, step: &MigrateStep) -> Result<Check, StepErro
         .map_err(StepError::host)?;
     Ok(match out.code {
         Some(0) => Check::ok("the database schema is current"),
-        Some(1) => Check::change1(format!(
+        Some(3) => Check::change1(format!(
             "migrate the database schema: {}",
             out.stdout_text().trim()
         )),

@@ -405,7 +405,7 @@ impl Host for FakeHost {
                 code(if self.world.borrow().schema_current {
                     0
                 } else {
-                    1
+                    3
                 })
             }
             ("telem-collector", [.., "migrate"]) => {
