@@ -616,5 +616,8 @@ fn interrupt(
             killed.is_ok() && !run.ok(),
             format!("interrupt {label}: {killed:?}; {}", run.context()),
         );
+        let left = sh(sb, "dpkg --audit; ls /etc/telemetry /usr/local/bin");
+        let killed = killed.unwrap_or_default();
+        eprintln!("[interrupted] {label}: {killed}; dpkg --audit, files: {left:?}");
     });
 }

@@ -44,12 +44,17 @@ pub fn sandbox(tag: &str, systemd: bool, rep: &mut Report) -> Option<Sandbox> {
         return None;
     }
     let (deploy, collector) = binaries();
-    let what = if systemd { "start sandbox (boot systemd)" } else { "start sandbox" };
+    let what = if systemd {
+        "start sandbox (boot systemd)"
+    } else {
+        "start sandbox"
+    };
     let sb = rep.time(what, || Sandbox::start(tag, systemd));
     let sb = sb.unwrap_or_else(|e| panic!("{tag}: cannot start the sandbox: {e}"));
     rep.time("copy binaries in", || {
         for bin in [&deploy, &collector] {
-            sb.copy_in(bin, "/opt/telem/").unwrap_or_else(|e| panic!("{e}"));
+            sb.copy_in(bin, "/opt/telem/")
+                .unwrap_or_else(|e| panic!("{e}"));
         }
     });
     Some(sb)
@@ -57,8 +62,15 @@ pub fn sandbox(tag: &str, systemd: bool, rep: &mut Report) -> Option<Sandbox> {
 
 /// Write `password` to /root/pw (0600, no trailing newline) through stdin, never argv.
 pub fn password_file(sb: &Sandbox, password: &str) -> &'static str {
-    let out = sb.exec_with_stdin(&["bash", "-c", "umask 077; cat > /root/pw"], password.as_bytes());
-    assert!(out.status.success(), "writing /root/pw: {}", text(&out.stderr));
+    let out = sb.exec_with_stdin(
+        &["bash", "-c", "umask 077; cat > /root/pw"],
+        password.as_bytes(),
+    );
+    assert!(
+        out.status.success(),
+        "writing /root/pw: {}",
+        text(&out.stderr)
+    );
     "/root/pw"
 }
 
@@ -69,7 +81,10 @@ pub fn text(b: &[u8]) -> String {
 /// `bash` running `script` (fed on stdin) inside; Ok(stdout) on exit 0, else Err with both
 /// streams. Not `bash -c`: in the systemd variant `systemd-run` expands `${...}` in an argv.
 pub fn sh(sb: &Sandbox, script: &str) -> Result<String, String> {
-    outcome(sb.exec_with_stdin(&["bash", "-s"], script.as_bytes()), script)
+    outcome(
+        sb.exec_with_stdin(&["bash", "-s"], script.as_bytes()),
+        script,
+    )
 }
 
 pub fn outcome(out: Output, what: &str) -> Result<String, String> {
@@ -149,7 +164,12 @@ impl Run {
 
 /// `telem-deploy -H localhost ARGS --format json` inside, with `envs` passed only through
 /// environments (never an argv), `strace` recording every execve when given.
-pub fn deploy_run(sb: &Sandbox, envs: &[(&str, &str)], args: &[&str], strace: Option<&Path>) -> Run {
+pub fn deploy_run(
+    sb: &Sandbox,
+    envs: &[(&str, &str)],
+    args: &[&str],
+    strace: Option<&Path>,
+) -> Run {
     let mut argv = vec![DEPLOY, "-H", DOMAIN, "--format", "json"];
     argv.extend_from_slice(args);
     let started = Instant::now();
@@ -195,7 +215,9 @@ pub fn get(sb: &Sandbox, host: &str, path: &str) -> Result<(u16, String), String
 
 /// Post tests/fixtures/e2e/NAME through nginx; Ok(status).
 pub fn post_fixture(sb: &Sandbox, name: &str) -> Result<u16, String> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/e2e").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/e2e")
+        .join(name);
     let raw = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     http(sb, &raw).map(|(status, _)| status)
 }
@@ -203,30 +225,62 @@ pub fn post_fixture(sb: &Sandbox, name: &str) -> Result<u16, String> {
 /// /healthz through nginx answers 200 within 20 s.
 pub fn healthy(sb: &Sandbox) -> Result<(), String> {
     let mut last = String::new();
-    let ok = wait_until(Duration::from_secs(20), || match get(sb, DOMAIN, "/healthz") {
-        Ok((200, _)) => true,
-        Ok((_, r)) => {
-            last = r;
-            false
-        }
-        Err(e) => {
-            last = e;
-            false
+    let ok = wait_until(Duration::from_secs(20), || {
+        match get(sb, DOMAIN, "/healthz") {
+            Ok((200, _)) => true,
+            Ok((_, r)) => {
+                last = r;
+                false
+            }
+            Err(e) => {
+                last = e;
+                false
+            }
         }
     });
-    if ok { Ok(()) } else { Err(format!("/healthz through nginx: {last}")) }
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("/healthz through nginx: {last}"))
+    }
 }
 
 /// `psql` as the postgres OS user on the local socket, database `db`.
 pub fn sql(sb: &Sandbox, db: &str, query: &str) -> Result<String, String> {
-    let argv = ["runuser", "-u", "postgres", "--", "psql", "-tAXq", "-v", "ON_ERROR_STOP=1", "-d", db, "-c", query];
+    let argv = [
+        "runuser",
+        "-u",
+        "postgres",
+        "--",
+        "psql",
+        "-tAXq",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-d",
+        db,
+        "-c",
+        query,
+    ];
     outcome(sb.exec(&argv), query)
 }
 
 /// Log in as `telemetry` over TCP with password auth; the password travels in PGPASSWORD only.
 pub fn tcp_login(sb: &Sandbox, password: &str) -> Result<String, String> {
-    let argv = ["psql", "-h", "127.0.0.1", "-U", "telemetry", "-d", "telemetry", "-tAXc", "select current_user"];
-    outcome(sb.exec_env(&[("PGPASSWORD", password)], &argv), "psql -h 127.0.0.1")
+    let argv = [
+        "psql",
+        "-h",
+        "127.0.0.1",
+        "-U",
+        "telemetry",
+        "-d",
+        "telemetry",
+        "-tAXc",
+        "select current_user",
+    ];
+    outcome(
+        sb.exec_env(&[("PGPASSWORD", password)], &argv),
+        "psql -h 127.0.0.1",
+    )
 }
 
 /// Packages dpkg has fully installed.
@@ -259,7 +313,11 @@ pub fn exists(sb: &Sandbox, inside: &str) -> bool {
 /// Backup files under /var/backups/telemetry.
 pub fn backups(sb: &Sandbox) -> BTreeSet<String> {
     std::fs::read_dir(host_path(sb, BACKUPS))
-        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -268,7 +326,9 @@ pub fn gid_of(sb: &Sandbox, group: &str) -> Option<u32> {
     let groups = std::fs::read_to_string(host_path(sb, "/etc/group")).ok()?;
     groups.lines().find_map(|l| {
         let f: Vec<&str> = l.split(':').collect();
-        (f.first() == Some(&group)).then(|| f.get(2)?.parse().ok()).flatten()
+        (f.first() == Some(&group))
+            .then(|| f.get(2)?.parse().ok())
+            .flatten()
     })
 }
 
@@ -280,16 +340,31 @@ pub fn check_installed(sb: &Sandbox, rep: &mut Report, password: &str) {
         rep.check(pk.contains(p), format!("package {p} is not installed"));
     }
     let audit = sh(sb, "dpkg --audit");
-    rep.check(audit.as_deref() == Ok(""), format!("dpkg --audit: {audit:?}"));
+    rep.check(
+        audit.as_deref() == Ok(""),
+        format!("dpkg --audit: {audit:?}"),
+    );
     let login = tcp_login(sb, password);
-    rep.check(login.as_deref() == Ok("telemetry"), format!("TCP login with the password: {login:?}"));
+    rep.check(
+        login.as_deref() == Ok("telemetry"),
+        format!("TCP login with the password: {login:?}"),
+    );
     let wrong = tcp_login(sb, "not-the-password");
-    rep.check(wrong.is_err(), "TCP login with a wrong password worked (is password auth on?)");
+    rep.check(
+        wrong.is_err(),
+        "TCP login with a wrong password worked (is password auth on?)",
+    );
     match std::fs::metadata(host_path(sb, CONFIG)) {
         Ok(m) => {
-            rep.check(m.mode() & 0o7777 == 0o640, format!("{CONFIG} mode {:o}", m.mode() & 0o7777));
+            rep.check(
+                m.mode() & 0o7777 == 0o640,
+                format!("{CONFIG} mode {:o}", m.mode() & 0o7777),
+            );
             rep.check(m.uid() == 0, format!("{CONFIG} owner uid {}", m.uid()));
-            rep.check(Some(m.gid()) == gid_of(sb, "telemetry"), format!("{CONFIG} gid {} is not telemetry", m.gid()));
+            rep.check(
+                Some(m.gid()) == gid_of(sb, "telemetry"),
+                format!("{CONFIG} gid {} is not telemetry", m.gid()),
+            );
         }
         Err(e) => rep.check(false, format!("{CONFIG}: {e}")),
     }
@@ -297,13 +372,24 @@ pub fn check_installed(sb: &Sandbox, rep: &mut Report, password: &str) {
         .ok()
         .and_then(|s| s.parse::<toml::Table>().ok())
         .and_then(|t| t.get("database_password")?.as_str().map(str::to_string));
-    rep.check(stored.as_deref() == Some(password), "collector.toml's database_password is not the password");
-    rep.check(exists(sb, SITE) && exists(sb, SITE_LINK), format!("{SITE} or {SITE_LINK} is missing"));
-    rep.check(!exists(sb, DEFAULT_SITE), format!("{DEFAULT_SITE} still claims default_server"));
+    rep.check(
+        stored.as_deref() == Some(password),
+        "collector.toml's database_password is not the password",
+    );
+    rep.check(
+        exists(sb, SITE) && exists(sb, SITE_LINK),
+        format!("{SITE} or {SITE_LINK} is missing"),
+    );
+    rep.check(
+        !exists(sb, DEFAULT_SITE),
+        format!("{DEFAULT_SITE} still claims default_server"),
+    );
     rep.check(exists(sb, COLLECTOR), format!("{COLLECTOR} is missing"));
     // nginx answers on port 80 for any name (default_server), and proxies /healthz.
     let any = get(sb, "some-other-name.example", "/");
-    let by_nginx = any.as_ref().is_ok_and(|(s, r)| *s < 500 && r.contains("Server: nginx"));
+    let by_nginx = any
+        .as_ref()
+        .is_ok_and(|(s, r)| *s < 500 && r.contains("Server: nginx"));
     rep.check(by_nginx, format!("nginx on port 80: {any:?}"));
     if let Err(e) = healthy(sb) {
         rep.check(false, e);
@@ -312,12 +398,21 @@ pub fn check_installed(sb: &Sandbox, rep: &mut Report, password: &str) {
 
 /// Post both fixture records through nginx; each must be 201 and stored.
 pub fn post_records(sb: &Sandbox, rep: &mut Report) {
-    for (file, machine) in [("v2-headers.http", MACHINES[0]), ("v3-json.http", MACHINES[1])] {
+    for (file, machine) in [
+        ("v2-headers.http", MACHINES[0]),
+        ("v3-json.http", MACHINES[1]),
+    ] {
         let status = post_fixture(sb, file);
-        rep.check(status == Ok(201), format!("POST {file} through nginx: {status:?}"));
+        rep.check(
+            status == Ok(201),
+            format!("POST {file} through nginx: {status:?}"),
+        );
         let q = format!("select count(*) from records where machine_id = '{machine}'");
         let n = sql(sb, "telemetry", &q);
-        rep.check(n.as_deref() == Ok("1"), format!("rows of {machine} after POST {file}: {n:?}"));
+        rep.check(
+            n.as_deref() == Ok("1"),
+            format!("rows of {machine} after POST {file}: {n:?}"),
+        );
     }
 }
 
@@ -333,7 +428,11 @@ pub struct Report {
 
 impl Report {
     pub fn new(test: &'static str) -> Report {
-        Report { test, timings: Vec::new(), failures: Vec::new() }
+        Report {
+            test,
+            timings: Vec::new(),
+            failures: Vec::new(),
+        }
     }
 
     pub fn time<T>(&mut self, phase: &str, f: impl FnOnce() -> T) -> T {
@@ -359,7 +458,10 @@ impl Report {
     /// A telem-deploy run that must succeed; returns it for further checks.
     pub fn expect_ok(&mut self, phase: &str, run: Run) -> Run {
         self.timing(phase, run.secs);
-        self.check(run.ok() && run.summary("failed") == 0, format!("{phase}: {}", run.context()));
+        self.check(
+            run.ok() && run.summary("failed") == 0,
+            format!("{phase}: {}", run.context()),
+        );
         run
     }
 
@@ -367,7 +469,13 @@ impl Report {
     pub fn expect_converged(&mut self, phase: &str, run: Run) -> Run {
         let run = self.expect_ok(phase, run);
         let changed = run.summary("changed");
-        self.check(changed == 0, format!("{phase}: {changed} changed, want 0: {:?}", run.steps("changed")));
+        self.check(
+            changed == 0,
+            format!(
+                "{phase}: {changed} changed, want 0: {:?}",
+                run.steps("changed")
+            ),
+        );
         run
     }
 
@@ -377,7 +485,12 @@ impl Report {
             eprintln!("[{}]   {secs:8.2} s  {phase}", self.test);
         }
         if !self.failures.is_empty() {
-            panic!("{}: {} check(s) failed:\n- {}", self.test, self.failures.len(), self.failures.join("\n- "));
+            panic!(
+                "{}: {} check(s) failed:\n- {}",
+                self.test,
+                self.failures.len(),
+                self.failures.join("\n- ")
+            );
         }
     }
 }
