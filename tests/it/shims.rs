@@ -13,8 +13,9 @@
 //!
 //! Each scenario: `install` (exit 0, the exact shim calls of tests/shims/expected-DISTRO.txt,
 //! health check passed, a record POSTed through nginx is stored, the password works over TCP and
-//! a wrong one does not), a second `install` (0 changed, no mutating shim call) and
-//! `uninstall -u` (removes exactly what install added). With `TELEM_SHIMS_STRACE=1` the first
+//! a wrong one does not), a second `install` (0 changed, no mutating shim call), `restart`,
+//! `resetdb --yes` (backup written, records gone), `deploy` (a record is stored again) and
+//! `uninstall -u` (removes exactly what install added, leaves nothing running or enabled). With `TELEM_SHIMS_STRACE=1` the first
 //! install also runs under strace (3-5 times slower): every real apt-get must carry the shims'
 //! marker and every dpkg must run inside such an apt-get.
 //! Regenerate the golden files with `UPDATE_GOLDEN=1 cargo test --test it shims`.
@@ -117,7 +118,11 @@ impl Scenario {
             None => self.sb.exec(&argv),
         };
         let secs = t.elapsed().as_secs_f64();
-        eprintln!("[{}] {label}: {secs:.1} s, exit {:?}", self.distro, out.status.code());
+        eprintln!(
+            "[{}] {label}: {secs:.1} s, exit {:?}",
+            self.distro,
+            out.status.code()
+        );
         self.timings.push((label.to_owned(), secs));
         let json = serde_json::from_slice::<Value>(&out.stdout).unwrap_or(Value::Null);
         let all = self.calls();
@@ -175,11 +180,19 @@ impl Run {
 fn is_query(call: &str) -> bool {
     let f: Vec<&str> = call.split('\t').collect();
     let arg = |i: usize| f.get(i).copied().unwrap_or("");
-    let verb = f.iter().skip(1).find(|a| !a.starts_with('-')).copied().unwrap_or("");
+    let verb = f
+        .iter()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .copied()
+        .unwrap_or("");
     match arg(0) {
         "swupd" => verb == "bundle-list",
         "rpm" | "selinuxenabled" | "getsebool" => true,
-        "systemctl" => matches!(verb, "is-active" | "is-enabled" | "is-failed" | "status" | "show"),
+        "systemctl" => matches!(
+            verb,
+            "is-active" | "is-enabled" | "is-failed" | "status" | "show"
+        ),
         _ => false,
     }
 }
@@ -265,7 +278,20 @@ head -n 1 <&3
 fn psql_tcp(sc: &Scenario, password: &str, sql: &str) -> Result<String, String> {
     let out = sc.sb.exec_env(
         &[("PGPASSWORD", password)],
-        &["psql", "-X", "-h", "127.0.0.1", "-p", "5432", "-U", "telemetry", "-d", "telemetry", "-tAc", sql],
+        &[
+            "psql",
+            "-X",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            "5432",
+            "-U",
+            "telemetry",
+            "-d",
+            "telemetry",
+            "-tAc",
+            sql,
+        ],
     );
     if out.status.success() {
         Ok(text(&out.stdout).trim().to_owned())
@@ -295,14 +321,19 @@ fn scenario(distro: &'static str) {
         "{} is missing: build the workspace (cargo build --workspace)",
         collector_bin.display()
     );
-    sc.sb.copy_in(&deploy_bin, &format!("{BUNDLE}/telem-deploy")).unwrap();
-    sc.sb.copy_in(&collector_bin, &format!("{BUNDLE}/telem-collector")).unwrap();
+    sc.sb
+        .copy_in(&deploy_bin, &format!("{BUNDLE}/telem-deploy"))
+        .unwrap();
+    sc.sb
+        .copy_in(&collector_bin, &format!("{BUNDLE}/telem-collector"))
+        .unwrap();
     sc.sb.copy_in(&repo().join("tests/shims"), SHIMS).unwrap();
     let out = sc.sh(&format!("{SHIMS}/setup {distro}"));
     assert!(out.status.success(), "shim setup: {}", show(&out));
-    let out = sc
-        .sb
-        .exec_with_stdin(&["sh", "-c", "umask 077 && cat > /root/pw"], PASSWORD.as_bytes());
+    let out = sc.sb.exec_with_stdin(
+        &["sh", "-c", "umask 077 && cat > /root/pw"],
+        PASSWORD.as_bytes(),
+    );
     assert!(out.status.success(), "password file: {}", show(&out));
     // The guard bites: the real dpkg-query, called by absolute path, refuses and is recorded.
     let out = sc.sb.exec(&["/usr/bin/dpkg-query", "-W", "nginx"]);
@@ -348,34 +379,52 @@ fn scenario(distro: &'static str) {
     let stored = psql_tcp(
         &sc,
         PASSWORD,
-        &format!("select count(*) from records where classification = 'org.clearlinux/shims/{distro}'"),
+        &format!(
+            "select count(*) from records where classification = 'org.clearlinux/shims/{distro}'"
+        ),
     );
     p.check(stored.as_deref() == Ok("1"), || {
         format!("the posted record in the database (password login over TCP): {stored:?}")
     });
     let wrong = psql_tcp(&sc, "not the password", "select 1");
-    p.check(wrong.is_err(), || "a wrong password logs in over TCP".to_owned());
+    p.check(wrong.is_err(), || {
+        "a wrong password logs in over TCP".to_owned()
+    });
     let hba = std::fs::read_to_string(sc.sb.root().join("var/lib/pgsql/data/pg_hba.conf"))
         .unwrap_or_default();
     let loose: Vec<&str> = hba
         .lines()
         .filter(|l| l.starts_with("host") || l.starts_with("local"))
-        .filter(|l| ["trust", "ident", "reject", "md5"].iter().any(|m| l.ends_with(m)))
+        .filter(|l| {
+            ["trust", "ident", "reject", "md5"]
+                .iter()
+                .any(|m| l.ends_with(m))
+        })
         .collect();
-    p.check(loose.is_empty(), || format!("pg_hba.conf still has {loose:?}"));
+    p.check(loose.is_empty(), || {
+        format!("pg_hba.conf still has {loose:?}")
+    });
     let owner = sc.sh("stat -c %U /proc/$(cat /run/telem-shims/telem-collector.pid)");
     p.check(text(&owner.stdout).trim() == "telemetry", || {
         format!("the collector does not run as telemetry: {}", show(&owner))
     });
     if distro == "centos" {
-        let b = std::fs::read_to_string(sc.sb.root().join("var/lib/telem-shims/sebool/httpd_can_network_connect"))
-            .unwrap_or_default();
-        p.check(b.trim() == "on", || format!("httpd_can_network_connect is {b:?}"));
+        let b = std::fs::read_to_string(
+            sc.sb
+                .root()
+                .join("var/lib/telem-shims/sebool/httpd_can_network_connect"),
+        )
+        .unwrap_or_default();
+        p.check(b.trim() == "on", || {
+            format!("httpd_can_network_connect is {b:?}")
+        });
     }
 
     // 2. install again: nothing to do.
     let run = sc.deploy("second install", &install, None);
-    p.check(run.out.status.success(), || format!("second install: {}", show(&run.out)));
+    p.check(run.out.status.success(), || {
+        format!("second install: {}", show(&run.out))
+    });
     golden += "# telem-deploy -a install (again)\n";
     golden += &(run.calls.join("\n") + "\n");
     p.check(run.summary("changed") == Some(0), || {
@@ -390,12 +439,67 @@ fn scenario(distro: &'static str) {
         format!("second install made mutating shim calls: {mutating:?}")
     });
     p.check(run.step_status("health") == ["ok"], || {
-        format!("health check of the second install: {:?}", run.step_status("health"))
+        format!(
+            "health check of the second install: {:?}",
+            run.step_status("health")
+        )
     });
 
-    // 3. uninstall -u: removes what install added, keeps what the machine had.
+    // 3. restart, resetdb --yes and deploy, through the shims as well.
+    let run = sc.deploy("restart", &["-a", "restart"], None);
+    p.check(run.out.status.success(), || {
+        format!("restart: {}", show(&run.out))
+    });
+    golden += "# telem-deploy -a restart\n";
+    golden += &(run.calls.join("\n") + "\n");
+    p.check(run.step_status("health") == ["ok"], || {
+        format!("health check of restart: {:?}", run.step_status("health"))
+    });
+    let run = sc.deploy("resetdb --yes", &["-a", "resetdb"], None);
+    p.check(run.out.status.success(), || {
+        format!("resetdb --yes: {}", show(&run.out))
+    });
+    golden += "# telem-deploy -a resetdb --yes\n";
+    golden += &(run.calls.join("\n") + "\n");
+    let backups = sc.sh("ls /var/backups/telemetry/ | grep -c '^telemetry-.*\\.dump$'");
+    p.check(text(&backups.stdout).trim() == "1", || {
+        format!("backups after resetdb: {}", show(&backups))
+    });
+    let count = psql_tcp(&sc, PASSWORD, "select count(*) from records");
+    p.check(count.as_deref() == Ok("0"), || {
+        format!("records after resetdb: {count:?}")
+    });
+    let run = sc.deploy("deploy", &["-a", "deploy"], None);
+    p.check(run.out.status.success(), || {
+        format!("deploy: {}", show(&run.out))
+    });
+    golden += "# telem-deploy -a deploy\n";
+    golden += &(run.calls.join("\n") + "\n");
+    p.check(run.step_status("health") == ["ok"], || {
+        format!("health check of deploy: {:?}", run.step_status("health"))
+    });
+    let status = post_record(&sc);
+    p.check(status.starts_with("HTTP/1.1 201"), || {
+        format!("POST /v2/collector after resetdb and deploy answered: {status}")
+    });
+
+    // What the shims noticed on the way: daemons that died at once, units started without
+    // the daemon-reload that systemd needs after a unit file changed.
+    let effects = std::fs::read_to_string(sc.sb.root().join("var/log/telem-shims/effects.log"))
+        .unwrap_or_default();
+    let noticed: Vec<&str> = effects
+        .lines()
+        .filter(|l| l.contains("exited right after starting") || l.contains("old unit definition"))
+        .collect();
+    p.check(noticed.is_empty(), || {
+        format!("the shims noticed: {noticed:?}")
+    });
+
+    // 4. uninstall -u: removes what install added, keeps what the machine had.
     let run = sc.deploy("uninstall -u", &["-a", "uninstall", "-u"], None);
-    p.check(run.out.status.success(), || format!("uninstall -u: {}", show(&run.out)));
+    p.check(run.out.status.success(), || {
+        format!("uninstall -u: {}", show(&run.out))
+    });
     golden += "# telem-deploy -a uninstall -u\n";
     golden += &(run.calls.join("\n") + "\n");
     let installed = std::fs::read_to_string(sc.sb.root().join("var/lib/telem-shims/installed"))
@@ -410,7 +514,9 @@ fn scenario(distro: &'static str) {
     let removes: Vec<&String> = run
         .calls
         .iter()
-        .filter(|c| c.contains("\tbundle-remove") || c.contains("\tremove") || c.contains("\terase"))
+        .filter(|c| {
+            c.contains("\tbundle-remove") || c.contains("\tremove") || c.contains("\terase")
+        })
         .collect();
     let expected_remove = match distro {
         "clr" => "swupd\tbundle-remove\tweb-server-basic\tdatabase-basic",
