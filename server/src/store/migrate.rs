@@ -15,6 +15,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "query_indexes",
         include_str!("../../migrations/0002_query_indexes.sql"),
     ),
+    (
+        3,
+        "ui_indexes",
+        include_str!("../../migrations/0003_ui_indexes.sql"),
+    ),
 ];
 
 const TRACKING_TABLE: &str = "CREATE TABLE IF NOT EXISTS telem_collector_migrations (

@@ -456,6 +456,18 @@ pub async fn overview(pool: &Pool, now: f64, top: i64) -> Result<Overview, Store
     })
 }
 
+/// Which database the pool reaches (`name@port`), to key caches shared by several pools.
+pub async fn database_identity(pool: &Pool) -> Result<String, StoreError> {
+    let client = pool.get().await?;
+    let row = client
+        .query_one(
+            "SELECT current_database()::text || '@' || coalesce(inet_server_port(), 0)::text",
+            &[],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
 /// Number of stored records: exact on small tables, the planner's estimate (prefixed `~` by
 /// callers, see the bool) above 200,000 rows, where `count(*)` would scan the table.
 pub async fn stored_records(pool: &Pool) -> Result<i64, StoreError> {

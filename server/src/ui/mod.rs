@@ -6,6 +6,7 @@
 //! All user-controlled text goes through [`html::esc`]; pages are sent with a CSP that forbids
 //! scripts. Handlers only read: nothing here writes to the database.
 
+mod cache;
 mod chart;
 mod csv;
 mod detail;

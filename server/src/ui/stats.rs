@@ -6,12 +6,15 @@
 use axum::extract::State;
 use axum::response::Response;
 
+use super::cache::{age_note, cached};
 use super::chart::{columns, hbars, Bar};
 use super::filter::Params;
 use super::html::{page, Ctx, UiError};
 use super::records::{now, params, Pairs};
 use crate::http::AppState;
-use crate::store::ui_queries::{breakdown, count_by_build, overview as load_overview, Counts};
+use crate::store::ui_queries::{
+    breakdown, count_by_build, database_identity, overview as load_overview, Counts,
+};
 
 /// Most bars in one chart; the rest is summed into one "(N others)" bar.
 const TOP: usize = 30;
@@ -53,12 +56,23 @@ pub async fn builds(
     pairs: Pairs,
 ) -> Result<Response, UiError> {
     let p = params(pairs)?;
-    let mut counts = count_by_build(&state.pool, &p.filter, 60).await?;
+    let key = format!(
+        "{}|builds|{}",
+        database_identity(&state.pool).await?,
+        p.link(&[])
+    );
+    let (pool, filter) = (state.pool.clone(), p.filter.clone());
+    let (counts, age) = cached(
+        key,
+        || async move { count_by_build(&pool, &filter, 60).await },
+    )
+    .await?;
+    let mut counts = counts.as_ref().clone();
     counts.sort_by(|a, b| build_order(&a.0, &b.0));
     let total: i64 = counts.iter().map(|c| c.1).sum();
     let body = format!(
         "<h1>Builds</h1>{}<p>The {} builds with the most records{}, newest build first \
-         ({total} records).</p>{}",
+         ({total} records).</p>{}{}",
         p.form(&ctx.href("builds")),
         counts.len(),
         if p.filter.is_empty() {
@@ -71,6 +85,7 @@ pub async fn builds(
             "Records per build",
             &bars(&ctx, &p, "build", &counts, 60)
         ),
+        age_note(age),
     );
     Ok(page(&ctx, "Builds", &body))
 }
@@ -81,9 +96,15 @@ pub async fn stats(
     pairs: Pairs,
 ) -> Result<Response, UiError> {
     let p = params(pairs)?;
-    let b = breakdown(&state.pool, &p.filter).await?;
+    let key = format!(
+        "{}|stats|{}",
+        database_identity(&state.pool).await?,
+        p.link(&[])
+    );
+    let (pool, filter) = (state.pool.clone(), p.filter.clone());
+    let (b, age) = cached(key, || async move { breakdown(&pool, &filter).await }).await?;
     let body = format!(
-        "<h1>Stats</h1>{}<p>{} records{}.</p>{}{}{}",
+        "<h1>Stats</h1>{}<p>{} records{}.</p>{}{}{}{}",
         p.form(&ctx.href("stats")),
         b.total,
         if p.filter.is_empty() {
@@ -106,13 +127,19 @@ pub async fn stats(
             "Records by architecture",
             &bars(&ctx, &p, "arch", &b.arch, TOP)
         ),
+        age_note(age),
     );
     Ok(page(&ctx, "Stats", &body))
 }
 
 pub async fn overview(State(state): State<AppState>, ctx: Ctx) -> Result<Response, UiError> {
     let now = now();
-    let o = load_overview(&state.pool, now, 10).await?;
+    let key = format!("{}|overview", database_identity(&state.pool).await?);
+    let pool = state.pool.clone();
+    let (o, age) = cached(key, || async move {
+        load_overview(&pool, super::records::now(), 10).await
+    })
+    .await?;
     let card = |label: &str, since: &str, n: i64| {
         format!(
             "<a class=\"card\" href=\"{}\">{label}<b>{n}</b></a>",
@@ -138,7 +165,7 @@ pub async fn overview(State(state): State<AppState>, ctx: Ctx) -> Result<Respons
         .collect();
     let week = Params::parse(&[("since".into(), "7d".into())], now).map_err(UiError::BadRequest)?;
     let body = format!(
-        "<h1>Overview</h1><p>{} stored records.</p><div class=\"cards\">{}{}{}</div>{}{}",
+        "<h1>Overview</h1><p>{} stored records.</p><div class=\"cards\">{}{}{}</div>{}{}{}",
         o.total,
         card("last 24 h", "24h", o.last_24h),
         card("last 7 days", "7d", o.last_7d),
@@ -154,6 +181,7 @@ pub async fn overview(State(state): State<AppState>, ctx: Ctx) -> Result<Respons
             "Top classifications, last 7 days",
             &bars(&ctx, &week, "classification", &o.top_classifications, 10)
         ),
+        age_note(age),
     );
     Ok(page(&ctx, "Overview", &body))
 }
