@@ -152,12 +152,20 @@ impl Run {
         let tail: Vec<&str> = self.stderr.lines().rev().take(12).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
         format!(
-            "`telem-deploy {}` exited {:?}; failed: {:?}; changed: {:?}; stderr tail:\n  {}",
+            "`telem-deploy {}` exited {:?}; failed: {:?}; changed: {:?}; stderr tail:\n  {}{}",
             self.args,
             self.code,
             self.steps("failed"),
             self.steps("changed"),
-            tail.join("\n  ")
+            tail.join("\n  "),
+            if self.json.is_null() {
+                format!(
+                    "\n  stdout (not JSON): {:?}",
+                    self.stdout.chars().take(600).collect::<String>()
+                )
+            } else {
+                String::new()
+            }
         )
     }
 }
