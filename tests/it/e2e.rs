@@ -426,6 +426,22 @@ fn ubuntu_install_keeps_secrets() {
         statement_log |= String::from_utf8_lossy(&body).contains("SCRAM-SHA-256$");
     }
     rep.check(statement_log, format!("no log under /var/log shows the SCRAM verifier being set (log_statement = 'all'?): {logs:?}"));
+    // every file the installs created or changed (overlay upper dir: packages, PostgreSQL's
+    // data and WAL, state file, configs), except the one that must hold it
+    let mut written = Vec::new();
+    files_under(sb.upper_dir(), &mut written);
+    let config = sb.upper_dir().join(CONFIG.trim_start_matches('/'));
+    for file in written.iter().filter(|f| **f != config) {
+        let found = leaks(&std::fs::read(file).unwrap_or_default());
+        rep.check(
+            found.is_empty(),
+            format!("{} holds {found:?}", file.display()),
+        );
+    }
+    rep.check(
+        written.len() > 1000,
+        format!("only {} files in the upper dir", written.len()),
+    );
     // every running process: environment and command line (the pattern does not match itself)
     let procs = sh(
         &sb,

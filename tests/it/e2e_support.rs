@@ -393,6 +393,15 @@ pub fn check_installed(sb: &Sandbox, rep: &mut Report, password: &str) {
         format!("{DEFAULT_SITE} still claims default_server"),
     );
     rep.check(exists(sb, COLLECTOR), format!("{COLLECTOR} is missing"));
+    // the collector runs, as its unprivileged system user
+    let users: Vec<String> = pids_of(sb, "telem-collector")
+        .iter()
+        .map(|p| sh(sb, &format!("stat -c %U /proc/{p}")).unwrap_or_default())
+        .collect();
+    rep.check(
+        !users.is_empty() && users.iter().all(|u| u == "telemetry"),
+        format!("telem-collector processes run as {users:?}, want [\"telemetry\"]"),
+    );
     // nginx answers on port 80 for any name (default_server), and proxies /healthz.
     let any = get(sb, "some-other-name.example", "/");
     let by_nginx = any
