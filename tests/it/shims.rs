@@ -300,19 +300,16 @@ fn psql_tcp(sc: &Scenario, password: &str, sql: &str) -> Result<String, String> 
     }
 }
 
-fn scenario(distro: &'static str) {
-    let t_all = Instant::now();
-    let Some(sb) = sandbox_or_skip(&format!("shims-{distro}")) else {
-        return;
-    };
-    let mut sc = Scenario {
+/// A fresh sandbox with the bundle, the shims, the state of a fresh `distro` machine, the
+/// password file and the package-tool guards (checked); None when skipped.
+fn prepare(distro: &'static str, tag: &str) -> Option<Scenario> {
+    let sb = sandbox_or_skip(tag)?;
+    let sc = Scenario {
         distro,
         sb,
         seen: 0,
         timings: Vec::new(),
     };
-    let mut p = Problems::default();
-
     // The bundle as an operator would unpack it, the shims, a fresh machine's state.
     let deploy_bin = PathBuf::from(env!("CARGO_BIN_EXE_telem-deploy"));
     let collector_bin = deploy_bin.with_file_name("telem-collector");
@@ -344,6 +341,15 @@ fn scenario(distro: &'static str) {
         show(&out)
     );
     std::fs::write(sc.sb.root().join(FORBIDDEN), "").expect("reset forbidden.log");
+    Some(sc)
+}
+
+fn scenario(distro: &'static str) {
+    let t_all = Instant::now();
+    let Some(mut sc) = prepare(distro, &format!("shims-{distro}")) else {
+        return;
+    };
+    let mut p = Problems::default();
 
     let mut golden = String::new();
     let pw = ["--db-password-file", "/root/pw"];
@@ -581,6 +587,85 @@ fn clr_install_reinstall_uninstall() {
 #[test]
 fn centos_install_reinstall_uninstall() {
     scenario("centos");
+}
+
+/// An operator who already runs nginx (installed, enabled, running) keeps it through `install`
+/// and `uninstall -u`: the package stays (only what telem-deploy installed is removed), the
+/// main config is given back as it was, and the service the operator ran still runs.
+#[test]
+fn centos_uninstall_u_keeps_the_operators_nginx() {
+    let Some(mut sc) = prepare("centos", "shims-centos-own-nginx") else {
+        return;
+    };
+    let mut p = Problems::default();
+    let out = sc.sh(&format!(
+        "export PATH={SHIMS}/bin:$PATH && yum install -y nginx && systemctl enable --now nginx \
+         && cp -p /etc/nginx/nginx.conf /root/nginx.conf.operator"
+    ));
+    assert!(out.status.success(), "the operator's nginx: {}", show(&out));
+    sc.seen = sc.calls().len();
+
+    let install = ["-a", "install", "--db-password-file", "/root/pw"];
+    let run = sc.deploy("install", &install, None);
+    assert!(run.out.status.success(), "install: {}", show(&run.out));
+    p.check(
+        !run.calls
+            .iter()
+            .any(|c| c.starts_with("yum\tinstall\t-y\tnginx")),
+        || format!("install reinstalled nginx: {:?}", run.calls),
+    );
+
+    let run = sc.deploy("uninstall -u", &["-a", "uninstall", "-u"], None);
+    p.check(run.out.status.success(), || {
+        format!("uninstall -u: {}", show(&run.out))
+    });
+    let removes: Vec<&String> = run
+        .calls
+        .iter()
+        .filter(|c| c.contains("\tremove"))
+        .collect();
+    p.check(
+        removes == ["yum\tremove\t-y\tpostgresql-server\tpostgresql-contrib"],
+        || format!("package removals: {removes:?}"),
+    );
+    let installed = std::fs::read_to_string(sc.sb.root().join("var/lib/telem-shims/installed"))
+        .unwrap_or_default();
+    p.check(installed == "policycoreutils-python-utils\nnginx\n", || {
+        format!("packages after uninstall -u: {installed:?}")
+    });
+    let conf = sc.sh("cmp /etc/nginx/nginx.conf /root/nginx.conf.operator");
+    p.check(conf.status.success(), || {
+        format!(
+            "the operator's nginx.conf is not given back: {}",
+            show(&conf)
+        )
+    });
+    let running = sc.sh("[ -s /run/nginx.pid ] && [ -d /proc/$(cat /run/nginx.pid) ]");
+    p.check(running.status.success(), || {
+        let stops: Vec<&String> = run
+            .calls
+            .iter()
+            .filter(|c| c.contains("\tstop\t"))
+            .collect();
+        format!("uninstall -u stopped the operator's nginx, whose package it keeps: {stops:?}")
+    });
+    p.check(
+        sc.sb
+            .root()
+            .join("var/lib/telem-shims/enabled/nginx")
+            .exists(),
+        || "the operator's nginx is no longer enabled".to_owned(),
+    );
+    let forbidden = std::fs::read_to_string(sc.sb.root().join(FORBIDDEN)).unwrap_or_default();
+    p.check(forbidden.is_empty(), || {
+        format!("telem-deploy ran the sandbox's real package tools:\n{forbidden}")
+    });
+    assert!(
+        p.0.is_empty(),
+        "[centos, the operator's nginx] {} problem(s):\n- {}",
+        p.0.len(),
+        p.0.join("\n- ")
+    );
 }
 
 #[test]
