@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests use. chromium is for the web UI's browser test.
-PACKAGES=(postgresql debootstrap systemd-container strace socat iproute2 curl ca-certificates util-linux procps chromium chromium-driver)
+PACKAGES=(postgresql nginx-light debootstrap systemd-container strace socat iproute2 curl ca-certificates util-linux procps chromium chromium-driver)
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     missing=()
@@ -18,7 +18,11 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     if [ ${#missing[@]} -gt 0 ]; then
         echo "test.sh: installing ${missing[*]}" >&2
         apt-get update -q >/dev/null
+        # Installing must not start daemons on this machine (nginx would listen on port 80).
+        policy=/usr/sbin/policy-rc.d
+        [ -e "$policy" ] || { printf '#!/bin/sh\nexit 101\n' >"$policy"; chmod 755 "$policy"; trap 'rm -f "$policy"' EXIT; }
         DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
+        rm -f "$policy"; trap - EXIT
     fi
 else
     echo "test.sh: not root (or no apt): not installing test dependencies; sandboxed tests will say why they skip" >&2

@@ -82,10 +82,12 @@ fn plan_and_run(
         host.stat(Path::new(&loaded.recipe.nginx.tls_certificate)),
         Ok(Some(_))
     );
-    let vars = context::vars(&loaded.recipe, opts, manager, tls);
+    let mut vars = context::vars(&loaded.recipe, opts, manager, tls);
+    let ui_secrets = ui_auth_line(opts, host, &loaded.recipe.nginx.htpasswd, &mut vars)?;
     let compiled = recipe::compile(&loaded, &vars)?;
     let state = State::load(host).map_err(|e| Error::Other(e.0))?;
     let mut eng = Engine::new(host, opts, &compiled, &templates, vars, manager, state, tls);
+    eng.extra_secrets = ui_secrets;
 
     let steps: Vec<&Step> = compiled.actions[&opts.action]
         .iter()
@@ -227,6 +229,41 @@ fn plan_and_run(
         })),
         None => Ok(0),
     }
+}
+
+/// For `--ui-auth USER`: put the htpasswd line in `vars` (reusing the file's line when it
+/// already holds the password); returns the values to mask in every diff.
+fn ui_auth_line(
+    opts: &Options,
+    host: &dyn Host,
+    path: &str,
+    vars: &mut tera::Context,
+) -> Result<Vec<crate::secret::Secret>, Error> {
+    let Some(user) = &opts.ui_auth else {
+        return Ok(Vec::new());
+    };
+    let existing = crate::htpasswd::existing(host, path, user);
+    let password = match crate::options::explicit_ui_password(opts)? {
+        Some(p) => Some(p),
+        None if opts.dry_run || existing.is_some() => None,
+        None if opts.interactive => Some(password::prompt_new(&format!("Web UI password for {user}: "))?),
+        None => {
+            return Err(Error::Usage(
+                "--ui-auth needs the password: --ui-password-file FILE or TELEM_UI_PASSWORD (no terminal to ask on)".into(),
+            ))
+        }
+    };
+    let line = match (&password, &existing) {
+        (Some(pw), _) => crate::htpasswd::line(existing.as_deref(), user, pw),
+        (None, Some(line)) => line.clone(),
+        (None, None) => format!("{user}:{}", crate::secret::MASK),
+    };
+    let mut secrets = vec![crate::secret::Secret::new(
+        line.split_once(':').map(|(_, h)| h).unwrap_or_default(),
+    )];
+    secrets.extend(password);
+    vars.insert("ui_htpasswd", &line);
+    Ok(secrets)
 }
 
 fn uses_password(step: &Step) -> bool {

@@ -98,6 +98,15 @@ pub struct Cli {
     #[arg(long, value_name = "PATH")]
     pub collector_bin: Option<PathBuf>,
 
+    /// Require HTTP basic auth as USER for the web UI, /api/ and /metrics (never for the
+    /// collector paths); the password comes from --ui-password-file, TELEM_UI_PASSWORD or a prompt.
+    #[arg(long, value_name = "USER")]
+    pub ui_auth: Option<String>,
+
+    /// Read the web UI password (for --ui-auth) from FILE (first line).
+    #[arg(long, value_name = "FILE", requires = "ui_auth")]
+    pub ui_password_file: Option<PathBuf>,
+
     /// Also deploy the legacy web UI (uWSGI) from the -r/-s/-t snapshot.
     #[arg(long)]
     pub webapp: bool,

@@ -35,5 +35,6 @@ pub fn vars(recipe: &Recipe, opts: &Options, manager: Manager, tls: bool) -> ter
     ctx.insert("database", &recipe.database);
     ctx.insert("collector", &recipe.collector);
     ctx.insert("webapp", &recipe.webapp);
+    ctx.insert("ui_auth", &opts.ui_auth.is_some());
     ctx
 }

@@ -9,6 +9,7 @@ pub mod context;
 pub mod engine;
 pub mod error;
 pub mod host;
+pub mod htpasswd;
 pub mod options;
 pub mod password;
 pub mod progress;

@@ -46,6 +46,9 @@ pub struct Options {
     pub no_backup: bool,
     pub collector_bin: Option<PathBuf>,
     pub webapp: bool,
+    /// `--ui-auth USER`: basic auth in front of the web UI.
+    pub ui_auth: Option<String>,
+    pub ui_password_file: Option<PathBuf>,
     pub verbose: u8,
     pub color: bool,
     /// stdin and stderr are terminals (prompts and progress bars are allowed).
@@ -56,6 +59,13 @@ impl Options {
     pub fn resolve(cli: Cli, host: &dyn Host) -> Result<Options, Error> {
         let domain = cli.host.unwrap_or_default();
         check_domain(&domain)?;
+        if let Some(user) = &cli.ui_auth {
+            if user.is_empty() || user.contains(':') || user.chars().any(char::is_whitespace) {
+                return Err(Error::Usage(format!(
+                    "invalid value '{user}' for '--ui-auth <USER>': a user name without ':' or spaces"
+                )));
+            }
+        }
         if cli.detailed_exitcode && !cli.dry_run {
             return Err(Error::Usage(
                 "--detailed-exitcode only applies with --dry-run".into(),
@@ -100,6 +110,8 @@ impl Options {
             no_backup: cli.no_backup,
             collector_bin: cli.collector_bin,
             webapp: cli.webapp,
+            ui_auth: cli.ui_auth,
+            ui_password_file: cli.ui_password_file,
             verbose: cli.verbose,
             color,
             interactive,
@@ -144,6 +156,21 @@ impl Options {
         }
         Ok(Some(Secret::new(pw)))
     }
+}
+
+/// The web UI password, if given: `--ui-password-file`, then `TELEM_UI_PASSWORD`.
+pub fn explicit_ui_password(opts: &Options) -> Result<Option<Secret>, Error> {
+    let raw = match &opts.ui_password_file {
+        Some(path) => read_password_file(path)?,
+        None => match std::env::var("TELEM_UI_PASSWORD") {
+            Ok(v) => v,
+            Err(_) => return Ok(None),
+        },
+    };
+    if raw.is_empty() {
+        return Err(Error::Usage("the web UI password is empty".into()));
+    }
+    Ok(Some(Secret::new(raw)))
 }
 
 fn read_password_file(path: &Path) -> Result<String, Error> {

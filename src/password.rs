@@ -39,6 +39,22 @@ pub fn prompt() -> Result<Secret, Error> {
     Err(Error::Usage("the passwords entered did not match".into()))
 }
 
+/// Ask for a new password twice (no echo); no default.
+pub fn prompt_new(prompt: &str) -> Result<Secret, Error> {
+    let read = |p: &str| {
+        rpassword::prompt_password(p)
+            .map_err(|e| Error::Other(format!("reading the password: {e}")))
+    };
+    for _ in 0..3 {
+        let first = read(prompt)?;
+        if !first.is_empty() && read("Repeat: ")? == first {
+            return Ok(Secret::new(first));
+        }
+        eprintln!("Empty or different; try again.");
+    }
+    Err(Error::Usage("no password entered".into()))
+}
+
 /// 32 random letters and digits (about 190 bits).
 pub fn generate() -> Secret {
     Secret::new(

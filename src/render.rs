@@ -11,14 +11,15 @@ use tera::{Tera, Value};
 use crate::error::Error;
 
 /// The templates recipes may name.
-pub const TEMPLATE_NAMES: [&str; 4] = [
+pub const TEMPLATE_NAMES: [&str; 5] = [
     "nginx.conf.tera",
     "uwsgi.ini.tera",
     "collector.toml.tera",
     "telem-collector.service.tera",
+    "htpasswd.tera",
 ];
 
-const EMBEDDED: [(&str, &str); 4] = [
+const EMBEDDED: [(&str, &str); 5] = [
     (
         "nginx.conf.tera",
         include_str!("../templates/nginx.conf.tera"),
@@ -35,6 +36,7 @@ const EMBEDDED: [(&str, &str); 4] = [
         "telem-collector.service.tera",
         include_str!("../templates/telem-collector.service.tera"),
     ),
+    ("htpasswd.tera", include_str!("../templates/htpasswd.tera")),
 ];
 
 pub struct Templates {
@@ -46,12 +48,10 @@ impl Templates {
     pub fn load(dir: Option<&Path>) -> Result<Templates, Error> {
         let mut sources = Vec::new();
         for (name, embedded) in EMBEDDED {
-            let text = match dir {
-                Some(dir) => {
-                    let path = dir.join(name);
-                    std::fs::read_to_string(&path)
-                        .map_err(|e| Error::Template(format!("template {}: {e}", path.display())))?
-                }
+            // A template missing from `dir` is the built-in one: override only what you change.
+            let text = match dir.map(|d| d.join(name)).filter(|p| p.exists()) {
+                Some(path) => std::fs::read_to_string(&path)
+                    .map_err(|e| Error::Template(format!("template {}: {e}", path.display())))?,
                 None => embedded.to_owned(),
             };
             sources.push((name, text));

@@ -11,7 +11,7 @@ use similar::TextDiff;
 use super::{Check, Engine, Manager, StepError, INSTALL_FIRST};
 use crate::host::{lookup_group, lookup_user, parse_mode, Cmd, FileKind, FileMeta, Owner};
 use crate::recipe::model::{DirectoryStep, FileStep, RemoveStep, SymlinkStep};
-use crate::secret::{Secret, MASK};
+use crate::secret::{self, Secret, MASK};
 use crate::state::{Saved, SAVED_DIR};
 
 fn owner(user: &str, group: &str, mode: &str) -> Owner {
@@ -129,7 +129,7 @@ fn mask(eng: &Engine, text: &str) -> String {
             .replace(&quoted, &format!("\"{MASK}\""))
             .replace(s.expose(), MASK);
     }
-    out
+    secret::redact(&out, &eng.extra_secrets.iter().collect::<Vec<_>>())
 }
 
 fn unified_diff(path: &str, old: &[u8], new: &[u8]) -> Option<String> {
@@ -215,7 +215,8 @@ pub fn check_file(eng: &Engine, step: &FileStep) -> Result<Check, StepError> {
         return Ok(Check::ok(format!("{} is up to date", step.path)));
     }
     let mut check = Check::change(changes);
-    check.diff = diff.map(|d| if step.secret { mask(eng, &d) } else { d });
+    let masked = step.secret || !eng.extra_secrets.is_empty();
+    check.diff = diff.map(|d| if masked { mask(eng, &d) } else { d });
     if step.secret {
         check.changes = check.changes.iter().map(|c| mask(eng, c)).collect();
     }

@@ -143,6 +143,8 @@ pub struct Engine<'a> {
     pub needs_install: bool,
     /// Whether TLS is configured (a certificate is present).
     pub tls: bool,
+    /// Other secret values (the web UI's password and hash) masked in every diff.
+    pub extra_secrets: Vec<Secret>,
     pub state: RefCell<State>,
     pending: RefCell<BTreeSet<String>>,
     applying: Cell<bool>,
@@ -172,6 +174,7 @@ impl<'a> Engine<'a> {
             stored_password: None,
             needs_install: false,
             tls,
+            extra_secrets: Vec::new(),
             state: RefCell::new(state),
             pending: RefCell::new(BTreeSet::new()),
             applying: Cell::new(false),
@@ -187,6 +190,7 @@ impl<'a> Engine<'a> {
             Condition::Webapp => self.opts.webapp,
             Condition::NoWebapp => !self.opts.webapp,
             Condition::Tls => self.tls,
+            Condition::UiAuth => self.opts.ui_auth.is_some(),
         })
     }
 

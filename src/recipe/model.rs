@@ -65,6 +65,13 @@ pub struct Nginx {
     pub base_config: Option<String>,
     pub tls_certificate: String,
     pub tls_key: String,
+    /// The basic-auth user file of `--ui-auth`.
+    #[serde(default = "default_htpasswd")]
+    pub htpasswd: String,
+}
+
+fn default_htpasswd() -> String {
+    "/etc/nginx/telemetry.htpasswd".to_owned()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -216,6 +223,8 @@ pub enum Condition {
     NoWebapp,
     /// A TLS certificate is configured.
     Tls,
+    /// `--ui-auth` is given.
+    UiAuth,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]

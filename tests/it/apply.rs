@@ -118,7 +118,7 @@ fn a_bad_recipe_fails_before_changing_anything() {
     );
     assert_eq!(code, 2, "{err}");
     assert!(
-        err.contains("actions.install[19].health.path: must start with /"),
+        err.contains("actions.install[20].health.path: must start with /"),
         "{err}"
     );
     assert_eq!(*host.world.borrow(), before, "nothing changed");
@@ -178,4 +178,157 @@ fn deploy_on_a_host_without_install_says_to_run_install_first() {
         host.log.borrow().iter().all(|c| !c.contains("install")),
         "nothing was installed"
     );
+}
+
+#[test]
+fn ui_auth_protects_the_ui_but_never_the_collector_paths() {
+    let host = FakeHost::fresh("debian", false);
+    let (db, ui) = (password_file(), tempfile::NamedTempFile::new().unwrap());
+    std::fs::write(ui.path(), "ui pa$$ 'word\n").unwrap();
+    let args = |extra: &[&'static str]| {
+        let mut a = vec![
+            "-a",
+            "install",
+            "-d",
+            "debian",
+            "-H",
+            "localhost",
+            "--yes",
+            "--ui-auth",
+            "admin",
+        ];
+        a.extend_from_slice(extra);
+        a
+    };
+    let (db_s, ui_s) = (
+        db.path().to_str().unwrap().to_owned(),
+        ui.path().to_str().unwrap().to_owned(),
+    );
+    let (code, out, err) = run(
+        &host,
+        &[
+            args(&[]).as_slice(),
+            &["--db-password-file", &db_s, "--ui-password-file", &ui_s],
+        ]
+        .concat(),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let line = String::from_utf8(file(&host, "/etc/nginx/telemetry.htpasswd")).unwrap();
+    let hash = line
+        .trim()
+        .strip_prefix("admin:")
+        .expect("a line for admin");
+    assert!(sha_crypt_check("ui pa$$ 'word", hash), "{line}");
+    let site = String::from_utf8(file(&host, "/etc/nginx/sites-available/telemetry.conf")).unwrap();
+    for open in [
+        "location = /v2/collector { proxy_pass",
+        "location = /v3/collector { proxy_pass",
+        "location = /healthz { proxy_pass",
+    ] {
+        assert!(site.contains(open), "{open} stays open:\n{site}");
+    }
+    assert!(
+        site.contains("location /api/ { auth_basic \"telemetry\";"),
+        "{site}"
+    );
+    assert!(
+        site.contains("POST off;"),
+        "POST / of old clients is never asked for a password"
+    );
+    // A re-run keeps the line (same password), and no output shows the password or the hash.
+    let (code, out, err) = run(
+        &host,
+        &[
+            args(&["--format", "json"]).as_slice(),
+            &["--db-password-file", &db_s, "--ui-password-file", &ui_s],
+        ]
+        .concat(),
+    );
+    assert_eq!(code, 0, "{err}");
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(doc["summary"]["changed"], 0, "{out}");
+    let (_, plan, _) = run(
+        &host,
+        &[
+            "-a",
+            "deploy",
+            "-d",
+            "debian",
+            "-H",
+            "localhost",
+            "--dry-run",
+            "--ui-auth",
+            "admin",
+            "--ui-password-file",
+            &ui_s,
+        ],
+    );
+    for secret in ["ui pa$$ 'word", hash] {
+        assert!(!out.contains(secret) && !err.contains(secret) && !plan.contains(secret));
+    }
+}
+
+fn sha_crypt_check(password: &str, hash: &str) -> bool {
+    sha_crypt::sha512_check(password, hash).is_ok()
+}
+
+/// The rendered site passes a real `nginx -t` (with --ui-auth, whose `map` must sit at http level).
+#[test]
+fn the_rendered_site_passes_nginx_t() {
+    let Ok(nginx) = which::which("nginx") else {
+        if std::env::var_os("TELEM_E2E_REQUIRED").is_some() {
+            panic!("nginx is not installed (scripts/test.sh installs nginx-light)");
+        }
+        eprintln!("skipped: nginx is not installed");
+        return;
+    };
+    for ui_auth in [false, true] {
+        let host = FakeHost::fresh("debian", false);
+        let (db, ui) = (password_file(), password_file());
+        let mut args = vec![
+            "-a",
+            "install",
+            "-d",
+            "debian",
+            "-H",
+            "telemetry.example.com",
+            "--yes",
+            "--db-password-file",
+            db.path().to_str().unwrap(),
+        ];
+        if ui_auth {
+            args.extend([
+                "--ui-auth",
+                "admin",
+                "--ui-password-file",
+                ui.path().to_str().unwrap(),
+            ]);
+        }
+        let (code, _, err) = run(&host, &args);
+        assert_eq!(code, 0, "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("site.conf"),
+            file(&host, "/etc/nginx/sites-available/telemetry.conf"),
+        )
+        .unwrap();
+        let main = format!(
+            "events {{}}\nhttp {{ include {}/site.conf; }}\n",
+            dir.path().display()
+        );
+        std::fs::write(dir.path().join("nginx.conf"), main).unwrap();
+        let out = std::process::Command::new(&nginx)
+            .args(["-t", "-q", "-p"])
+            .arg(dir.path())
+            .arg("-c")
+            .arg(dir.path().join("nginx.conf"))
+            .args(["-g", "error_log stderr; pid nginx.pid;"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "nginx -t (ui_auth={ui_auth}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
