@@ -5,6 +5,7 @@ mod cli;
 mod harness;
 mod pg;
 mod replay;
+mod roundtrip;
 mod router;
 mod store;
 mod ui;
