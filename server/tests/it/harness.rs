@@ -200,3 +200,90 @@ pub async fn row_count(db_url: &str) -> i64 {
         .unwrap()
         .get(0)
 }
+
+/// Held by the tests that load the machine (outage under load, SIGTERM under load, 1,000
+/// connections), so their timing assertions are not measured against each other's load.
+pub static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A free TCP port on 127.0.0.1 (for the real binary, which is told its port).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free TCP port")
+}
+
+/// What a client saw for one request: a status, or the transport error (never a hang: the
+/// real client's 10 s total timeout applies).
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Status(u16, Option<i64>),
+    Error(String),
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Status(status, _) => write!(f, "HTTP {status}"),
+            Outcome::Error(e) => f.write_str(e),
+        }
+    }
+}
+
+/// [`send_raw`] as the real client experiences it: connection errors and the 10 s timeout are
+/// outcomes, not panics. The id of a 201 is returned with it.
+pub async fn try_send(addr: SocketAddr, request: &[u8]) -> Outcome {
+    let attempt = async {
+        let mut stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        stream
+            .write_all(request)
+            .await
+            .map_err(|e| format!("write: {e}"))?;
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 8192];
+        // Connection: close is not sent, so read until the body is complete.
+        loop {
+            let n = stream
+                .read(&mut chunk)
+                .await
+                .map_err(|e| format!("read: {e}"))?;
+            if n == 0 {
+                return Err(format!(
+                    "closed without a complete response: {:?}",
+                    String::from_utf8_lossy(&buf)
+                ));
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            let Some(head_end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                continue;
+            };
+            let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+            let status: u16 = head
+                .split(' ')
+                .nth(1)
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| format!("bad status line: {head}"))?;
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            let body = &buf[head_end + 4..];
+            if body.len() < length {
+                continue;
+            }
+            let id = (status == 201)
+                .then(|| serde_json::from_slice::<serde_json::Value>(body).ok())
+                .flatten()
+                .and_then(|v| v["id"].as_i64());
+            return Ok(Outcome::Status(status, id));
+        }
+    };
+    match tokio::time::timeout(Duration::from_secs(10), attempt).await {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(e)) => Outcome::Error(e),
+        Err(_) => Outcome::Error("no answer within the client's 10 s timeout".into()),
+    }
+}

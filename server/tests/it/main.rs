@@ -2,6 +2,7 @@
 //! (see `pg.rs`). One test binary, one shared cluster, one database per test.
 
 mod cli;
+mod faults;
 mod harness;
 mod pg;
 mod replay;

@@ -222,6 +222,24 @@ impl PgCluster {
         self.shutdown(b"keep\n");
     }
 
+    /// `pg_ctl stop -m immediate`: the postmaster and every backend quit at once, without a
+    /// checkpoint (crash recovery runs on the next start), keeping the data for
+    /// [`PgCluster::run`]. Returns once the server is gone.
+    pub fn stop_immediate(&mut self) {
+        let out = as_db_user(&self.bin.join("pg_ctl"))
+            .args(["stop", "-m", "immediate", "-w", "-t", "30", "-D"])
+            .arg(self.base.join("data"))
+            .output()
+            .expect("running pg_ctl");
+        assert!(
+            out.status.success(),
+            "pg_ctl stop -m immediate failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The wrapper shell is still waiting on its stdin: let it go, keeping the data.
+        self.stop();
+    }
+
     fn shutdown(&mut self, command: &[u8]) {
         if let Some((mut child, mut stdin)) = self.child.take() {
             let _ = stdin.write_all(command);
