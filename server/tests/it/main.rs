@@ -4,6 +4,7 @@
 mod cli;
 mod faults;
 mod harness;
+mod load;
 mod pg;
 mod replay;
 mod roundtrip;
