@@ -19,6 +19,9 @@ pub struct State {
     pub version: u32,
     /// Packages (or bundles) this tool installed; those the operator had stay on uninstall.
     pub packages: BTreeSet<String>,
+    /// What was installed before an install that has not finished recording what it added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub install_baseline: Option<BTreeSet<String>>,
     /// Paths this tool created.
     pub created: BTreeSet<String>,
     /// Paths whose original this tool set aside (replaced or removed), and where it is.

@@ -14,15 +14,27 @@ fn wanted(eng: &Engine, step: &PackagesStep) -> Vec<String> {
 }
 
 /// For `absent`: the packages of the set this tool installed and that are still there.
-fn removable(eng: &Engine, step: &PackagesStep) -> Result<Vec<String>, StepError> {
-    let ours: Vec<String> = {
-        let state = eng.state.borrow();
-        wanted(eng, step)
-            .into_iter()
-            .filter(|p| state.packages.contains(p))
-            .collect()
+/// For `absent`: what this tool installed (the set and what its install pulled in) and is
+/// still there.
+fn removable(eng: &Engine, _step: &PackagesStep) -> Result<Vec<String>, StepError> {
+    let ours = eng.state.borrow().packages.clone();
+    if ours.is_empty() {
+        return Ok(Vec::new());
+    }
+    let all = eng.pm.all_installed(eng.host).map_err(StepError::host)?;
+    Ok(ours.into_iter().filter(|p| all.contains(p)).collect())
+}
+
+/// Record what an install added beyond the names asked for (also after an interrupted run).
+fn record_interrupted(eng: &Engine) -> Result<(), StepError> {
+    let Some(before) = eng.state.borrow().install_baseline.clone() else {
+        return Ok(());
     };
-    eng.pm.installed(eng.host, &ours).map_err(StepError::host)
+    let after = eng.pm.all_installed(eng.host).map_err(StepError::host)?;
+    eng.update_state(|s| {
+        s.packages.extend(after.difference(&before).cloned());
+        s.install_baseline = None;
+    })
 }
 
 fn missing(eng: &Engine, step: &PackagesStep) -> Result<Vec<String>, StepError> {
@@ -57,6 +69,11 @@ pub fn check(eng: &Engine, step: &PackagesStep) -> Result<Check, StepError> {
                     return Ok(c);
                 }
             };
+            if missing.is_empty() && eng.state.borrow().install_baseline.is_some() {
+                return Ok(Check::change1(
+                    "record the packages an interrupted install added",
+                ));
+            }
             if missing.is_empty() {
                 let all = wanted(eng, step);
                 Ok(Check::ok(format!(
@@ -93,7 +110,7 @@ pub fn apply(eng: &Engine, step: &PackagesStep) -> Result<(), StepError> {
         Presence::Present => {
             let missing = missing(eng, step)?;
             if missing.is_empty() {
-                return Ok(());
+                return record_interrupted(eng);
             }
             if let Some(repair) = eng.pm.repair(eng.host).map_err(StepError::host)? {
                 eng.run_ok(&repair)?;
@@ -120,15 +137,31 @@ pub fn apply(eng: &Engine, step: &PackagesStep) -> Result<(), StepError> {
                     );
                 }
             }
-            // Recorded before installing: a run killed mid-install still knows what it added.
-            eng.update_state(|s| s.packages.extend(missing.iter().cloned()))?;
+            // Recorded before installing: a run killed mid-install still knows what it asked
+            // for, and the baseline tells the next run what the install pulled in.
+            let before = eng.pm.all_installed(eng.host).map_err(StepError::host)?;
+            eng.update_state(|s| {
+                s.packages.extend(missing.iter().cloned());
+                s.install_baseline.get_or_insert(before);
+            })?;
             eng.run_ok(&eng.pm.install(&missing))?;
-            Ok(())
+            record_interrupted(eng)
         }
         Presence::Absent => {
             let remove = removable(eng, step)?;
             if remove.is_empty() {
                 return Ok(());
+            }
+            let collateral = eng
+                .pm
+                .removal_collateral(eng.host, &remove)
+                .map_err(StepError::host)?;
+            if !collateral.is_empty() {
+                return Err(StepError::msg(format!(
+                    "removing the packages telem-deploy installed would also remove packages it did not install: {}; \
+                     remove them by hand if that is what you want",
+                    collateral.join(" ")
+                )));
             }
             eng.run_ok(&eng.pm.remove(&remove))?;
             eng.update_state(|s| {

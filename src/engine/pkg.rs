@@ -1,6 +1,8 @@
 //! Package managers: what is installed, and the commands that install or remove packages
 //! non-interactively. swupd (Clear Linux bundles), apt (Debian, Ubuntu), yum/dnf (EL).
 
+use std::collections::BTreeSet;
+
 use crate::host::{Cmd, Host, HostError};
 use crate::recipe::model::PackageManagerKind;
 
@@ -97,6 +99,63 @@ impl PackageManager {
         }
     }
 
+    /// Every package (bundle) installed on the host: the before/after difference of an install
+    /// is what it pulled in, recorded so `-u` removes exactly that.
+    pub fn all_installed(&self, host: &dyn Host) -> Result<BTreeSet<String>, HostError> {
+        let (cmd, pick): (Cmd, fn(&str) -> Option<&str>) = match self.kind {
+            PackageManagerKind::Apt => (
+                Cmd::new(["dpkg-query", "-W", "-f=${Package}\t${db:Status-Abbrev}\n"]),
+                |l| {
+                    l.split_once('\t')
+                        .filter(|(_, s)| s.starts_with("ii"))
+                        .map(|(p, _)| p)
+                },
+            ),
+            PackageManagerKind::Yum => (Cmd::new(["rpm", "-qa", "--qf", "%{NAME}\n"]), |l| {
+                Some(l.trim())
+            }),
+            PackageManagerKind::Swupd => (Cmd::new(["swupd", "bundle-list", "--quiet"]), |l| {
+                Some(l.trim().trim_start_matches("- ").trim())
+            }),
+        };
+        let out = host.run(&cmd)?;
+        if !out.success() {
+            return Err(HostError(format!(
+                "`{}` failed: {}",
+                cmd.display(),
+                out.tail()
+            )));
+        }
+        Ok(out
+            .stdout_text()
+            .lines()
+            .filter_map(pick)
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned)
+            .collect())
+    }
+
+    /// What removing `names` would remove besides them (apt only: dependents go too).
+    pub fn removal_collateral(
+        &self,
+        host: &dyn Host,
+        names: &[String],
+    ) -> Result<Vec<String>, HostError> {
+        if self.kind != PackageManagerKind::Apt || names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut argv = vec!["apt-get".to_owned(), "-s".into(), "remove".into()];
+        argv.extend(names.iter().cloned());
+        let out = host.run(&Cmd::new(argv))?;
+        Ok(out
+            .stdout_text()
+            .lines()
+            .filter_map(|l| l.strip_prefix("Remv ")?.split_whitespace().next())
+            .filter(|p| !names.iter().any(|n| n == p))
+            .map(str::to_owned)
+            .collect())
+    }
+
     /// Commands that repair an interrupted previous run before installing (apt only).
     pub fn repair(&self, host: &dyn Host) -> Result<Option<Cmd>, HostError> {
         if self.kind != PackageManagerKind::Apt {
@@ -153,8 +212,6 @@ impl PackageManager {
             PackageManagerKind::Apt => vec![
                 "apt-get".into(),
                 "remove".into(),
-                // What our install pulled in as dependencies goes too (postgresql-15, nginx-common).
-                "--autoremove".into(),
                 "-y".into(),
                 "-q".into(),
                 "-o".into(),

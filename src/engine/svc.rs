@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::host::{Cmd, CmdOutput, Host, HostError};
+use crate::host::{Cmd, CmdOutput, Host, HostError, Signal};
 use crate::recipe::model::{Direct, ServiceDef};
 
 use super::StepError;
@@ -283,12 +283,15 @@ impl Services<'_> {
                 .remove(Path::new(pid_file))
                 .map_err(StepError::host);
         };
-        let pid_s = pid.to_string();
-        run_ok(self.host, &Cmd::new(["kill", "-TERM", &pid_s]))?;
+        self.host
+            .signal(pid, Signal::Term)
+            .map_err(StepError::host)?;
         let deadline = Instant::now() + Duration::from_secs(15);
         while self.process_alive(pid).map_err(StepError::host)? {
             if Instant::now() > deadline {
-                run_ok(self.host, &Cmd::new(["kill", "-KILL", &pid_s]))?;
+                self.host
+                    .signal(pid, Signal::Kill)
+                    .map_err(StepError::host)?;
                 break;
             }
             std::thread::sleep(Duration::from_millis(50));

@@ -126,6 +126,19 @@ impl Host for LocalHost {
         Ok(pid)
     }
 
+    fn signal(&self, pid: u32, signal: super::Signal) -> HostResult<()> {
+        use nix::sys::signal::{kill, Signal as S};
+        let sig = match signal {
+            super::Signal::Term => S::SIGTERM,
+            super::Signal::Kill => S::SIGKILL,
+        };
+        let pid = i32::try_from(pid).map_err(|_| HostError(format!("bad pid {pid}")))?;
+        match kill(nix::unistd::Pid::from_raw(pid), sig) {
+            Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
+            Err(e) => Err(HostError(format!("kill {pid}: {e}"))),
+        }
+    }
+
     fn which(&self, program: &str) -> Option<PathBuf> {
         which::which(program).ok()
     }

@@ -149,6 +149,13 @@ pub struct Owner {
     pub mode: u32,
 }
 
+/// The signals the direct service manager sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    Term,
+    Kill,
+}
+
 /// A failure to talk to the host (not a command's non-zero exit, which is a `CmdOutput`).
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{0}")]
@@ -168,6 +175,8 @@ pub trait Host {
     /// Start a daemon detached from this process (own process group, stdin closed, output
     /// appended to `log`); returns its pid.
     fn spawn_detached(&self, cmd: &Cmd, log: &Path) -> HostResult<u32>;
+    /// Send a signal to a process (`TERM` or `KILL`); a process that is gone already is fine.
+    fn signal(&self, pid: u32, signal: Signal) -> HostResult<()>;
     /// Where a program is on the host's PATH.
     fn which(&self, program: &str) -> Option<PathBuf>;
     /// A file's contents, or `None` when it does not exist.

@@ -160,7 +160,7 @@ fn queued_restarts_run_even_when_a_later_step_fails() {
     );
     assert_eq!(code, 1, "{out}");
     let log = host.log.borrow();
-    let restarted = log.iter().any(|c| c.starts_with("kill -TERM"))
+    let restarted = log.iter().any(|c| c.starts_with("signal "))
         || log.iter().filter(|c| c.starts_with("spawn ")).count() > 0;
     assert!(
         restarted,
@@ -330,5 +330,56 @@ fn the_rendered_site_passes_nginx_t() {
             "nginx -t (ui_auth={ui_auth}): {}",
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+}
+
+#[test]
+fn uninstall_u_removes_only_what_install_added() {
+    for distro in ["debian", "clr", "centos"] {
+        let host = FakeHost::fresh(distro, distro != "debian");
+        host.world
+            .borrow_mut()
+            .packages
+            .insert("operator-tool".into());
+        let pw = password_file();
+        let pw = pw.path().to_str().unwrap();
+        let (code, _, err) = run(
+            &host,
+            &[
+                "-a",
+                "install",
+                "-d",
+                distro,
+                "-H",
+                "localhost",
+                "--yes",
+                "--db-password-file",
+                pw,
+            ],
+        );
+        assert_eq!(code, 0, "{err}");
+        assert!(host.world.borrow().packages.len() > 1);
+        let (code, out, err) = run(
+            &host,
+            &[
+                "-a",
+                "uninstall",
+                "-u",
+                "-d",
+                distro,
+                "-H",
+                "localhost",
+                "--yes",
+                "--no-backup",
+            ],
+        );
+        assert_eq!(code, 0, "{distro}: {out}{err}");
+        let left: Vec<String> = host.world.borrow().packages.iter().cloned().collect();
+        assert_eq!(left, vec!["operator-tool".to_owned()], "{distro}");
+        assert!(!host
+            .world
+            .borrow()
+            .files
+            .contains_key(Path::new("/etc/telemetry/collector.toml")));
     }
 }

@@ -265,6 +265,19 @@ impl Host for FakeHost {
         let prog = Path::new(a[0]).file_name().unwrap().to_str().unwrap();
         match (prog, &a[1..]) {
             (_, ["__pg-admin"]) => self.pg_admin(cmd.stdin.as_deref().unwrap_or_default()),
+            ("dpkg-query", [_, _]) => {
+                let w = self.world.borrow();
+                ok(&w.packages.iter().map(|n| format!("{n}\tii \n")).collect::<String>())
+            }
+            ("rpm", ["-qa", ..]) => ok(&self.world.borrow().packages.iter().map(|p| format!("{p}\n")).collect::<String>()),
+            ("apt-get", ["-s", "remove", ..]) => ok(""),
+            ("apt-get" | "swupd" | "yum", rest) if rest.contains(&"remove") || rest.contains(&"bundle-remove") => {
+                let mut w = self.world.borrow_mut();
+                for name in rest.iter().filter(|r| !r.starts_with('-') && !r.contains('=')) {
+                    w.packages.remove(*name);
+                }
+                ok("")
+            }
             ("dpkg-query", [_, _, names @ ..]) => {
                 let w = self.world.borrow();
                 let out: String = names
@@ -305,6 +318,19 @@ impl Host for FakeHost {
                 ok("")
             }
             ("id", ["-u", name]) => code(if self.has_user(name) { 0 } else { 1 }),
+            ("userdel", [name]) => {
+                let mut w = self.world.borrow_mut();
+                for f in ["/etc/passwd", "/etc/group"] {
+                    let node = w.files.get_mut(Path::new(f)).expect("exists");
+                    let kept: String = String::from_utf8_lossy(&node.content)
+                        .lines()
+                        .filter(|l| l.split(':').next() != Some(*name))
+                        .map(|l| format!("{l}\n"))
+                        .collect();
+                    node.content = kept.into_bytes();
+                }
+                ok("")
+            }
             ("useradd", args) => {
                 self.add_user(args.last().unwrap());
                 ok("")
@@ -361,6 +387,10 @@ impl Host for FakeHost {
                     .borrow_mut()
                     .enabled
                     .insert(Self::service_name(unit));
+                ok("")
+            }
+            ("systemctl", ["disable", unit]) => {
+                self.world.borrow_mut().enabled.remove(&Self::service_name(unit));
                 ok("")
             }
             ("systemctl", ["daemon-reload"]) => ok(""),
@@ -428,6 +458,14 @@ impl Host for FakeHost {
             .running
             .insert("telem-collector".into());
         Ok(self.spawn_pid())
+    }
+
+    fn signal(&self, pid: u32, _signal: telem_deploy::host::Signal) -> HostResult<()> {
+        self.log.borrow_mut().push(format!("signal {pid}"));
+        let mut w = self.world.borrow_mut();
+        w.dead.insert(pid);
+        w.running.remove("telem-collector");
+        Ok(())
     }
 
     fn which(&self, program: &str) -> Option<PathBuf> {
