@@ -66,6 +66,12 @@ impl Options {
                 )));
             }
         }
+        if cli.webapp {
+            // Say so rather than render a /telemetryui/ location with nothing behind it.
+            return Err(Error::Usage(
+                "--webapp: deploying the legacy web UI (uWSGI) is not implemented yet".into(),
+            ));
+        }
         if cli.detailed_exitcode && !cli.dry_run {
             return Err(Error::Usage(
                 "--detailed-exitcode only applies with --dry-run".into(),
