@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use crate::fake_host::FakeHost;
-use crate::golden::{installed, password_file, run};
+use crate::golden::{install, installed, password_file, run};
 
 fn templates_with(name: &str, text: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -341,23 +341,7 @@ fn uninstall_u_removes_only_what_install_added() {
             .borrow_mut()
             .packages
             .insert("operator-tool".into());
-        let pw = password_file();
-        let pw = pw.path().to_str().unwrap();
-        let (code, _, err) = run(
-            &host,
-            &[
-                "-a",
-                "install",
-                "-d",
-                distro,
-                "-H",
-                "localhost",
-                "--yes",
-                "--db-password-file",
-                pw,
-            ],
-        );
-        assert_eq!(code, 0, "{err}");
+        install(&host, distro);
         assert!(host.world.borrow().packages.len() > 1);
         let (code, out, err) = run(
             &host,

@@ -65,26 +65,30 @@ pub fn password_file() -> tempfile::NamedTempFile {
 /// A host of `distro` after a real `install` (applied to the fake).
 pub fn installed(distro: &str) -> FakeHost {
     let host = FakeHost::fresh(distro, matches!(distro, "clr" | "centos"));
+    install(&host, distro);
+    host
+}
+
+/// Apply `install` to the fake host; it must succeed.
+pub fn install(host: &FakeHost, distro: &str) {
     let pw = password_file();
-    let (code, out, err) = run(
-        &host,
-        &[
-            "-a",
-            "install",
-            "-d",
-            distro,
-            "-H",
-            "localhost",
-            "--yes",
-            "--db-password-file",
-            pw.path().to_str().unwrap(),
-        ],
-    );
+    let pw = pw.path().to_str().unwrap();
+    let args = [
+        "-a",
+        "install",
+        "-d",
+        distro,
+        "-H",
+        "localhost",
+        "--yes",
+        "--db-password-file",
+        pw,
+    ];
+    let (code, out, err) = run(host, &args);
     assert_eq!(
         code, 0,
         "install on the fake {distro} host failed:\n{out}\n{err}"
     );
-    host
 }
 
 fn compare(name: &str, actual: &str) {
