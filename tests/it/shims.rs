@@ -543,7 +543,11 @@ fn scenario(distro: &'static str) {
     let removes = removals(&run.calls);
     let expected_remove = match distro {
         "clr" => "swupd bundle-remove database-basic web-server-basic",
-        _ => "yum remove nginx postgresql-contrib postgresql-server",
+        // The package the recipe names and what they pulled in (rpm -qa before/after).
+        _ => {
+            "yum remove nginx nginx-core nginx-filesystem postgresql postgresql-contrib \
+              postgresql-private-libs postgresql-server"
+        }
     };
     p.check(removes == [expected_remove], || {
         format!("package removals: {removes:?}, want [{expected_remove:?}]")
@@ -638,12 +642,21 @@ fn centos_uninstall_u_keeps_the_operators_nginx() {
     });
     let removes = removals(&run.calls);
     p.check(
-        removes == ["yum remove postgresql-contrib postgresql-server"],
+        removes
+            == ["yum remove postgresql postgresql-contrib postgresql-private-libs postgresql-server"],
         || format!("package removals: {removes:?}"),
     );
     let installed = std::fs::read_to_string(sc.sb.root().join("var/lib/telem-shims/installed"))
         .unwrap_or_default();
-    p.check(installed == "policycoreutils-python-utils\nnginx\n", || {
+    let mut installed: Vec<&str> = installed.lines().collect();
+    installed.sort_unstable();
+    let kept = [
+        "nginx",
+        "nginx-core",
+        "nginx-filesystem",
+        "policycoreutils-python-utils",
+    ];
+    p.check(installed == kept, || {
         format!("packages after uninstall -u: {installed:?}")
     });
     let conf = sc.sh("cmp /etc/nginx/nginx.conf /root/nginx.conf.operator");
