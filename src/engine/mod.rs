@@ -183,15 +183,19 @@ impl<'a> Engine<'a> {
 
     /// Does every condition of the step hold for this run?
     pub fn applies(&self, step: &Step) -> bool {
-        step.when.iter().all(|c| match c {
-            Condition::Systemd => self.services.manager == Manager::Systemd,
-            Condition::Direct => self.services.manager == Manager::Direct,
-            Condition::Purge => self.opts.purge,
-            Condition::Webapp => self.opts.webapp,
-            Condition::NoWebapp => !self.opts.webapp,
-            Condition::Tls => self.tls,
-            Condition::UiAuth => self.opts.ui_auth.is_some(),
-        })
+        let ours = &self.state.borrow().packages;
+        let by_us = step.when_installed_by_us.is_empty()
+            || step.when_installed_by_us.iter().any(|p| ours.contains(p));
+        by_us
+            && step.when.iter().all(|c| match c {
+                Condition::Systemd => self.services.manager == Manager::Systemd,
+                Condition::Direct => self.services.manager == Manager::Direct,
+                Condition::Purge => self.opts.purge,
+                Condition::Webapp => self.opts.webapp,
+                Condition::NoWebapp => !self.opts.webapp,
+                Condition::Tls => self.tls,
+                Condition::UiAuth => self.opts.ui_auth.is_some(),
+            })
     }
 
     pub fn check(&self, step: &Step) -> Result<Check, StepError> {

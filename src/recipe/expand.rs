@@ -22,6 +22,7 @@ pub struct Step {
     pub id: String,
     pub name: String,
     pub when: Vec<Condition>,
+    pub when_installed_by_us: Vec<String>,
     pub needs_install: bool,
     pub kind: StepKind,
 }
@@ -100,6 +101,7 @@ pub fn compile(loaded: &LoadedRecipe, ctx: &tera::Context) -> Result<Compiled, R
                     id: format!("{}[{i}]", action.as_str()),
                     name,
                     when: step.when.clone(),
+                    when_installed_by_us: step.when_installed_by_us.clone(),
                     needs_install: step.needs_install,
                     kind,
                 });

@@ -176,6 +176,10 @@ pub struct RawStep {
     /// Run the step only when all of these hold.
     #[serde(default)]
     pub when: Vec<Condition>,
+    /// Run the step only when telem-deploy itself installed one of these packages (e.g. stop
+    /// nginx before `-u` removes it, but never the operator's own nginx).
+    #[serde(default)]
+    pub when_installed_by_us: Vec<String>,
     /// The step needs what `install` sets up (the collector and its config); on a host
     /// without them it is blocked ("run the install action first").
     #[serde(default)]
