@@ -38,5 +38,5 @@ start=$(date +%s)
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace
-cargo test --workspace --all-targets -- --test-threads="${TELEM_TEST_THREADS:-4}"
+cargo test --workspace --all-targets --no-fail-fast -- --test-threads="${TELEM_TEST_THREADS:-4}"
 echo "test.sh: all tests passed in $(( $(date +%s) - start )) s" >&2

@@ -126,6 +126,6 @@ mod tests {
         .unwrap();
         let err = Templates::load(Some(dir.path())).err().unwrap().to_string();
         assert!(err.contains("nginx.conf.tera"), "{err}");
-        assert!(err.contains("2:"), "{err}");
+        assert!(err.contains("--> 3:1"), "{err}");
     }
 }

@@ -44,11 +44,8 @@ impl RecipeErrors {
         let position = err.location().map(|l| (l.line(), l.column()));
         let mut message = err.to_string();
         if let Some((line, col)) = position {
-            // serde_yaml appends the location to its message; we print it in front instead.
-            let suffix = format!(" at line {line} column {col}");
-            if let Some(stripped) = message.strip_suffix(&suffix) {
-                message = stripped.to_owned();
-            }
+            // serde_yaml puts the location inside its message; we print it in front instead.
+            message = message.replacen(&format!(" at line {line} column {col}"), "", 1);
         }
         let source_line =
             position.and_then(|(line, _)| source.lines().nth(line - 1).map(str::to_owned));
