@@ -6,6 +6,7 @@ use deadpool_postgres::Pool;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
+pub use super::retention::glob_to_like;
 use super::StoreError;
 
 type Param = Box<dyn ToSql + Sync + Send>;
@@ -38,23 +39,6 @@ pub enum Page {
     Before(i32),
     /// Records with an id above this one (newer), the oldest of them first.
     After(i32),
-}
-
-/// `*` → `%`, `?` → `_`, with LIKE's own metacharacters escaped (escape character `\`).
-pub fn glob_to_like(glob: &str) -> String {
-    let mut out = String::with_capacity(glob.len() + 4);
-    for c in glob.chars() {
-        match c {
-            '*' => out.push('%'),
-            '?' => out.push('_'),
-            '%' | '_' | '\\' => {
-                out.push('\\');
-                out.push(c);
-            }
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// `s` matched literally by LIKE (its metacharacters escaped).
