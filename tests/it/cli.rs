@@ -17,6 +17,19 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// A dry run (of the default action) with the recipes of `dir`.
+fn dry_run_with_recipes(dir: &tempfile::TempDir, distro: &str) -> Output {
+    run(&[
+        "-d",
+        distro,
+        "-H",
+        "localhost",
+        "--dry-run",
+        "--recipes",
+        dir.path().to_str().unwrap(),
+    ])
+}
+
 /// A copy of the built-in recipes to break.
 fn recipes_copy() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -262,15 +275,7 @@ fn every_semantic_problem_of_a_recipe_is_reported_at_once() {
         )
         .replacen("mode: \"0750\"", "mode: \"rwx\"", 1);
     std::fs::write(&file, src).unwrap();
-    let out = run(&[
-        "-d",
-        "ubuntu",
-        "-H",
-        "localhost",
-        "--dry-run",
-        "--recipes",
-        dir.path().to_str().unwrap(),
-    ]);
+    let out = dry_run_with_recipes(&dir, "ubuntu");
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
     let f = file.display();
@@ -296,15 +301,7 @@ fn an_undefined_variable_in_a_recipe_names_its_path() {
         1,
     );
     std::fs::write(&file, src).unwrap();
-    let out = run(&[
-        "-d",
-        "clr",
-        "-H",
-        "localhost",
-        "--dry-run",
-        "--recipes",
-        dir.path().to_str().unwrap(),
-    ]);
+    let out = dry_run_with_recipes(&dir, "clr");
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
     assert!(
@@ -321,15 +318,7 @@ fn a_recipe_that_is_not_utf8_or_is_a_directory_is_refused() {
         b"distro: debian\n\xff\xfe\n",
     )
     .unwrap();
-    let out = run(&[
-        "-d",
-        "debian",
-        "-H",
-        "localhost",
-        "--dry-run",
-        "--recipes",
-        dir.path().to_str().unwrap(),
-    ]);
+    let out = dry_run_with_recipes(&dir, "debian");
     assert_eq!(out.status.code(), Some(2));
     assert!(
         text(&out.stderr).contains("not valid UTF-8 (line 2)"),
@@ -339,15 +328,7 @@ fn a_recipe_that_is_not_utf8_or_is_a_directory_is_refused() {
 
     std::fs::remove_file(dir.path().join("centos.yaml")).unwrap();
     std::fs::create_dir(dir.path().join("centos.yaml")).unwrap();
-    let out = run(&[
-        "-d",
-        "centos",
-        "-H",
-        "localhost",
-        "--dry-run",
-        "--recipes",
-        dir.path().to_str().unwrap(),
-    ]);
+    let out = dry_run_with_recipes(&dir, "centos");
     assert_eq!(out.status.code(), Some(2));
     assert!(
         text(&out.stderr).contains("is a directory"),
