@@ -45,21 +45,6 @@ pub struct FakeHost {
 const PASSWD: &str = "root:x:0:0:root:/root:/bin/bash\n";
 const GROUP: &str = "root:x:0:\n";
 
-fn ok(stdout: &str) -> HostResult<CmdOutput> {
-    Ok(CmdOutput {
-        code: Some(0),
-        stdout: stdout.as_bytes().to_vec(),
-        stderr: Vec::new(),
-    })
-}
-
-fn code(c: i32) -> HostResult<CmdOutput> {
-    Ok(CmdOutput {
-        code: Some(c),
-        ..CmdOutput::default()
-    })
-}
-
 impl FakeHost {
     /// A fresh machine of `distro`, with systemd as PID 1 or not.
     pub fn fresh(distro: &str, systemd: bool) -> FakeHost {
@@ -106,7 +91,7 @@ impl FakeHost {
         );
     }
 
-    fn dir(&self, path: &str) {
+    pub(crate) fn dir(&self, path: &str) {
         self.world.borrow_mut().files.insert(
             PathBuf::from(path),
             Node {
@@ -119,17 +104,17 @@ impl FakeHost {
         );
     }
 
-    fn append(&self, path: &str, line: &str) {
+    pub(crate) fn append(&self, path: &str, line: &str) {
         let mut w = self.world.borrow_mut();
         let node = w.files.get_mut(Path::new(path)).expect("file exists");
         node.content.extend_from_slice(line.as_bytes());
     }
 
-    fn exists(&self, path: &str) -> bool {
+    pub(crate) fn exists(&self, path: &str) -> bool {
         self.world.borrow().files.contains_key(Path::new(path))
     }
 
-    fn has_user(&self, name: &str) -> bool {
+    pub(crate) fn has_user(&self, name: &str) -> bool {
         let w = self.world.borrow();
         let passwd = &w.files[Path::new("/etc/passwd")].content;
         String::from_utf8_lossy(passwd)
@@ -137,7 +122,7 @@ impl FakeHost {
             .any(|l| l.split(':').next() == Some(name))
     }
 
-    fn add_user(&self, name: &str) {
+    pub(crate) fn add_user(&self, name: &str) {
         if self.has_user(name) {
             return;
         }
@@ -152,301 +137,11 @@ impl FakeHost {
         );
         self.append("/etc/group", &format!("{name}:x:{id}:\n"));
     }
-
-    /// What installing a package does to the machine (only what the recipes rely on).
-    fn install_package(&self, name: &str) {
-        self.world.borrow_mut().packages.insert(name.to_owned());
-        match name {
-            "nginx" | "web-server-basic" => {
-                self.add_user(if name == "nginx" { "www-data" } else { "httpd" });
-                self.dir("/etc/nginx");
-                self.dir("/etc/nginx/sites-available");
-                self.dir("/etc/nginx/sites-enabled");
-                self.dir("/etc/nginx/conf.d");
-                self.put(
-                    "/etc/nginx/sites-available/default",
-                    "server { listen 80 default_server; }\n",
-                );
-                let link = Node {
-                    kind: FileKind::Symlink("/etc/nginx/sites-available/default".into()),
-                    content: vec![],
-                    uid: 0,
-                    gid: 0,
-                    mode: 0o777,
-                };
-                self.world
-                    .borrow_mut()
-                    .files
-                    .insert("/etc/nginx/sites-enabled/default".into(), link);
-                if name == "web-server-basic" {
-                    self.dir("/usr/share/nginx/conf");
-                    self.put(
-                        "/usr/share/nginx/conf/nginx.conf.example",
-                        "http { include /etc/nginx/conf.d/*.conf; }\n",
-                    );
-                    self.world
-                        .borrow_mut()
-                        .files
-                        .remove(Path::new("/etc/nginx/sites-enabled/default"));
-                } else {
-                    self.put(
-                        "/etc/nginx/nginx.conf",
-                        "http { include /etc/nginx/sites-enabled/*; }\n",
-                    );
-                }
-            }
-            "postgresql" | "postgresql-server" | "database-basic" => {
-                self.add_user("postgres");
-                if name == "postgresql" {
-                    // Debian's postgresql-common creates cluster 15/main.
-                    self.put("/var/lib/postgresql/15/main/PG_VERSION", "15\n");
-                }
-            }
-            _ => {}
-        }
-    }
-
-    fn pg_running(&self) -> bool {
-        self.world.borrow().running.contains("postgresql")
-    }
-
-    fn pg_admin(&self, stdin: &[u8]) -> HostResult<CmdOutput> {
-        let req: serde_json::Value = serde_json::from_slice(stdin).expect("pg-admin request");
-        if !self.pg_running() {
-            return ok(r#"{"error":"connection refused"}"#);
-        }
-        let op = &req["op"];
-        let s = |k: &str| op[k].as_str().unwrap_or_default().to_owned();
-        let mut w = self.world.borrow_mut();
-        let resp = match op["op"].as_str().unwrap() {
-            "role_exists" => serde_json::json!({ "exists": w.roles.contains_key(&s("role")) }),
-            "database" => {
-                serde_json::json!({ "exists": w.databases.contains_key(&s("name")), "owner": w.databases.get(&s("name")) })
-            }
-            "create_role" => {
-                w.roles.insert(s("role"), None);
-                serde_json::json!({})
-            }
-            "drop_role" => {
-                w.roles.remove(&s("role"));
-                serde_json::json!({})
-            }
-            "create_database" | "alter_database_owner" => {
-                w.databases.insert(s("name"), s("owner"));
-                serde_json::json!({})
-            }
-            "drop_database" => {
-                w.databases.remove(&s("name"));
-                w.schema_current = false;
-                serde_json::json!({})
-            }
-            "set_verifier" => {
-                assert!(
-                    s("verifier").starts_with("SCRAM-SHA-256$"),
-                    "only verifiers reach the server"
-                );
-                w.roles.insert(s("role"), Some(s("verifier")));
-                serde_json::json!({})
-            }
-            other => panic!("unexpected pg-admin op {other}"),
-        };
-        ok(&resp.to_string())
-    }
-
-    fn service_name(unit: &str) -> String {
-        unit.trim_end_matches(".service").to_owned()
-    }
 }
 
 impl Host for FakeHost {
     fn run(&self, cmd: &Cmd) -> HostResult<CmdOutput> {
-        self.log.borrow_mut().push(cmd.display());
-        let a: Vec<&str> = cmd.argv.iter().map(String::as_str).collect();
-        let prog = Path::new(a[0]).file_name().unwrap().to_str().unwrap();
-        match (prog, &a[1..]) {
-            (_, ["__pg-admin"]) => self.pg_admin(cmd.stdin.as_deref().unwrap_or_default()),
-            ("dpkg-query", [_, _]) => {
-                let w = self.world.borrow();
-                ok(&w.packages.iter().map(|n| format!("{n}\tii \n")).collect::<String>())
-            }
-            ("rpm", ["-qa", ..]) => ok(&self.world.borrow().packages.iter().map(|p| format!("{p}\n")).collect::<String>()),
-            ("apt-get", ["-s", "remove", ..]) => ok(""),
-            ("apt-get" | "swupd" | "yum", rest) if rest.contains(&"remove") || rest.contains(&"bundle-remove") => {
-                let mut w = self.world.borrow_mut();
-                for name in rest.iter().filter(|r| !r.starts_with('-') && !r.contains('=')) {
-                    w.packages.remove(*name);
-                }
-                ok("")
-            }
-            ("dpkg-query", [_, _, names @ ..]) => {
-                let w = self.world.borrow();
-                let out: String = names
-                    .iter()
-                    .filter(|n| w.packages.contains(**n))
-                    .map(|n| format!("{n}\tii \n"))
-                    .collect();
-                ok(&out)
-            }
-            ("dpkg", ["--audit"]) => ok(""),
-            ("swupd", ["bundle-list", ..]) => ok(&self
-                .world
-                .borrow()
-                .packages
-                .iter()
-                .map(|p| format!("{p}\n"))
-                .collect::<String>()),
-            ("rpm", ["-q", "--qf", _, names @ ..]) => {
-                let w = self.world.borrow();
-                let out: String = names
-                    .iter()
-                    .filter(|n| w.packages.contains(**n))
-                    .map(|n| format!("{n}\n"))
-                    .collect();
-                ok(&out)
-            }
-            ("apt-get", [.., "update"]) => ok(""),
-            ("apt-get" | "swupd" | "yum", rest)
-                if rest.contains(&"install") || rest.contains(&"bundle-add") =>
-            {
-                for name in rest.iter().filter(|r| {
-                    !r.starts_with('-')
-                        && !r.contains('=')
-                        && !["install", "bundle-add"].contains(r)
-                }) {
-                    self.install_package(name);
-                }
-                ok("")
-            }
-            ("id", ["-u", name]) => code(if self.has_user(name) { 0 } else { 1 }),
-            ("userdel", [name]) => {
-                let mut w = self.world.borrow_mut();
-                for f in ["/etc/passwd", "/etc/group"] {
-                    let node = w.files.get_mut(Path::new(f)).expect("exists");
-                    let kept: String = String::from_utf8_lossy(&node.content)
-                        .lines()
-                        .filter(|l| l.split(':').next() != Some(*name))
-                        .map(|l| format!("{l}\n"))
-                        .collect();
-                    node.content = kept.into_bytes();
-                }
-                ok("")
-            }
-            ("useradd", args) => {
-                self.add_user(args.last().unwrap());
-                ok("")
-            }
-            ("grep", [.., file]) => code(if self.exists(file) { 1 } else { 2 }),
-            ("selinuxenabled", []) => code(1),
-            ("systemctl", ["is-active", "--quiet", unit]) => code(
-                if self
-                    .world
-                    .borrow()
-                    .running
-                    .contains(&Self::service_name(unit))
-                {
-                    0
-                } else {
-                    3
-                },
-            ),
-            ("systemctl", ["is-enabled", "--quiet", unit]) => code(
-                if self
-                    .world
-                    .borrow()
-                    .enabled
-                    .contains(&Self::service_name(unit))
-                {
-                    0
-                } else {
-                    1
-                },
-            ),
-            ("systemctl", ["start" | "restart" | "reload", unit])
-                if unit.ends_with("install.service") =>
-            {
-                self.put("/var/lib/pgsql/data/PG_VERSION", "16\n");
-                self.put("/var/lib/pgsql/data/pg_hba.conf", "local all all peer\n");
-                ok("")
-            }
-            ("systemctl", ["start" | "restart" | "reload", unit]) => {
-                self.world
-                    .borrow_mut()
-                    .running
-                    .insert(Self::service_name(unit));
-                ok("")
-            }
-            ("systemctl", ["stop", unit]) => {
-                self.world
-                    .borrow_mut()
-                    .running
-                    .remove(&Self::service_name(unit));
-                ok("")
-            }
-            ("systemctl", ["enable", unit]) => {
-                self.world
-                    .borrow_mut()
-                    .enabled
-                    .insert(Self::service_name(unit));
-                ok("")
-            }
-            ("systemctl", ["disable", unit]) => {
-                self.world.borrow_mut().enabled.remove(&Self::service_name(unit));
-                ok("")
-            }
-            ("systemctl", ["daemon-reload"]) => ok(""),
-            ("postgresql-setup", ["--initdb"]) => {
-                self.put("/var/lib/pgsql/data/PG_VERSION", "16\n");
-                self.put(
-                    "/var/lib/pgsql/data/pg_hba.conf",
-                    "host all all 127.0.0.1/32 ident\n",
-                );
-                ok("")
-            }
-            ("pg_lsclusters", ["--no-header"]) => {
-                let state = if self.pg_running() { "online" } else { "down" };
-                ok(&format!("15  main    5432 {state} postgres /var/lib/postgresql/15/main /var/log/postgresql/postgresql-15-main.log\n"))
-            }
-            ("pg_ctlcluster", ["15", "main", verb]) => {
-                let mut w = self.world.borrow_mut();
-                match *verb {
-                    "stop" => w.running.remove("postgresql"),
-                    _ => w.running.insert("postgresql".into()),
-                };
-                ok("")
-            }
-            ("nginx", ["-t", "-q"]) if self.world.borrow().nginx_rejects => {
-                Ok(CmdOutput { code: Some(1), stdout: vec![], stderr: b"nginx: [emerg] unexpected \"}\" in /etc/nginx/sites-enabled/telemetry.conf:3\n".to_vec() })
-            }
-            ("nginx", ["-t", "-q"]) => ok(""),
-            ("nginx", []) => {
-                self.world.borrow_mut().running.insert("nginx".into());
-                let pid = self.spawn_pid();
-                self.put("/run/nginx.pid", &format!("{pid}\n"));
-                ok("")
-            }
-            ("nginx", ["-s", "reload"]) => ok(""),
-            ("kill", [_, pid]) => {
-                let mut w = self.world.borrow_mut();
-                w.dead.insert(pid.parse().expect("numeric pid"));
-                w.running.remove("telem-collector");
-                ok("")
-            }
-            ("telem-collector", [.., "migrate", "--check"]) => {
-                code(if self.world.borrow().schema_current {
-                    0
-                } else {
-                    3
-                })
-            }
-            ("telem-collector", [.., "migrate"]) => {
-                self.world.borrow_mut().schema_current = true;
-                ok("")
-            }
-            _ => panic!(
-                "the fake host does not know the command `{}`",
-                cmd.display()
-            ),
-        }
+        self.interpret(cmd)
     }
 
     fn spawn_detached(&self, cmd: &Cmd, _log: &Path) -> HostResult<u32> {
@@ -630,7 +325,7 @@ impl Host for FakeHost {
 }
 
 impl FakeHost {
-    fn spawn_pid(&self) -> u32 {
+    pub(crate) fn spawn_pid(&self) -> u32 {
         let mut w = self.world.borrow_mut();
         w.next_pid += 1;
         w.next_pid - 1

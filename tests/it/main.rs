@@ -3,6 +3,7 @@
 mod apply;
 mod cli;
 mod e2e;
+mod fake_commands;
 mod fake_host;
 mod golden;
 #[path = "../support/sandbox.rs"]
