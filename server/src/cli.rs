@@ -60,6 +60,8 @@ pub struct KeyFlags {
     pub telemetry_id: Option<String>,
     #[arg(long, global = true, value_name = "BYTES")]
     pub body_limit_bytes: Option<String>,
+    #[arg(long, global = true, value_name = "SECS")]
+    pub header_timeout_secs: Option<String>,
     #[arg(long, global = true, value_name = "N")]
     pub pool_size: Option<String>,
     #[arg(long, global = true, value_name = "N")]
@@ -86,6 +88,7 @@ impl KeyFlags {
             ("database_password_file", &self.database_password_file),
             ("telemetry_id", &self.telemetry_id),
             ("body_limit_bytes", &self.body_limit_bytes),
+            ("header_timeout_secs", &self.header_timeout_secs),
             ("pool_size", &self.pool_size),
             ("batch_max_records", &self.batch_max_records),
             ("batch_max_wait_ms", &self.batch_max_wait_ms),

@@ -28,6 +28,7 @@ pub const KEYS: &[&str] = &[
     "database_password_file",
     "telemetry_id",
     "body_limit_bytes",
+    "header_timeout_secs",
     "pool_size",
     "batch_max_records",
     "batch_max_wait_ms",
@@ -99,6 +100,7 @@ pub struct RawConfig {
     pub database_password_file: Option<PathBuf>,
     pub telemetry_id: Option<String>,
     pub body_limit_bytes: Option<u64>,
+    pub header_timeout_secs: Option<u64>,
     pub pool_size: Option<u64>,
     pub batch_max_records: Option<u64>,
     pub batch_max_wait_ms: Option<u64>,
@@ -174,6 +176,7 @@ impl RawConfig {
             }
             "telemetry_id" => self.telemetry_id = s(),
             "body_limit_bytes" => self.body_limit_bytes = Some(parse_num(key, value)?),
+            "header_timeout_secs" => self.header_timeout_secs = Some(parse_num(key, value)?),
             "pool_size" => self.pool_size = Some(parse_num(key, value)?),
             "batch_max_records" => self.batch_max_records = Some(parse_num(key, value)?),
             "batch_max_wait_ms" => self.batch_max_wait_ms = Some(parse_num(key, value)?),
@@ -216,6 +219,9 @@ pub struct Config {
     pub database_password: Option<Secret>,
     pub telemetry_id: String,
     pub body_limit_bytes: usize,
+    /// How long a client may take to send a request head, and how long an idle keep-alive
+    /// connection stays open.
+    pub header_timeout: Duration,
     pub pool_size: usize,
     pub batch_max_records: usize,
     pub batch_max_wait: Duration,
@@ -312,6 +318,8 @@ impl Config {
             1024,
             64 << 20,
         )? as usize;
+        let header_timeout_secs =
+            bounded("header_timeout_secs", raw.header_timeout_secs, 30, 1, 3600)?;
         let pool_size = bounded("pool_size", raw.pool_size, 8, 1, 1000)? as usize;
         let batch_max_records =
             bounded("batch_max_records", raw.batch_max_records, 500, 1, 10_000)? as usize;
@@ -350,6 +358,7 @@ impl Config {
             database_password,
             telemetry_id,
             body_limit_bytes,
+            header_timeout: Duration::from_secs(header_timeout_secs),
             pool_size,
             batch_max_records,
             batch_max_wait: Duration::from_millis(batch_max_wait_ms),

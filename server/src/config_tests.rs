@@ -130,6 +130,11 @@ fn errors_name_the_key() {
             &[("TELEM_COLLECTOR_BODY_LIMIT_BYTES", "lots")],
             "body_limit_bytes",
         ),
+        (
+            URL,
+            &[("TELEM_COLLECTOR_HEADER_TIMEOUT_SECS", "0")],
+            "header_timeout_secs",
+        ),
         (URL, &[("TELEM_COLLECTOR_POOL_SIZE", "0")], "pool_size"),
         (
             URL,

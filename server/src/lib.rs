@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod conn;
 pub mod error;
 pub mod http;
 pub mod metrics;

@@ -20,6 +20,7 @@ use crate::store::{self, schema_status, Writer, WriterOptions};
 pub struct App {
     pub state: AppState,
     writer_task: JoinHandle<()>,
+    header_timeout: Duration,
 }
 
 /// How long startup waits for the database to accept connections.
@@ -71,7 +72,11 @@ impl App {
             telemetry_id: config.telemetry_id.as_str().into(),
             body_limit: config.body_limit_bytes,
         };
-        Ok(Self { state, writer_task })
+        Ok(Self {
+            state,
+            writer_task,
+            header_timeout: config.header_timeout,
+        })
     }
 
     /// Serves on a bound TCP listener until `shutdown` resolves, then flushes the writer.
@@ -80,10 +85,7 @@ impl App {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let app = router(self.state);
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await?;
+        crate::conn::serve(listener, router(self.state), self.header_timeout, shutdown).await;
         let _ = self.writer_task.await;
         Ok(())
     }
@@ -93,13 +95,22 @@ impl App {
         listener: UnixListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let app = router(self.state);
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await?;
+        crate::conn::serve(listener, router(self.state), self.header_timeout, shutdown).await;
         let _ = self.writer_task.await;
         Ok(())
     }
+}
+
+/// A TCP listener with address reuse and a deep accept queue.
+fn listen_tcp(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(crate::conn::LISTEN_BACKLOG)
 }
 
 /// Resolves on SIGTERM or SIGINT.
@@ -123,8 +134,7 @@ pub async fn serve(config: Config) -> Result<(), RunError> {
     let purge = tokio::spawn(crate::purge::daily(app.state.pool.clone(), config.clone()));
     let result = match &config.listen {
         Listen::Tcp(addr) => {
-            let listener = TcpListener::bind(addr)
-                .await
+            let listener = listen_tcp(*addr)
                 .map_err(|e| RunError::Io(format!("cannot listen on {addr}: {e}")))?;
             tracing::info!(listen = %config.listen, "telem-collector {} serving", env!("CARGO_PKG_VERSION"));
             app.serve_tcp(listener, shutdown_signal()).await

@@ -4,11 +4,12 @@
 
 use std::time::Instant;
 
-use axum::body::{to_bytes, Body};
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use http_body_util::BodyExt;
 
 use super::error::AppError;
 use super::AppState;
@@ -71,6 +72,30 @@ fn declared_length(headers: &HeaderMap) -> Option<usize> {
         .ok()
 }
 
+enum BodyError {
+    TooLarge,
+    /// The connection failed mid-body (the client hung up or sent a broken chunk).
+    Broken,
+}
+
+/// The whole body, at most `limit` bytes, copied into one buffer as it arrives. Keeping the
+/// received chunks instead (as `axum::body::to_bytes` does) would keep alive the connection's
+/// whole read buffer (8 KiB and more) for every chunk, so a client trickling one byte at a time
+/// would make the collector hold ~8 KiB per byte sent (measured: ~600 KiB per slow client).
+async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, BodyError> {
+    let mut buf = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| BodyError::Broken)?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > limit {
+                return Err(BodyError::TooLarge);
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(Bytes::from(buf))
+}
+
 async fn receive(
     state: &AppState,
     headers: &HeaderMap,
@@ -87,9 +112,10 @@ async fn receive(
         return Err(too_large());
     }
     // A client that stops sending mid-body must not hold a request open forever.
-    let body = match tokio::time::timeout(BODY_TIMEOUT, to_bytes(body, limit)).await {
+    let body = match tokio::time::timeout(BODY_TIMEOUT, read_body(body, limit)).await {
         Ok(Ok(body)) => body,
-        Ok(Err(_)) => return Err(too_large()),
+        Ok(Err(BodyError::TooLarge)) => return Err(too_large()),
+        Ok(Err(BodyError::Broken)) => return Err(AppError::BodyBroken),
         Err(_) => {
             state.metrics.rejected("timeout", "body");
             return Err(AppError::BodyTimeout);

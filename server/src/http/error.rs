@@ -19,6 +19,8 @@ pub enum AppError {
     BadQuery(String),
     #[error("request body not received in time")]
     BodyTimeout,
+    #[error("request body broken off")]
+    BodyBroken,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -36,6 +38,7 @@ impl IntoResponse for AppError {
                 &format!("record larger than {limit} bytes"),
             ),
             AppError::BadQuery(m) => message(StatusCode::BAD_REQUEST, &m),
+            AppError::BodyBroken => message(StatusCode::BAD_REQUEST, "request body broken off"),
             AppError::BodyTimeout => message(
                 StatusCode::REQUEST_TIMEOUT,
                 "request body not received in time",
