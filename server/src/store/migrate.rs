@@ -20,6 +20,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "ui_indexes",
         include_str!("../../migrations/0003_ui_indexes.sql"),
     ),
+    (
+        4,
+        "record_counts",
+        include_str!("../../migrations/0004_record_counts.sql"),
+    ),
 ];
 
 const TRACKING_TABLE: &str = "CREATE TABLE IF NOT EXISTS telem_collector_migrations (

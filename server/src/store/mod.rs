@@ -4,6 +4,7 @@
 mod migrate;
 mod query;
 mod retention;
+mod rollup;
 pub mod ui_queries;
 mod writer;
 

@@ -7,6 +7,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 pub use super::retention::glob_to_like;
+use super::rollup::{self, Dimension};
 use super::StoreError;
 
 type Param = Box<dyn ToSql + Sync + Send>;
@@ -330,16 +331,39 @@ pub async fn count_by_build(
     filter: &UiFilter,
     top: i64,
 ) -> Result<Counts, StoreError> {
-    count_by(pool, "build", filter, top).await
+    count_by(pool, Dimension::Build, filter, top).await
+}
+
+impl UiFilter {
+    /// `Some(since)` when the filter is at most a start time (`None` for no filter at all):
+    /// then the pre-aggregated counts answer, without a scan of the records.
+    fn rollup_window(&self) -> Option<Option<f64>> {
+        let only_from = UiFilter {
+            from: self.from,
+            ..UiFilter::default()
+        };
+        (*self == only_from).then_some(self.from)
+    }
 }
 
 async fn count_by(
     pool: &Pool,
-    column: &str,
+    dimension: Dimension,
     filter: &UiFilter,
     top: i64,
 ) -> Result<Counts, StoreError> {
     let client = pool.get().await?;
+    if let Some(since) = filter.rollup_window() {
+        let mut counts = rollup::counts(&client, dimension, since).await?;
+        counts.truncate(usize::try_from(top).unwrap_or(0));
+        return Ok(counts);
+    }
+    let column = match dimension {
+        Dimension::Classification => "classification",
+        Dimension::Build => "build",
+        Dimension::Platform => "host_type",
+        Dimension::Arch => "architecture",
+    };
     let (conditions, mut params) = filter.conditions();
     params.push(Box::new(top));
     let sql = format!(
@@ -364,6 +388,14 @@ pub struct Breakdown {
 
 pub async fn breakdown(pool: &Pool, filter: &UiFilter) -> Result<Breakdown, StoreError> {
     let client = pool.get().await?;
+    if let Some(since) = filter.rollup_window() {
+        return Ok(Breakdown {
+            classification: rollup::counts(&client, Dimension::Classification, since).await?,
+            platform: rollup::counts(&client, Dimension::Platform, since).await?,
+            arch: rollup::counts(&client, Dimension::Arch, since).await?,
+            total: rollup::total(&client, since).await?,
+        });
+    }
     let (conditions, params) = filter.conditions();
     let sql = format!(
         "SELECT GROUPING(classification, host_type, architecture), classification,
@@ -406,37 +438,18 @@ pub struct Overview {
 
 pub async fn overview(pool: &Pool, now: f64, top: i64) -> Result<Overview, StoreError> {
     let client = pool.get().await?;
-    let since_30d = now - 30.0 * 86400.0;
-    let per_day = client
-        .query(
-            "SELECT (floor(timestamp_server / 86400) * 86400)::int8 AS day, count(*)
-             FROM records WHERE timestamp_server >= $1::float8::numeric
-             GROUP BY 1 ORDER BY 1",
-            &[&since_30d],
-        )
-        .await?;
-    let windows = client
-        .query_one(
-            "SELECT count(*) FILTER (WHERE timestamp_server >= $1::float8::numeric),
-                    count(*) FILTER (WHERE timestamp_server >= $2::float8::numeric),
-                    count(*)
-             FROM records WHERE timestamp_server >= $3::float8::numeric",
-            &[&(now - 86400.0), &(now - 7.0 * 86400.0), &since_30d],
-        )
-        .await?;
-    let top_filter = UiFilter {
-        from: Some(now - 7.0 * 86400.0),
-        ..UiFilter::default()
-    };
-    drop(client);
-    let top_classifications = count_by(pool, "classification", &top_filter, top).await?;
+    let (since_24h, since_7d, since_30d) =
+        (now - 86400.0, now - 7.0 * 86400.0, now - 30.0 * 86400.0);
+    let mut top_classifications =
+        rollup::counts(&client, Dimension::Classification, Some(since_7d)).await?;
+    top_classifications.truncate(usize::try_from(top).unwrap_or(0));
     Ok(Overview {
-        last_24h: windows.get(0),
-        last_7d: windows.get(1),
-        last_30d: windows.get(2),
-        per_day: per_day.iter().map(|r| (r.get(0), r.get(1))).collect(),
+        last_24h: rollup::total(&client, Some(since_24h)).await?,
+        last_7d: rollup::total(&client, Some(since_7d)).await?,
+        last_30d: rollup::total(&client, Some(since_30d)).await?,
+        per_day: rollup::per_day(&client, since_30d).await?,
         top_classifications,
-        total: stored_records(pool).await?,
+        total: rollup::total(&client, None).await?,
     })
 }
 

@@ -7,6 +7,7 @@ mod harness;
 mod load;
 mod pg;
 mod replay;
+mod rollup;
 mod roundtrip;
 mod router;
 mod store;

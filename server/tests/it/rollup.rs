@@ -1,0 +1,239 @@
+//! The pre-aggregated counts behind the chart pages (`record_counts`, migration 4) stay exact:
+//! after concurrent group-committed inserts, deletes (as retention purges them), updates and a
+//! truncate, and after the migration fills them for records stored before it. The chart
+//! queries built on them agree with counting the records themselves, also for time windows
+//! that start mid-hour.
+
+use telem_collector::store::{self, build_pool, ui_queries};
+use tokio_postgres::Client;
+
+use crate::harness::{config, header_request, migrated_db, send_raw, TestServer};
+use crate::pg::{connect, PgCluster};
+
+const DIMENSIONS: [(&str, &str); 4] = [
+    ("classification", "classification"),
+    ("build", "build"),
+    ("platform", "host_type"),
+    ("arch", "architecture"),
+];
+
+/// Every (dimension, value, hour, count): from the counts table, then counted from the records.
+async fn both_ways(client: &Client) -> (Vec<String>, Vec<String>) {
+    let mut rolled = Vec::new();
+    let mut counted = Vec::new();
+    for (dimension, column) in DIMENSIONS {
+        for r in client
+            .query(
+                "SELECT value, hour, n FROM record_counts WHERE dimension = $1 ORDER BY 1, 2",
+                &[&dimension],
+            )
+            .await
+            .unwrap()
+        {
+            let (v, h, n): (String, i64, i64) = (r.get(0), r.get(1), r.get(2));
+            rolled.push(format!("{dimension} {v} {h} {n}"));
+        }
+        let sql = format!(
+            "SELECT coalesce({column}::text, '(none)'), (floor(timestamp_server / 3600) * 3600)::int8,
+                    count(*) FROM records GROUP BY 1, 2 ORDER BY 1, 2"
+        );
+        for r in client.query(&sql, &[]).await.unwrap() {
+            let (v, h, n): (String, i64, i64) = (r.get(0), r.get(1), r.get(2));
+            counted.push(format!("{dimension} {v} {h} {n}"));
+        }
+    }
+    (rolled, counted)
+}
+
+async fn assert_exact(client: &Client, when: &str) {
+    let (rolled, counted) = both_ways(client).await;
+    let only_rolled: Vec<_> = rolled.iter().filter(|r| !counted.contains(r)).collect();
+    let only_counted: Vec<_> = counted.iter().filter(|c| !rolled.contains(c)).collect();
+    assert!(
+        only_rolled.is_empty() && only_counted.is_empty(),
+        "record_counts after {when}: only in the counts {only_rolled:?}, only counted {only_counted:?}"
+    );
+}
+
+/// Rows with every kind of dimension value (NULL platforms and architectures included), spread
+/// over hours: `n` rows from `start` (unix seconds), one every 17 minutes.
+async fn insert_rows(client: &Client, n: i32, start: i64) {
+    client
+        .execute(
+            "INSERT INTO records (classification, build, host_type, architecture,
+                                  timestamp_server, payload, record_version, severity)
+             SELECT 'org.test/c' || (i % 5), (30000 + i % 7)::text,
+                    CASE WHEN i % 4 = 0 THEN NULL ELSE 'host' || (i % 3) END,
+                    CASE WHEN i % 6 = 0 THEN NULL ELSE 'x86_64' END,
+                    $2::int8 + i * 1020 + 0.5, 'payload ' || i, 4, 1 + i % 4
+             FROM generate_series(1, $1) i",
+            &[&n, &start],
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn counts_stay_exact_through_inserts_deletes_updates_and_truncate() {
+    let Some(pg) = PgCluster::shared() else {
+        return;
+    };
+    let db = migrated_db(pg).await;
+    let client = connect(&db).await;
+    let now = chrono::Utc::now().timestamp();
+    insert_rows(&client, 500, now - 6 * 86400).await;
+    assert_exact(&client, "a multi-row insert").await;
+
+    // Concurrent records through the collector: group commit runs several batches at once.
+    let server = TestServer::start(config(&db)).await;
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let request = header_request(
+            "/v2/collector",
+            &[
+                ("classification", &format!("org.test/http/{}", i % 3)),
+                ("event_id", &format!("{i:032x}")),
+            ],
+            b"concurrent",
+        );
+        let addr = server.addr;
+        tasks.push(tokio::spawn(async move { send_raw(addr, &request).await }));
+    }
+    for t in tasks {
+        let r = t.await.unwrap();
+        assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    }
+    server.stop().await;
+    assert_exact(&client, "concurrent batches").await;
+
+    client
+        .execute(
+            "DELETE FROM records WHERE timestamp_server < $1::int8",
+            &[&(now - 4 * 86400)],
+        )
+        .await
+        .unwrap();
+    assert_exact(&client, "a purge-like delete").await;
+    let zero: i64 = client
+        .query_one("SELECT count(*) FROM record_counts WHERE n = 0", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(zero, 0, "deleted hours leave no zero rows");
+
+    client
+        .execute(
+            "UPDATE records SET classification = 'org.test/moved', host_type = NULL
+             WHERE id % 3 = 0",
+            &[],
+        )
+        .await
+        .unwrap();
+    client
+        .execute("UPDATE records SET processed = true", &[])
+        .await
+        .unwrap();
+    assert_exact(&client, "updates").await;
+
+    client.execute("TRUNCATE records", &[]).await.unwrap();
+    assert_exact(&client, "truncate").await;
+}
+
+#[tokio::test]
+async fn migration_fills_the_counts_and_charts_agree_with_a_scan() {
+    let Some(pg) = PgCluster::shared() else {
+        return;
+    };
+    let db = migrated_db(pg).await;
+    let mut client = connect(&db).await;
+    let now = chrono::Utc::now().timestamp() as f64;
+    // Records stored before migration 4 existed: no trigger, no counts.
+    client
+        .batch_execute(
+            "DROP TRIGGER record_counts_insert ON records;
+             DELETE FROM telem_collector_migrations WHERE version = 4;",
+        )
+        .await
+        .unwrap();
+    insert_rows(&client, 3000, now as i64 - 35 * 86400).await;
+    store::migrate(&mut client)
+        .await
+        .expect("migration 4 again");
+    assert_exact(&client, "the migration's backfill").await;
+
+    let pool = build_pool(&config(&db));
+    // `now` mid-hour on purpose: every window then starts with a partial hour.
+    let now = now - now.rem_euclid(3600.0) + 1234.5;
+    let o = ui_queries::overview(&pool, now, 3).await.unwrap();
+    let count = |since: f64| {
+        let client = &client;
+        async move {
+            client
+                .query_one(
+                    "SELECT count(*) FROM records WHERE timestamp_server >= $1::float8::numeric",
+                    &[&since],
+                )
+                .await
+                .unwrap()
+                .get::<_, i64>(0)
+        }
+    };
+    assert_eq!(o.last_24h, count(now - 86400.0).await);
+    assert_eq!(o.last_7d, count(now - 7.0 * 86400.0).await);
+    assert_eq!(o.last_30d, count(now - 30.0 * 86400.0).await);
+    assert_eq!(o.total, count(0.0).await);
+    let days: Vec<(i64, i64)> = client
+        .query(
+            "SELECT (floor(timestamp_server / 86400) * 86400)::int8, count(*) FROM records
+             WHERE timestamp_server >= $1::float8::numeric GROUP BY 1 ORDER BY 1",
+            &[&(now - 30.0 * 86400.0)],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(o.per_day, days);
+    let top: Vec<(String, i64)> = client
+        .query(
+            "SELECT classification, count(*) FROM records
+             WHERE timestamp_server >= $1::float8::numeric
+             GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 3",
+            &[&(now - 7.0 * 86400.0)],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(o.top_classifications, top);
+
+    let unfiltered = ui_queries::UiFilter::default();
+    let b = ui_queries::breakdown(&pool, &unfiltered).await.unwrap();
+    assert_eq!(b.total, count(0.0).await);
+    let platforms: Vec<(String, i64)> = client
+        .query(
+            "SELECT coalesce(host_type, '(none)'), count(*) FROM records GROUP BY 1 ORDER BY 2 DESC, 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(b.platform, platforms);
+    let builds = ui_queries::count_by_build(&pool, &unfiltered, 4)
+        .await
+        .unwrap();
+    let scanned: Vec<(String, i64)> = client
+        .query(
+            "SELECT build, count(*) FROM records GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 4",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(builds, scanned);
+}
