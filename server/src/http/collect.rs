@@ -21,9 +21,10 @@ const MAX_IN_FLIGHT: i64 = 4096;
 /// How long a request body may take to arrive (the client's own total timeout is 10 s).
 const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// `GET /v2/collector`, `GET /v3/collector`: upstream answered 302 to its UI.
-pub async fn redirect_to_ui() -> Response {
-    (StatusCode::FOUND, [(header::LOCATION, "/")]).into_response()
+/// `GET /v2/collector`, `GET /v3/collector`: upstream answered 302 to its UI. The location is
+/// relative (`../`), or under `X-Forwarded-Prefix`, so it also works behind a proxy prefix.
+pub async fn redirect_to_ui(ctx: crate::ui::html::Ctx) -> Response {
+    (StatusCode::FOUND, [(header::LOCATION, ctx.href(""))]).into_response()
 }
 
 /// Unix time in microseconds.

@@ -25,6 +25,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "record_counts",
         include_str!("../../migrations/0004_record_counts.sql"),
     ),
+    (
+        5,
+        "payload_search",
+        include_str!("../../migrations/0005_payload_search.sql"),
+    ),
 ];
 
 const TRACKING_TABLE: &str = "CREATE TABLE IF NOT EXISTS telem_collector_migrations (

@@ -189,7 +189,14 @@ async fn get_redirects_but_post_never_does() {
     for path in ["/v2/collector", "/v3/collector"] {
         let response = app.clone().oneshot(get(path)).await.unwrap();
         assert_eq!(response.status(), StatusCode::FOUND);
-        assert_eq!(response.headers()["location"], "/");
+        // relative to /v2/collector: the UI root, also under a prefix a proxy strips
+        assert_eq!(response.headers()["location"], "../");
+        let behind = Request::get(path)
+            .header("x-forwarded-prefix", "/telemetry")
+            .body(Body::empty())
+            .unwrap();
+        let response = app.clone().oneshot(behind).await.unwrap();
+        assert_eq!(response.headers()["location"], "/telemetry/");
         let (status, _) = call(&app, record(path, &[("severity", Some("0"))], "")).await;
         assert_eq!(
             status,
