@@ -170,3 +170,12 @@ echo "$PGB" >"$WORK/pgbench.txt"
 TPS=$(echo "$PGB" | awk '/^tps/ {printf "%.0f", $3; exit}')
 printf '%-28s %7s rows/s (one transaction per row)\n' "pgbench -c 8 -j 2" "$TPS"
 awk -v a="$RPS64" -v b="$TPS" 'BEGIN {printf "ratio collector@64 / pgbench: %.2fx\n", a / b}'
+
+# What the web UI's search index and chart counts cost ingestion: the same 64-connection run
+# without the payload trigram index (migration 5) and the record_counts triggers (migration 4).
+"${PSQL[@]}" -d telemetry -c "DROP INDEX IF EXISTS records_payload_trgm_idx" \
+  -c "ALTER TABLE records DISABLE TRIGGER USER" >/dev/null
+start_collector
+wrk_run "64 conns, no UI indexes" 64 2
+stop_collector
+awk -v a="$RPS64" -v b="$LAST_RPS" 'BEGIN {printf "with / without the UI indexes: %.2fx\n", a / b}'

@@ -7,10 +7,10 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 pub use super::retention::glob_to_like;
-use super::rollup::{self, Dimension};
+use super::rollup::{self, Dimension, Window};
 use super::StoreError;
 
-type Param = Box<dyn ToSql + Sync + Send>;
+pub(super) type Param = Box<dyn ToSql + Sync + Send>;
 
 /// Checked UI filters (see `crate::ui::filter` for how a query string becomes one).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -64,7 +64,7 @@ impl UiFilter {
     }
 
     /// SQL conditions (joined with AND) and their parameters, numbered from `$1`.
-    fn conditions(&self) -> (Vec<String>, Vec<Param>) {
+    pub(super) fn conditions(&self) -> (Vec<String>, Vec<Param>) {
         let mut conditions = Vec::new();
         let mut params: Vec<Param> = Vec::new();
         let mut push = |sql: &str, p: Param| {
@@ -117,7 +117,7 @@ fn where_sql(conditions: &[String]) -> String {
     }
 }
 
-fn refs(params: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
+pub(super) fn refs(params: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
     params.iter().map(|p| p.as_ref() as _).collect()
 }
 
@@ -334,18 +334,6 @@ pub async fn count_by_build(
     count_by(pool, Dimension::Build, filter, top).await
 }
 
-impl UiFilter {
-    /// `Some(since)` when the filter is at most a start time (`None` for no filter at all):
-    /// then the pre-aggregated counts answer, without a scan of the records.
-    fn rollup_window(&self) -> Option<Option<f64>> {
-        let only_from = UiFilter {
-            from: self.from,
-            ..UiFilter::default()
-        };
-        (*self == only_from).then_some(self.from)
-    }
-}
-
 async fn count_by(
     pool: &Pool,
     dimension: Dimension,
@@ -353,17 +341,12 @@ async fn count_by(
     top: i64,
 ) -> Result<Counts, StoreError> {
     let client = pool.get().await?;
-    if let Some(since) = filter.rollup_window() {
-        let mut counts = rollup::counts(&client, dimension, since).await?;
+    if let Some(window) = Window::of(filter) {
+        let mut counts = rollup::counts(&client, dimension, &window).await?;
         counts.truncate(usize::try_from(top).unwrap_or(0));
         return Ok(counts);
     }
-    let column = match dimension {
-        Dimension::Classification => "classification",
-        Dimension::Build => "build",
-        Dimension::Platform => "host_type",
-        Dimension::Arch => "architecture",
-    };
+    let column = dimension.column();
     let (conditions, mut params) = filter.conditions();
     params.push(Box::new(top));
     let sql = format!(
@@ -388,12 +371,12 @@ pub struct Breakdown {
 
 pub async fn breakdown(pool: &Pool, filter: &UiFilter) -> Result<Breakdown, StoreError> {
     let client = pool.get().await?;
-    if let Some(since) = filter.rollup_window() {
+    if let Some(w) = Window::of(filter) {
         return Ok(Breakdown {
-            classification: rollup::counts(&client, Dimension::Classification, since).await?,
-            platform: rollup::counts(&client, Dimension::Platform, since).await?,
-            arch: rollup::counts(&client, Dimension::Arch, since).await?,
-            total: rollup::total(&client, since).await?,
+            classification: rollup::counts(&client, Dimension::Classification, &w).await?,
+            platform: rollup::counts(&client, Dimension::Platform, &w).await?,
+            arch: rollup::counts(&client, Dimension::Arch, &w).await?,
+            total: rollup::total(&client, &w).await?,
         });
     }
     let (conditions, params) = filter.conditions();
@@ -441,15 +424,15 @@ pub async fn overview(pool: &Pool, now: f64, top: i64) -> Result<Overview, Store
     let (since_24h, since_7d, since_30d) =
         (now - 86400.0, now - 7.0 * 86400.0, now - 30.0 * 86400.0);
     let mut top_classifications =
-        rollup::counts(&client, Dimension::Classification, Some(since_7d)).await?;
+        rollup::counts(&client, Dimension::Classification, &Window::since(since_7d)).await?;
     top_classifications.truncate(usize::try_from(top).unwrap_or(0));
     Ok(Overview {
-        last_24h: rollup::total(&client, Some(since_24h)).await?,
-        last_7d: rollup::total(&client, Some(since_7d)).await?,
-        last_30d: rollup::total(&client, Some(since_30d)).await?,
-        per_day: rollup::per_day(&client, since_30d).await?,
+        last_24h: rollup::total(&client, &Window::since(since_24h)).await?,
+        last_7d: rollup::total(&client, &Window::since(since_7d)).await?,
+        last_30d: rollup::total(&client, &Window::since(since_30d)).await?,
+        per_day: rollup::per_day(&client, &Window::since(since_30d)).await?,
         top_classifications,
-        total: rollup::total(&client, None).await?,
+        total: rollup::total(&client, &Window::all()).await?,
     })
 }
 

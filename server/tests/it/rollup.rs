@@ -11,35 +11,38 @@ use crate::harness::{config, header_request, migrated_db, send_raw, TestServer};
 use crate::pg::{connect, PgCluster};
 
 const DIMENSIONS: [(&str, &str); 4] = [
-    ("classification", "classification"),
+    ("records", "''"),
     ("build", "build"),
     ("platform", "host_type"),
     ("arch", "architecture"),
 ];
 
-/// Every (dimension, value, hour, count): from the counts table, then counted from the records.
+/// Every (dimension, classification, value, day, count): from the counts table, then counted
+/// from the records.
 async fn both_ways(client: &Client) -> (Vec<String>, Vec<String>) {
     let mut rolled = Vec::new();
     let mut counted = Vec::new();
     for (dimension, column) in DIMENSIONS {
-        for r in client
+        let stored = client
             .query(
-                "SELECT value, hour, n FROM record_counts WHERE dimension = $1 ORDER BY 1, 2",
+                "SELECT classification, value, day, n FROM record_counts WHERE dimension = $1
+                 ORDER BY 1, 2, 3",
                 &[&dimension],
             )
             .await
-            .unwrap()
-        {
-            let (v, h, n): (String, i64, i64) = (r.get(0), r.get(1), r.get(2));
-            rolled.push(format!("{dimension} {v} {h} {n}"));
-        }
+            .unwrap();
         let sql = format!(
-            "SELECT coalesce({column}::text, '(none)'), (floor(timestamp_server / 3600) * 3600)::int8,
-                    count(*) FROM records GROUP BY 1, 2 ORDER BY 1, 2"
+            "SELECT classification::text, coalesce({column}::text, '(none)'),
+                    (floor(timestamp_server / 86400) * 86400)::int8, count(*)
+             FROM records GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
         );
-        for r in client.query(&sql, &[]).await.unwrap() {
-            let (v, h, n): (String, i64, i64) = (r.get(0), r.get(1), r.get(2));
-            counted.push(format!("{dimension} {v} {h} {n}"));
+        let scanned = client.query(&sql, &[]).await.unwrap();
+        for (rows, out) in [(stored, &mut rolled), (scanned, &mut counted)] {
+            for r in rows {
+                let (c, v, d, n): (String, String, i64, i64) =
+                    (r.get(0), r.get(1), r.get(2), r.get(3));
+                out.push(format!("{dimension} {c} {v} {d} {n}"));
+            }
         }
     }
     (rolled, counted)
@@ -236,4 +239,30 @@ async fn migration_fills_the_counts_and_charts_agree_with_a_scan() {
         .map(|r| (r.get(0), r.get(1)))
         .collect();
     assert_eq!(builds, scanned);
+
+    // Filtered by a classification glob (and a start time): still from the counts, still exact.
+    let filter = ui_queries::UiFilter {
+        classification: Some("org.test/c*".into()),
+        from: Some(now - 9.5 * 86400.0),
+        ..Default::default()
+    };
+    let b = ui_queries::breakdown(&pool, &filter).await.unwrap();
+    let arch: Vec<(String, i64)> = client
+        .query(
+            "SELECT coalesce(architecture, '(none)'), count(*) FROM records
+             WHERE classification LIKE 'org.test/c%' AND timestamp_server >= $1::float8::numeric
+             GROUP BY 1 ORDER BY 2 DESC, 1",
+            &[&(now - 9.5 * 86400.0)],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(b.arch, arch);
+    let classes: i64 = b.classification.iter().map(|c| c.1).sum();
+    assert_eq!(
+        (b.total, classes),
+        (arch.iter().map(|a| a.1).sum(), b.total)
+    );
 }
