@@ -330,7 +330,10 @@ impl Config {
         let retention_purge_time = NaiveTime::parse_from_str(purge_time, "%H:%M")
             .map_err(|_| ConfigError::new("retention_purge_time", "expected HH:MM (24-hour)"))?;
         let log_level = raw.log_level.unwrap_or_else(|| "info".to_string());
-        if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
+        // Filters are ASCII (levels, module paths, span fields); tracing-subscriber 0.3.23
+        // panics on some non-ASCII directives (found by the config fuzzer), so those are refused
+        // before it sees them.
+        if !log_level.is_ascii() || tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
             return Err(ConfigError::new(
                 "log_level",
                 "expected error, warn, info, debug, trace or a tracing filter",

@@ -147,6 +147,13 @@ fn errors_name_the_key() {
             "retention_purge_time",
         ),
         (URL, &[("TELEM_COLLECTOR_LOG_LEVEL", "[[")], "log_level"),
+        // regression (config fuzzer): tracing-subscriber panicked slicing inside a multi-byte
+        // character of a directive
+        (
+            URL,
+            &[("TELEM_COLLECTOR_LOG_LEVEL", "telem_collect\u{fffd}=\u{fffd}\u{fffd}")],
+            "log_level",
+        ),
         (
             URL,
             &[("TELEM_COLLECTOR_TELEMETRY_ID", " ")],
