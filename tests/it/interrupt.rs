@@ -54,35 +54,40 @@ const OWNED: [&str; 8] = [
     "/run/telemetry",
 ];
 
-/// The final state, one `key value` line per fact (see the script).
+/// The final state, one `key<TAB>value` line per fact.
 const SNAPSHOT: &str = r#"
+kv() { printf '%s\t%s\n' "$1" "$2"; }
 for p in $OWNED; do
-    if [ -L "$p" ]; then echo "$p symlink $(readlink "$p") $(stat -c '%U:%G' "$p")"
-    elif [ -f "$p" ]; then echo "$p file $(stat -c '%U:%G %a' "$p") sha256:$(sha256sum < "$p" | cut -c1-16)"
-    elif [ -d "$p" ]; then echo "$p dir $(stat -c '%U:%G %a' "$p")"
-    else echo "$p absent"; fi
+    if [ -L "$p" ]; then kv "$p" "symlink $(readlink "$p") $(stat -c '%U:%G' "$p")"
+    elif [ -f "$p" ]; then kv "$p" "file $(stat -c '%U:%G %a' "$p") sha256:$(sha256sum < "$p" | cut -c1-16)"
+    elif [ -d "$p" ]; then kv "$p" "dir $(stat -c '%U:%G %a' "$p")"
+    else kv "$p" absent; fi
 done
-echo "user telemetry $(id telemetry 2>&1)"
+kv "user telemetry" "$(id telemetry 2>&1)"
 ii=$(dpkg-query -W -f '${db:Status-Abbrev} ${Package}\n' | grep '^ii ')
-echo "dpkg installed $(echo "$ii" | wc -l) packages, sha256:$(echo "$ii" | sha256sum | cut -c1-16)"
-echo "dpkg audit $(dpkg --audit 2>&1 | wc -l) lines"
-echo "state.json $(perl -MJSON::PP -e '
+kv "dpkg installed" "$(echo "$ii" | wc -l) packages, sha256:$(echo "$ii" | sha256sum | cut -c1-16)"
+kv "dpkg audit" "$(dpkg --audit 2>&1 | wc -l) lines"
+kv "state.json" "$(perl -MJSON::PP -e '
     local $/; my $s = decode_json(<STDIN>);
     my @p = sort @{$s->{packages}};
     print scalar(@p), " packages (nginx postgresql: ", join(" ", grep { /^(nginx|postgresql)$/ } @p),
         "), created: ", join(" ", sort @{$s->{created}}), "; saved: ", join(" ", sort keys %{$s->{saved}}),
         "; install_baseline: ", defined $s->{install_baseline} ? "set" : "none";
 ' < /var/lib/telem-deploy/state.json 2>&1)"
+comms=$(cat /proc/[0-9]*/comm 2>/dev/null)
 for c in telem-collector nginx postgres; do
-    n=0; for p in /proc/[0-9]*; do [ "$(cat $p/comm 2>/dev/null)" = $c ] && n=$((n+1)); done
-    [ $n -gt 0 ] && echo "process $c running" || echo "process $c not running"
+    echo "$comms" | grep -qx "$c" && kv "process $c" running || kv "process $c" "not running"
+done
+for f in /run/telemetry/collector.pid /run/nginx.pid /var/lib/postgresql/15/main/postmaster.pid; do
+    pid=$(head -n1 "$f" 2>/dev/null)
+    [ -n "$pid" ] && [ -d "/proc/$pid" ] && kv "pid file $f" "process alive" || kv "pid file $f" "no live process"
 done
 q() { runuser -u postgres -- psql -tAXq -d "$1" -c "$2" 2>&1 | tr '\n' ' '; }
-echo "db role $(q postgres "select rolname || ' login ' || rolcanlogin from pg_roles where rolname = 'telemetry'")"
-echo "db database $(q postgres "select datname || ' owner ' || pg_get_userbyid(datdba) from pg_database where datname = 'telemetry'")"
+kv "db role" "$(q postgres "select rolname || ' login ' || rolcanlogin from pg_roles where rolname = 'telemetry'")"
+kv "db database" "$(q postgres "select datname || ' owner ' || pg_get_userbyid(datdba) from pg_database where datname = 'telemetry'")"
 tables=$(q telemetry "select string_agg(tablename, ' ' order by tablename) from pg_tables where schemaname = 'public'")
-echo "db tables $tables"
-for t in $tables; do echo "db rows $t $(q telemetry "select count(*) from \"$t\"")"; done
+kv "db tables" "$tables"
+for t in $tables; do kv "db rows in $t" "$(q telemetry "select count(*) from \"$t\"")"; done
 "#;
 
 /// From "packages installed" (a fresh root after step 1) to the same, on an installed sandbox.
@@ -91,10 +96,7 @@ set -e
 [ -s /run/nginx.pid ] && kill "$(cat /run/nginx.pid)" || true
 pg_ctlcluster 15 main stop -m fast || true
 for i in $(seq 100); do
-    busy=
-    for p in /proc/[0-9]*; do
-        case "$(cat $p/comm 2>/dev/null)" in nginx|postgres|telem-collector) busy=1 ;; esac
-    done
+    busy=$(cat /proc/[0-9]*/comm 2>/dev/null | grep -x -e nginx -e postgres -e telem-collector || true)
     [ -z "$busy" ] && break
     sleep 0.1
 done
@@ -121,7 +123,11 @@ fn killed_install(sb: &Sandbox, how: [&str; 2]) -> Result<Killed, String> {
     argv.extend(["--format", "json"]);
     argv.extend(INSTALL);
     let started = Instant::now();
-    let out = outcome(sb.exec(&argv), "interrupt_driver.pl")?;
+    let out = sb.exec(&argv);
+    if !out.status.success() {
+        return Err(outcome(out, "interrupt_driver.pl").unwrap_err());
+    }
+    let out = text(&out.stdout); // untrimmed: the stderr part is compared byte for byte
     let secs = started.elapsed().as_secs_f64();
     let (head, stderr) = out
         .split_once("\n---\n")
@@ -185,13 +191,7 @@ fn snapshot(sb: &Sandbox) -> BTreeMap<String, String> {
     let out = sh(sb, &script).unwrap_or_else(|e| format!("snapshot failed: {e}"));
     out.lines()
         .map(|l| {
-            // the key is a path, or the first two words
-            let cut = if l.starts_with('/') {
-                l.find(' ')
-            } else {
-                l.match_indices(' ').nth(1).map(|(i, _)| i)
-            };
-            let (k, v) = l.split_at(cut.unwrap_or(l.len()));
+            let (k, v) = l.split_once('\t').unwrap_or((l, ""));
             (k.to_string(), v.trim().to_string())
         })
         .collect()
