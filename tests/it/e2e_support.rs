@@ -1,5 +1,6 @@
-//! Helpers of the end-to-end tests in e2e.rs and interrupt.rs: sandbox + binaries, running telem-deploy, checks
-//! from inside the sandbox, and a report that collects failed checks and timings.
+//! Helpers of the end-to-end tests in e2e.rs and interrupt.rs: sandbox + binaries, running
+//! telem-deploy, checks from inside the sandbox, and a report that collects failed checks and
+//! timings.
 
 use crate::sandbox::Sandbox;
 use serde_json::Value;
