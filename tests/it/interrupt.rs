@@ -186,7 +186,7 @@ fn prepare(tag: &str, rep: &mut Report) -> Option<Sandbox> {
     Some(sb)
 }
 
-fn snapshot(sb: &Sandbox) -> BTreeMap<String, String> {
+fn snapshot(sb: &Sandbox) -> Snapshot {
     let script = format!("OWNED='{}'\n{SNAPSHOT}", OWNED.join(" "));
     let out = sh(sb, &script).unwrap_or_else(|e| format!("snapshot failed: {e}"));
     out.lines()
@@ -199,7 +199,7 @@ fn snapshot(sb: &Sandbox) -> BTreeMap<String, String> {
 
 /// After the kill: the re-run exits 0, a further run changes nothing, the state is the
 /// reference's (compared later), the host works. Returns the state.
-fn converge(sb: &Sandbox, rep: &mut Report, label: &str) -> BTreeMap<String, String> {
+fn converge(sb: &Sandbox, rep: &mut Report, label: &str) -> Snapshot {
     let rerun = rep.expect_ok(&format!("{label}: re-run"), deploy(sb, &INSTALL));
     rep.expect_converged(&format!("{label}: further run"), deploy(sb, &INSTALL));
     let state = snapshot(sb);
@@ -212,12 +212,7 @@ fn converge(sb: &Sandbox, rep: &mut Report, label: &str) -> BTreeMap<String, Str
 
 /// Kill at the boundary after step k (1-based), on a sandbox at "packages installed" (or fresh
 /// for k = 1), then converge. Returns the converged state.
-fn boundary_round(
-    sb: &Sandbox,
-    rep: &mut Report,
-    plan: &Plan,
-    k: usize,
-) -> (String, BTreeMap<String, String>) {
+fn boundary_round(sb: &Sandbox, rep: &mut Report, plan: &Plan, k: usize) -> (String, Snapshot) {
     let label = format!("after step {k} ({})", plan.names[k - 1]);
     let started = Instant::now();
     let offset = plan.offsets[k - 1].to_string();
@@ -301,7 +296,7 @@ fn shared_rounds(
     rep: &mut Report,
     plan: &Plan,
     queue: &Mutex<Vec<usize>>,
-    states: &mut Vec<(String, BTreeMap<String, String>)>,
+    states: &mut States,
 ) {
     loop {
         let Some(k) = queue.lock().unwrap().pop() else {
@@ -314,7 +309,12 @@ fn shared_rounds(
     }
 }
 
-type States = Vec<(String, BTreeMap<String, String>)>;
+/// The final state: fact -> value (see SNAPSHOT).
+type Snapshot = BTreeMap<String, String>;
+/// Converged states by kill point.
+type States = Vec<(String, Snapshot)>;
+/// What each sandbox thread returns (the reference thread also its reference state).
+type Outcome = (Report, States, Option<Snapshot>);
 
 #[test]
 fn interrupted_install_converges() {
@@ -326,85 +326,84 @@ fn interrupted_install_converges() {
     }
     let queue: Mutex<Vec<usize>> = Mutex::new(Vec::new());
     let total = Mutex::new(0usize);
-    let results: Vec<(Report, States, Option<BTreeMap<String, String>>)> =
-        std::thread::scope(|s| {
-            // 1. the uninterrupted reference install, on a fresh root
-            let reference = s.spawn(|| {
-                let mut rep = Report::new("reference");
-                let mut states = Vec::new();
-                let Some(sb) = prepare("int-reference", &mut rep) else {
-                    return (rep, states, None);
-                };
-                let plan = plan(&sb);
-                {
-                    *total.lock().unwrap() = plan.names.len();
-                    let mut q = queue.lock().unwrap();
-                    q.extend((2..=plan.names.len()).rev());
-                }
-                let run = rep.expect_ok("uninterrupted install", deploy(&sb, &INSTALL));
-                let reference = snapshot(&sb);
-                rep.expect_converged("further run", deploy(&sb, &INSTALL));
-                if run.ok() {
-                    check_installed(&sb, &mut rep, PASSWORD);
-                    post_records(&sb, &mut rep);
-                    shared_rounds(&sb, &mut rep, &plan, &queue, &mut states);
-                }
-                (rep, states, Some(reference))
-            });
-            // 2. SIGKILL while dpkg configures PostgreSQL, on a fresh root
-            let mid_dpkg = s.spawn(|| {
-                let mut rep = Report::new("mid-dpkg");
-                let mut states = Vec::new();
-                let Some(sb) = prepare("int-dpkg", &mut rep) else {
-                    return (rep, states, None);
-                };
-                let plan = plan(&sb);
-                let label = "mid-dpkg (postgresql-15 postinst)";
-                let round = Instant::now();
-                match killed_install(&sb, ["watch", MID_DPKG]) {
-                    Ok(kill) => {
-                        rep.timing(&format!("{label}: killed run"), kill.secs);
-                        rep.check(
-                            kill.result.starts_with("matched"),
-                            format!("{label}: driver {:?}: {}", kill.result, kill.stderr),
-                        );
-                        let audit = sh(&sb, "dpkg --audit");
-                        eprintln!(
-                            "[interrupt] {label}: {}; killed {}; dpkg --audit: {audit:?}",
-                            kill.result, kill.killed
-                        );
-                        rep.check(
-                            audit.as_ref().is_ok_and(|a| a.contains("postgresql-15")),
-                            format!("{label}: the kill left no half-configured package: {audit:?}"),
-                        );
-                    }
-                    Err(e) => rep.check(false, format!("{label}: {e}")),
-                }
-                states.push((label.to_string(), converge(&sb, &mut rep, label)));
-                rep.timing(
-                    &format!("{label}: kill + re-run + checks"),
-                    round.elapsed().as_secs_f64(),
-                );
+    let results: Vec<Outcome> = std::thread::scope(|s| {
+        // 1. the uninterrupted reference install, on a fresh root
+        let reference = s.spawn(|| {
+            let mut rep = Report::new("reference");
+            let mut states = Vec::new();
+            let Some(sb) = prepare("int-reference", &mut rep) else {
+                return (rep, states, None);
+            };
+            let plan = plan(&sb);
+            {
+                *total.lock().unwrap() = plan.names.len();
+                let mut q = queue.lock().unwrap();
+                q.extend((2..=plan.names.len()).rev());
+            }
+            let run = rep.expect_ok("uninterrupted install", deploy(&sb, &INSTALL));
+            let reference = snapshot(&sb);
+            rep.expect_converged("further run", deploy(&sb, &INSTALL));
+            if run.ok() {
+                check_installed(&sb, &mut rep, PASSWORD);
+                post_records(&sb, &mut rep);
                 shared_rounds(&sb, &mut rep, &plan, &queue, &mut states);
-                (rep, states, None)
-            });
-            // 3. SIGKILL after step 1 (the packages), on a fresh root
-            let after_packages = s.spawn(|| {
-                let mut rep = Report::new("after-packages");
-                let mut states = Vec::new();
-                let Some(sb) = prepare("int-packages", &mut rep) else {
-                    return (rep, states, None);
-                };
-                let plan = plan(&sb);
-                states.push(boundary_round(&sb, &mut rep, &plan, 1));
-                shared_rounds(&sb, &mut rep, &plan, &queue, &mut states);
-                (rep, states, None)
-            });
-            [reference, mid_dpkg, after_packages]
-                .into_iter()
-                .map(|t| t.join().expect("a sandbox thread panicked"))
-                .collect()
+            }
+            (rep, states, Some(reference))
         });
+        // 2. SIGKILL while dpkg configures PostgreSQL, on a fresh root
+        let mid_dpkg = s.spawn(|| {
+            let mut rep = Report::new("mid-dpkg");
+            let mut states = Vec::new();
+            let Some(sb) = prepare("int-dpkg", &mut rep) else {
+                return (rep, states, None);
+            };
+            let plan = plan(&sb);
+            let label = "mid-dpkg (postgresql-15 postinst)";
+            let round = Instant::now();
+            match killed_install(&sb, ["watch", MID_DPKG]) {
+                Ok(kill) => {
+                    rep.timing(&format!("{label}: killed run"), kill.secs);
+                    rep.check(
+                        kill.result.starts_with("matched"),
+                        format!("{label}: driver {:?}: {}", kill.result, kill.stderr),
+                    );
+                    let audit = sh(&sb, "dpkg --audit");
+                    eprintln!(
+                        "[interrupt] {label}: {}; killed {}; dpkg --audit: {audit:?}",
+                        kill.result, kill.killed
+                    );
+                    rep.check(
+                        audit.as_ref().is_ok_and(|a| a.contains("postgresql-15")),
+                        format!("{label}: the kill left no half-configured package: {audit:?}"),
+                    );
+                }
+                Err(e) => rep.check(false, format!("{label}: {e}")),
+            }
+            states.push((label.to_string(), converge(&sb, &mut rep, label)));
+            rep.timing(
+                &format!("{label}: kill + re-run + checks"),
+                round.elapsed().as_secs_f64(),
+            );
+            shared_rounds(&sb, &mut rep, &plan, &queue, &mut states);
+            (rep, states, None)
+        });
+        // 3. SIGKILL after step 1 (the packages), on a fresh root
+        let after_packages = s.spawn(|| {
+            let mut rep = Report::new("after-packages");
+            let mut states = Vec::new();
+            let Some(sb) = prepare("int-packages", &mut rep) else {
+                return (rep, states, None);
+            };
+            let plan = plan(&sb);
+            states.push(boundary_round(&sb, &mut rep, &plan, 1));
+            shared_rounds(&sb, &mut rep, &plan, &queue, &mut states);
+            (rep, states, None)
+        });
+        [reference, mid_dpkg, after_packages]
+            .into_iter()
+            .map(|t| t.join().expect("a sandbox thread panicked"))
+            .collect()
+    });
 
     let mut reference = None;
     let mut states = Vec::new();
