@@ -10,6 +10,9 @@
 //! boundary the tool's stderr is a one-page pipe pre-filled so that writing the line of step k
 //! blocks; the tree is killed while blocked, i.e. after step k is applied and before step k+1
 //! is checked, deterministically - no test hook in the tool, only its own progress output.
+//! At a boundary the tree is the tool alone, except from step 13 (Run the collector) on: the
+//! collector it started stays its child until it exits, so the tree kill takes the collector
+//! too (harsher than killing the tool's PID only; the re-run starts it again).
 //!
 //! Cost: installing nginx + PostgreSQL from the local .deb cache takes 40-100 s (2 loaded
 //! cores), so not every kill point gets a fresh root. Three fresh sandboxes run in parallel:
