@@ -21,6 +21,9 @@
 # boundary, with nothing of step k+1 started. The caller checks the captured stderr (exactly k
 # step lines) to confirm the block happened where it meant it to.
 #
+# INTERRUPT_TOOL_ONLY=1 kills CMD's PID only (as `kill -9 PID` or the OOM killer would); the
+# rest of its tree is continued and lives on.
+#
 # Output (stdout): "result: blocked|matched|exited CODE|timeout", "killed: PIDS", "---", stderr.
 use strict;
 use warnings;
@@ -126,7 +129,14 @@ if ($result !~ /^exited/) {
         kill 'STOP', @new;
     }
     @killed = sort { $a <=> $b } keys %seen;
-    kill 'KILL', @killed;
+    if ($ENV{INTERRUPT_TOOL_ONLY}) {
+        # Kill CMD's PID alone; its descendants (the collector daemon) go on once continued.
+        @killed = ($pid);
+        kill 'KILL', $pid;
+        kill 'CONT', grep { $_ != $pid } keys %seen;
+    } else {
+        kill 'KILL', @killed;
+    }
     waitpid($pid, 0);
 }
 
