@@ -7,13 +7,10 @@
 //! Checks that do not stop the scenario are collected (`Report::check`) and reported together at
 //! the end, so one run shows every broken expectation; timings go to stderr (`--nocapture`).
 
-#[path = "e2e_support.rs"]
-mod support;
-
+use crate::e2e_support::*;
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use support::*;
 
 /// Every character class that breaks naive quoting, spaces and non-ASCII; the ASCII token
 /// `Zq0Tok` finds the password in escaped forms too (strace, JSON, TOML).
@@ -538,102 +535,4 @@ fn systemd_install_and_restart() {
     );
     check_running(&sb, &mut rep, "after restart (systemd)", 2);
     rep.finish();
-}
-
-/// Issue 3 item 5: SIGKILL the tool (and what it runs) mid-install, twice; a re-run converges.
-#[test]
-fn interrupted_install_converges() {
-    let mut rep = Report::new("interrupted_install_converges");
-    let Some(mut sb) = sandbox("e2e-interrupt", false, &mut rep) else {
-        return;
-    };
-    sb.set_timeout(Duration::from_secs(600)); // a kill that does not end a run fails sooner
-    let password = "interrupted 'pw' ; ✓";
-    let pw = password_file(&sb, password);
-    let install = [
-        "-a",
-        "install",
-        "-d",
-        "debian",
-        "--yes",
-        "--db-password-file",
-        pw,
-    ];
-    interrupt(&sb, &mut rep, "while dpkg runs", &install, || {
-        !pids_of(&sb, "dpkg").is_empty()
-    });
-    interrupt(
-        &sb,
-        &mut rep,
-        "once /etc/telemetry exists",
-        &install,
-        || exists(&sb, "/etc/telemetry"),
-    );
-    let run = rep.expect_ok("install after two interruptions", deploy(&sb, &install));
-    if !run.ok() {
-        return rep.finish();
-    }
-    check_installed(&sb, &mut rep, password);
-    post_records(&sb, &mut rep);
-    rep.expect_converged("install (converged re-run)", deploy(&sb, &install));
-    // the interrupted runs' packages are still recorded, so `uninstall -u` removes them
-    let state = std::fs::read_to_string(host_path(&sb, "/var/lib/telem-deploy/state.json"))
-        .unwrap_or_default();
-    let state: serde_json::Value = serde_json::from_str(&state).unwrap_or_default();
-    let recorded = |p: &str| {
-        state["packages"]
-            .as_array()
-            .is_some_and(|a| a.iter().any(|x| x == p))
-    };
-    rep.check(
-        recorded("nginx") && recorded("postgresql"),
-        format!("state.json after interruptions: {state}"),
-    );
-    rep.finish();
-}
-
-/// Run `args`, and SIGKILL telem-deploy and all its descendants as soon as `when` holds.
-fn interrupt(
-    sb: &crate::sandbox::Sandbox,
-    rep: &mut Report,
-    label: &str,
-    args: &[&str],
-    mut when: impl FnMut() -> bool,
-) {
-    // Collect the tool's process tree (it is busy, not stopped: a SIGSTOP would also stop the
-    // harness's nsenter, which propagates stops), then kill it all at once.
-    const KILL_TREE: &str = r#"
-        ppid() { awk '/^PPid:/ { print $2 }' /proc/$1/status 2>/dev/null; }
-        root=$(for p in /proc/[0-9]*; do [ "$(cat $p/comm 2>/dev/null)" = telem-deploy ] && echo ${p#/proc/}; done)
-        [ -n "$root" ] || { echo "telem-deploy is not running"; exit 3; }
-        tree=" $root "
-        for round in 1 2 3 4 5 6; do
-            for p in /proc/[0-9]*; do
-                p=${p#/proc/}; case "$tree" in *" $(ppid $p) "*) case "$tree" in *" $p "*) ;; *) tree="$tree$p " ;; esac ;; esac
-            done
-        done
-        echo "killing $tree"
-        kill -KILL $tree"#;
-    let started = Instant::now();
-    std::thread::scope(|s| {
-        let run = s.spawn(|| deploy(sb, args));
-        let hit = wait_until(Duration::from_secs(300), || run.is_finished() || when());
-        let killed = if hit && !run.is_finished() {
-            sh(sb, KILL_TREE)
-        } else {
-            Err("not reached".into())
-        };
-        let run = run.join().expect("install thread");
-        rep.timing(
-            &format!("install killed {label}"),
-            started.elapsed().as_secs_f64(),
-        );
-        rep.check(
-            killed.is_ok() && !run.ok(),
-            format!("interrupt {label}: {killed:?}; {}", run.context()),
-        );
-        let left = sh(sb, "dpkg --audit; ls /etc/telemetry /usr/local/bin");
-        let killed = killed.unwrap_or_default();
-        eprintln!("[interrupted] {label}: {killed}; dpkg --audit, files: {left:?}");
-    });
 }

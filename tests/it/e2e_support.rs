@@ -1,5 +1,6 @@
-//! Helpers of the end-to-end tests in e2e.rs: sandbox + binaries, running telem-deploy, checks
-//! from inside the sandbox, and a report that collects failed checks and timings.
+//! Helpers of the end-to-end tests in e2e.rs and interrupt.rs: sandbox + binaries, running
+//! telem-deploy, checks from inside the sandbox, and a report that collects failed checks and
+//! timings.
 
 use crate::sandbox::Sandbox;
 use serde_json::Value;
@@ -494,6 +495,19 @@ impl Report {
             ),
         );
         run
+    }
+
+    /// Take over another report's timings and failures (e.g. one per thread).
+    pub fn absorb(&mut self, other: Report) {
+        let test = other.test;
+        self.timings.extend(
+            other
+                .timings
+                .into_iter()
+                .map(|(phase, secs)| (format!("{test}: {phase}"), secs)),
+        );
+        self.failures
+            .extend(other.failures.into_iter().map(|f| format!("{test}: {f}")));
     }
 
     pub fn finish(self) {

@@ -3,9 +3,11 @@
 mod apply;
 mod cli;
 mod e2e;
+mod e2e_support;
 mod fake_commands;
 mod fake_host;
 mod golden;
+mod interrupt;
 #[path = "../support/sandbox.rs"]
 mod sandbox;
 mod shims;
