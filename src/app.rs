@@ -176,6 +176,7 @@ fn plan_and_run(
             Status::Ok => Ok((Outcome::Ok, check)),
             Status::Blocked => Err(crate::engine::StepError::msg(check.changes.join("; "))),
             Status::Change | Status::Unknown => {
+                eng.owe(eng.notifies(step))?;
                 eng.apply(step)?;
                 eng.queue(eng.notifies(step));
                 Ok((Outcome::Changed, check))

@@ -26,6 +26,10 @@ pub struct State {
     pub created: BTreeSet<String>,
     /// Paths whose original this tool set aside (replaced or removed), and where it is.
     pub saved: BTreeMap<String, Saved>,
+    /// Services whose configuration changed but that were not yet reloaded or restarted: a run
+    /// killed in between leaves them here, and the next run owes them the reload or restart.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub pending: BTreeSet<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -162,6 +162,7 @@ impl<'a> Engine<'a> {
         state: State,
         tls: bool,
     ) -> Engine<'a> {
+        let pending = RefCell::new(state.pending.clone());
         Engine {
             host,
             opts,
@@ -176,7 +177,7 @@ impl<'a> Engine<'a> {
             tls,
             extra_secrets: Vec::new(),
             state: RefCell::new(state),
-            pending: RefCell::new(BTreeSet::new()),
+            pending,
             applying: Cell::new(false),
         }
     }
@@ -258,6 +259,28 @@ impl<'a> Engine<'a> {
         self.pending.borrow_mut().extend(services.iter().cloned());
     }
 
+    /// Before a change that notifies `services`: record in the state file that they will need
+    /// a reload or restart, so a run killed after the change still leaves the debt behind.
+    pub fn owe(&self, services: &[String]) -> Result<(), StepError> {
+        if services
+            .iter()
+            .all(|s| self.state.borrow().pending.contains(s))
+        {
+            return Ok(());
+        }
+        self.update_state(|st| st.pending.extend(services.iter().cloned()))
+    }
+
+    /// `name` runs its current configuration (reloaded, restarted, started or stopped).
+    pub fn settle(&self, name: &str) -> Result<(), StepError> {
+        if !self.state.borrow().pending.contains(name) {
+            return Ok(());
+        }
+        self.update_state(|st| {
+            st.pending.remove(name);
+        })
+    }
+
     /// Is a notification queued for `name`?
     pub fn pending_for(&self, name: &str) -> bool {
         self.pending.borrow().contains(name)
@@ -281,7 +304,12 @@ impl<'a> Engine<'a> {
             };
             match self.services.is_running(def) {
                 Ok(true) => {}
-                Ok(false) => continue,
+                Ok(false) => {
+                    if let Err(e) = self.settle(&name) {
+                        results.push(Err((name, e)));
+                    }
+                    continue;
+                }
                 Err(e) => {
                     results.push(Err((name, StepError::host(e))));
                     continue;
@@ -297,6 +325,7 @@ impl<'a> Engine<'a> {
                     .restart(def)
                     .map(|_| format!("restarted {name}")),
             };
+            let r = r.and_then(|done| self.settle(&name).map(|()| done));
             results.push(r.map_err(|e| (name, e)));
         }
         results

@@ -63,6 +63,7 @@ pub fn apply(eng: &Engine, step: &ServiceStep) -> Result<(), StepError> {
         ServiceState::Restarted => eng.services.restart(def)?,
         _ => {}
     }
+    eng.settle(&step.name)?;
     if let Some(want) = step.enabled {
         if eng.services.manager == Manager::Systemd
             && eng.services.is_enabled(def).map_err(StepError::host)? != Some(want)
