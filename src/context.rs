@@ -39,7 +39,11 @@ pub fn vars(recipe: &Recipe, opts: &Options, manager: Manager, tls: bool) -> ter
     let recipe_index = recipe.webapp.as_ref().map(|w| w.pip_index_url.clone());
     ctx.insert(
         "pip_index_url",
-        &opts.pip_index_url.clone().or(recipe_index).unwrap_or_default(),
+        &opts
+            .pip_index_url
+            .clone()
+            .or(recipe_index)
+            .unwrap_or_default(),
     );
     ctx
 }

@@ -7,8 +7,7 @@ use super::pgadmin::{scram_verifier, Op, PgAdmin};
 use super::{Check, Engine, StepError, INSTALL_FIRST};
 use crate::host::{Cmd, Owner};
 use crate::recipe::model::{
-    MigrateStep, PgBackupStep, PgDatabaseStep, PgPasswordStep, PgReassignStep, PgRoleStep,
-    Presence,
+    MigrateStep, PgBackupStep, PgDatabaseStep, PgPasswordStep, PgReassignStep, PgRoleStep, Presence,
 };
 
 const NOT_RUNNING: &str =

@@ -61,7 +61,14 @@ fn wanted(eng: &Engine, step: &SnapshotStep) -> Result<Result<Wanted, String>, S
     if eng.host.which("git").is_none() {
         return Ok(Err("git is installed by an earlier step".into()));
     }
-    let cmd = git(["ls-remote", "--heads", "--tags", "--", &step.repo, &step.source]);
+    let cmd = git([
+        "ls-remote",
+        "--heads",
+        "--tags",
+        "--",
+        &step.repo,
+        &step.source,
+    ]);
     let out = eng.run_ok(&cmd)?;
     let text = out.stdout_text();
     let want_ref = |l: &&str| {
@@ -81,7 +88,11 @@ fn wanted(eng: &Engine, step: &SnapshotStep) -> Result<Result<Wanted, String>, S
                 step.source, step.repo
             ))
         })?;
-    let id = line.split_whitespace().next().unwrap_or_default().to_owned();
+    let id = line
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_owned();
     Ok(Ok(Wanted { id, what }))
 }
 
@@ -164,8 +175,14 @@ pub fn apply(eng: &Engine, step: &SnapshotStep) -> Result<(), StepError> {
     };
     if let Some(parent) = Path::new(dest).parent() {
         if host.stat(parent).map_err(StepError::host)?.is_none() {
-            host.mkdir(parent, &Owner { mode: 0o755, ..root.clone() })
-                .map_err(StepError::host)?;
+            host.mkdir(
+                parent,
+                &Owner {
+                    mode: 0o755,
+                    ..root.clone()
+                },
+            )
+            .map_err(StepError::host)?;
         }
     }
     host.remove(Path::new(&work)).map_err(StepError::host)?;
@@ -176,14 +193,19 @@ pub fn apply(eng: &Engine, step: &SnapshotStep) -> Result<(), StepError> {
         host.mkdir(Path::new(&src), &root)
             .map_err(StepError::host)?;
         // A tarball of one top-level directory (as deploy.sh made them) is unpacked without it.
-        let listing = eng.run_ok(&Cmd::new(["tar", "-tf", tarball]))?.stdout_text();
+        let listing = eng
+            .run_ok(&Cmd::new(["tar", "-tf", tarball]))?
+            .stdout_text();
         let tops: std::collections::BTreeSet<&str> = listing
             .lines()
             .map(|l| l.trim_start_matches("./"))
             .filter(|l| !l.is_empty())
             .map(|l| l.split('/').next().unwrap_or_default())
             .collect();
-        let nested = tops.len() == 1 && listing.lines().any(|l| l.trim_start_matches("./").contains('/'));
+        let nested = tops.len() == 1
+            && listing
+                .lines()
+                .any(|l| l.trim_start_matches("./").contains('/'));
         let mut tar = vec!["tar", "-xf", tarball, "-C", &src, "--no-same-owner"];
         if nested {
             tar.push("--strip-components=1");
@@ -192,7 +214,15 @@ pub fn apply(eng: &Engine, step: &SnapshotStep) -> Result<(), StepError> {
         want.id.clone()
     } else {
         let clone = [
-            "clone", "--quiet", "--depth", "1", "--branch", &step.source, "--", &step.repo, &src,
+            "clone",
+            "--quiet",
+            "--depth",
+            "1",
+            "--branch",
+            &step.source,
+            "--",
+            &step.repo,
+            &src,
         ];
         eng.run_ok(&git(clone))?;
         let rev = eng.run_ok(&git(["-C", &src, "rev-parse", "HEAD"]))?;
@@ -224,7 +254,13 @@ pub fn apply(eng: &Engine, step: &SnapshotStep) -> Result<(), StepError> {
     host.write(&Path::new(&tree).join(MARKER), marker.as_bytes(), &own)
         .map_err(StepError::host)?;
     let owner = format!("{}:{}", step.owner, step.group);
-    eng.run_ok(&Cmd::new(["chown", "-R", "--no-dereference", &owner, &tree]))?;
+    eng.run_ok(&Cmd::new([
+        "chown",
+        "-R",
+        "--no-dereference",
+        &owner,
+        &tree,
+    ]))?;
     // The swap: the old snapshot moves aside, the new one takes its name.
     let dest_path = Path::new(dest);
     match host.stat(dest_path).map_err(StepError::host)? {

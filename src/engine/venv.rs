@@ -178,7 +178,8 @@ mod tests {
 
     #[test]
     fn vassal_env_lines() {
-        let ini = "[uwsgi]\nenv = POSTGRES_USER=telemetry\nenv=POSTGRES_PASSWORD=a=b c\nsocket = x\n";
+        let ini =
+            "[uwsgi]\nenv = POSTGRES_USER=telemetry\nenv=POSTGRES_PASSWORD=a=b c\nsocket = x\n";
         assert_eq!(
             vassal_env(ini),
             vec![

@@ -247,7 +247,7 @@ impl FakeHost {
     }
 
     /// What installing a package does to the machine (only what the recipes rely on).
-    fn install_package(&self, name: &str) {
+    pub(crate) fn install_package(&self, name: &str) {
         self.world.borrow_mut().packages.insert(name.to_owned());
         match name {
             "nginx" | "web-server-basic" => {

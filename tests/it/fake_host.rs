@@ -97,7 +97,7 @@ impl FakeHost {
         );
     }
 
-    pub(crate) fn dir(&self, path: &str) {
+    pub fn dir(&self, path: &str) {
         self.world.borrow_mut().files.insert(
             PathBuf::from(path),
             Node {
@@ -208,12 +208,10 @@ impl Host for FakeHost {
             .and_then(|p| p.strip_prefix("/proc/"))
             .and_then(|p| p.strip_suffix("/stat"))
         {
-            let alive = pid
-                .parse::<u32>()
-                .is_ok_and(|p| {
-                    let w = self.world.borrow();
-                    p >= 100 && p < w.next_pid && !w.dead.contains(&p)
-                });
+            let alive = pid.parse::<u32>().is_ok_and(|p| {
+                let w = self.world.borrow();
+                p >= 100 && p < w.next_pid && !w.dead.contains(&p)
+            });
             return Ok(alive.then(|| format!("{pid} (daemon) S 1").into_bytes()));
         }
         Ok(self

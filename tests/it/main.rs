@@ -9,3 +9,4 @@ mod golden;
 #[path = "../support/sandbox.rs"]
 mod sandbox;
 mod shims;
+mod webapp_fake;
