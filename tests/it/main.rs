@@ -9,4 +9,5 @@ mod golden;
 #[path = "../support/sandbox.rs"]
 mod sandbox;
 mod shims;
+mod webapp;
 mod webapp_fake;
