@@ -295,6 +295,7 @@ impl FakeHost {
                     self.put("/var/lib/postgresql/15/main/PG_VERSION", "15\n");
                 }
             }
+            "redis-server" | "redis" => self.add_user("redis"),
             _ => {}
         }
     }
