@@ -8,7 +8,7 @@
 //! the end, so one run shows every broken expectation; timings go to stderr (`--nocapture`).
 
 #[path = "e2e_support.rs"]
-mod support;
+pub(crate) mod support;
 
 use std::collections::BTreeSet;
 use std::path::Path;

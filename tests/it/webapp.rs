@@ -6,14 +6,11 @@
 //! database, the vassal 0640, the password in no argv, `migrate` runs the web UI's migrations,
 //! another branch or a tarball is swapped in restarting only uWSGI.
 
-#[allow(dead_code)]
-#[path = "e2e_support.rs"]
-mod support;
-
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
-use support::*;
+
+use crate::e2e::support::*;
 
 /// Quotes, backslash, `;`, `#`, `$`, spaces and non-ASCII; the ASCII token finds it escaped.
 const PASSWORD: &str = "web 'UI' \"pw\" \\ ;#$HOME Grüße Zq7Tok";
