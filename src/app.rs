@@ -71,6 +71,19 @@ fn plan_and_run(
     reported: &mut bool,
 ) -> Result<u8, Error> {
     let loaded = recipe::load(opts.distro, opts.recipes.as_deref())?;
+    // `webapp.enabled: true` in the recipe turns the web UI on as --webapp does.
+    let enabled = opts.webapp || loaded.recipe.webapp.as_ref().is_some_and(|w| w.enabled);
+    let effective = Options {
+        webapp: enabled,
+        ..opts.clone()
+    };
+    let opts = &effective;
+    if opts.webapp && loaded.recipe.webapp.is_none() {
+        return Err(Error::Usage(format!(
+            "--webapp: {} has no `webapp` section",
+            loaded.file
+        )));
+    }
     let templates = Templates::load(opts.templates.as_deref())?;
     let manager = match manager_arg {
         ServiceManagerArg::Systemd => Manager::Systemd,

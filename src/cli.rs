@@ -111,6 +111,11 @@ pub struct Cli {
     #[arg(long)]
     pub webapp: bool,
 
+    /// pip's index for the legacy web UI's requirements (e.g. a local mirror or
+    /// file:///srv/pypi/simple on an offline site) [default: the recipe's, else PyPI].
+    #[arg(long, value_name = "URL")]
+    pub pip_index_url: Option<String>,
+
     /// Service manager: systemd, or direct (the tool runs the daemons itself) [default: auto,
     /// systemd when it is PID 1].
     #[arg(long, value_enum, default_value_t = ServiceManagerArg::Auto)]

@@ -36,5 +36,14 @@ pub fn vars(recipe: &Recipe, opts: &Options, manager: Manager, tls: bool) -> ter
     ctx.insert("collector", &recipe.collector);
     ctx.insert("webapp", &recipe.webapp);
     ctx.insert("ui_auth", &opts.ui_auth.is_some());
+    let recipe_index = recipe.webapp.as_ref().map(|w| w.pip_index_url.clone());
+    ctx.insert(
+        "pip_index_url",
+        &opts
+            .pip_index_url
+            .clone()
+            .or(recipe_index)
+            .unwrap_or_default(),
+    );
     ctx
 }

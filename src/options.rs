@@ -45,7 +45,10 @@ pub struct Options {
     pub detailed_exitcode: bool,
     pub no_backup: bool,
     pub collector_bin: Option<PathBuf>,
+    /// The legacy web UI (`--webapp`, or `webapp.enabled` in the recipe).
     pub webapp: bool,
+    /// `--pip-index-url`: pip's index for the web UI's requirements.
+    pub pip_index_url: Option<String>,
     /// `--ui-auth USER`: basic auth in front of the web UI.
     pub ui_auth: Option<String>,
     pub ui_password_file: Option<PathBuf>,
@@ -66,11 +69,12 @@ impl Options {
                 )));
             }
         }
-        if cli.webapp {
-            // Say so rather than render a /telemetryui/ location with nothing behind it.
-            return Err(Error::Usage(
-                "--webapp: deploying the legacy web UI (uWSGI) is not implemented yet".into(),
-            ));
+        if let Some(url) = &cli.pip_index_url {
+            if url.is_empty() || url.chars().any(char::is_whitespace) {
+                return Err(Error::Usage(format!(
+                    "invalid value '{url}' for '--pip-index-url <URL>': a URL without spaces"
+                )));
+            }
         }
         if cli.detailed_exitcode && !cli.dry_run {
             return Err(Error::Usage(
@@ -116,6 +120,7 @@ impl Options {
             no_backup: cli.no_backup,
             collector_bin: cli.collector_bin,
             webapp: cli.webapp,
+            pip_index_url: cli.pip_index_url,
             ui_auth: cli.ui_auth,
             ui_password_file: cli.ui_password_file,
             verbose: cli.verbose,

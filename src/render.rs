@@ -11,15 +11,16 @@ use tera::{Tera, Value};
 use crate::error::Error;
 
 /// The templates recipes may name.
-pub const TEMPLATE_NAMES: [&str; 5] = [
+pub const TEMPLATE_NAMES: [&str; 6] = [
     "nginx.conf.tera",
     "uwsgi.ini.tera",
     "collector.toml.tera",
     "telem-collector.service.tera",
     "htpasswd.tera",
+    "uwsgi-emperor.service.tera",
 ];
 
-const EMBEDDED: [(&str, &str); 5] = [
+const EMBEDDED: [(&str, &str); 6] = [
     (
         "nginx.conf.tera",
         include_str!("../templates/nginx.conf.tera"),
@@ -37,6 +38,10 @@ const EMBEDDED: [(&str, &str); 5] = [
         include_str!("../templates/telem-collector.service.tera"),
     ),
     ("htpasswd.tera", include_str!("../templates/htpasswd.tera")),
+    (
+        "uwsgi-emperor.service.tera",
+        include_str!("../templates/uwsgi-emperor.service.tera"),
+    ),
 ];
 
 pub struct Templates {
@@ -59,6 +64,7 @@ impl Templates {
         let mut tera = Tera::default();
         tera.autoescape_on(vec![]);
         tera.register_filter("toml_str", toml_str);
+        tera.register_filter("uwsgi_value", uwsgi_value);
         for (name, text) in &sources {
             tera.add_raw_template(name, text)
                 .map_err(|e| Error::Template(format!("template {name}: {}", error_chain(&e))))?;
@@ -84,6 +90,19 @@ fn toml_str(value: &Value, _: &HashMap<String, Value>) -> tera::Result<Value> {
     Ok(Value::String(
         serde_json::to_string(&s).map_err(|e| tera::Error::msg(e.to_string()))?,
     ))
+}
+
+/// A value for a uWSGI ini line, which has no quoting: uWSGI would expand `%...`, `$(...)` and
+/// `@(...)` in it, and a newline would end it. Such a value is refused (without showing it).
+fn uwsgi_value(value: &Value, _: &HashMap<String, Value>) -> tera::Result<Value> {
+    let s = value.as_str().unwrap_or_default();
+    let bad = s.contains('%') || s.contains("$(") || s.contains("@(") || s.contains(['\n', '\r']);
+    if bad || s != s.trim() {
+        return Err(tera::Error::msg(
+            "the database password cannot be written to a uWSGI vassal: it holds '%', '$(', '@(', a line break or leading/trailing spaces (choose another one for --webapp)",
+        ));
+    }
+    Ok(Value::String(s.to_owned()))
 }
 
 /// Tera's error and all its causes on one line (the causes hold the line numbers).

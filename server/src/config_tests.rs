@@ -151,7 +151,10 @@ fn errors_name_the_key() {
         // character of a directive
         (
             URL,
-            &[("TELEM_COLLECTOR_LOG_LEVEL", "telem_collect\u{fffd}=\u{fffd}\u{fffd}")],
+            &[(
+                "TELEM_COLLECTOR_LOG_LEVEL",
+                "telem_collect\u{fffd}=\u{fffd}\u{fffd}",
+            )],
             "log_level",
         ),
         (

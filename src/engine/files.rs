@@ -132,7 +132,7 @@ fn mask(eng: &Engine, text: &str) -> String {
     secret::redact(&out, &eng.extra_secrets.iter().collect::<Vec<_>>())
 }
 
-fn unified_diff(path: &str, old: &[u8], new: &[u8]) -> Option<String> {
+pub(super) fn unified_diff(path: &str, old: &[u8], new: &[u8]) -> Option<String> {
     let (Ok(old), Ok(new)) = (std::str::from_utf8(old), std::str::from_utf8(new)) else {
         return None;
     };
@@ -376,7 +376,7 @@ pub fn apply_symlink(eng: &Engine, step: &SymlinkStep) -> Result<(), StepError> 
 }
 
 /// Set aside what is at `path` so uninstall can put it back.
-fn save(eng: &Engine, path: &str, meta: &FileMeta) -> Result<(), StepError> {
+pub(super) fn save(eng: &Engine, path: &str, meta: &FileMeta) -> Result<(), StepError> {
     if eng.state.borrow().saved.contains_key(path) {
         return eng.host.remove(Path::new(path)).map_err(StepError::host);
     }

@@ -8,12 +8,15 @@
 mod command;
 mod files;
 mod health;
+mod legacy;
 mod packages;
 pub mod pgadmin;
 pub mod pkg;
 mod postgres;
 mod service;
+mod snapshot;
 pub mod svc;
+pub mod venv;
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeSet;
@@ -217,6 +220,11 @@ impl<'a> Engine<'a> {
             StepKind::Migrate(s) => postgres::check_migrate(self, s),
             StepKind::Command(s) => command::check(self, s),
             StepKind::Health(s) => health::check(self, s),
+            StepKind::Snapshot(s) => snapshot::check(self, s),
+            StepKind::Venv(s) => venv::check(self, s),
+            StepKind::FlaskMigrate(s) => venv::check_flask(self, s),
+            StepKind::PostgresReassign(s) => postgres::check_reassign(self, s),
+            StepKind::Legacy(s) => legacy::check(self, s),
         }
     }
 
@@ -236,6 +244,11 @@ impl<'a> Engine<'a> {
             StepKind::Migrate(s) => postgres::apply_migrate(self, s),
             StepKind::Command(s) => command::apply(self, s),
             StepKind::Health(s) => health::apply(self, s),
+            StepKind::Snapshot(s) => snapshot::apply(self, s),
+            StepKind::Venv(s) => venv::apply(self, s),
+            StepKind::FlaskMigrate(s) => venv::apply_flask(self, s),
+            StepKind::PostgresReassign(s) => postgres::apply_reassign(self, s),
+            StepKind::Legacy(_) => Ok(()),
         }
     }
 
@@ -251,6 +264,8 @@ impl<'a> Engine<'a> {
             StepKind::Symlink(s) => &s.notify,
             StepKind::Remove(s) => &s.notify,
             StepKind::Command(s) => &s.notify,
+            StepKind::Snapshot(s) => &s.notify,
+            StepKind::Venv(s) => &s.notify,
             _ => &[],
         }
     }

@@ -54,13 +54,44 @@ pub enum Op {
         role: String,
         verifier: String,
     },
+    /// How many tables, views and sequences of `database` `role` owns.
+    OwnedBy {
+        database: String,
+        role: String,
+    },
+    /// Give the tables, views and sequences `from` owns in `database` to `to`.
+    Reassign {
+        database: String,
+        from: String,
+        to: String,
+    },
 }
+
+impl Op {
+    /// The database the child connects to.
+    fn dbname(&self) -> &str {
+        match self {
+            Op::OwnedBy { database, .. } | Op::Reassign { database, .. } => database,
+            _ => "postgres",
+        }
+    }
+}
+
+/// Relations (not those of the system schemas) owned by $1, sequences last: a sequence owned
+/// by a table column follows its table.
+const OWNED_BY: &str = "SELECT c.relkind::text, n.nspname::text, c.relname::text \
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+    WHERE pg_get_userbyid(c.relowner) = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') \
+    AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%' \
+    ORDER BY c.relkind = 'S', n.nspname, c.relname";
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Response {
     pub exists: Option<bool>,
     pub owner: Option<String>,
     pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
 }
 
 /// The parent's side: runs `__pg-admin` as `os_user` through the host.
@@ -155,7 +186,7 @@ fn execute(req: &Request) -> Result<Response, String> {
         .host_path(Path::new(&req.socket_dir))
         .port(req.port)
         .user(&req.user)
-        .dbname("postgres")
+        .dbname(req.op.dbname())
         .connect_timeout(std::time::Duration::from_secs(10))
         .connect(postgres::NoTls)
         .map_err(|e| format!("connecting to PostgreSQL on {}: {e}", req.socket_dir))?;
@@ -216,6 +247,38 @@ fn execute(req: &Request) -> Result<Response, String> {
                     literal(verifier)
                 ))
                 .map_err(err)?
+        }
+        Op::OwnedBy { role, .. } => {
+            let rows = client.query(OWNED_BY, &[role]).map_err(err)?;
+            resp.count = Some(rows.len() as u64);
+        }
+        Op::Reassign { from, to, .. } => {
+            // Twice: sequences owned by a column move with their table in the first pass.
+            for _ in 0..2 {
+                for row in client.query(OWNED_BY, &[from]).map_err(err)? {
+                    let (kind, schema, name): (String, String, String) =
+                        (row.get(0), row.get(1), row.get(2));
+                    let what = match kind.as_str() {
+                        "v" => "VIEW",
+                        "m" => "MATERIALIZED VIEW",
+                        "f" => "FOREIGN TABLE",
+                        "S" => "SEQUENCE",
+                        _ => "TABLE",
+                    };
+                    let sql = format!(
+                        "ALTER {what} {}.{} OWNER TO {}",
+                        ident(&schema),
+                        ident(&name),
+                        ident(to)
+                    );
+                    match client.batch_execute(&sql) {
+                        Ok(()) => {}
+                        // A sequence linked to a table: done with the table.
+                        Err(e) if kind == "S" => drop(e),
+                        Err(e) => return Err(err(e)),
+                    }
+                }
+            }
         }
     }
     Ok(resp)

@@ -7,7 +7,7 @@ use super::pgadmin::{scram_verifier, Op, PgAdmin};
 use super::{Check, Engine, StepError, INSTALL_FIRST};
 use crate::host::{Cmd, Owner};
 use crate::recipe::model::{
-    MigrateStep, PgBackupStep, PgDatabaseStep, PgPasswordStep, PgRoleStep, Presence,
+    MigrateStep, PgBackupStep, PgDatabaseStep, PgPasswordStep, PgReassignStep, PgRoleStep, Presence,
 };
 
 const NOT_RUNNING: &str =
@@ -311,4 +311,47 @@ pub fn check_migrate(eng: &Engine, step: &MigrateStep) -> Result<Check, StepErro
 
 pub fn apply_migrate(eng: &Engine, _step: &MigrateStep) -> Result<(), StepError> {
     eng.run_ok(&migrate_cmd(eng, &[])).map(drop)
+}
+
+pub fn check_reassign(eng: &Engine, step: &PgReassignStep) -> Result<Check, StepError> {
+    let Some(db) = query(
+        eng,
+        Op::Database {
+            name: step.database.clone(),
+        },
+    ) else {
+        return Ok(Check::unknown(NOT_RUNNING));
+    };
+    if db.exists != Some(true) {
+        return Ok(Check::ok(format!("no database {} yet", step.database)));
+    }
+    let owned = admin(eng)
+        .call(Op::OwnedBy {
+            database: step.database.clone(),
+            role: step.from.clone(),
+        })
+        .map_err(StepError::host)?
+        .count
+        .unwrap_or_default();
+    if owned == 0 {
+        return Ok(Check::ok(format!(
+            "{} owns no tables in database {}",
+            step.from, step.database
+        )));
+    }
+    Ok(Check::change1(format!(
+        "make {} the owner of the {owned} tables, views and sequences {} owns in database {} (records kept)",
+        step.to, step.from, step.database
+    )))
+}
+
+pub fn apply_reassign(eng: &Engine, step: &PgReassignStep) -> Result<(), StepError> {
+    exec(
+        eng,
+        Op::Reassign {
+            database: step.database.clone(),
+            from: step.from.clone(),
+            to: step.to.clone(),
+        },
+    )
 }

@@ -35,11 +35,17 @@ impl LocalHost {
         for (k, v) in &cmd.env {
             expr = expr.env(k, v);
         }
+        if let Some(dir) = &cmd.dir {
+            expr = expr.dir(dir);
+        }
         if let Some(user) = &cmd.user {
             let (uid, gid) = lookup_user(self, user)
                 .ok_or_else(|| HostError(format!("no such user `{user}` on this host")))?;
             // Commands as another user start in / so they never trip over root's cwd.
-            expr = expr.dir("/").before_spawn(move |c| {
+            if cmd.dir.is_none() {
+                expr = expr.dir("/");
+            }
+            expr = expr.before_spawn(move |c| {
                 c.uid(uid).gid(gid);
                 Ok(())
             });

@@ -24,6 +24,8 @@ pub struct Cmd {
     pub env: Vec<(String, String)>,
     /// Run as this user (and its primary group), dropping root.
     pub user: Option<String>,
+    /// Working directory (default: the caller's; `/` for commands run as another user).
+    pub dir: Option<String>,
 }
 
 impl Cmd {
@@ -53,12 +55,21 @@ impl Cmd {
         self
     }
 
+    pub fn dir(mut self, dir: &str) -> Cmd {
+        self.dir = Some(dir.to_owned());
+        self
+    }
+
     /// The command line as shown to people (stdin is never shown).
     pub fn display(&self) -> String {
         let mut s: Vec<String> = self
             .env
             .iter()
-            .map(|(k, v)| format!("{k}={}", quote(v)))
+            .map(|(k, v)| match is_secret_env(k) {
+                // e.g. the web UI's POSTGRES_PASSWORD: never shown, not even in errors.
+                true => format!("{k}={}", crate::secret::MASK),
+                false => format!("{k}={}", quote(v)),
+            })
             .collect();
         s.extend(self.argv.iter().map(|a| quote(a)));
         let line = s.join(" ");
@@ -78,6 +89,12 @@ impl fmt::Debug for Cmd {
         }
         write!(f, ")")
     }
+}
+
+/// Environment variables whose value is a secret (shown masked).
+pub fn is_secret_env(key: &str) -> bool {
+    let k = key.to_ascii_uppercase();
+    k.contains("PASSWORD") || k.contains("SECRET")
 }
 
 fn quote(s: &str) -> String {
@@ -253,5 +270,7 @@ mod tests {
         let c = Cmd::new(["echo", "a b", "it's"]).stdin("secret");
         assert_eq!(c.display(), r"echo 'a b' 'it'\''s'");
         assert!(!format!("{c:?}").contains("secret"));
+        let c = Cmd::new(["flask"]).env("POSTGRES_PASSWORD", "hunter2");
+        assert_eq!(c.display(), "POSTGRES_PASSWORD=******** flask");
     }
 }

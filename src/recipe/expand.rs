@@ -44,6 +44,11 @@ pub enum StepKind {
     Migrate(MigrateStep),
     Command(CommandStep),
     Health(HealthStep),
+    Snapshot(SnapshotStep),
+    Venv(VenvStep),
+    FlaskMigrate(FlaskMigrateStep),
+    PostgresReassign(PgReassignStep),
+    Legacy(LegacyStep),
 }
 
 impl StepKind {
@@ -62,6 +67,11 @@ impl StepKind {
             StepKind::Migrate(_) => "migrate",
             StepKind::Command(_) => "command",
             StepKind::Health(_) => "health",
+            StepKind::Snapshot(_) => "snapshot",
+            StepKind::Venv(_) => "venv",
+            StepKind::FlaskMigrate(_) => "flask_migrate",
+            StepKind::PostgresReassign(_) => "postgres_reassign",
+            StepKind::Legacy(_) => "legacy",
         }
     }
 }
@@ -145,6 +155,11 @@ fn expand_kind(
     kind!(migrate, Migrate);
     kind!(command, Command);
     kind!(health, Health);
+    kind!(snapshot, Snapshot);
+    kind!(venv, Venv);
+    kind!(flask_migrate, FlaskMigrate);
+    kind!(postgres_reassign, PostgresReassign);
+    kind!(legacy, Legacy);
     None
 }
 

@@ -41,7 +41,7 @@ fn check_step(recipe: &Recipe, step: &RawStep, path: &str, errs: &mut RecipeErro
     match kinds.len() {
         1 => {}
         0 => {
-            errs.at_path(path, "a step needs one kind (packages, directory, file, symlink, remove, service, postgres_role, postgres_database, postgres_password, postgres_backup, migrate, command, health)");
+            errs.at_path(path, "a step needs one kind (packages, directory, file, symlink, remove, service, postgres_role, postgres_database, postgres_password, postgres_backup, migrate, command, health, snapshot, venv, flask_migrate, postgres_reassign, legacy)");
             return;
         }
         _ => {
@@ -148,6 +148,22 @@ fn check_step(recipe: &Recipe, step: &RawStep, path: &str, errs: &mut RecipeErro
             service_ref(errs, "command.notify", n);
         }
     }
+    if let Some(s) = &step.snapshot {
+        if !["git", "tarball"].contains(&s.source_type.as_str()) && !s.source_type.contains("{{") {
+            errs.at_path(
+                &format!("{path}.snapshot.type"),
+                format!("`{}` is not git or tarball", s.source_type),
+            );
+        }
+        for n in &s.notify {
+            service_ref(errs, "snapshot.notify", n);
+        }
+    }
+    if let Some(v) = &step.venv {
+        for n in &v.notify {
+            service_ref(errs, "venv.notify", n);
+        }
+    }
     if let Some(h) = &step.health {
         if !h.path.starts_with('/') {
             errs.at_path(&format!("{path}.health.path"), "must start with /");
@@ -171,6 +187,11 @@ pub fn kinds_set(step: &RawStep) -> Vec<&'static str> {
         ("migrate", step.migrate.is_some()),
         ("command", step.command.is_some()),
         ("health", step.health.is_some()),
+        ("snapshot", step.snapshot.is_some()),
+        ("venv", step.venv.is_some()),
+        ("flask_migrate", step.flask_migrate.is_some()),
+        ("postgres_reassign", step.postgres_reassign.is_some()),
+        ("legacy", step.legacy.is_some()),
     ];
     flags
         .iter()

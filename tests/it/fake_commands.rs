@@ -156,6 +156,12 @@ impl FakeHost {
                     .insert(Self::service_name(unit));
                 ok("")
             }
+            ("systemctl", ["disable", "--now", unit]) => {
+                let mut w = self.world.borrow_mut();
+                w.enabled.remove(&Self::service_name(unit));
+                w.running.remove(&Self::service_name(unit));
+                ok("")
+            }
             ("systemctl", ["disable", unit]) => {
                 self.world.borrow_mut().enabled.remove(&Self::service_name(unit));
                 ok("")
@@ -209,6 +215,30 @@ impl FakeHost {
                 self.world.borrow_mut().schema_current = true;
                 ok("")
             }
+            ("git", ["-c", "safe.directory=*", rest @ ..]) => self.git(rest),
+            ("tar", ["-tf", _]) => ok("telemetrics-backend/\ntelemetrics-backend/telemetryui/\ntelemetrics-backend/telemetryui/requirements.txt\n"),
+            ("tar", ["-xf", _, "-C", dest, ..]) => {
+                self.fake_checkout(dest);
+                ok("")
+            }
+            ("chown", ["-R", "--no-dereference", _, _]) => ok(""),
+            ("python3", ["-m", "venv", path]) => {
+                self.dir(path);
+                self.put(&format!("{path}/bin/python"), "");
+                self.put(&format!("{path}/bin/pip"), "");
+                ok("")
+            }
+            ("pip", ["install", ..]) => {
+                let venv = Path::new(a[0]).parent().and_then(Path::parent).unwrap();
+                self.put(&format!("{}/bin/flask", venv.display()), "");
+                ok("")
+            }
+            ("flask", ["db", "upgrade"]) => {
+                assert!(cmd.dir.is_some() && cmd.user.is_some(), "flask runs in the app's directory, as the web server's user");
+                assert!(cmd.env.iter().any(|(k, _)| k == "POSTGRES_PASSWORD"), "flask gets the password in its environment");
+                self.world.borrow_mut().flask_migrated += 1;
+                ok("")
+            }
             _ => panic!(
                 "the fake host does not know the command `{}`",
                 cmd.display()
@@ -217,7 +247,7 @@ impl FakeHost {
     }
 
     /// What installing a package does to the machine (only what the recipes rely on).
-    fn install_package(&self, name: &str) {
+    pub(crate) fn install_package(&self, name: &str) {
         self.world.borrow_mut().packages.insert(name.to_owned());
         match name {
             "nginx" | "web-server-basic" => {
@@ -265,6 +295,7 @@ impl FakeHost {
                     self.put("/var/lib/postgresql/15/main/PG_VERSION", "15\n");
                 }
             }
+            "redis-server" | "redis" => self.add_user("redis"),
             _ => {}
         }
     }
@@ -294,6 +325,11 @@ impl FakeHost {
                 w.roles.remove(&s("role"));
                 serde_json::json!({})
             }
+            "owned_by" => serde_json::json!({ "count": w.postgres_owned }),
+            "reassign" => {
+                w.postgres_owned = 0;
+                serde_json::json!({})
+            }
             "create_database" | "alter_database_owner" => {
                 w.databases.insert(s("name"), s("owner"));
                 serde_json::json!({})
@@ -318,5 +354,49 @@ impl FakeHost {
 
     fn service_name(unit: &str) -> String {
         unit.trim_end_matches(".service").to_owned()
+    }
+}
+
+impl FakeHost {
+    /// `git -c safe.directory=* ARGS`: ls-remote answers a revision derived from repo and ref,
+    /// a clone checks out a tree with the web UI.
+    fn git(&self, args: &[&str]) -> HostResult<CmdOutput> {
+        match args {
+            ["ls-remote", "--heads", "--tags", "--", repo, source] => {
+                let rev = Self::revision(repo, source);
+                ok(&format!("{rev}\trefs/heads/{source}\n"))
+            }
+            ["clone", .., "--branch", source, "--", repo, dest] => {
+                self.fake_checkout(dest);
+                self.dir(&format!("{dest}/.git"));
+                self.put(&format!("{dest}/.git/HEAD"), &Self::revision(repo, source));
+                ok("")
+            }
+            ["-C", dir, "rev-parse", "HEAD"] => {
+                let head = self.world.borrow().files[Path::new(&format!("{dir}/.git/HEAD"))]
+                    .content
+                    .clone();
+                ok(&format!("{}\n", String::from_utf8_lossy(&head)))
+            }
+            _ => panic!("the fake host does not know `git {}`", args.join(" ")),
+        }
+    }
+
+    /// A 40-hex revision of `repo` at `source` (stable across runs).
+    pub(crate) fn revision(repo: &str, source: &str) -> String {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (repo, source).hash(&mut h);
+        let x = h.finish();
+        format!("{x:016x}{x:016x}{:08x}", x as u32)
+    }
+
+    fn fake_checkout(&self, dest: &str) {
+        self.dir(dest);
+        self.dir(&format!("{dest}/telemetryui"));
+        self.put(
+            &format!("{dest}/telemetryui/requirements.txt"),
+            "fixture-flask==0.1\n",
+        );
     }
 }

@@ -35,6 +35,12 @@ pub struct World {
     pub nginx_rejects: bool,
     /// Pids killed.
     pub dead: BTreeSet<u32>,
+    /// Daemons started detached: pid → the service name they count as running.
+    pub daemons: BTreeMap<u32, String>,
+    /// Tables in the telemetry database owned by the postgres role (a deploy.sh database).
+    pub postgres_owned: u64,
+    /// Runs of the web UI's `flask db upgrade`.
+    pub flask_migrated: u32,
 }
 
 pub struct FakeHost {
@@ -91,7 +97,7 @@ impl FakeHost {
         );
     }
 
-    pub(crate) fn dir(&self, path: &str) {
+    pub fn dir(&self, path: &str) {
         self.world.borrow_mut().files.insert(
             PathBuf::from(path),
             Node {
@@ -148,18 +154,27 @@ impl Host for FakeHost {
         self.log
             .borrow_mut()
             .push(format!("spawn {}", cmd.display()));
-        self.world
-            .borrow_mut()
-            .running
-            .insert("telem-collector".into());
-        Ok(self.spawn_pid())
+        let name = match Path::new(&cmd.argv[0]).file_name().and_then(|n| n.to_str()) {
+            Some("uwsgi") => "telem-uwsgi",
+            Some("redis-server") => "redis-server",
+            _ => "telem-collector",
+        };
+        let pid = self.spawn_pid();
+        let mut w = self.world.borrow_mut();
+        w.running.insert(name.into());
+        w.daemons.insert(pid, name.into());
+        Ok(pid)
     }
 
     fn signal(&self, pid: u32, _signal: telem_deploy::host::Signal) -> HostResult<()> {
         self.log.borrow_mut().push(format!("signal {pid}"));
         let mut w = self.world.borrow_mut();
         w.dead.insert(pid);
-        w.running.remove("telem-collector");
+        let name = w
+            .daemons
+            .remove(&pid)
+            .unwrap_or_else(|| "telem-collector".into());
+        w.running.remove(&name);
         Ok(())
     }
 
@@ -178,6 +193,8 @@ impl Host for FakeHost {
                     .contains("centos")
             }
             "nginx" => have("nginx") || have("web-server-basic"),
+            "git" => have("git"),
+            "python3" => have("python3-venv") || have("python-basic") || have("python3"),
             "pg_lsclusters" | "pg_ctlcluster" => have("postgresql"),
             "pg_ctl" => have("postgresql-server") || have("database-basic"),
             _ => false,
@@ -191,9 +208,10 @@ impl Host for FakeHost {
             .and_then(|p| p.strip_prefix("/proc/"))
             .and_then(|p| p.strip_suffix("/stat"))
         {
-            let alive = pid
-                .parse::<u32>()
-                .is_ok_and(|p| p >= 100 && p < self.world.borrow().next_pid);
+            let alive = pid.parse::<u32>().is_ok_and(|p| {
+                let w = self.world.borrow();
+                p >= 100 && p < w.next_pid && !w.dead.contains(&p)
+            });
             return Ok(alive.then(|| format!("{pid} (daemon) S 1").into_bytes()));
         }
         Ok(self
@@ -285,6 +303,18 @@ impl Host for FakeHost {
             .remove(from)
             .ok_or_else(|| HostError(format!("rename {}: no such file", from.display())))?;
         w.files.insert(to.to_owned(), n);
+        // A directory moves with everything under it.
+        let under: Vec<PathBuf> = w
+            .files
+            .keys()
+            .filter(|p| p.starts_with(from))
+            .cloned()
+            .collect();
+        for p in under {
+            let node = w.files.remove(&p).expect("listed");
+            let rel = p.strip_prefix(from).expect("under from");
+            w.files.insert(to.join(rel), node);
+        }
         Ok(())
     }
 
@@ -293,11 +323,15 @@ impl Host for FakeHost {
         _addr: &str,
         port: u16,
         _host: &str,
-        _path: &str,
+        path: &str,
         _timeout: u64,
     ) -> HostResult<u16> {
         let w = self.world.borrow();
-        if w.running.contains("nginx") && w.running.contains("telem-collector") {
+        let app = match path.starts_with("/telemetryui/") {
+            true => "telem-uwsgi",
+            false => "telem-collector",
+        };
+        if w.running.contains("nginx") && w.running.contains(app) {
             Ok(200)
         } else {
             Err(HostError(format!(

@@ -71,9 +71,14 @@ pub fn installed(distro: &str) -> FakeHost {
 
 /// Apply `install` to the fake host; it must succeed.
 pub fn install(host: &FakeHost, distro: &str) {
+    install_with(host, distro, &[]);
+}
+
+/// Apply `install` with `extra` arguments to the fake host; it must succeed.
+pub fn install_with(host: &FakeHost, distro: &str, extra: &[&str]) {
     let pw = password_file();
     let pw = pw.path().to_str().unwrap();
-    let args = [
+    let mut args = vec![
         "-a",
         "install",
         "-d",
@@ -84,6 +89,7 @@ pub fn install(host: &FakeHost, distro: &str) {
         "--db-password-file",
         pw,
     ];
+    args.extend_from_slice(extra);
     let (code, out, err) = run(host, &args);
     assert_eq!(
         code, 0,
@@ -114,22 +120,33 @@ fn compare(name: &str, actual: &str) {
 }
 
 fn plan(host: &FakeHost, distro: &str, action: &str) -> (u8, serde_json::Value, String) {
+    plan_with(host, distro, action, &[])
+}
+
+/// The web UI's options of the golden plans (the fake git answers any repository).
+pub const WEBAPP: [&str; 5] = ["--webapp", "-r", "/srv/telemetryui.git", "-s", "release"];
+
+fn plan_with(
+    host: &FakeHost,
+    distro: &str,
+    action: &str,
+    extra: &[&str],
+) -> (u8, serde_json::Value, String) {
     let before = host.world.borrow().clone();
-    let (code, out, err) = run(
-        host,
-        &[
-            "-a",
-            action,
-            "-d",
-            distro,
-            "-H",
-            "localhost",
-            "--dry-run",
-            "--format",
-            "json",
-            "--detailed-exitcode",
-        ],
-    );
+    let mut args = vec![
+        "-a",
+        action,
+        "-d",
+        distro,
+        "-H",
+        "localhost",
+        "--dry-run",
+        "--format",
+        "json",
+        "--detailed-exitcode",
+    ];
+    args.extend_from_slice(extra);
+    let (code, out, err) = run(host, &args);
     assert_eq!(
         *host.world.borrow(),
         before,
@@ -270,5 +287,48 @@ fn plans_never_contain_the_password() {
             w.files[Path::new("/etc/telemetry/collector.toml")].mode,
             0o640
         );
+    }
+}
+
+/// Issue 7: plans with the legacy web UI (--webapp) for debian (direct) and clr (systemd),
+/// on a fresh host and on one where `install --webapp` was applied.
+#[test]
+fn golden_webapp_plans() {
+    for distro in ["debian", "clr"] {
+        let fresh = FakeHost::fresh(distro, distro == "clr");
+        for action in ["install", "deploy"] {
+            let (code, _, out) = plan_with(&fresh, distro, action, &WEBAPP);
+            assert_eq!(code, 3, "{distro} {action} --webapp: changes pending");
+            compare(&format!("{distro}/webapp-fresh-{action}.json"), &out);
+        }
+        let host = FakeHost::fresh(distro, distro == "clr");
+        install_with(&host, distro, &WEBAPP);
+        for action in ACTIONS {
+            let (_, doc, out) = plan_with(&host, distro, action, &WEBAPP);
+            compare(&format!("{distro}/webapp-installed-{action}.json"), &out);
+            if action == "install" || action == "deploy" {
+                let s = &doc["summary"];
+                assert_eq!(
+                    (s["change"].as_u64(), s["unknown"].as_u64()),
+                    (Some(0), Some(0)),
+                    "{distro}: {action} --webapp right after install --webapp must change nothing:\n{out}"
+                );
+            }
+            for format in ["json", "human"] {
+                let mut args = vec!["-a", action, "-d", distro, "-H", "localhost"];
+                args.extend_from_slice(&["--dry-run", "--format", format]);
+                args.extend_from_slice(&WEBAPP);
+                let (_, out, err) = run(&host, &args);
+                assert!(
+                    !out.contains("pa$$word") && !err.contains("pa$$word"),
+                    "{distro} {action} --webapp {format} leaked the password"
+                );
+            }
+        }
+        let w = host.world.borrow();
+        let vassal = &w.files[Path::new("/etc/uwsgi/vassals/telemetryui.ini")];
+        assert_eq!(vassal.mode, 0o640, "the vassal holds the password");
+        assert!(String::from_utf8_lossy(&vassal.content)
+            .contains(&format!("env = POSTGRES_PASSWORD={PASSWORD}\n")));
     }
 }

@@ -11,3 +11,5 @@ mod interrupt;
 #[path = "../support/sandbox.rs"]
 mod sandbox;
 mod shims;
+mod webapp;
+mod webapp_fake;
