@@ -159,6 +159,41 @@ pub async fn list_records(
     limit: i64,
 ) -> Result<ListPage, StoreError> {
     let client = pool.get().await?;
+    // A payload search first looks at the newest SEARCH_WINDOW records the other filters
+    // select (walking the primary key: fast for a common word); only when fewer than a page
+    // match there does it ask the whole table (the trigram index: fast for a rare word).
+    let rows = match &filter.text {
+        Some(_) => {
+            let others = UiFilter {
+                text: None,
+                ..filter.clone()
+            };
+            let rows =
+                select_page(&client, &others, filter, page, limit, Some(SEARCH_WINDOW)).await?;
+            if rows.len() as i64 > limit {
+                rows
+            } else {
+                select_page(&client, filter, &UiFilter::default(), page, limit, None).await?
+            }
+        }
+        None => select_page(&client, filter, &UiFilter::default(), page, limit, None).await?,
+    };
+    list_page(rows, page, limit)
+}
+
+/// How many of the newest records a payload search scans before it uses the trigram index.
+const SEARCH_WINDOW: i64 = 20_000;
+
+/// Up to `limit + 1` rows matching `filter` on `page`; with `window`, only among the newest
+/// `window` rows that `filter` selects, which `outer` then filters further.
+async fn select_page(
+    client: &deadpool_postgres::Client,
+    filter: &UiFilter,
+    outer: &UiFilter,
+    page: Page,
+    limit: i64,
+    window: Option<i64>,
+) -> Result<Vec<Row>, StoreError> {
     let (mut conditions, mut params) = filter.conditions();
     let order = match page {
         Page::Newest => "DESC",
@@ -173,16 +208,55 @@ pub async fn list_records(
             "ASC"
         }
     };
+    let source = match window {
+        Some(window) => {
+            let (outer_conditions, outer_params) = outer.conditions();
+            let inner = format!(
+                "(SELECT * FROM records{} ORDER BY id {order} LIMIT {window}) r",
+                where_sql(&conditions)
+            );
+            // The outer conditions' placeholders continue the inner ones' numbering.
+            let shift = params.len();
+            conditions = outer_conditions
+                .iter()
+                .map(|c| renumber(c, shift))
+                .collect();
+            params.extend(outer_params);
+            inner
+        }
+        None => "records".to_string(),
+    };
     params.push(Box::new(limit + 1));
     let sql = format!(
         "SELECT id, timestamp_server::float8, severity, classification, build, machine_id,
                 host_type, architecture, system_name, left(payload, {EXCERPT_CHARS}),
                 length(payload) > {EXCERPT_CHARS}
-         FROM records{} ORDER BY id {order} LIMIT ${}",
+         FROM {source}{} ORDER BY id {order} LIMIT ${}",
         where_sql(&conditions),
         params.len()
     );
-    let rows = client.query(&sql, &refs(&params)).await?;
+    Ok(client.query(&sql, &refs(&params)).await?)
+}
+
+/// `$1`, `$2`... in `sql` become `$(1+shift)`, `$(2+shift)`...
+fn renumber(sql: &str, shift: usize) -> String {
+    let mut out = String::new();
+    let mut rest = sql;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..=at]);
+        rest = &rest[at + 1..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        match rest[..digits].parse::<usize>() {
+            Ok(n) => out.push_str(&(n + shift).to_string()),
+            Err(_) => out.push_str(&rest[..digits]),
+        }
+        rest = &rest[digits..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn list_page(rows: Vec<Row>, page: Page, limit: i64) -> Result<ListPage, StoreError> {
     let more = rows.len() as i64 > limit;
     let mut rows: Vec<ListRow> = rows
         .iter()

@@ -316,3 +316,34 @@ async fn detail_shows_every_field_and_links_honour_the_prefix() {
     );
     assert!(prefixed.contains("href=\"/telemetry/stats\""));
 }
+
+/// A payload search first looks among the newest records the other filters select, then asks
+/// the whole table; paged one record at a time (so the first look is used whenever it finds
+/// more than a page), with a glob and keyset paging adding their own parameters, it still
+/// walks every match once, newest first.
+#[tokio::test]
+async fn a_payload_search_pages_through_every_match_once() {
+    let Some(pg) = PgCluster::shared() else {
+        return;
+    };
+    let app = with_sample(pg).await;
+    let every = ids(&get_ok(&app, "/records?q=in").await);
+    let crash = ids(&get_ok(&app, "/records?q=in&classification=org.clearlinux/crash/*").await);
+    assert!(every.len() >= 2 && crash.len() == 2, "{every:?} {crash:?}");
+    for (query, expected) in [
+        ("q=in", &every),
+        ("q=in&classification=org.clearlinux/crash/*", &crash),
+    ] {
+        let mut seen = Vec::new();
+        let mut path = format!("/records?{query}&n=1");
+        loop {
+            let html = get_ok(&app, &path).await;
+            seen.extend(ids(&html));
+            let Some(next) = html.split("rel=\"next\" href=\"./").nth(1) else {
+                break;
+            };
+            path = format!("/{}", next.split('"').next().unwrap().replace("&amp;", "&"));
+        }
+        assert_eq!(&seen, expected, "{query}");
+    }
+}
