@@ -11,5 +11,6 @@ mod interrupt;
 #[path = "../support/sandbox.rs"]
 mod sandbox;
 mod shims;
+mod shims_support;
 mod webapp;
 mod webapp_fake;
