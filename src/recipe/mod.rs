@@ -7,6 +7,7 @@
 pub mod diag;
 pub mod expand;
 pub mod model;
+mod model_webapp;
 mod validate;
 
 use std::path::Path;
