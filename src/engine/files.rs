@@ -474,7 +474,8 @@ pub fn apply_remove(eng: &Engine, step: &RemoveStep) -> Result<(), StepError> {
     })
 }
 
-fn exists(eng: &Engine, path: &str) -> Result<bool, StepError> {
+/// Is there anything at `path`?
+pub(super) fn exists(eng: &Engine, path: &str) -> Result<bool, StepError> {
     Ok(eng
         .host
         .stat(Path::new(path))

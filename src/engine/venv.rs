@@ -6,6 +6,7 @@
 
 use std::path::Path;
 
+use super::files::exists;
 use super::{files, Check, Engine, StepError};
 use crate::host::{Cmd, Owner};
 use crate::recipe::model::{FlaskMigrateStep, VenvStep};
@@ -26,14 +27,6 @@ fn pip_cmd(step: &VenvStep) -> Cmd {
     }
     argv.extend(["-r".into(), step.requirements.clone()]);
     Cmd::new(argv)
-}
-
-fn exists(eng: &Engine, path: &str) -> Result<bool, StepError> {
-    Ok(eng
-        .host
-        .stat(Path::new(path))
-        .map_err(StepError::host)?
-        .is_some())
 }
 
 pub fn check(eng: &Engine, step: &VenvStep) -> Result<Check, StepError> {

@@ -48,6 +48,21 @@ async fn both_ways(client: &Client) -> (Vec<String>, Vec<String>) {
     (rolled, counted)
 }
 
+/// (key, count) rows of `sql`.
+async fn pairs<K: for<'a> tokio_postgres::types::FromSql<'a>>(
+    client: &Client,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Vec<(K, i64)> {
+    client
+        .query(sql, params)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
 async fn assert_exact(client: &Client, when: &str) {
     let (rolled, counted) = both_ways(client).await;
     let only_rolled: Vec<_> = rolled.iter().filter(|r| !counted.contains(r)).collect();
@@ -185,59 +200,43 @@ async fn migration_fills_the_counts_and_charts_agree_with_a_scan() {
     assert_eq!(o.last_7d, count(now - 7.0 * 86400.0).await);
     assert_eq!(o.last_30d, count(now - 30.0 * 86400.0).await);
     assert_eq!(o.total, count(0.0).await);
-    let days: Vec<(i64, i64)> = client
-        .query(
-            "SELECT (floor(timestamp_server / 86400) * 86400)::int8, count(*) FROM records
+    let days: Vec<(i64, i64)> = pairs(
+        &client,
+        "SELECT (floor(timestamp_server / 86400) * 86400)::int8, count(*) FROM records
              WHERE timestamp_server >= $1::float8::numeric GROUP BY 1 ORDER BY 1",
-            &[&(now - 30.0 * 86400.0)],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+        &[&(now - 30.0 * 86400.0)],
+    )
+    .await;
     assert_eq!(o.per_day, days);
-    let top: Vec<(String, i64)> = client
-        .query(
-            "SELECT classification, count(*) FROM records
+    let top: Vec<(String, i64)> = pairs(
+        &client,
+        "SELECT classification, count(*) FROM records
              WHERE timestamp_server >= $1::float8::numeric
              GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 3",
-            &[&(now - 7.0 * 86400.0)],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+        &[&(now - 7.0 * 86400.0)],
+    )
+    .await;
     assert_eq!(o.top_classifications, top);
 
     let unfiltered = ui_queries::UiFilter::default();
     let b = ui_queries::breakdown(&pool, &unfiltered).await.unwrap();
     assert_eq!(b.total, count(0.0).await);
-    let platforms: Vec<(String, i64)> = client
-        .query(
-            "SELECT coalesce(host_type, '(none)'), count(*) FROM records GROUP BY 1 ORDER BY 2 DESC, 1",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+    let platforms: Vec<(String, i64)> = pairs(
+        &client,
+        "SELECT coalesce(host_type, '(none)'), count(*) FROM records GROUP BY 1 ORDER BY 2 DESC, 1",
+        &[],
+    )
+    .await;
     assert_eq!(b.platform, platforms);
     let builds = ui_queries::count_by_build(&pool, &unfiltered, 4)
         .await
         .unwrap();
-    let scanned: Vec<(String, i64)> = client
-        .query(
-            "SELECT build, count(*) FROM records GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 4",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+    let scanned: Vec<(String, i64)> = pairs(
+        &client,
+        "SELECT build, count(*) FROM records GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 4",
+        &[],
+    )
+    .await;
     assert_eq!(builds, scanned);
 
     // Filtered by a classification glob (and a start time): still from the counts, still exact.
@@ -247,18 +246,14 @@ async fn migration_fills_the_counts_and_charts_agree_with_a_scan() {
         ..Default::default()
     };
     let b = ui_queries::breakdown(&pool, &filter).await.unwrap();
-    let arch: Vec<(String, i64)> = client
-        .query(
-            "SELECT coalesce(architecture, '(none)'), count(*) FROM records
+    let arch: Vec<(String, i64)> = pairs(
+        &client,
+        "SELECT coalesce(architecture, '(none)'), count(*) FROM records
              WHERE classification LIKE 'org.test/c%' AND timestamp_server >= $1::float8::numeric
              GROUP BY 1 ORDER BY 2 DESC, 1",
-            &[&(now - 9.5 * 86400.0)],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+        &[&(now - 9.5 * 86400.0)],
+    )
+    .await;
     assert_eq!(b.arch, arch);
     let classes: i64 = b.classification.iter().map(|c| c.1).sum();
     assert_eq!(

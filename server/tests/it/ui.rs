@@ -249,23 +249,28 @@ async fn filters_select_the_matching_records() {
     assert!(lines[1].contains("org.clearlinux/crash/user"));
 }
 
+/// Follows the "older" links from `path`: the ids seen, in order, and the last page's path.
+async fn walk_older(app: &Router, path: &str) -> (Vec<i32>, String) {
+    let mut seen = Vec::new();
+    let mut path = path.to_string();
+    loop {
+        let html = get_ok(app, &path).await;
+        seen.extend(ids(&html));
+        let Some(next) = html.split("rel=\"next\" href=\"./").nth(1) else {
+            return (seen, path);
+        };
+        path = format!("/{}", next.split('"').next().unwrap().replace("&amp;", "&"));
+        assert!(path.contains("before="), "{path}");
+    }
+}
+
 #[tokio::test]
 async fn keyset_paging_walks_every_record_once() {
     let Some(pg) = PgCluster::shared() else {
         return;
     };
     let app = with_sample(pg).await;
-    let mut seen = Vec::new();
-    let mut path = "/records?n=3".to_string();
-    loop {
-        let html = get_ok(&app, &path).await;
-        seen.extend(ids(&html));
-        let Some(next) = html.split("rel=\"next\" href=\"./").nth(1) else {
-            break;
-        };
-        path = format!("/{}", next.split('"').next().unwrap().replace("&amp;", "&"));
-        assert!(path.contains("before="), "{path}");
-    }
+    let (seen, path) = walk_older(&app, "/records?n=3").await;
     assert_eq!(seen.len(), 4);
     // And back: the newer link of the last page shows the first page again.
     let last = get_ok(&app, &path).await;
@@ -334,16 +339,7 @@ async fn a_payload_search_pages_through_every_match_once() {
         ("q=in", &every),
         ("q=in&classification=org.clearlinux/crash/*", &crash),
     ] {
-        let mut seen = Vec::new();
-        let mut path = format!("/records?{query}&n=1");
-        loop {
-            let html = get_ok(&app, &path).await;
-            seen.extend(ids(&html));
-            let Some(next) = html.split("rel=\"next\" href=\"./").nth(1) else {
-                break;
-            };
-            path = format!("/{}", next.split('"').next().unwrap().replace("&amp;", "&"));
-        }
+        let (seen, _) = walk_older(&app, &format!("/records?{query}&n=1")).await;
         assert_eq!(&seen, expected, "{query}");
     }
 }
