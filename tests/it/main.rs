@@ -1,5 +1,6 @@
 //! The one integration-test binary of telem-deploy (one binary keeps builds fast).
 
+mod adopt;
 mod apply;
 mod cli;
 mod e2e;
