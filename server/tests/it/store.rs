@@ -237,3 +237,60 @@ async fn shutdown_answers_every_in_flight_request() {
     }
     assert_eq!(row_count(&db).await, 50);
 }
+
+/// A database the old Python collector filled may hold format-4 resends already: migrating it
+/// keeps the first copy of each in `records`, moves the others to `records_duplicates` (nothing
+/// is deleted) and leaves rows whose key has a NULL alone; then the dedupe index exists.
+#[tokio::test]
+async fn migrating_a_database_with_old_resends_moves_them_aside() {
+    let Some(pg) = PgCluster::shared() else {
+        return;
+    };
+    let db = migrated_db(pg).await;
+    let mut client = connect(&db).await;
+    // As before migration 2: no dedupe index, then the old collector stored resends.
+    client
+        .batch_execute(
+            "DROP INDEX records_format4_resend_idx;
+             DELETE FROM telem_collector_migrations WHERE version >= 2;
+             INSERT INTO records (machine_id, event_id, timestamp_client, timestamp_server,
+                                  record_version, classification, build, payload)
+             SELECT 'm1', 'e1', 1700000000, 1700000000 + i, 4, 'a/b/c', '1', 'copy ' || i
+             FROM generate_series(1, 3) i;
+             INSERT INTO records (machine_id, event_id, timestamp_client, timestamp_server,
+                                  record_version, classification, build, payload)
+             SELECT 'm1', NULL, 1700000000, 1700000000 + i, 4, 'a/b/c', '1', 'no event id'
+             FROM generate_series(1, 2) i;",
+        )
+        .await
+        .unwrap();
+    telem_collector::store::migrate(&mut client)
+        .await
+        .expect("migrating a database with resends");
+    let payloads = |table: &'static str| {
+        let client = &client;
+        async move {
+            client
+                .query(&format!("SELECT payload FROM {table} ORDER BY id"), &[])
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get::<_, String>(0))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        payloads("records").await,
+        ["copy 1", "no event id", "no event id"]
+    );
+    assert_eq!(payloads("records_duplicates").await, ["copy 2", "copy 3"]);
+    let index: Option<String> = client
+        .query_one(
+            "SELECT to_regclass('records_format4_resend_idx')::text",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(index.is_some(), "the dedupe index exists");
+}
