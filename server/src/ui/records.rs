@@ -38,16 +38,6 @@ fn row(ctx: &Ctx, r: &ListRow) -> String {
             esc(value)
         )
     };
-    let by_full = |name: &'static str, value: &str| {
-        format!(
-            "<a href=\"{}\">{}</a>",
-            ctx.href(&format!(
-                "records?{}",
-                Params::default().link(&[(name, value.into())])
-            )),
-            esc(value)
-        )
-    };
     let severity = r.severity.map(|s| s.to_string()).unwrap_or_default();
     let ellipsis = if r.truncated { "…" } else { "" };
     format!(
@@ -56,7 +46,7 @@ fn row(ctx: &Ctx, r: &ListRow) -> String {
          <td>{}</td><td>{}</td><td>{}</td><td class=\"ex\">{}{ellipsis}</td></tr>\n",
         r.id,
         esc(&format_ts(r.ts_server)),
-        by_full("classification", &r.classification),
+        by("classification", &r.classification),
         by("build", &r.build),
         r.machine_id
             .as_deref()
