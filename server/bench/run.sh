@@ -21,22 +21,10 @@ NGPORT=${NGPORT:-58080}
 NGINX_KEEPALIVE=${NGINX_KEEPALIVE:-16}   # upstream keepalive; 16 as in templates/nginx.conf.tera
 BENCH_UNIX=${BENCH_UNIX:-0}              # 1: nginx reaches the collector over a unix socket
 
-for tool in wrk nginx pgbench psql; do
-  command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install -y wrk nginx-light postgresql" >&2; exit 2; }
-done
-PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
-[ -x "$PGBIN/initdb" ] || { echo "PostgreSQL server binaries not found (apt-get install -y postgresql)" >&2; exit 2; }
-
-if [ -z "${BIN:-}" ]; then
-  TARGET=${CARGO_TARGET_DIR:-$HERE/../../target}
-  (cd "$HERE/.." && cargo build --release -p telem-collector >&2)
-  BIN=$TARGET/release/telem-collector
-fi
-
-WORK=$(mktemp -d /tmp/telem-bench.XXXXXX)
-chmod 755 "$WORK"
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-[ "$(id -u)" = 0 ] && chown postgres: "$WORK"
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
+need_tools "apt-get install -y wrk nginx-light postgresql" wrk nginx pgbench psql
+bench_setup telem-bench
 mkdir -p "$WORK/nginx"
 
 COLLECTOR_PID=

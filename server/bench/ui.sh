@@ -14,22 +14,10 @@ RUNS=${RUNS:-3}
 PGPORT=${PGPORT:-55442}
 COLPORT=${COLPORT:-58091}
 
-for tool in psql curl; do
-  command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install -y postgresql curl" >&2; exit 2; }
-done
-PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
-[ -x "$PGBIN/initdb" ] || { echo "PostgreSQL server binaries not found (apt-get install -y postgresql)" >&2; exit 2; }
-
-if [ -z "${BIN:-}" ]; then
-  TARGET=${CARGO_TARGET_DIR:-$HERE/../../target}
-  (cd "$HERE/.." && cargo build --release -p telem-collector >&2)
-  BIN=$TARGET/release/telem-collector
-fi
-
-WORK=$(mktemp -d /tmp/telem-ui-bench.XXXXXX)
-chmod 755 "$WORK"
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-[ "$(id -u)" = 0 ] && chown postgres: "$WORK"
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
+need_tools "apt-get install -y postgresql curl" psql curl
+bench_setup telem-ui-bench
 
 COLLECTOR_PID=
 cleanup() {
