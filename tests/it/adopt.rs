@@ -80,22 +80,8 @@ fn install_adopts_a_deploy_sh_installation_for_real() {
         || sh(&sb, DEPLOY_SH),
     );
     made.unwrap_or_else(|e| panic!("building deploy.sh's installation: {e}"));
-    let argv = [
-        "runuser",
-        "-u",
-        "postgres",
-        "--",
-        "psql",
-        "-qX",
-        "-v",
-        "ON_ERROR_STOP=1",
-        "-d",
-        "telemetry",
-        "-f",
-        "-",
-    ];
-    let out = sb.exec_with_stdin(&argv, old_records().as_bytes());
-    outcome(out, "the upstream schema and old records").unwrap_or_else(|e| panic!("{e}"));
+    sql(&sb, "telemetry", &old_records())
+        .unwrap_or_else(|e| panic!("the upstream schema and old records: {e}"));
     let owner_sql = "select pg_catalog.pg_get_userbyid(datdba) from pg_database \
                      where datname = 'telemetry'";
     let table_owner_sql = "select tableowner from pg_tables where tablename = 'records'";
@@ -105,7 +91,7 @@ fn install_adopts_a_deploy_sh_installation_for_real() {
         Ok(true),
         "deploy.sh's site is served before the install"
     );
-    let pw = password_file(&sb, PASSWORD);
+    password_file(&sb, PASSWORD);
 
     // 2. the dry run says it adopts, and changes nothing
     let before = quiet(sb.changes().expect("changes"));
@@ -143,15 +129,7 @@ fn install_adopts_a_deploy_sh_installation_for_real() {
     );
 
     // 3. the real install
-    let install = [
-        "-a",
-        "install",
-        "-d",
-        "debian",
-        "--yes",
-        "--db-password-file",
-        pw,
-    ];
+    let install = DEBIAN_INSTALL;
     let run = rep.expect_ok("install (adopting)", deploy(&sb, &install));
     if !run.ok() {
         return rep.finish();

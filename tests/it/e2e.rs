@@ -23,20 +23,12 @@ fn debian_lifecycle() {
     let Some(sb) = sandbox("e2e-lifecycle", false, &mut rep) else {
         return;
     };
-    let pw = password_file(&sb, LIFECYCLE_PASSWORD);
+    password_file(&sb, LIFECYCLE_PASSWORD);
     let fresh_packages = packages(&sb);
     let d = ["-d", "debian"];
 
     // install on the fresh root, then use it as a client would
-    let install = [
-        "-a",
-        "install",
-        "-d",
-        "debian",
-        "--yes",
-        "--db-password-file",
-        pw,
-    ];
+    let install = DEBIAN_INSTALL;
     let run = rep.expect_ok("install (fresh)", deploy(&sb, &install));
     if !run.ok() {
         return rep.finish();
@@ -482,16 +474,8 @@ fn systemd_install_and_restart() {
         return;
     };
     let password = "systemd 'pw' \"q\" \\ $x ; ß ✓";
-    let pw = password_file(&sb, password);
-    let install = [
-        "-a",
-        "install",
-        "-d",
-        "debian",
-        "--yes",
-        "--db-password-file",
-        pw,
-    ];
+    password_file(&sb, password);
+    let install = DEBIAN_INSTALL;
     let run = rep.expect_ok("install (systemd)", deploy(&sb, &install));
     if !run.ok() {
         return rep.finish();

@@ -61,6 +61,20 @@ pub fn sandbox(tag: &str, systemd: bool, rep: &mut Report) -> Option<Sandbox> {
     Some(sb)
 }
 
+/// Where [`password_file`] puts the password inside a sandbox.
+pub const PASSWORD_FILE: &str = "/root/pw";
+
+/// `install -d debian`, confirmed, with the password from [`PASSWORD_FILE`].
+pub const DEBIAN_INSTALL: [&str; 7] = [
+    "-a",
+    "install",
+    "-d",
+    "debian",
+    "--yes",
+    "--db-password-file",
+    PASSWORD_FILE,
+];
+
 /// Write `password` to /root/pw (0600, no trailing newline) through stdin, never argv.
 pub fn password_file(sb: &Sandbox, password: &str) -> &'static str {
     let out = sb.exec_with_stdin(
@@ -72,7 +86,7 @@ pub fn password_file(sb: &Sandbox, password: &str) -> &'static str {
         "writing /root/pw: {}",
         text(&out.stderr)
     );
-    "/root/pw"
+    PASSWORD_FILE
 }
 
 pub fn text(b: &[u8]) -> String {
@@ -254,8 +268,9 @@ pub fn healthy(sb: &Sandbox) -> Result<(), String> {
     }
 }
 
-/// `psql` as the postgres OS user on the local socket, database `db`.
-pub fn sql(sb: &Sandbox, db: &str, query: &str) -> Result<String, String> {
+/// `psql` as the postgres OS user on the local socket, database `db`, running `script` (one
+/// or more statements, fed on stdin); the rows it returns, unaligned.
+pub fn sql(sb: &Sandbox, db: &str, script: &str) -> Result<String, String> {
     let argv = [
         "runuser",
         "-u",
@@ -267,10 +282,10 @@ pub fn sql(sb: &Sandbox, db: &str, query: &str) -> Result<String, String> {
         "ON_ERROR_STOP=1",
         "-d",
         db,
-        "-c",
-        query,
+        "-f",
+        "-",
     ];
-    outcome(sb.exec(&argv), query)
+    outcome(sb.exec_with_stdin(&argv, script.as_bytes()), script)
 }
 
 /// Log in as `telemetry` over TCP with password auth; the password travels in PGPASSWORD only.

@@ -35,15 +35,6 @@ const DRIVER: &str = "/root/interrupt_driver.pl";
 /// dpkg running PostgreSQL's server postinst (it creates the cluster with initdb, seconds):
 /// killed there, the package stays half-configured, with dpkg's journal and lock files left.
 const MID_DPKG: &str = r"/var/lib/dpkg/info/postgresql-15\.postinst";
-const INSTALL: [&str; 7] = [
-    "-a",
-    "install",
-    "-d",
-    "debian",
-    "--yes",
-    "--db-password-file",
-    "/root/pw",
-];
 
 /// Paths of the deployment whose type, owner, mode and content make up the final state.
 const OWNED: [&str; 8] = [
@@ -126,7 +117,7 @@ struct Killed {
 fn killed_install(sb: &Sandbox, how: [&str; 2], tool_only: bool) -> Result<Killed, String> {
     let mut argv = vec!["perl", DRIVER, how[0], how[1], "--", DEPLOY, "-H", DOMAIN];
     argv.extend(["--format", "json"]);
-    argv.extend(INSTALL);
+    argv.extend(DEBIAN_INSTALL);
     let started = Instant::now();
     let env: &[(&str, &str)] = if tool_only {
         &[("INTERRUPT_TOOL_ONLY", "1")]
@@ -165,7 +156,7 @@ struct Plan {
 
 /// The plan of `install` from a dry run in this sandbox (fresh: every step runs).
 fn plan(sb: &Sandbox) -> Plan {
-    let mut args = INSTALL.to_vec();
+    let mut args = DEBIAN_INSTALL.to_vec();
     args.push("--dry-run");
     let run = deploy(sb, &args);
     assert!(run.ok(), "dry run: {}", run.context());
@@ -210,8 +201,11 @@ fn snapshot(sb: &Sandbox) -> Snapshot {
 /// After the kill: the re-run exits 0, a further run changes nothing, the state is the
 /// reference's (compared later), the host works. Returns the state.
 fn converge(sb: &Sandbox, rep: &mut Report, label: &str) -> Snapshot {
-    let rerun = rep.expect_ok(&format!("{label}: re-run"), deploy(sb, &INSTALL));
-    rep.expect_converged(&format!("{label}: further run"), deploy(sb, &INSTALL));
+    let rerun = rep.expect_ok(&format!("{label}: re-run"), deploy(sb, &DEBIAN_INSTALL));
+    rep.expect_converged(
+        &format!("{label}: further run"),
+        deploy(sb, &DEBIAN_INSTALL),
+    );
     let state = snapshot(sb);
     if rerun.ok() {
         check_installed(sb, rep, PASSWORD);
@@ -366,9 +360,9 @@ fn interrupted_install_converges() {
                 q.extend((2..=n).rev().map(|k| (k, false)));
                 *total.lock().unwrap() = n + 1 + (n + 1 - collector);
             }
-            let run = rep.expect_ok("uninterrupted install", deploy(&sb, &INSTALL));
+            let run = rep.expect_ok("uninterrupted install", deploy(&sb, &DEBIAN_INSTALL));
             let reference = snapshot(&sb);
-            rep.expect_converged("further run", deploy(&sb, &INSTALL));
+            rep.expect_converged("further run", deploy(&sb, &DEBIAN_INSTALL));
             if run.ok() {
                 check_installed(&sb, &mut rep, PASSWORD);
                 post_records(&sb, &mut rep);
