@@ -150,11 +150,7 @@ impl Host for LocalHost {
     }
 
     fn read(&self, path: &Path) -> HostResult<Option<Vec<u8>>> {
-        match fs::read(path) {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(HostError::io("read", path, e)),
-        }
+        read_result(path, fs::read(path))
     }
 
     fn stat(&self, path: &Path) -> HostResult<Option<FileMeta>> {
@@ -304,5 +300,41 @@ impl Host for LocalHost {
                 _ => Err(HostError(format!("PostgreSQL at {addr}:{port}: {e}"))),
             },
         }
+    }
+}
+
+/// A read's outcome: a missing file is `None`, and so is a `/proc/PID/...` file whose process
+/// exited between open and read (the kernel answers ESRCH, "No such process", then).
+fn read_result(path: &Path, r: std::io::Result<Vec<u8>>) -> HostResult<Option<Vec<u8>>> {
+    match r {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) if e.raw_os_error() == Some(nix::errno::Errno::ESRCH as i32) => Ok(None),
+        Err(e) => Err(HostError::io("read", path, e)),
+    }
+}
+
+#[cfg(test)]
+mod read_tests {
+    use super::*;
+    use std::io::Read;
+
+    /// Found by the interrupted-install test under load: the collector exited while the
+    /// direct service manager read its /proc/PID/stat, and "Stop the collector" failed.
+    #[test]
+    fn a_proc_file_of_a_process_that_exited_after_open_reads_as_gone() {
+        let mut child = std::process::Command::new("true")
+            .spawn()
+            .expect("spawn true");
+        let path = PathBuf::from(format!("/proc/{}/stat", child.id()));
+        let mut f = fs::File::open(&path).expect("open stat while the child exists");
+        child.wait().expect("reap the child");
+        let mut buf = Vec::new();
+        let r = f.read_to_end(&mut buf).map(|_| buf);
+        assert!(
+            matches!(&r, Err(e) if e.raw_os_error() == Some(nix::errno::Errno::ESRCH as i32)),
+            "the kernel should answer ESRCH, got {r:?}"
+        );
+        assert_eq!(read_result(&path, r).expect("gone is not an error"), None);
     }
 }
