@@ -38,5 +38,7 @@ start=$(date +%s)
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace
+# The Debian package the package test installs (tests/it/package.rs), from the build above.
+./scripts/package.sh dev
 cargo test --workspace --all-targets --no-fail-fast -- --test-threads="${TELEM_TEST_THREADS:-4}"
 echo "test.sh: all tests passed in $(( $(date +%s) - start )) s" >&2

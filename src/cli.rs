@@ -9,11 +9,20 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+/// `--version`: this tool's version and that of the telem-collector it ships. Both crates take
+/// the workspace's version, so they cannot drift apart; tests/it/docs.rs checks the built binaries.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (ships telem-collector ",
+    env!("CARGO_PKG_VERSION"),
+    ")"
+);
+
 /// Provision a Clear Linux telemetry backend: PostgreSQL, nginx and the telem-collector.
 #[derive(Debug, Parser)]
 #[command(
     name = "telem-deploy",
-    version,
+    version = VERSION,
     disable_help_flag = true,
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true,

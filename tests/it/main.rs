@@ -3,12 +3,14 @@
 mod adopt;
 mod apply;
 mod cli;
+mod docs;
 mod e2e;
 mod e2e_support;
 mod fake_commands;
 mod fake_host;
 mod golden;
 mod interrupt;
+mod package;
 #[path = "../support/sandbox.rs"]
 mod sandbox;
 mod shims;

@@ -1,0 +1,114 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_telem_collector_global_optspecs
+    string join \n config= listen= database-url= database-password-file= telemetry-id= body-limit-bytes= header-timeout-secs= pool-size= batch-max-records= batch-max-wait-ms= retention-max-days= retention-purge-time= log-level= retention-classifications= h/help V/version
+end
+
+function __fish_telem_collector_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_telem_collector_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_telem_collector_using_subcommand
+    set -l cmd (__fish_telem_collector_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c telem-collector -n "__fish_telem_collector_needs_command" -l config -d 'Config file (TOML); a missing file is fine when env and flags give database_url' -r -F
+complete -c telem-collector -n "__fish_telem_collector_needs_command" -l listen -d 'HOST:PORT or unix:/PATH' -r
+complete -c telem-collector -n "__fish_telem_collector_needs_command" -l database-url -d 'postgres://USER@HOST:PORT/DB (without password)' -r
+complete -c telem-collector -n "__fish_telem_collector_needs_command" -l database-password-file -d 'File holding the database password' -r
+complete -c telem-collector -n "__fish_telem_collector_needs_command" -l telemetry-id -r
+complete -c telem-collector -n "__fish_telem_collector_needs_command" -l body-limit-bytes -r
+complete -c telem-collector -n "__fish_telem_collector_needs_command" -l header-timeout-secs -r
+complete -c telem-collector -n "__fish_telem_collector_needs_command" -l pool-size -r
+complete -c telem-collector -n "__fish_telem_collector_needs_command" -l batch-max-records -r
+complete -c telem-collector -n "__fish_telem_collector_needs_command" -l batch-max-wait-ms -r
+complete -c telem-collector -n "__fish_telem_collector_needs_command" -l retention-max-days -r
+complete -c telem-collector -n "__fish_telem_collector_needs_command" -l retention-purge-time -r
+complete -c telem-collector -n "__fish_telem_collector_needs_command" -l log-level -r
+complete -c telem-collector -n "__fish_telem_collector_needs_command" -l retention-classifications -d 'Inline TOML table, e.g. \'{ "org.clearlinux/hello/*" = 7 }\'' -r
+complete -c telem-collector -n "__fish_telem_collector_needs_command" -s h -l help -d 'Print help'
+complete -c telem-collector -n "__fish_telem_collector_needs_command" -s V -l version -d 'Print version'
+complete -c telem-collector -n "__fish_telem_collector_needs_command" -f -a "serve" -d 'Receive records over HTTP (the default)'
+complete -c telem-collector -n "__fish_telem_collector_needs_command" -f -a "migrate" -d 'Apply the embedded schema migrations (idempotent)'
+complete -c telem-collector -n "__fish_telem_collector_needs_command" -f -a "purge" -d 'Delete records older than the retention settings'
+complete -c telem-collector -n "__fish_telem_collector_needs_command" -f -a "check-config" -d 'Load and check the configuration, then exit (0 valid, 2 invalid)'
+complete -c telem-collector -n "__fish_telem_collector_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand serve" -l config -d 'Config file (TOML); a missing file is fine when env and flags give database_url' -r -F
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand serve" -l listen -d 'HOST:PORT or unix:/PATH' -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand serve" -l database-url -d 'postgres://USER@HOST:PORT/DB (without password)' -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand serve" -l database-password-file -d 'File holding the database password' -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand serve" -l telemetry-id -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand serve" -l body-limit-bytes -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand serve" -l header-timeout-secs -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand serve" -l pool-size -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand serve" -l batch-max-records -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand serve" -l batch-max-wait-ms -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand serve" -l retention-max-days -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand serve" -l retention-purge-time -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand serve" -l log-level -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand serve" -l retention-classifications -d 'Inline TOML table, e.g. \'{ "org.clearlinux/hello/*" = 7 }\'' -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand serve" -s h -l help -d 'Print help'
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand migrate" -l config -d 'Config file (TOML); a missing file is fine when env and flags give database_url' -r -F
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand migrate" -l listen -d 'HOST:PORT or unix:/PATH' -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand migrate" -l database-url -d 'postgres://USER@HOST:PORT/DB (without password)' -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand migrate" -l database-password-file -d 'File holding the database password' -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand migrate" -l telemetry-id -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand migrate" -l body-limit-bytes -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand migrate" -l header-timeout-secs -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand migrate" -l pool-size -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand migrate" -l batch-max-records -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand migrate" -l batch-max-wait-ms -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand migrate" -l retention-max-days -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand migrate" -l retention-purge-time -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand migrate" -l log-level -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand migrate" -l retention-classifications -d 'Inline TOML table, e.g. \'{ "org.clearlinux/hello/*" = 7 }\'' -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand migrate" -l check -d 'Only report: exit 0 when the schema is current, 3 when migrations are pending'
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand migrate" -s h -l help -d 'Print help'
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand purge" -l config -d 'Config file (TOML); a missing file is fine when env and flags give database_url' -r -F
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand purge" -l listen -d 'HOST:PORT or unix:/PATH' -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand purge" -l database-url -d 'postgres://USER@HOST:PORT/DB (without password)' -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand purge" -l database-password-file -d 'File holding the database password' -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand purge" -l telemetry-id -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand purge" -l body-limit-bytes -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand purge" -l header-timeout-secs -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand purge" -l pool-size -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand purge" -l batch-max-records -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand purge" -l batch-max-wait-ms -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand purge" -l retention-max-days -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand purge" -l retention-purge-time -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand purge" -l log-level -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand purge" -l retention-classifications -d 'Inline TOML table, e.g. \'{ "org.clearlinux/hello/*" = 7 }\'' -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand purge" -l dry-run -d 'Only print how many records each rule would delete'
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand purge" -s h -l help -d 'Print help'
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand check-config" -l config -d 'Config file (TOML); a missing file is fine when env and flags give database_url' -r -F
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand check-config" -l listen -d 'HOST:PORT or unix:/PATH' -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand check-config" -l database-url -d 'postgres://USER@HOST:PORT/DB (without password)' -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand check-config" -l database-password-file -d 'File holding the database password' -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand check-config" -l telemetry-id -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand check-config" -l body-limit-bytes -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand check-config" -l header-timeout-secs -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand check-config" -l pool-size -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand check-config" -l batch-max-records -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand check-config" -l batch-max-wait-ms -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand check-config" -l retention-max-days -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand check-config" -l retention-purge-time -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand check-config" -l log-level -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand check-config" -l retention-classifications -d 'Inline TOML table, e.g. \'{ "org.clearlinux/hello/*" = 7 }\'' -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand check-config" -s h -l help -d 'Print help'
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand help; and not __fish_seen_subcommand_from serve migrate purge check-config help" -f -a "serve" -d 'Receive records over HTTP (the default)'
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand help; and not __fish_seen_subcommand_from serve migrate purge check-config help" -f -a "migrate" -d 'Apply the embedded schema migrations (idempotent)'
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand help; and not __fish_seen_subcommand_from serve migrate purge check-config help" -f -a "purge" -d 'Delete records older than the retention settings'
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand help; and not __fish_seen_subcommand_from serve migrate purge check-config help" -f -a "check-config" -d 'Load and check the configuration, then exit (0 valid, 2 invalid)'
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand help; and not __fish_seen_subcommand_from serve migrate purge check-config help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
