@@ -49,6 +49,8 @@ pub struct Options {
     pub webapp: bool,
     /// `--pip-index-url`: pip's index for the web UI's requirements.
     pub pip_index_url: Option<String>,
+    /// `--webapp-requirements FILE`: the web UI's requirements, whatever the snapshot has.
+    pub webapp_requirements: Option<PathBuf>,
     /// `--ui-auth USER`: basic auth in front of the web UI.
     pub ui_auth: Option<String>,
     pub ui_password_file: Option<PathBuf>,
@@ -68,6 +70,10 @@ impl Options {
                     "invalid value '{user}' for '--ui-auth <USER>': a user name without ':' or spaces"
                 )));
             }
+        }
+        if cli.source_type == SourceType::Git {
+            crate::engine::snaplinks::check_repo(&cli.repo)
+                .map_err(|e| Error::Usage(format!("-r/--repo: {e}")))?;
         }
         if let Some(url) = &cli.pip_index_url {
             if url.is_empty() || url.chars().any(char::is_whitespace) {
@@ -121,6 +127,7 @@ impl Options {
             collector_bin: cli.collector_bin,
             webapp: cli.webapp,
             pip_index_url: cli.pip_index_url,
+            webapp_requirements: cli.webapp_requirements,
             ui_auth: cli.ui_auth,
             ui_password_file: cli.ui_password_file,
             verbose: cli.verbose,

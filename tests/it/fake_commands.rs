@@ -215,8 +215,14 @@ impl FakeHost {
                 self.world.borrow_mut().schema_current = true;
                 ok("")
             }
-            ("git", ["-c", "safe.directory=*", rest @ ..]) => self.git(rest),
-            ("tar", ["-tf", _]) => ok("telemetrics-backend/\ntelemetrics-backend/telemetryui/\ntelemetrics-backend/telemetryui/requirements.txt\n"),
+            ("timeout", ["--kill-after=10", _, "git", "-c", "safe.directory=*", rest @ ..]) => {
+                self.git(rest)
+            }
+            ("tar", ["-tvf", _]) => ok("drwxr-xr-x u/g 0 2020-02-14 22:30 telemetrics-backend/\n\
+                drwxr-xr-x u/g 0 2020-02-14 22:30 telemetrics-backend/telemetryui/\n\
+                -rw-r--r-- u/g 19 2020-02-14 22:30 telemetrics-backend/telemetryui/requirements.txt\n"),
+            ("find", ["-P", _, "-type", "l", "-printf", _]) => ok(""),
+            ("python3", ["-c", _]) => ok("3.11\n"),
             ("tar", ["-xf", _, "-C", dest, ..]) => {
                 self.fake_checkout(dest);
                 ok("")
