@@ -59,14 +59,16 @@ fn requirements(eng: &Engine, step: &VenvStep) -> Result<Result<Requirements, St
     let layout = match &step.snapshot {
         Some(dest) => match snapshot::layout(eng.host, dest) {
             Some(l) => Some(l),
-            None => return Ok(Err(format!(
+            None => {
+                return Ok(Err(format!(
                 "the requirements are known once the snapshot is installed: its own {}, else {}",
                 step.requirements,
                 match step.fallback.is_empty() {
                     true => "telem-deploy's pins for its layout".to_owned(),
                     false => format!("the recipe's {}", step.fallback),
                 }
-            ))),
+            )))
+            }
         },
         None => None,
     };
