@@ -537,3 +537,26 @@ class Config(object):
         b"telemetryui-secret-key\0" + _env("POSTGRES_PASSWORD", "").encode()
     ).hexdigest()
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::strip_top;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn one_top_level_directory_is_stripped_unless_it_is_the_one_to_install() {
+        let deploy_sh = names(&["t/", "t/telemetryui/", "t/telemetryui/run.py"]);
+        assert!(strip_top(&deploy_sh, "telemetryui"));
+        let ui_alone = names(&[
+            "telemetryui/",
+            "telemetryui/run.py",
+            "telemetryui/telemetryui/x.py",
+        ]);
+        assert!(!strip_top(&ui_alone, "telemetryui"));
+        let flat = names(&["telemetryui/run.py", "utils/x.py"]);
+        assert!(!strip_top(&flat, "telemetryui"));
+    }
+}

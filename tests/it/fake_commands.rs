@@ -236,6 +236,7 @@ impl FakeHost {
                 Ok(CmdOutput { code: Some(0), stdout: out, stderr: Vec::new() })
             }
             ("python3", ["-c", _]) => ok("3.11\n"),
+            ("tar", ["-xf", tarball, ..]) if tarball.contains("corrupt") => code(2),
             ("tar", ["-xf", _, "-C", dest, ..]) => {
                 self.fake_checkout(dest);
                 ok("")

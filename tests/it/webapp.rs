@@ -126,10 +126,6 @@ fn get_auth(
     http(sb, req.as_bytes())
 }
 
-fn records(sb: &crate::sandbox::Sandbox) -> Result<String, String> {
-    sql(sb, "telemetry", "select count(*) from records")
-}
-
 #[test]
 fn webapp_layouts_routes_auth_and_failure() {
     let mut rep = Report::new("webapp_layouts_routes_auth_and_failure");
@@ -334,7 +330,6 @@ fn webapp_layouts_routes_auth_and_failure() {
     }
 
     // a broken requirements file: the web UI's step fails (exit 1), the collector keeps storing
-    let before = records(&sb);
     let mut broken = webapp_args(pw, &["-a", "install", "-r", &repo, "-s", "master"]);
     let i = broken
         .iter()
@@ -354,15 +349,23 @@ fn webapp_layouts_routes_auth_and_failure() {
     if let Err(e) = healthy(&sb) {
         rep.check(false, e);
     }
+    // a record of a machine not seen before (an identical resend would be deduplicated)
+    let raw = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/e2e/v3-json.http"),
+    )
+    .expect("v3-json.http");
+    let (old, new) = ("e2e-v3-json-machine", "e2e-v3-after-fail-x");
+    assert_eq!(old.len(), new.len(), "Content-Length stays right");
+    let posted = http(&sb, raw.replace(old, new).as_bytes()).map(|(s, _)| s);
     rep.check(
-        post_fixture(&sb, "v2-headers.http") == Ok(201),
-        "POST after the failed web UI step",
+        posted == Ok(201),
+        format!("POST after the failed web UI step: {posted:?}"),
     );
-    let after = records(&sb);
-    let grew = matches!((&before, &after), (Ok(b), Ok(a)) if a.parse::<u32>().ok() == b.parse::<u32>().ok().map(|n| n + 1));
+    let q = format!("select count(*) from records where machine_id = '{new}'");
+    let n = sql(&sb, "telemetry", &q);
     rep.check(
-        grew,
-        format!("records after the failed web UI step: {before:?} -> {after:?}"),
+        n.as_deref() == Ok("1"),
+        format!("the record posted after the failure: {n:?}"),
     );
     rep.finish();
 }
@@ -377,4 +380,126 @@ fn password_file_at<'a>(sb: &crate::sandbox::Sandbox, path: &'a str, password: &
         text(&out.stderr)
     );
     path
+}
+
+/// The real upstream (opt-in, a documented command, not CI): a local clone of
+/// clearlinux/telemetrics-backend in `TELEM_UPSTREAM_REPO` and a PEP 503 index holding the
+/// wheels of telem-deploy's pins in `TELEM_UPSTREAM_INDEX` (the sandbox has no network), see
+/// README "Tests". Installs master, then the last deploy.sh commit (by its id); each time the
+/// records, builds and stats pages answer 200 showing the posted records, every CSS/JS file
+/// they load answers 200, and the second run changes nothing.
+#[test]
+#[ignore = "needs TELEM_UPSTREAM_REPO and TELEM_UPSTREAM_INDEX (see README, Tests)"]
+fn webapp_real_upstream() {
+    let (Ok(repo), Ok(index)) = (
+        std::env::var("TELEM_UPSTREAM_REPO"),
+        std::env::var("TELEM_UPSTREAM_INDEX"),
+    ) else {
+        panic!("set TELEM_UPSTREAM_REPO and TELEM_UPSTREAM_INDEX");
+    };
+    let mut rep = Report::new("webapp_real_upstream");
+    let Some(sb) = sandbox("webapp-upstream", false, &mut rep) else {
+        return;
+    };
+    sb.copy_in(Path::new(&repo), "/srv/upstream/telemetrics-backend")
+        .unwrap_or_else(|e| panic!("{e}"));
+    sb.copy_in(Path::new(&index), "/srv/upstream/pypi")
+        .unwrap_or_else(|e| panic!("{e}"));
+    // master builds its database URL unquoted: an alphanumeric password (as generated ones are)
+    let pw = password_file(&sb, "UpstreamPassword2026");
+    let mut first = true;
+    for (source, static_prefix) in [
+        ("master", "/static/"),
+        (
+            "208ccda5272f816a59fb1789f42a744fc93509ca",
+            "/telemetryui/static/",
+        ),
+    ] {
+        let args = [
+            "-d",
+            "debian",
+            "--yes",
+            "--db-password-file",
+            pw,
+            "--webapp",
+            "--pip-index-url",
+            "file:///srv/upstream/pypi/simple",
+            "-a",
+            "install",
+            "-r",
+            "/srv/upstream/telemetrics-backend",
+            "-s",
+            source,
+        ];
+        let run = rep.expect_ok(&format!("install --webapp -s {source}"), deploy(&sb, &args));
+        if !run.ok() {
+            eprintln!(
+                "{}",
+                sh(&sb, "tail -n 40 /var/log/uwsgi/telemetryui.log").unwrap_or_default()
+            );
+            break;
+        }
+        if first {
+            post_records(&sb, &mut rep);
+            first = false;
+        }
+        let mut assets = BTreeSet::new();
+        for page in [
+            "/telemetryui/records",
+            "/telemetryui/builds",
+            "/telemetryui/stats",
+        ] {
+            let r = get(&sb, DOMAIN, page);
+            let body = match &r {
+                Ok((200, b)) => b.clone(),
+                other => {
+                    rep.check(
+                        false,
+                        format!(
+                            "{source}: GET {page}: {:?}",
+                            other
+                                .as_ref()
+                                .map(|(s, b)| (s, b.chars().take(300).collect::<String>()))
+                        ),
+                    );
+                    continue;
+                }
+            };
+            eprintln!("[{source}] {page}: 200, {} bytes", body.len());
+            let shows = match page {
+                "/telemetryui/records" => {
+                    body.contains("org.clearlinux/e2e/json") || body.contains("e2e-v3-json-machine")
+                }
+                _ => body.contains("31870"),
+            };
+            rep.check(
+                shows,
+                format!("{source}: {page} does not show the posted records"),
+            );
+            for piece in body.split(['"', '\'']) {
+                if piece.starts_with(static_prefix)
+                    && (piece.ends_with(".css") || piece.ends_with(".js"))
+                {
+                    assets.insert(piece.to_owned());
+                }
+            }
+        }
+        rep.check(
+            !assets.is_empty(),
+            format!("{source}: the pages load no {static_prefix} CSS/JS"),
+        );
+        for a in &assets {
+            let r = get(&sb, DOMAIN, a);
+            rep.check(
+                matches!(r, Ok((200, _))),
+                format!("{source}: GET {a}: {:?}", r.map(|(s, _)| s)),
+            );
+        }
+        eprintln!("[{source}] static files: {assets:?}");
+        rep.expect_converged(
+            &format!("install --webapp -s {source} (again)"),
+            deploy(&sb, &args),
+        );
+    }
+    rep.finish();
 }

@@ -292,3 +292,37 @@ fn the_plan_says_which_requirements() {
         "{pins}"
     );
 }
+
+/// Issue 10 item 9: a tarball that fails to unpack leaves no staging directory behind.
+#[test]
+fn a_failed_extraction_leaves_nothing_staged() {
+    let host = FakeHost::fresh("debian", false);
+    host.put("/srv/corrupt.tar.gz", "not a tarball");
+    let pw = password_file();
+    let args = [
+        "-a",
+        "install",
+        "-d",
+        "debian",
+        "-H",
+        "localhost",
+        "--yes",
+        "--db-password-file",
+        pw.path().to_str().unwrap(),
+        "--webapp",
+        "-t",
+        "tarball",
+        "-s",
+        "/srv/corrupt.tar.gz",
+    ];
+    let (code, out, err) = run(&host, &args);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(err.contains("tar"), "{err}");
+    let world = host.world.borrow();
+    let staged: Vec<_> = world
+        .files
+        .keys()
+        .filter(|p| p.to_string_lossy().contains(".telem-stage"))
+        .collect();
+    assert!(staged.is_empty(), "left behind: {staged:?}");
+}
