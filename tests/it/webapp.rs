@@ -468,7 +468,10 @@ fn webapp_real_upstream() {
             eprintln!("[{source}] {page}: 200, {} bytes", body.len());
             let shows = match page {
                 "/telemetryui/builds" => body.contains("31870"),
-                _ => body.contains("org.clearlinux/e2e/json"),
+                "/telemetryui/stats" => body.contains("org.clearlinux/e2e/json"),
+                _ => {
+                    body.contains("org.clearlinux/e2e/json") || body.contains("e2e-v3-json-machine")
+                }
             };
             rep.check(
                 shows,
