@@ -74,6 +74,15 @@ impl Options {
         if cli.source_type == SourceType::Git {
             crate::engine::snaplinks::check_repo(&cli.repo)
                 .map_err(|e| Error::Usage(format!("-r/--repo: {e}")))?;
+            if cli.source.is_empty()
+                || cli.source.starts_with('-')
+                || cli.source.chars().any(char::is_control)
+            {
+                return Err(Error::Usage(format!(
+                    "invalid value '{}' for '--source': a branch, tag or commit id",
+                    cli.source.escape_default()
+                )));
+            }
         }
         if let Some(url) = &cli.pip_index_url {
             if url.is_empty() || url.chars().any(char::is_whitespace) {
