@@ -112,10 +112,11 @@ pub fn tar_names(listing: &str) -> Vec<String> {
         .collect()
 }
 
-/// The symlinks of `git ls-tree -r` output (`120000 blob <sha>\t<path>`): (path, blob).
+/// The symlinks of `git ls-tree -r -z` output (`120000 blob <sha>\t<path>\0`, paths
+/// unquoted): (path, blob).
 pub fn git_link_blobs(ls_tree: &str) -> Vec<(String, String)> {
     ls_tree
-        .lines()
+        .split('\0')
         .filter_map(|l| {
             let (meta, path) = l.split_once('\t')?;
             let mut f = meta.split_whitespace();
@@ -230,10 +231,11 @@ mod tests {
 
     #[test]
     fn ls_tree_and_find_links() {
-        let ls = "100644 blob aaa\ttelemetryui/run.py\n120000 blob bbb\ttelemetryui/req.txt\n";
+        let ls =
+            "100644 blob aaa\ttelemetryui/run.py\x00120000 blob bbb\ttelemetryui/r\u{e4}q.txt\0";
         assert_eq!(
             git_link_blobs(ls),
-            vec![("telemetryui/req.txt".into(), "bbb".into())]
+            vec![("telemetryui/r\u{e4}q.txt".into(), "bbb".into())]
         );
         assert_eq!(
             find_links(b"telemetryui/x\0../../etc\0"),

@@ -120,7 +120,15 @@ pub fn preflight(eng: &Engine, step: &SnapshotStep) -> Result<(), String> {
     let rev = format!("{}^{{commit}}", step.source);
     let out = eng
         .host
-        .run(&git(["-C", &dir, "ls-tree", "-r", "--full-tree", &rev]))
+        .run(&git([
+            "-C",
+            &dir,
+            "ls-tree",
+            "-r",
+            "-z",
+            "--full-tree",
+            &rev,
+        ]))
         .map_err(|e| e.0)?;
     if !out.success() {
         return Ok(()); // an unknown branch: the step says so

@@ -108,7 +108,12 @@ fn tarballs_with_links_out_of_them_are_refused_before_anything_changes() {
 
 #[test]
 fn local_git_repositories_with_links_out_of_them_are_refused_before_anything_changes() {
-    for (i, (link, target)) in CASES.iter().enumerate() {
+    // git quotes such names unless asked not to
+    let unicode = [(
+        "telemetryui/telemetryui/gr\u{fc}\u{df}e.py",
+        "../../utils/x.py",
+    )];
+    for (i, (link, target)) in CASES.iter().chain(&unicode).enumerate() {
         let dir = tempfile::tempdir().unwrap();
         tree_with_link(dir.path(), link, target);
         sh(
