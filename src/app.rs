@@ -106,6 +106,7 @@ fn plan_and_run(
         .iter()
         .filter(|s| eng.applies(s))
         .collect();
+    webapp_preflight(&eng, &steps)?;
     let any_password = steps.iter().any(|s| uses_password(s));
     eng.stored_password = password::stored(host, &compiled.recipe.collector.config);
     let explicit =
@@ -278,6 +279,25 @@ fn ui_auth_line(
     secrets.extend(password);
     vars.insert("ui_htpasswd", &line);
     Ok(secrets)
+}
+
+/// What the web UI's steps can refuse before anything changes (exit 2, plan and apply
+/// alike): a snapshot whose symlinks leave it, a Python too old for the web UI.
+fn webapp_preflight(eng: &Engine, steps: &[&Step]) -> Result<(), Error> {
+    for step in steps {
+        let refused = match &step.kind {
+            recipe::StepKind::Snapshot(s) => crate::engine::snapshot::preflight(eng, s),
+            recipe::StepKind::Venv(v) => match &eng.recipe.recipe.webapp {
+                Some(w) => {
+                    crate::engine::venv::preflight(eng, v, &w.min_python, &w.unsupported_releases)
+                }
+                None => Ok(()),
+            },
+            _ => Ok(()),
+        };
+        refused.map_err(Error::Usage)?;
+    }
+    Ok(())
 }
 
 fn uses_password(step: &Step) -> bool {

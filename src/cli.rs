@@ -51,7 +51,7 @@ pub struct Cli {
     )]
     pub repo: String,
 
-    /// Branch or tag (git) or tarball path (tarball) of the legacy web UI snapshot.
+    /// Branch, tag or commit id (git) or tarball path (tarball) of the legacy web UI snapshot.
     #[arg(short = 's', long = "source", default_value = "master")]
     pub source: String,
 
@@ -124,6 +124,12 @@ pub struct Cli {
     /// file:///srv/pypi/simple on an offline site) [default: the recipe's, else PyPI].
     #[arg(long, value_name = "URL")]
     pub pip_index_url: Option<String>,
+
+    /// Requirements file for the legacy web UI [default: the snapshot's own
+    /// telemetryui/requirements.txt, else the recipe's, else telem-deploy's pins for the
+    /// snapshot's layout].
+    #[arg(long, value_name = "FILE")]
+    pub webapp_requirements: Option<PathBuf>,
 
     /// Service manager: systemd, or direct (the tool runs the daemons itself) [default: auto,
     /// systemd when it is PID 1].

@@ -49,6 +49,8 @@ pub struct Options {
     pub webapp: bool,
     /// `--pip-index-url`: pip's index for the web UI's requirements.
     pub pip_index_url: Option<String>,
+    /// `--webapp-requirements FILE`: the web UI's requirements, whatever the snapshot has.
+    pub webapp_requirements: Option<PathBuf>,
     /// `--ui-auth USER`: basic auth in front of the web UI.
     pub ui_auth: Option<String>,
     pub ui_password_file: Option<PathBuf>,
@@ -66,6 +68,19 @@ impl Options {
             if user.is_empty() || user.contains(':') || user.chars().any(char::is_whitespace) {
                 return Err(Error::Usage(format!(
                     "invalid value '{user}' for '--ui-auth <USER>': a user name without ':' or spaces"
+                )));
+            }
+        }
+        if cli.source_type == SourceType::Git {
+            crate::engine::snaplinks::check_repo(&cli.repo)
+                .map_err(|e| Error::Usage(format!("-r/--repo: {e}")))?;
+            if cli.source.is_empty()
+                || cli.source.starts_with('-')
+                || cli.source.chars().any(char::is_control)
+            {
+                return Err(Error::Usage(format!(
+                    "invalid value '{}' for '--source': a branch, tag or commit id",
+                    cli.source.escape_default()
                 )));
             }
         }
@@ -121,6 +136,7 @@ impl Options {
             collector_bin: cli.collector_bin,
             webapp: cli.webapp,
             pip_index_url: cli.pip_index_url,
+            webapp_requirements: cli.webapp_requirements,
             ui_auth: cli.ui_auth,
             ui_password_file: cli.ui_password_file,
             verbose: cli.verbose,

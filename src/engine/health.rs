@@ -13,12 +13,21 @@ fn url(step: &HealthStep) -> String {
     )
 }
 
+/// 401 counts when the path is behind `--ui-auth` and it is on.
+fn answered(eng: &Engine, step: &HealthStep, code: u16) -> bool {
+    code == 200 || (code == 401 && step.behind_ui_auth && eng.opts.ui_auth.is_some())
+}
+
 pub fn check(eng: &Engine, step: &HealthStep) -> Result<Check, StepError> {
     match eng
         .host
         .http_get("127.0.0.1", step.port, &step.host, &step.path, 2)
     {
         Ok(200) => Ok(Check::ok(format!("{} answers 200", url(step)))),
+        Ok(401) if answered(eng, step, 401) => Ok(Check::ok(format!(
+            "{} answers 401 (--ui-auth: nginx asks for the password before the app)",
+            url(step)
+        ))),
         Ok(code) => Ok(Check::unknown(format!(
             "{} answers {code} now; checked again when applied",
             url(step)
@@ -38,7 +47,7 @@ pub fn apply(eng: &Engine, step: &HealthStep) -> Result<(), StepError> {
             .host
             .http_get("127.0.0.1", step.port, &step.host, &step.path, 2)
         {
-            Ok(200) => return Ok(()),
+            Ok(code) if answered(eng, step, code) => return Ok(()),
             Ok(code) => format!("answered HTTP {code}"),
             Err(e) => e.0,
         };

@@ -14,7 +14,8 @@ pub mod pgadmin;
 pub mod pkg;
 mod postgres;
 mod service;
-mod snapshot;
+pub mod snaplinks;
+pub mod snapshot;
 pub mod svc;
 pub mod venv;
 

@@ -1,20 +1,32 @@
-//! `snapshot` steps: a git branch or tag (`git clone`) or a tarball, staged in a directory next
-//! to `dest` and then swapped in whole, so the app never sees half a snapshot.
+//! `snapshot` steps: a git branch, tag or commit (`git clone`) or a tarball, staged in a
+//! directory next to `dest` and then swapped in whole, so the app never sees half a snapshot.
 //!
 //! The git revision (`git ls-remote`) or the tarball's SHA-256 is the idempotence key; it is
 //! kept in a marker file inside the installed snapshot, so a re-run with the same source
 //! changes nothing and another branch or tarball replaces it.
+//!
+//! A snapshot whose symlinks lead out of it is refused: by `preflight` before anything changes
+//! when it can be read in place (a tarball, a local repository), else after the clone, before
+//! it is swapped in. Git runs under a timeout, over the transports a user means only.
 
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
+use super::snaplinks::{self, Link};
 use super::{files, Check, Engine, StepError};
-use crate::host::{Cmd, FileKind, Owner};
+use crate::host::{Cmd, FileKind, Host, Owner};
 use crate::recipe::model::SnapshotStep;
 
-/// The marker inside an installed snapshot: its id, then where it came from.
+/// The marker inside an installed snapshot: its id, where it came from, its layout.
 pub const MARKER: &str = ".telem-snapshot";
+
+/// Layouts of upstream's telemetryui, named in the marker (telem-deploy's pins follow them).
+pub const LAYOUT_MASTER: &str = "master";
+pub const LAYOUT_DEPLOY_SH: &str = "deploy.sh";
+
+/// Seconds any git command may take (a clone of upstream takes a few).
+const GIT_TIMEOUT: &str = "600";
 
 /// The snapshot a step wants: its id (revision or sha256) and a description.
 struct Wanted {
@@ -38,11 +50,117 @@ fn describe(step: &SnapshotStep) -> String {
     }
 }
 
-/// Git with every repository trusted: the repository may belong to another user.
+/// Git with every repository trusted (the repository may belong to another user), under a
+/// timeout, never prompting, over http(s), ssh, git and file only.
 fn git<I: IntoIterator<Item = S>, S: Into<String>>(args: I) -> Cmd {
-    let mut argv: Vec<String> = vec!["git".into(), "-c".into(), "safe.directory=*".into()];
+    let mut argv: Vec<String> = ["timeout", "--kill-after=10", GIT_TIMEOUT, "git", "-c"]
+        .into_iter()
+        .map(Into::into)
+        .collect();
+    argv.push("safe.directory=*".into());
     argv.extend(args.into_iter().map(Into::into));
     Cmd::new(argv)
+        .env("GIT_ALLOW_PROTOCOL", "http:https:ssh:git:file")
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env(
+            "GIT_SSH_COMMAND",
+            "ssh -o BatchMode=yes -o ConnectTimeout=30",
+        )
+}
+
+/// The repository as a local directory, when it is one (a path or a `file://` URL).
+fn local_repo(host: &dyn Host, repo: &str) -> Option<String> {
+    let path = repo.strip_prefix("file://").unwrap_or(repo);
+    let local = !repo.contains("://") || repo.starts_with("file://");
+    let scp_like = !repo.contains("://")
+        && repo
+            .split_once(':')
+            .is_some_and(|(host, _)| !host.contains('/'));
+    (local
+        && !scp_like
+        && matches!(host.stat(Path::new(path)), Ok(Some(m)) if m.kind == FileKind::Dir))
+    .then(|| path.to_owned())
+}
+
+/// Refuse, before anything changes, a snapshot whose symlinks lead out of it, when it can be
+/// read where it is (a tarball, a local git repository); a remote one is checked after the
+/// clone. Also refuses repositories over transports a user does not mean.
+pub fn preflight(eng: &Engine, step: &SnapshotStep) -> Result<(), String> {
+    let keep = step.subdir.as_deref().unwrap_or("");
+    if step.source_type == "tarball" {
+        let path = tarball_path(&step.source);
+        if !matches!(eng.host.stat(Path::new(path)), Ok(Some(_))) {
+            return Ok(());
+        }
+        let out = eng
+            .host
+            .run(&Cmd::new(["tar", "-tvf", path]))
+            .map_err(|e| e.0)?;
+        if !out.success() {
+            return Err(format!(
+                "tarball {path}: cannot list it: {}",
+                out.tail().trim()
+            ));
+        }
+        let listing = out.stdout_text();
+        let strip = usize::from(strip_top(&snaplinks::tar_names(&listing), keep));
+        return snaplinks::refuse(
+            &snaplinks::tar_links(&listing, strip),
+            keep,
+            &describe(step),
+        );
+    }
+    snaplinks::check_repo(&step.repo)?;
+    let Some(dir) = local_repo(eng.host, &step.repo) else {
+        return Ok(());
+    };
+    if eng.host.which("git").is_none() {
+        return Ok(());
+    }
+    let rev = format!("{}^{{commit}}", step.source);
+    let out = eng
+        .host
+        .run(&git([
+            "-C",
+            &dir,
+            "ls-tree",
+            "-r",
+            "-z",
+            "--full-tree",
+            &rev,
+        ]))
+        .map_err(|e| e.0)?;
+    if !out.success() {
+        return Ok(()); // an unknown branch: the step says so
+    }
+    let mut links = Vec::new();
+    for (path, blob) in snaplinks::git_link_blobs(&out.stdout_text()) {
+        let target = eng
+            .host
+            .run(&git(["-C", &dir, "cat-file", "blob", &blob]))
+            .map_err(|e| e.0)?;
+        links.push(Link {
+            path,
+            target: target.stdout_text(),
+        });
+    }
+    snaplinks::refuse(&links, keep, &describe(step))
+}
+
+/// Strip the tarball's single top-level directory (deploy.sh's tarballs), unless that
+/// directory is the one to install (a tarball of `telemetryui/` alone).
+fn strip_top(names: &[String], keep: &str) -> bool {
+    let tops: std::collections::BTreeSet<&str> = names
+        .iter()
+        .map(|l| l.split('/').next().unwrap_or_default())
+        .filter(|t| !t.is_empty())
+        .collect();
+    let keep_top = keep.trim_matches('/').split('/').next().unwrap_or_default();
+    tops.len() == 1
+        && names.iter().any(|l| l.trim_end_matches('/').contains('/'))
+        && tops
+            .first()
+            .is_some_and(|t| keep_top.is_empty() || *t != keep_top)
 }
 
 /// `Ok(Err(why))` when the snapshot cannot be identified yet (git not installed yet).
@@ -77,6 +195,9 @@ fn wanted(eng: &Engine, step: &SnapshotStep) -> Result<Result<Wanted, String>, S
             || r.trim_end_matches("^{}") == format!("refs/tags/{}", step.source)
     };
     let lines: Vec<&str> = text.lines().filter(want_ref).collect();
+    if lines.is_empty() && snaplinks::looks_like_commit(&step.source) {
+        return commit_id(eng, step).map(|id| Ok(Wanted { id, what }));
+    }
     // An annotated tag: the commit it points to (`^{}`) is what a clone checks out.
     let line = lines
         .iter()
@@ -84,7 +205,7 @@ fn wanted(eng: &Engine, step: &SnapshotStep) -> Result<Result<Wanted, String>, S
         .or_else(|| lines.first())
         .ok_or_else(|| {
             StepError::msg(format!(
-                "no branch or tag `{}` in {}",
+                "no branch, tag or commit `{}` in {}",
                 step.source, step.repo
             ))
         })?;
@@ -94,6 +215,31 @@ fn wanted(eng: &Engine, step: &SnapshotStep) -> Result<Result<Wanted, String>, S
         .unwrap_or_default()
         .to_owned();
     Ok(Ok(Wanted { id, what }))
+}
+
+/// A commit id given as `-s`: resolved in a local repository; a remote one takes it in full.
+fn commit_id(eng: &Engine, step: &SnapshotStep) -> Result<String, StepError> {
+    if let Some(dir) = local_repo(eng.host, &step.repo) {
+        let rev = format!("{}^{{commit}}", step.source);
+        let out = eng
+            .host
+            .run(&git(["-C", &dir, "rev-parse", "--verify", "--quiet", &rev]))
+            .map_err(StepError::host)?;
+        return match out.success() {
+            true => Ok(out.stdout_text().trim().to_owned()),
+            false => Err(StepError::msg(format!(
+                "no branch, tag or commit `{}` in {}",
+                step.source, step.repo
+            ))),
+        };
+    }
+    match step.source.len() {
+        40 => Ok(step.source.to_ascii_lowercase()),
+        _ => Err(StepError::msg(format!(
+            "`{}`: give a commit of a remote repository in full (40 hex digits)",
+            step.source
+        ))),
+    }
 }
 
 /// (id, description) from the marker of the installed snapshot.
@@ -106,6 +252,13 @@ fn installed(eng: &Engine, dest: &str) -> Result<Option<(String, String)>, StepE
     let mut lines = text.lines();
     let id = lines.next().unwrap_or_default().to_owned();
     Ok(Some((id, lines.next().unwrap_or_default().to_owned())))
+}
+
+/// The layout named in the marker of the snapshot installed at `dest`.
+pub fn layout(host: &dyn Host, dest: &str) -> Option<String> {
+    let bytes = host.read(&Path::new(dest).join(MARKER)).ok()??;
+    let text = String::from_utf8_lossy(&bytes);
+    text.lines().nth(2).map(str::to_owned)
 }
 
 pub fn check(eng: &Engine, step: &SnapshotStep) -> Result<Check, StepError> {
@@ -166,78 +319,85 @@ pub fn apply(eng: &Engine, step: &SnapshotStep) -> Result<(), StepError> {
     let want = wanted(eng, step)?.map_err(StepError::msg)?;
     let dest = step.dest.trim_end_matches('/');
     let work = format!("{dest}.telem-stage");
-    let src = format!("{work}/src");
     let host = eng.host;
-    let root = Owner {
-        user: "root".into(),
-        group: "root".into(),
-        mode: 0o700,
-    };
     if let Some(parent) = Path::new(dest).parent() {
         if host.stat(parent).map_err(StepError::host)?.is_none() {
-            host.mkdir(
-                parent,
-                &Owner {
-                    mode: 0o755,
-                    ..root.clone()
-                },
-            )
-            .map_err(StepError::host)?;
+            host.mkdir(parent, &owner("root", "root", 0o755))
+                .map_err(StepError::host)?;
         }
     }
     host.remove(Path::new(&work)).map_err(StepError::host)?;
-    host.mkdir(Path::new(&work), &root)
+    host.mkdir(Path::new(&work), &owner("root", "root", 0o700))
         .map_err(StepError::host)?;
+    // Whatever fails from here on, the staging directory goes.
+    let result = stage_and_swap(eng, step, &want, dest, &work);
+    if result.is_err() {
+        host.remove(Path::new(&work)).ok();
+    }
+    result
+}
+
+/// What `path` is, symlinks not followed.
+fn kind(host: &dyn Host, path: &str) -> Result<Option<FileKind>, StepError> {
+    let meta = host.stat(Path::new(path)).map_err(StepError::host)?;
+    Ok(meta.map(|m| m.kind))
+}
+
+fn owner(user: &str, group: &str, mode: u32) -> Owner {
+    Owner {
+        user: user.into(),
+        group: group.into(),
+        mode,
+    }
+}
+
+/// Unpack or clone into `work`, check and complete the tree, swap it in as `dest`.
+fn stage_and_swap(
+    eng: &Engine,
+    step: &SnapshotStep,
+    want: &Wanted,
+    dest: &str,
+    work: &str,
+) -> Result<(), StepError> {
+    let host = eng.host;
+    let src = format!("{work}/src");
+    let keep = step.subdir.as_deref().unwrap_or("");
     let id = if step.source_type == "tarball" {
         let tarball = tarball_path(&step.source);
-        host.mkdir(Path::new(&src), &root)
+        host.mkdir(Path::new(&src), &owner("root", "root", 0o700))
             .map_err(StepError::host)?;
-        // A tarball of one top-level directory (as deploy.sh made them) is unpacked without it.
         let listing = eng
-            .run_ok(&Cmd::new(["tar", "-tf", tarball]))?
+            .run_ok(&Cmd::new(["tar", "-tvf", tarball]))?
             .stdout_text();
-        let tops: std::collections::BTreeSet<&str> = listing
-            .lines()
-            .map(|l| l.trim_start_matches("./"))
-            .filter(|l| !l.is_empty())
-            .map(|l| l.split('/').next().unwrap_or_default())
-            .collect();
-        let nested = tops.len() == 1
-            && listing
-                .lines()
-                .any(|l| l.trim_start_matches("./").contains('/'));
         let mut tar = vec!["tar", "-xf", tarball, "-C", &src, "--no-same-owner"];
-        if nested {
+        // A tarball of one top-level directory (as deploy.sh made them) is unpacked without it.
+        if strip_top(&snaplinks::tar_names(&listing), keep) {
             tar.push("--strip-components=1");
         }
         eng.run_ok(&Cmd::new(tar))?;
         want.id.clone()
     } else {
-        let clone = [
-            "clone",
-            "--quiet",
-            "--depth",
-            "1",
-            "--branch",
-            &step.source,
-            "--",
-            &step.repo,
-            &src,
-        ];
-        eng.run_ok(&git(clone))?;
-        let rev = eng.run_ok(&git(["-C", &src, "rev-parse", "HEAD"]))?;
-        host.remove(&Path::new(&src).join(".git"))
-            .map_err(StepError::host)?;
-        rev.stdout_text().trim().to_owned()
+        clone(eng, step, &src)?
     };
+    // The tree as unpacked or cloned: no symlink may lead out of it.
+    let found = eng.run_ok(&Cmd::new([
+        "find",
+        "-P",
+        &src,
+        "-type",
+        "l",
+        "-printf",
+        "%P\\0%l\\0",
+    ]))?;
+    snaplinks::refuse(&snaplinks::find_links(&found.stdout), keep, &want.what)
+        .map_err(StepError::msg)?;
     let tree = match &step.subdir {
         Some(sub) => format!("{src}/{sub}"),
         None => src.clone(),
     };
-    match host.stat(Path::new(&tree)).map_err(StepError::host)? {
-        Some(m) if m.kind == FileKind::Dir => {}
+    match kind(host, &tree)? {
+        Some(FileKind::Dir) => {}
         _ => {
-            host.remove(Path::new(&work)).ok();
             return Err(StepError::msg(format!(
                 "{} has no directory `{}`",
                 want.what,
@@ -245,22 +405,13 @@ pub fn apply(eng: &Engine, step: &SnapshotStep) -> Result<(), StepError> {
             )));
         }
     }
-    let marker = format!("{id}\n{}\n", want.what);
-    let own = Owner {
-        user: step.owner.clone(),
-        group: step.group.clone(),
-        mode: 0o644,
-    };
+    let layout = complete(eng, step, &src, &tree)?;
+    let marker = format!("{id}\n{}\n{layout}\n", want.what);
+    let own = owner(&step.owner, &step.group, 0o644);
     host.write(&Path::new(&tree).join(MARKER), marker.as_bytes(), &own)
         .map_err(StepError::host)?;
-    let owner = format!("{}:{}", step.owner, step.group);
-    eng.run_ok(&Cmd::new([
-        "chown",
-        "-R",
-        "--no-dereference",
-        &owner,
-        &tree,
-    ]))?;
+    let who = format!("{}:{}", step.owner, step.group);
+    eng.run_ok(&Cmd::new(["chown", "-R", "--no-dereference", &who, &tree]))?;
     // The swap: the old snapshot moves aside, the new one takes its name.
     let dest_path = Path::new(dest);
     match host.stat(dest_path).map_err(StepError::host)? {
@@ -276,10 +427,144 @@ pub fn apply(eng: &Engine, step: &SnapshotStep) -> Result<(), StepError> {
             host.rename(Path::new(&tree), dest_path)
                 .map_err(StepError::host)?;
             host.remove(Path::new(&old)).map_err(StepError::host)?;
-            return host.remove(Path::new(&work)).map_err(StepError::host);
+            return host.remove(Path::new(work)).map_err(StepError::host);
         }
     }
     host.rename(Path::new(&tree), dest_path)
         .map_err(StepError::host)?;
-    host.remove(Path::new(&work)).map_err(StepError::host)
+    host.remove(Path::new(work)).map_err(StepError::host)
+}
+
+/// Clone the wanted branch, tag or commit into `src`; its revision.
+fn clone(eng: &Engine, step: &SnapshotStep, src: &str) -> Result<String, StepError> {
+    let by_ref = !snaplinks::looks_like_commit(&step.source) || {
+        let cmd = git([
+            "ls-remote",
+            "--heads",
+            "--tags",
+            "--",
+            &step.repo,
+            &step.source,
+        ]);
+        !eng.run_ok(&cmd)?.stdout_text().trim().is_empty()
+    };
+    if by_ref {
+        let args = [
+            "clone",
+            "--quiet",
+            "--depth",
+            "1",
+            "--branch",
+            &step.source,
+            "--",
+            &step.repo,
+            src,
+        ];
+        eng.run_ok(&git(args))?;
+    } else {
+        // A commit: the whole history (a shallow fetch of any commit is not always allowed).
+        eng.run_ok(&git([
+            "clone",
+            "--quiet",
+            "--no-checkout",
+            "--",
+            &step.repo,
+            src,
+        ]))?;
+        let rev = format!("{}^{{commit}}", step.source);
+        eng.run_ok(&git(["-C", src, "checkout", "--quiet", "--detach", &rev]))?;
+    }
+    let rev = eng.run_ok(&git(["-C", src, "rev-parse", "HEAD"]))?;
+    eng.host
+        .remove(&Path::new(src).join(".git"))
+        .map_err(StepError::host)?;
+    Ok(rev.stdout_text().trim().to_owned())
+}
+
+/// Make the tree runnable as upstream ran it; its layout. Master: the shared modules copied
+/// into the package (as upstream's Dockerfile does). The deploy.sh era: config.py holds
+/// deploy.sh's `@@placeholders@@`; a `config_local.py` (which the app loads over it) takes the
+/// database settings from the vassal's environment instead.
+fn complete(eng: &Engine, step: &SnapshotStep, src: &str, tree: &str) -> Result<String, StepError> {
+    let host = eng.host;
+    let own = owner(&step.owner, &step.group, 0o644);
+    let mut layout = LAYOUT_MASTER;
+    if let Some(shared) = &step.shared {
+        let from = Path::new(src).join(&shared.from);
+        let to = Path::new(tree).join(&shared.to);
+        for f in &shared.files {
+            let (source, target) = (from.join(f), to.join(f));
+            if host.stat(&target).map_err(StepError::host)?.is_some() {
+                layout = LAYOUT_DEPLOY_SH;
+                continue;
+            }
+            if kind(host, &source.to_string_lossy())? != Some(FileKind::File) {
+                continue;
+            }
+            let bytes = host
+                .read(&source)
+                .map_err(StepError::host)?
+                .unwrap_or_default();
+            host.write(&target, &bytes, &own).map_err(StepError::host)?;
+        }
+        let config = to.join("config.py");
+        let placeholders = host
+            .read(&config)
+            .map_err(StepError::host)?
+            .is_some_and(|c| String::from_utf8_lossy(&c).contains("@@db_password@@"));
+        if placeholders && kind(host, &config.to_string_lossy())? == Some(FileKind::File) {
+            layout = LAYOUT_DEPLOY_SH;
+            host.write(&to.join("config_local.py"), CONFIG_LOCAL.as_bytes(), &own)
+                .map_err(StepError::host)?;
+        }
+    }
+    Ok(layout.to_owned())
+}
+
+/// Loaded by the deploy.sh era's app over its config.py (`from . import config_local`).
+const CONFIG_LOCAL: &str = r#"# Written by telem-deploy. deploy.sh filled config.py's @@placeholders@@ in place; instead,
+# the database settings come from the uWSGI vassal's environment (the password is not here).
+import hashlib
+import os
+from urllib.parse import quote
+
+
+def _env(name, default):
+    return os.environ.get(name, default)
+
+
+class Config(object):
+    SQLALCHEMY_DATABASE_URI = "postgresql://{}:{}@{}/{}".format(
+        quote(_env("POSTGRES_USER", "telemetry"), safe=""),
+        quote(_env("POSTGRES_PASSWORD", ""), safe=""),
+        _env("POSTGRES_HOSTNAME", "127.0.0.1"),
+        quote(_env("POSTGRES_DB", "telemetry"), safe=""),
+    )
+    # The same in every uWSGI worker (forms carry a CSRF token signed with it).
+    SECRET_KEY = hashlib.sha256(
+        b"telemetryui-secret-key\0" + _env("POSTGRES_PASSWORD", "").encode()
+    ).hexdigest()
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::strip_top;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn one_top_level_directory_is_stripped_unless_it_is_the_one_to_install() {
+        let deploy_sh = names(&["t/", "t/telemetryui/", "t/telemetryui/run.py"]);
+        assert!(strip_top(&deploy_sh, "telemetryui"));
+        let ui_alone = names(&[
+            "telemetryui/",
+            "telemetryui/run.py",
+            "telemetryui/telemetryui/x.py",
+        ]);
+        assert!(!strip_top(&ui_alone, "telemetryui"));
+        let flat = names(&["telemetryui/run.py", "utils/x.py"]);
+        assert!(!strip_top(&flat, "telemetryui"));
+    }
 }

@@ -1,18 +1,113 @@
 //! `venv` steps (a Python virtual environment with a requirements file installed by pip) and
 //! `flask_migrate` steps (`flask db upgrade` of the web UI, in that venv).
 //!
-//! A copy of the installed requirements file is kept in the venv: the plan shows a diff
+//! The requirements: `--webapp-requirements FILE`, else the snapshot's own file, else the
+//! recipe's `webapp.requirements`, else telem-deploy's pins for the snapshot's layout (the
+//! plan says which). A copy of what was installed is kept in the venv: the plan shows a diff
 //! against it, and an unchanged file means nothing to install.
 
 use std::path::Path;
 
 use super::files::exists;
-use super::{files, Check, Engine, StepError};
-use crate::host::{Cmd, Owner};
+use super::{files, snapshot, Check, Engine, StepError};
+use crate::host::{Cmd, FileKind, Owner};
 use crate::recipe::model::{FlaskMigrateStep, VenvStep};
 
 /// The requirements last installed into the venv.
 pub const MARKER: &str = ".telem-requirements.txt";
+/// The requirements pip is given (a copy: pip never reads the snapshot's file itself).
+const PENDING: &str = ".telem-requirements.pending.txt";
+
+/// telem-deploy's pins for each known layout of upstream's telemetryui.
+pub const PINS_MASTER: &str = include_str!("pins/telemetryui-master.txt");
+pub const PINS_DEPLOY_SH: &str = include_str!("pins/telemetryui-2020.txt");
+
+/// The requirements to install and where they come from (said in the plan).
+struct Requirements {
+    text: Vec<u8>,
+    source: String,
+}
+
+/// Largest requirements file read (a requirements file is a few hundred bytes).
+const MAX_REQUIREMENTS: u64 = 1 << 20;
+
+/// A regular file of bounded size (never through a symlink), or `None` when absent.
+fn read_regular(eng: &Engine, path: &str, what: &str) -> Result<Option<Vec<u8>>, StepError> {
+    let Some(meta) = eng.host.stat(Path::new(path)).map_err(StepError::host)? else {
+        return Ok(None);
+    };
+    if meta.kind != FileKind::File || meta.size > MAX_REQUIREMENTS {
+        return Err(StepError::msg(format!(
+            "{what} {path} is not a regular file of at most 1 MiB; refusing to read it"
+        )));
+    }
+    eng.host.read(Path::new(path)).map_err(StepError::host)
+}
+
+/// The requirements, in this order: `--webapp-requirements`, the snapshot's own, the
+/// recipe's `webapp.requirements`, telem-deploy's pins for the snapshot's layout.
+/// `Ok(Err(why))` while the snapshot is not installed yet.
+fn requirements(eng: &Engine, step: &VenvStep) -> Result<Result<Requirements, String>, StepError> {
+    if let Some(flag) = &eng.opts.webapp_requirements {
+        let path = flag.to_string_lossy().into_owned();
+        let text = read_regular(eng, &path, "--webapp-requirements")?.ok_or_else(|| {
+            StepError::msg(format!("--webapp-requirements {path} does not exist"))
+        })?;
+        let source = format!("--webapp-requirements {path}");
+        return Ok(Ok(Requirements { text, source }));
+    }
+    let layout = match &step.snapshot {
+        Some(dest) => match snapshot::layout(eng.host, dest) {
+            Some(l) => Some(l),
+            None => {
+                return Ok(Err(format!(
+                "the requirements are known once the snapshot is installed: its own {}, else {}",
+                step.requirements,
+                match step.fallback.is_empty() {
+                    true => "telem-deploy's pins for its layout".to_owned(),
+                    false => format!("the recipe's {}", step.fallback),
+                }
+            )))
+            }
+        },
+        None => None,
+    };
+    if let Some(text) = read_regular(eng, &step.requirements, "the snapshot's")? {
+        let source = format!("the snapshot's own {}", step.requirements);
+        return Ok(Ok(Requirements { text, source }));
+    }
+    if !step.fallback.is_empty() {
+        let text = read_regular(eng, &step.fallback, "the recipe's webapp.requirements")?
+            .ok_or_else(|| {
+                StepError::msg(format!(
+                    "webapp.requirements {} does not exist",
+                    step.fallback
+                ))
+            })?;
+        let source = format!("the recipe's webapp.requirements {}", step.fallback);
+        return Ok(Ok(Requirements { text, source }));
+    }
+    let Some(layout) = layout else {
+        return Err(StepError::msg(format!(
+            "{} does not exist",
+            step.requirements
+        )));
+    };
+    let (text, which) = match layout.as_str() {
+        snapshot::LAYOUT_DEPLOY_SH => (
+            PINS_DEPLOY_SH,
+            "the deploy.sh era's layout (telemetryui-2020.txt)",
+        ),
+        _ => (PINS_MASTER, "master's layout (telemetryui-master.txt)"),
+    };
+    Ok(Ok(Requirements {
+        text: text.as_bytes().to_vec(),
+        source: format!(
+            "telem-deploy's pins for {which}: the snapshot has no {}",
+            step.requirements
+        ),
+    }))
+}
 
 fn pip_cmd(step: &VenvStep) -> Cmd {
     let mut argv = vec![
@@ -25,29 +120,25 @@ fn pip_cmd(step: &VenvStep) -> Cmd {
     if !step.index_url.is_empty() {
         argv.extend(["--index-url".into(), step.index_url.clone()]);
     }
-    argv.extend(["-r".into(), step.requirements.clone()]);
+    argv.extend(["-r".into(), format!("{}/{PENDING}", step.path)]);
     Cmd::new(argv)
 }
 
 pub fn check(eng: &Engine, step: &VenvStep) -> Result<Check, StepError> {
-    let Some(wanted) = eng
-        .host
-        .read(Path::new(&step.requirements))
-        .map_err(StepError::host)?
-    else {
-        let mut c = Check::unknown(format!(
-            "{} comes with the snapshot installed by an earlier step",
-            step.requirements
-        ));
-        c.changes
-            .push(format!("then run if needed: {}", pip_cmd(step).display()));
-        return Ok(c);
+    let wanted = match requirements(eng, step)? {
+        Ok(r) => r,
+        Err(why) => {
+            let mut c = Check::unknown(why);
+            c.changes
+                .push(format!("then run if needed: {}", pip_cmd(step).display()));
+            return Ok(c);
+        }
     };
     let venv = exists(eng, &format!("{}/bin/python", step.path))?;
     if !venv && eng.host.which(&step.python).is_none() {
         return Ok(Check::unknown(format!(
-            "{} is installed by an earlier step; then the venv {} is created",
-            step.python, step.path
+            "{} is installed by an earlier step; then the venv {} is created; requirements: {}",
+            step.python, step.path, wanted.source
         )));
     }
     let installed = eng
@@ -61,14 +152,15 @@ pub fn check(eng: &Engine, step: &VenvStep) -> Result<Check, StepError> {
             step.path, step.python
         ));
     }
-    let same = installed.as_deref() == Some(wanted.as_slice());
+    let same = installed.as_deref() == Some(wanted.text.as_slice());
     if !venv || !same {
+        changes.push(format!("requirements: {}", wanted.source));
         changes.push(format!("run: {}", pip_cmd(step).display()));
     }
     if changes.is_empty() {
         return Ok(Check::ok(format!(
             "{} has the requirements of {}",
-            step.path, step.requirements
+            step.path, wanted.source
         )));
     }
     if !step.notify.is_empty() {
@@ -77,20 +169,16 @@ pub fn check(eng: &Engine, step: &VenvStep) -> Result<Check, StepError> {
     let mut c = Check::change(changes);
     if !same {
         c.diff = files::unified_diff(
-            &step.requirements,
+            &format!("{}/{MARKER}", step.path),
             installed.as_deref().unwrap_or_default(),
-            &wanted,
+            &wanted.text,
         );
     }
     Ok(c)
 }
 
 pub fn apply(eng: &Engine, step: &VenvStep) -> Result<(), StepError> {
-    let wanted = eng
-        .host
-        .read(Path::new(&step.requirements))
-        .map_err(StepError::host)?
-        .ok_or_else(|| StepError::msg(format!("{} does not exist", step.requirements)))?;
+    let wanted = requirements(eng, step)?.map_err(StepError::msg)?;
     if !exists(eng, &format!("{}/bin/python", step.path))? {
         if !exists(eng, &step.path)? {
             eng.update_state(|s| {
@@ -99,15 +187,90 @@ pub fn apply(eng: &Engine, step: &VenvStep) -> Result<(), StepError> {
         }
         eng.run_ok(&Cmd::new([step.python.as_str(), "-m", "venv", &step.path]))?;
     }
-    eng.run_ok(&pip_cmd(step))?;
     let root = Owner {
         user: "root".into(),
         group: "root".into(),
         mode: 0o644,
     };
+    let pending = Path::new(&step.path).join(PENDING);
     eng.host
-        .write(&Path::new(&step.path).join(MARKER), &wanted, &root)
-        .map_err(StepError::host)
+        .write(&pending, &wanted.text, &root)
+        .map_err(StepError::host)?;
+    eng.run_ok(&pip_cmd(step))?;
+    eng.host
+        .write(&Path::new(&step.path).join(MARKER), &wanted.text, &root)
+        .map_err(StepError::host)?;
+    eng.host.remove(&pending).map_err(StepError::host)
+}
+
+/// Refuse, before anything changes, a web UI the host's Python cannot run: older than
+/// `min_python` (`major.minor`), or, while that Python is not installed yet, a release listed
+/// in `unsupported` (the major part of os-release's `VERSION_ID`).
+pub fn preflight(
+    eng: &Engine,
+    step: &VenvStep,
+    min_python: &str,
+    unsupported: &[String],
+) -> Result<(), String> {
+    if let Some(flag) = &eng.opts.webapp_requirements {
+        match eng.host.stat(flag) {
+            Ok(Some(m)) if m.kind == FileKind::File && m.size <= MAX_REQUIREMENTS => {}
+            _ => {
+                return Err(format!(
+                    "--webapp-requirements {}: not a regular file of at most 1 MiB",
+                    flag.display()
+                ))
+            }
+        }
+    }
+    let parse = |v: &str| -> Option<(u32, u32)> {
+        let mut it = v.trim().split('.');
+        Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+    };
+    let Some(min) = parse(min_python) else {
+        return Ok(());
+    };
+    let too_old = |found: &str| {
+        format!(
+            "--webapp: the web UI needs Python {min_python} or later and this system's {} is {found}; nothing was changed",
+            step.python
+        )
+    };
+    if exists(eng, &format!("{}/bin/python", step.path)).unwrap_or(false)
+        || eng.host.which(&step.python).is_some()
+    {
+        let code = "import sys; print('%d.%d' % sys.version_info[:2])";
+        let out = eng
+            .host
+            .run(&Cmd::new([step.python.as_str(), "-c", code]))
+            .map_err(|e| e.0)?;
+        let found = out.stdout_text();
+        return match parse(&found) {
+            Some(v) if v < min => Err(too_old(found.trim())),
+            _ => Ok(()),
+        };
+    }
+    let release = eng
+        .host
+        .read(Path::new("/etc/os-release"))
+        .ok()
+        .flatten()
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let version = release
+        .lines()
+        .find_map(|l| l.strip_prefix("VERSION_ID="))
+        .map(|v| {
+            v.trim_matches('"')
+                .split('.')
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        });
+    match version {
+        Some(v) if unsupported.contains(&v) => Err(too_old(&format!("that of release {v}"))),
+        _ => Ok(()),
+    }
 }
 
 /// The `env = KEY=VALUE` lines of a uWSGI vassal.

@@ -411,6 +411,10 @@ pub struct HealthStep {
     pub host: String,
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
+    /// The path is behind `--ui-auth`: with it, nginx answers 401 before the app is reached,
+    /// and that answer counts (the app's own answer needs the password).
+    #[serde(default)]
+    pub behind_ui_auth: bool,
 }
 
 fn default_port() -> u16 {

@@ -28,6 +28,18 @@ pub struct Webapp {
     /// A pip index for offline sites (`--pip-index-url` wins); empty: pip's default.
     #[serde(default)]
     pub pip_index_url: String,
+    /// Requirements for snapshots without their own `telemetryui/requirements.txt`
+    /// (`--webapp-requirements` wins); empty: telem-deploy's pins for the snapshot's layout.
+    #[serde(default)]
+    pub requirements: String,
+    /// The oldest Python the web UI runs on; an older one refuses `--webapp` before anything
+    /// changes.
+    #[serde(default = "default_min_python")]
+    pub min_python: String,
+    /// Releases (`VERSION_ID` of /etc/os-release, major part) whose Python is too old, for
+    /// when it is not installed yet.
+    #[serde(default)]
+    pub unsupported_releases: Vec<String>,
     #[serde(default = "default_processes")]
     pub processes: u32,
     #[serde(default = "default_threads")]
@@ -42,6 +54,9 @@ pub struct Webapp {
 
 fn default_python() -> String {
     "python3".to_owned()
+}
+fn default_min_python() -> String {
+    "3.9".to_owned()
 }
 fn default_processes() -> u32 {
     2
@@ -78,6 +93,20 @@ pub struct SnapshotStep {
     pub group: String,
     #[serde(default)]
     pub notify: Vec<String>,
+    /// Modules the app imports that live elsewhere in the repository (master's
+    /// `utils/shared_utils`): copied into the installed tree as upstream's Dockerfile does.
+    #[serde(default)]
+    pub shared: Option<SharedModules>,
+}
+
+/// `files` of the repository's directory `from` (relative to its root) go to `to` (relative
+/// to the installed tree), unless the tree already has them (the deploy.sh era's layout).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SharedModules {
+    pub from: String,
+    pub to: String,
+    pub files: Vec<String>,
 }
 
 /// A Python virtual environment with a requirements file installed into it.
@@ -93,6 +122,14 @@ pub struct VenvStep {
     pub index_url: String,
     #[serde(default)]
     pub notify: Vec<String>,
+    /// The snapshot whose marker names its layout (for telem-deploy's pins when it has no
+    /// requirements of its own).
+    #[serde(default)]
+    pub snapshot: Option<String>,
+    /// The recipe's requirements file, used when the snapshot has none (empty: telem-deploy's
+    /// pins for the snapshot's layout).
+    #[serde(default)]
+    pub fallback: String,
 }
 
 fn python3() -> String {

@@ -215,8 +215,28 @@ impl FakeHost {
                 self.world.borrow_mut().schema_current = true;
                 ok("")
             }
-            ("git", ["-c", "safe.directory=*", rest @ ..]) => self.git(rest),
-            ("tar", ["-tf", _]) => ok("telemetrics-backend/\ntelemetrics-backend/telemetryui/\ntelemetrics-backend/telemetryui/requirements.txt\n"),
+            ("timeout", ["--kill-after=10", _, "git", "-c", "safe.directory=*", rest @ ..]) => {
+                self.git(rest)
+            }
+            ("tar", ["-tvf", _]) => ok("drwxr-xr-x u/g 0 2020-02-14 22:30 telemetrics-backend/\n\
+                drwxr-xr-x u/g 0 2020-02-14 22:30 telemetrics-backend/telemetryui/\n\
+                -rw-r--r-- u/g 19 2020-02-14 22:30 telemetrics-backend/telemetryui/requirements.txt\n"),
+            ("find", ["-P", dir, "-type", "l", "-printf", _]) => {
+                // `%P\0%l\0` of every symlink under dir
+                let w = self.world.borrow();
+                let mut out = Vec::new();
+                for (path, node) in &w.files {
+                    if let (Ok(rel), FileKind::Symlink(target)) = (path.strip_prefix(dir), &node.kind) {
+                        out.extend_from_slice(rel.to_string_lossy().as_bytes());
+                        out.push(0);
+                        out.extend_from_slice(target.to_string_lossy().as_bytes());
+                        out.push(0);
+                    }
+                }
+                Ok(CmdOutput { code: Some(0), stdout: out, stderr: Vec::new() })
+            }
+            ("python3", ["-c", _]) => ok("3.11\n"),
+            ("tar", ["-xf", tarball, ..]) if tarball.contains("corrupt") => code(2),
             ("tar", ["-xf", _, "-C", dest, ..]) => {
                 self.fake_checkout(dest);
                 ok("")
@@ -368,6 +388,18 @@ impl FakeHost {
             }
             ["clone", .., "--branch", source, "--", repo, dest] => {
                 self.fake_checkout(dest);
+                // A remote repository whose requirements file is a symlink out of it.
+                if repo.contains("evil-link") {
+                    let link = Node {
+                        kind: FileKind::Symlink("../../../../etc/shadow".into()),
+                        content: vec![],
+                        uid: 0,
+                        gid: 0,
+                        mode: 0o777,
+                    };
+                    let path = format!("{dest}/telemetryui/requirements.txt");
+                    self.world.borrow_mut().files.insert(path.into(), link);
+                }
                 self.dir(&format!("{dest}/.git"));
                 self.put(&format!("{dest}/.git/HEAD"), &Self::revision(repo, source));
                 ok("")

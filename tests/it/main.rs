@@ -17,3 +17,4 @@ mod shims;
 mod shims_support;
 mod webapp;
 mod webapp_fake;
+mod webapp_links;
