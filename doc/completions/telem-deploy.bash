@@ -41,7 +41,7 @@ _telem__deploy() {
 
     case "${cmd}" in
         telem__deploy)
-            opts="-a -d -H -r -s -t -u -h -y -v -V --action --distro --host --repo --source --type --purge --help --plan --dry-run --format --yes --db-password-file --db-password-stdin --recipes --templates --detailed-exitcode --no-backup --collector-bin --ui-auth --ui-password-file --webapp --pip-index-url --service-manager --verbose --color --version completions __pg-admin help"
+            opts="-a -d -H -r -s -t -u -h -y -v -V --action --distro --host --repo --source --type --purge --help --plan --dry-run --format --yes --db-password-file --db-password-stdin --recipes --templates --detailed-exitcode --no-backup --collector-bin --ui-auth --ui-password-file --webapp --pip-index-url --webapp-requirements --service-manager --verbose --color --version completions __pg-admin help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -124,6 +124,10 @@ _telem__deploy() {
                     return 0
                     ;;
                 --pip-index-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --webapp-requirements)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

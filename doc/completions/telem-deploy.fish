@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_telem_deploy_global_optspecs
-    string join \n a/action= d/distro= H/host= r/repo= s/source= t/type= u/purge h/help dry-run format= y/yes db-password-file= db-password-stdin recipes= templates= detailed-exitcode no-backup collector-bin= ui-auth= ui-password-file= webapp pip-index-url= service-manager= v/verbose color= V/version
+    string join \n a/action= d/distro= H/host= r/repo= s/source= t/type= u/purge h/help dry-run format= y/yes db-password-file= db-password-stdin recipes= templates= detailed-exitcode no-backup collector-bin= ui-auth= ui-password-file= webapp pip-index-url= webapp-requirements= service-manager= v/verbose color= V/version
 end
 
 function __fish_telem_deploy_needs_command
@@ -36,7 +36,7 @@ centos\t''
 debian\t''"
 complete -c telem-deploy -n "__fish_telem_deploy_needs_command" -s H -l host -d 'Domain name nginx serves (also used for the health check\'s Host header)' -r
 complete -c telem-deploy -n "__fish_telem_deploy_needs_command" -s r -l repo -d 'Repository of the optional legacy web UI snapshot' -r
-complete -c telem-deploy -n "__fish_telem_deploy_needs_command" -s s -l source -d 'Branch or tag (git) or tarball path (tarball) of the legacy web UI snapshot' -r
+complete -c telem-deploy -n "__fish_telem_deploy_needs_command" -s s -l source -d 'Branch, tag or commit id (git) or tarball path (tarball) of the legacy web UI snapshot' -r
 complete -c telem-deploy -n "__fish_telem_deploy_needs_command" -s t -l type -d 'Kind of snapshot given by -s' -r -f -a "git\t''
 tarball\t''"
 complete -c telem-deploy -n "__fish_telem_deploy_needs_command" -l format -d 'Output format; with json, stdout holds exactly one JSON document' -r -f -a "human\t''
@@ -48,6 +48,7 @@ complete -c telem-deploy -n "__fish_telem_deploy_needs_command" -l collector-bin
 complete -c telem-deploy -n "__fish_telem_deploy_needs_command" -l ui-auth -d 'Require HTTP basic auth as USER for the web UI, /api/ and /metrics (never for the collector paths); the password comes from --ui-password-file, TELEM_UI_PASSWORD or a prompt' -r
 complete -c telem-deploy -n "__fish_telem_deploy_needs_command" -l ui-password-file -d 'Read the web UI password (for --ui-auth) from FILE (first line)' -r -F
 complete -c telem-deploy -n "__fish_telem_deploy_needs_command" -l pip-index-url -d 'pip\'s index for the legacy web UI\'s requirements (e.g. a local mirror or file:///srv/pypi/simple on an offline site) [default: the recipe\'s, else PyPI]' -r
+complete -c telem-deploy -n "__fish_telem_deploy_needs_command" -l webapp-requirements -d 'Requirements file for the legacy web UI [default: the snapshot\'s own telemetryui/requirements.txt, else the recipe\'s, else telem-deploy\'s pins for the snapshot\'s layout]' -r -F
 complete -c telem-deploy -n "__fish_telem_deploy_needs_command" -l service-manager -d 'Service manager: systemd, or direct (the tool runs the daemons itself) [default: auto, systemd when it is PID 1]' -r -f -a "auto\t''
 systemd\t''
 direct\t''"
