@@ -2,6 +2,8 @@
 //! git transports a user means. Pure functions over listings, so the plan (before anything
 //! changes) and the apply (after a remote clone) judge a snapshot the same way.
 
+use std::collections::{HashMap, VecDeque};
+use std::ffi::OsString;
 use std::path::{Component, Path, PathBuf};
 
 /// A symlink of a snapshot: where it is (relative to the snapshot's root) and its target.
@@ -11,35 +13,64 @@ pub struct Link {
     pub target: String,
 }
 
-/// `path` lexically normalised (`.` dropped, `..` popping); `None` when it climbs above the
-/// start.
-fn normalise(path: &Path) -> Option<PathBuf> {
-    let mut out = PathBuf::new();
+/// Most links a path may pass through, as the kernel's limit (ELOOP past 40).
+const MAX_HOPS: usize = 40;
+
+/// Where `path` (relative to the snapshot's root) leads, resolved as the kernel would through
+/// the snapshot's own symlinks (`links`: path -> target): a `..` after a link climbs from where
+/// the link led, not from where it stands, so `y -> .` then `x -> y/../..` is caught. `None`
+/// when the path leaves the snapshot (an absolute or empty target, climbing above the root) or
+/// loops.
+fn resolve(path: &Path, links: &HashMap<PathBuf, &str>) -> Option<PathBuf> {
+    let mut todo: VecDeque<OsString> = VecDeque::new();
     for c in path.components() {
         match c {
+            Component::Normal(p) => todo.push_back(p.to_owned()),
+            Component::ParentDir => todo.push_back("..".into()),
             Component::CurDir => {}
-            Component::ParentDir => {
-                if !out.pop() {
-                    return None;
-                }
-            }
-            Component::Normal(p) => out.push(p),
             Component::RootDir | Component::Prefix(_) => return None,
         }
+    }
+    let mut out = PathBuf::new();
+    let mut hops = 0;
+    while let Some(c) = todo.pop_front() {
+        if c == ".." {
+            if !out.pop() {
+                return None;
+            }
+            continue;
+        }
+        out.push(&c);
+        let Some(target) = links.get(&out) else {
+            continue;
+        };
+        hops += 1;
+        if hops > MAX_HOPS || target.is_empty() || target.starts_with('/') {
+            return None;
+        }
+        out.pop();
+        let mut next: VecDeque<OsString> = VecDeque::new();
+        for c in Path::new(target).components() {
+            match c {
+                Component::Normal(p) => next.push_back(p.to_owned()),
+                Component::ParentDir => next.push_back("..".into()),
+                Component::CurDir => {}
+                Component::RootDir | Component::Prefix(_) => return None,
+            }
+        }
+        next.extend(todo);
+        todo = next;
     }
     Some(out)
 }
 
 /// Does the link lead out of the directory `keep` (relative to the snapshot's root; "" for
-/// the whole snapshot)? A link inside `keep` must stay inside `keep` (only `keep` is
-/// installed); a link elsewhere must stay inside the snapshot.
-pub fn escapes(link: &Link, keep: &str) -> bool {
-    if link.target.is_empty() || link.target.starts_with('/') {
-        return true;
-    }
+/// the whole snapshot), resolved through every link of the snapshot (`all`)? A link inside
+/// `keep` must stay inside `keep` (only `keep` is installed); a link elsewhere must stay inside
+/// the snapshot.
+fn escapes_among(link: &Link, keep: &str, all: &HashMap<PathBuf, &str>) -> bool {
     let path = link.path.trim_start_matches("./");
-    let dir = Path::new(path).parent().unwrap_or(Path::new(""));
-    let Some(resolved) = normalise(&dir.join(&link.target)) else {
+    let Some(resolved) = resolve(Path::new(path), all) else {
         return true;
     };
     let keep = keep.trim_matches('/');
@@ -47,9 +78,28 @@ pub fn escapes(link: &Link, keep: &str) -> bool {
     inside(Path::new(path)) && !inside(&resolved)
 }
 
+fn link_map(links: &[Link]) -> HashMap<PathBuf, &str> {
+    links
+        .iter()
+        .map(|l| {
+            (
+                PathBuf::from(l.path.trim_start_matches("./")),
+                l.target.as_str(),
+            )
+        })
+        .collect()
+}
+
+/// Does this link, alone, lead out of `keep` (see [`refuse`], which also follows the
+/// snapshot's other links)?
+pub fn escapes(link: &Link, keep: &str) -> bool {
+    escapes_among(link, keep, &link_map(std::slice::from_ref(link)))
+}
+
 /// The first link that escapes, as an error message naming it.
 pub fn refuse(links: &[Link], keep: &str, what: &str) -> Result<(), String> {
-    match links.iter().find(|l| escapes(l, keep)) {
+    let all = link_map(links);
+    match links.iter().find(|l| escapes_among(l, keep, &all)) {
         None => Ok(()),
         Some(l) => Err(format!(
             "{what}: the symlink {} points outside the snapshot (to {}); refusing to install it",
@@ -208,6 +258,25 @@ mod tests {
             keep
         ));
         assert!(!escapes(&link("docs/x", "../telemetryui/run.py"), keep));
+    }
+
+    #[test]
+    fn links_are_followed_through_other_links() {
+        // y -> . makes y/.. climb from the link's own directory: x leaves the snapshot,
+        // though each target, read alone, stays inside.
+        let links = [link("a/y", "."), link("a/x", "y/../..")];
+        assert!(!escapes(&links[0], ""));
+        assert!(!escapes(&links[1], ""));
+        assert!(refuse(&links, "", "snapshot").is_err());
+        // Inside `keep` through another link that leaves it.
+        let links = [
+            link("telemetryui/req.txt", "up/requirements.txt"),
+            link("telemetryui/up", ".."),
+        ];
+        assert!(refuse(&links, "telemetryui", "snapshot").is_err());
+        // A loop is refused, a chain that stays inside is fine.
+        assert!(refuse(&[link("t/a", "b"), link("t/b", "a")], "t", "s").is_err());
+        assert!(refuse(&[link("t/a", "b"), link("t/b", "c/d")], "t", "s").is_ok());
     }
 
     #[test]
