@@ -53,24 +53,26 @@ pub async fn check_database(pool: &Pool) -> Result<(), RunError> {
 impl App {
     /// Connects, checks the schema and starts the writer.
     pub async fn start(config: &Config) -> Result<Self, RunError> {
-        let pool = store::build_pool(config);
-        check_database(&pool).await?;
+        let writer_pool = store::writer_pool(config);
+        check_database(&writer_pool).await?;
         let metrics = Arc::new(Metrics::new());
         let options = WriterOptions {
             max_records: config.batch_max_records,
             max_wait: config.batch_max_wait,
-            // Few, larger batches cost the database less CPU per record than many small ones;
-            // the rest of the pool serves queries and readiness checks.
-            concurrency: (config.pool_size / 4).clamp(1, 4),
+            // Few, larger batches cost the database less CPU per record than many small ones.
+            // The writer's pool holds one connection more, for readiness checks.
+            concurrency: config.writer_connections,
             queue: (config.batch_max_records * 8).max(10_000),
         };
-        let (writer, writer_task) = Writer::spawn(pool.clone(), options, metrics.clone());
+        let (writer, writer_task) = Writer::spawn(writer_pool.clone(), options, metrics.clone());
         let state = AppState {
             writer,
-            pool,
+            pool: store::reader_pool(config),
+            writer_pool,
             metrics,
             telemetry_id: config.telemetry_id.as_str().into(),
             body_limit: config.body_limit_bytes,
+            body_budget: crate::http::body::BodyBudget::new(config.body_budget_bytes),
         };
         Ok(Self {
             state,
@@ -131,7 +133,12 @@ pub async fn serve(config: Config) -> Result<(), RunError> {
         tracing::warn!("running as root: run the collector as an unprivileged user");
     }
     let app = App::start(&config).await?;
-    let purge = tokio::spawn(crate::purge::daily(app.state.pool.clone(), config.clone()));
+    // The purge has a connection of its own: a long DELETE must hold neither a writer's
+    // connection nor be cut off by the readers' statement timeout.
+    let purge = tokio::spawn(crate::purge::daily(
+        store::build_pool(&config),
+        config.clone(),
+    ));
     let result = match &config.listen {
         Listen::Tcp(addr) => {
             let listener = listen_tcp(*addr)

@@ -43,9 +43,11 @@ impl IntoResponse for AppError {
                 StatusCode::REQUEST_TIMEOUT,
                 "request body not received in time",
             ),
-            AppError::Store(StoreError::Refused(_)) => {
-                message(StatusCode::BAD_REQUEST, "record refused by the database")
-            }
+            // PostgreSQL's message names what it could not take (e.g. the index).
+            AppError::Store(StoreError::Refused(why)) => message(
+                StatusCode::BAD_REQUEST,
+                &format!("record refused by the database: {why}"),
+            ),
             AppError::Store(StoreError::Unavailable(_)) => {
                 let mut response = message(
                     StatusCode::SERVICE_UNAVAILABLE,
