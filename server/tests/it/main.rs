@@ -3,6 +3,7 @@
 
 mod cli;
 mod faults;
+mod hardening;
 mod harness;
 mod load;
 mod pg;
