@@ -8,6 +8,7 @@ mod harness;
 mod load;
 mod pg;
 mod poison;
+mod readers;
 mod replay;
 mod rollup;
 mod roundtrip;
