@@ -13,6 +13,7 @@ mod replay;
 mod rollup;
 mod roundtrip;
 mod router;
+mod stalled;
 mod store;
 mod ui;
 mod ui_browser;
