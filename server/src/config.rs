@@ -371,7 +371,7 @@ impl Config {
         let body_budget_bytes = bounded(
             "body_budget_bytes",
             raw.body_budget_bytes,
-            64 << 20,
+            32 << 20,
             body_limit_bytes as u64,
             4 << 30,
         )

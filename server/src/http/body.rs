@@ -2,8 +2,8 @@
 //! `body_budget_bytes` for all bodies in flight together. The first [`SMALL_BODY_BYTES`] of
 //! every body are outside the budget (their total is bounded by the number of record requests
 //! in flight), so a record the real client sends never waits for it; the rest of a larger
-//! body is reserved from the budget at once (its declared length, or the limit for a chunked
-//! body), before the buffer grows. When the budget is spent, a body waits at most
+//! body is reserved from the budget at once (its declared length, before any of it is read;
+//! for a chunked body the limit, once it outgrows the small part), before the buffer grows. When the budget is spent, a body waits at most
 //! [`BUDGET_WAIT`] for it, then gets 503: its bytes stay in the kernel's socket buffer, not in
 //! the collector. The reservation is returned when the request is answered.
 
@@ -74,8 +74,22 @@ pub async fn read_body(
     budget: &BodyBudget,
 ) -> Result<Received, BodyError> {
     let small = SMALL_BODY_BYTES.min(limit);
-    let mut buf = Vec::with_capacity(declared.unwrap_or(0).min(small));
     let mut reservation = None;
+    let mut buf = match declared {
+        // A declared large body waits for its share before a byte of it is read: while it
+        // waits, the collector holds nothing for it.
+        Some(total) if total > small => {
+            reservation = Some(
+                budget
+                    .reserve(total - small)
+                    .await
+                    .ok_or(BodyError::Overloaded)?,
+            );
+            Vec::with_capacity(total)
+        }
+        Some(total) => Vec::with_capacity(total),
+        None => Vec::new(),
+    };
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|_| BodyError::Broken)?;
         let Ok(data) = frame.into_data() else {

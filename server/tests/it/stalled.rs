@@ -1,6 +1,6 @@
 //! Memory under stalled bodies, against the real binary: 2,000 connections each declare a
 //! 307,200-byte body, send 307,000 bytes of it and stall. Bodies beyond the first 16 KiB are
-//! held only within `body_budget_bytes` (64 MiB by default); the others wait for room at most
+//! held only within `body_budget_bytes` (32 MiB by default); the others wait for room at most
 //! 1 s and get 503, the stalled ones 408 after the 10 s body deadline. Meanwhile a normal
 //! record every 250 ms (and 200 at once) is answered 201. The collector's peak RSS (`VmHWM`)
 //! stays at most 300 MB, and once the clients are gone its RSS falls to at most 100 MB: the
