@@ -117,10 +117,12 @@ fn listen_tcp(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
 
 /// mimalloc (the binary's allocator) gives freed memory back to the system lazily: a freed
 /// range is purged only when a later free of a whole page finds its delay (1 s) expired. After
-/// a burst (thousands of large bodies) the collector may go quiet, and nothing would ever
-/// purge the memory the burst used. Freeing one page beyond mimalloc's largest size class
-/// (512 KiB) every second is such a free: RSS returns to its working size within seconds.
-/// Costs nothing measurable (the buffer is never touched, so it is never resident).
+/// a burst (thousands of large bodies) the collector may go quiet, and nothing would purge the
+/// memory the burst used. Freeing one page beyond mimalloc's largest size class (512 KiB)
+/// every second is such a free (measured after 2,000 stalled 300 KB bodies: 71 MB kept
+/// without it, 37 MB with it). The buffer is never touched, so it is never resident (mimalloc
+/// is built without transparent huge pages, `no_thp`: with them, touching one byte of its
+/// memory made 2 MiB resident, and RSS grew while idle).
 async fn allocator_janitor() {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
