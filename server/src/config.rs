@@ -357,7 +357,7 @@ impl Config {
         let reader_connections = bounded(
             reader_key,
             raw.reader_connections.or(raw.pool_size),
-            4,
+            2,
             1,
             1000,
         )? as usize;

@@ -42,8 +42,7 @@ pub async fn post_record(
     if state.metrics.in_flight() > MAX_IN_FLIGHT {
         // Each waiting request holds its body: shed load instead of growing without bound.
         state.metrics.unavailable();
-        return AppError::Store(crate::store::StoreError::Unavailable("overloaded".into()))
-            .into_response();
+        return AppError::Busy("record requests in flight").into_response();
     }
     let received_us = now_us();
     let response = match receive(&state, &headers, body, received_us).await {
@@ -53,7 +52,7 @@ pub async fn post_record(
         }
         Err(e) => {
             match &e {
-                AppError::Store(crate::store::StoreError::Unavailable(_)) => {
+                AppError::Store(crate::store::StoreError::Unavailable(_)) | AppError::Busy(_) => {
                     state.metrics.unavailable()
                 }
                 AppError::Store(crate::store::StoreError::Refused(_)) => {
@@ -104,9 +103,7 @@ async fn receive(
         Ok(Err(BodyError::Broken)) => return Err(AppError::BodyBroken),
         Ok(Err(BodyError::Overloaded)) => {
             tracing::warn!("record not received: body budget spent (body_budget_bytes)");
-            return Err(AppError::Store(crate::store::StoreError::Unavailable(
-                "body budget spent".into(),
-            )));
+            return Err(AppError::Busy("body budget spent"));
         }
         Err(_) => {
             state.metrics.rejected("timeout", "body");

@@ -21,8 +21,20 @@ pub enum AppError {
     BodyTimeout,
     #[error("request body broken off")]
     BodyBroken,
+    /// The collector itself is at capacity (requests in flight, the body budget): 503.
+    #[error("collector busy: {0}")]
+    Busy(&'static str),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+fn retry_later(text: &str) -> Response {
+    let mut response = message(StatusCode::SERVICE_UNAVAILABLE, text);
+    response.headers_mut().insert(
+        axum::http::header::RETRY_AFTER,
+        axum::http::HeaderValue::from_static("120"),
+    );
+    response
 }
 
 fn message(status: StatusCode, text: &str) -> Response {
@@ -49,16 +61,9 @@ impl IntoResponse for AppError {
                 &format!("record refused by the database: {why}"),
             ),
             AppError::Store(StoreError::Unavailable(_)) => {
-                let mut response = message(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "database unavailable, retry later",
-                );
-                response.headers_mut().insert(
-                    axum::http::header::RETRY_AFTER,
-                    axum::http::HeaderValue::from_static("120"),
-                );
-                response
+                retry_later("database unavailable, retry later")
             }
+            AppError::Busy(_) => retry_later("collector busy, retry later"),
         }
     }
 }

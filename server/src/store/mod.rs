@@ -22,6 +22,10 @@ pub use writer::{Writer, WriterOptions};
 
 /// How long a request may wait for a pooled connection before it becomes a 503.
 pub const POOL_WAIT: Duration = Duration::from_millis(800);
+/// How long a page may wait for a reader connection before it becomes a 503: an operator
+/// waits for a page more patiently than a client for its record, and a waiting page costs
+/// nothing.
+pub const READER_POOL_WAIT: Duration = Duration::from_secs(5);
 
 /// A storage failure, as the HTTP layer needs to tell them apart.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -29,7 +33,8 @@ pub enum StoreError {
     /// The database cannot be reached, timed out or is overloaded: retry later (503).
     #[error("database unavailable: {0}")]
     Unavailable(String),
-    /// The database refused this record's data (400; validation should have caught it).
+    /// The database refused this record's data (400): an error only its content can cause
+    /// ([`ErrorMeaning::Content`]); validation refuses what it knows first.
     #[error("record refused by the database: {0}")]
     Refused(String),
 }
@@ -99,7 +104,7 @@ impl From<tokio_postgres::Error> for StoreError {
     }
 }
 
-fn pool(pg: tokio_postgres::Config, size: usize) -> Pool {
+fn pool(pg: tokio_postgres::Config, size: usize, wait: Duration) -> Pool {
     let manager = Manager::from_config(
         pg,
         NoTls,
@@ -110,7 +115,7 @@ fn pool(pg: tokio_postgres::Config, size: usize) -> Pool {
     Pool::builder(manager)
         .max_size(size)
         .runtime(Runtime::Tokio1)
-        .wait_timeout(Some(POOL_WAIT))
+        .wait_timeout(Some(wait))
         .create_timeout(Some(Duration::from_millis(1500)))
         .recycle_timeout(Some(Duration::from_millis(500)))
         .build()
@@ -121,13 +126,13 @@ fn pool(pg: tokio_postgres::Config, size: usize) -> Pool {
 /// `serve`, which must take neither the writer's connections nor the readers'. Connections are
 /// made lazily, so this succeeds while the database is down.
 pub fn build_pool(config: &Config) -> Pool {
-    pool(config.pg_config(), 1)
+    pool(config.pg_config(), 1, POOL_WAIT)
 }
 
 /// The group-commit writer's pool: `writer_connections` for batches plus one for readiness
 /// checks. Nothing else takes these, so readers can never starve ingestion.
 pub fn writer_pool(config: &Config) -> Pool {
-    pool(config.pg_config(), config.writer_connections + 1)
+    pool(config.pg_config(), config.writer_connections + 1, POOL_WAIT)
 }
 
 /// The web UI's and the query API's pool: `reader_connections`, each with
@@ -144,5 +149,5 @@ pub fn reader_pool(config: &Config) -> Pool {
         _ => timeout,
     };
     pg.options(&options);
-    pool(pg, config.reader_connections)
+    pool(pg, config.reader_connections, READER_POOL_WAIT)
 }

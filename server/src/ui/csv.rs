@@ -91,18 +91,34 @@ async fn next_chunk(mut c: Cursor) -> Option<(Result<Bytes, StoreError>, Cursor)
     };
     c.done = (rows.len() as i64) < CHUNK;
     c.before = rows.last().map(|(id, _)| *id);
-    for (_, cells) in rows {
-        let cells = cells.into_iter().enumerate().map(|(i, v)| {
-            let v = v.unwrap_or_default();
-            match (CSV_COLUMNS[i], v.parse::<f64>()) {
-                ("ts_reception" | "ts_capture", Ok(secs)) => format_ts(secs),
-                (column, _) if NUMERIC_COLUMNS.contains(&column) => v,
-                _ => neutralised(v),
-            }
-        });
-        line(&mut out, cells);
+    // Formatting 2,000 rows is CPU work of its own: off the async workers, so requests (and
+    // records) on the same worker are not kept waiting behind an export.
+    let formatted = tokio::task::spawn_blocking(move || {
+        for (_, cells) in rows {
+            let cells = cells.into_iter().enumerate().map(|(i, v)| {
+                let v = v.unwrap_or_default();
+                match (CSV_COLUMNS[i], v.parse::<f64>()) {
+                    ("ts_reception" | "ts_capture", Ok(secs)) => format_ts(secs),
+                    (column, _) if NUMERIC_COLUMNS.contains(&column) => v,
+                    _ => neutralised(v),
+                }
+            });
+            line(&mut out, cells);
+        }
+        out
+    })
+    .await;
+    match formatted {
+        Ok(out) => Some((Ok(Bytes::from(out)), c)),
+        Err(e) => {
+            tracing::warn!(error = %e, "CSV export failed");
+            c.done = true;
+            Some((
+                Err(StoreError::Unavailable("CSV formatting failed".into())),
+                c,
+            ))
+        }
     }
-    Some((Ok(Bytes::from(out)), c))
 }
 
 pub async fn export(State(state): State<AppState>, pairs: Pairs) -> Result<Response, UiError> {

@@ -8,7 +8,6 @@ mod harness;
 mod load;
 mod pg;
 mod poison;
-mod readers;
 mod replay;
 mod rollup;
 mod roundtrip;

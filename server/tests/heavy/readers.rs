@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::harness::{config, header_request, migrated_db, try_send, Outcome, TestServer, HEAVY};
+use crate::harness::{config, header_request, migrated_db, try_send, Outcome, TestServer};
 use crate::pg::{connect, PgCluster};
 
 const RECORDS: i64 = 300_000;
@@ -143,7 +143,6 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_readers_never_cost_a_record() {
-    let _heavy = HEAVY.lock().await;
     let Some(pg) = PgCluster::shared() else {
         return;
     };
