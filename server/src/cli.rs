@@ -63,6 +63,15 @@ pub struct KeyFlags {
     #[arg(long, global = true, value_name = "SECS")]
     pub header_timeout_secs: Option<String>,
     #[arg(long, global = true, value_name = "N")]
+    pub writer_connections: Option<String>,
+    #[arg(long, global = true, value_name = "N")]
+    pub reader_connections: Option<String>,
+    #[arg(long, global = true, value_name = "MS")]
+    pub read_statement_timeout_ms: Option<String>,
+    #[arg(long, global = true, value_name = "BYTES")]
+    pub body_budget_bytes: Option<String>,
+    /// Deprecated: reader_connections
+    #[arg(long, global = true, value_name = "N", hide = true)]
     pub pool_size: Option<String>,
     #[arg(long, global = true, value_name = "N")]
     pub batch_max_records: Option<String>,
@@ -89,6 +98,10 @@ impl KeyFlags {
             ("telemetry_id", &self.telemetry_id),
             ("body_limit_bytes", &self.body_limit_bytes),
             ("header_timeout_secs", &self.header_timeout_secs),
+            ("writer_connections", &self.writer_connections),
+            ("reader_connections", &self.reader_connections),
+            ("read_statement_timeout_ms", &self.read_statement_timeout_ms),
+            ("body_budget_bytes", &self.body_budget_bytes),
             ("pool_size", &self.pool_size),
             ("batch_max_records", &self.batch_max_records),
             ("batch_max_wait_ms", &self.batch_max_wait_ms),

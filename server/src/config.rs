@@ -17,6 +17,10 @@ use serde::Deserialize;
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/telemetry/collector.toml";
 /// The telemetry ID every stock client sends.
 pub const DEFAULT_TELEMETRY_ID: &str = "6907c830-eed9-4ce9-81ae-76daf8d88f0f";
+/// The first bytes of every request body, not counted against `body_budget_bytes`: a record
+/// the real client sends (at most 8 KiB of payload) never waits for the budget. Their total is
+/// bounded by the number of record requests in flight.
+pub const SMALL_BODY_BYTES: usize = 16 << 10;
 /// Prefix of the environment variables that override config keys.
 pub const ENV_PREFIX: &str = "TELEM_COLLECTOR_";
 
@@ -29,6 +33,10 @@ pub const KEYS: &[&str] = &[
     "telemetry_id",
     "body_limit_bytes",
     "header_timeout_secs",
+    "writer_connections",
+    "reader_connections",
+    "read_statement_timeout_ms",
+    "body_budget_bytes",
     "pool_size",
     "batch_max_records",
     "batch_max_wait_ms",
@@ -101,6 +109,11 @@ pub struct RawConfig {
     pub telemetry_id: Option<String>,
     pub body_limit_bytes: Option<u64>,
     pub header_timeout_secs: Option<u64>,
+    pub writer_connections: Option<u64>,
+    pub reader_connections: Option<u64>,
+    pub read_statement_timeout_ms: Option<u64>,
+    pub body_budget_bytes: Option<u64>,
+    /// Deprecated name of `reader_connections` (before readers and the writer had a pool each).
     pub pool_size: Option<u64>,
     pub batch_max_records: Option<u64>,
     pub batch_max_wait_ms: Option<u64>,
@@ -177,6 +190,12 @@ impl RawConfig {
             "telemetry_id" => self.telemetry_id = s(),
             "body_limit_bytes" => self.body_limit_bytes = Some(parse_num(key, value)?),
             "header_timeout_secs" => self.header_timeout_secs = Some(parse_num(key, value)?),
+            "writer_connections" => self.writer_connections = Some(parse_num(key, value)?),
+            "reader_connections" => self.reader_connections = Some(parse_num(key, value)?),
+            "read_statement_timeout_ms" => {
+                self.read_statement_timeout_ms = Some(parse_num(key, value)?)
+            }
+            "body_budget_bytes" => self.body_budget_bytes = Some(parse_num(key, value)?),
             "pool_size" => self.pool_size = Some(parse_num(key, value)?),
             "batch_max_records" => self.batch_max_records = Some(parse_num(key, value)?),
             "batch_max_wait_ms" => self.batch_max_wait_ms = Some(parse_num(key, value)?),
@@ -222,7 +241,15 @@ pub struct Config {
     /// How long a client may take to send a request head, and how long an idle keep-alive
     /// connection stays open.
     pub header_timeout: Duration,
-    pub pool_size: usize,
+    /// Batches committing at once; the writer's own pool (one more connection, for readiness
+    /// checks) that no reader can take.
+    pub writer_connections: usize,
+    /// The pool of the web UI and the query API.
+    pub reader_connections: usize,
+    /// `statement_timeout` of the readers' connections.
+    pub read_statement_timeout: Duration,
+    /// Bytes of request bodies held at once beyond the first [`SMALL_BODY_BYTES`] of each.
+    pub body_budget_bytes: usize,
     pub batch_max_records: usize,
     pub batch_max_wait: Duration,
     pub retention_max_days: u32,
@@ -320,7 +347,37 @@ impl Config {
         )? as usize;
         let header_timeout_secs =
             bounded("header_timeout_secs", raw.header_timeout_secs, 30, 1, 3600)?;
-        let pool_size = bounded("pool_size", raw.pool_size, 8, 1, 1000)? as usize;
+        let writer_connections =
+            bounded("writer_connections", raw.writer_connections, 2, 1, 64)? as usize;
+        let reader_key = if raw.reader_connections.is_none() && raw.pool_size.is_some() {
+            "pool_size"
+        } else {
+            "reader_connections"
+        };
+        let reader_connections = bounded(
+            reader_key,
+            raw.reader_connections.or(raw.pool_size),
+            2,
+            1,
+            1000,
+        )? as usize;
+        let read_statement_timeout_ms = bounded(
+            "read_statement_timeout_ms",
+            raw.read_statement_timeout_ms,
+            10_000,
+            100,
+            3_600_000,
+        )?;
+        let body_budget_bytes = bounded(
+            "body_budget_bytes",
+            raw.body_budget_bytes,
+            32 << 20,
+            body_limit_bytes as u64,
+            4 << 30,
+        )
+        .map_err(|e| {
+            ConfigError::new(&e.key, format!("{} (body_limit_bytes or more)", e.message))
+        })? as usize;
         let batch_max_records =
             bounded("batch_max_records", raw.batch_max_records, 500, 1, 10_000)? as usize;
         let batch_max_wait_ms = bounded("batch_max_wait_ms", raw.batch_max_wait_ms, 0, 0, 1000)?;
@@ -362,7 +419,10 @@ impl Config {
             telemetry_id,
             body_limit_bytes,
             header_timeout: Duration::from_secs(header_timeout_secs),
-            pool_size,
+            writer_connections,
+            reader_connections,
+            read_statement_timeout: Duration::from_millis(read_statement_timeout_ms),
+            body_budget_bytes,
             batch_max_records,
             batch_max_wait: Duration::from_millis(batch_max_wait_ms),
             retention_max_days,

@@ -31,7 +31,8 @@ fn defaults() {
 fn every_key_from_file() {
     let text = format!(
         "{URL}listen = \"unix:/run/telemetry/collector.sock\"\ndatabase_password = \"pw\"\n\
-         telemetry_id = \"tid\"\nbody_limit_bytes = 2048\npool_size = 3\nbatch_max_records = 10\n\
+         telemetry_id = \"tid\"\nbody_limit_bytes = 2048\nwriter_connections = 5\nreader_connections = 3\n\
+         read_statement_timeout_ms = 2500\nbody_budget_bytes = 4096\nbatch_max_records = 10\n\
          batch_max_wait_ms = 5\nretention_max_days = 0\nretention_purge_time = \"04:30\"\n\
          log_level = \"debug\"\n[retention_classifications]\n\"org.clearlinux/hello/*\" = 7\n"
     );
@@ -42,9 +43,16 @@ fn every_key_from_file() {
     );
     assert_eq!(c.database_password.as_ref().unwrap().expose(), "pw");
     assert_eq!(
-        (c.body_limit_bytes, c.pool_size, c.batch_max_records),
-        (2048, 3, 10)
+        (
+            c.body_limit_bytes,
+            c.writer_connections,
+            c.reader_connections,
+            c.body_budget_bytes,
+            c.batch_max_records
+        ),
+        (2048, 5, 3, 4096, 10)
     );
+    assert_eq!(c.read_statement_timeout, Duration::from_millis(2500));
     assert_eq!(c.batch_max_wait, Duration::from_millis(5));
     assert_eq!(c.retention_max_days, 0);
     assert_eq!(
@@ -75,7 +83,8 @@ fn env_overrides_file_and_flags_override_env() {
     .unwrap();
     assert_eq!(c.listen, Listen::Tcp("127.0.0.1:2".parse().unwrap()));
     assert_eq!(c.telemetry_id, "flag");
-    assert_eq!(c.pool_size, 4);
+    // The deprecated `pool_size` still sizes the readers' pool.
+    assert_eq!(c.reader_connections, 4);
     assert_eq!(c.retention_classifications, vec![("a/b/*".to_string(), 3)]);
 }
 
@@ -136,6 +145,26 @@ fn errors_name_the_key() {
             "header_timeout_secs",
         ),
         (URL, &[("TELEM_COLLECTOR_POOL_SIZE", "0")], "pool_size"),
+        (
+            URL,
+            &[("TELEM_COLLECTOR_WRITER_CONNECTIONS", "0")],
+            "writer_connections",
+        ),
+        (
+            URL,
+            &[("TELEM_COLLECTOR_READER_CONNECTIONS", "1001")],
+            "reader_connections",
+        ),
+        (
+            URL,
+            &[("TELEM_COLLECTOR_READ_STATEMENT_TIMEOUT_MS", "50")],
+            "read_statement_timeout_ms",
+        ),
+        (
+            URL,
+            &[("TELEM_COLLECTOR_BODY_BUDGET_BYTES", "1024")],
+            "body_budget_bytes",
+        ),
         (
             URL,
             &[("TELEM_COLLECTOR_BATCH_MAX_RECORDS", "0")],

@@ -19,6 +19,11 @@ use hyper_util::service::TowerToHyperService;
 /// of clients beyond the queue would otherwise be handled with SYN cookies.
 pub const LISTEN_BACKLOG: u32 = 4096;
 
+/// The most a connection's read buffer grows to (hyper's default is ~400 KiB): a request head
+/// must fit (the real client's is under 1 KiB; larger heads get 431), and a body is copied out
+/// of it as it arrives. With the default, 2,000 connections sending large bodies held ~1 GB.
+pub const READ_BUFFER_MAX: usize = 16 << 10;
+
 /// Serves `app` on `listener` until `shutdown` resolves, then waits for open connections to
 /// finish what they are doing (each is bounded by the head and body deadlines).
 /// `header_timeout` bounds how long a client may take to send a request head (a real client
@@ -46,7 +51,8 @@ pub async fn serve<L: Listener>(
             builder
                 .http1()
                 .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout);
+                .header_read_timeout(header_timeout)
+                .max_buf_size(READ_BUFFER_MAX);
             let connection = builder.serve_connection(TokioIo::new(io), service);
             if let Err(e) = watcher.watch(connection).await {
                 tracing::debug!("connection ended: {e}");

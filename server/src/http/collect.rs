@@ -4,13 +4,13 @@
 
 use std::time::Instant;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use http_body_util::BodyExt;
 
+use super::body::{read_body, BodyError};
 use super::error::AppError;
 use super::AppState;
 use crate::record::{self, Field, RawRecord};
@@ -42,8 +42,7 @@ pub async fn post_record(
     if state.metrics.in_flight() > MAX_IN_FLIGHT {
         // Each waiting request holds its body: shed load instead of growing without bound.
         state.metrics.unavailable();
-        return AppError::Store(crate::store::StoreError::Unavailable("overloaded".into()))
-            .into_response();
+        return AppError::Busy("record requests in flight").into_response();
     }
     let received_us = now_us();
     let response = match receive(&state, &headers, body, received_us).await {
@@ -52,8 +51,14 @@ pub async fn post_record(
             (StatusCode::CREATED, Json(view)).into_response()
         }
         Err(e) => {
-            if let AppError::Store(_) = e {
-                state.metrics.unavailable();
+            match &e {
+                AppError::Store(crate::store::StoreError::Unavailable(_)) | AppError::Busy(_) => {
+                    state.metrics.unavailable()
+                }
+                AppError::Store(crate::store::StoreError::Refused(_)) => {
+                    state.metrics.rejected("refused", "database")
+                }
+                _ => {}
             }
             e.into_response()
         }
@@ -73,30 +78,6 @@ fn declared_length(headers: &HeaderMap) -> Option<usize> {
         .ok()
 }
 
-enum BodyError {
-    TooLarge,
-    /// The connection failed mid-body (the client hung up or sent a broken chunk).
-    Broken,
-}
-
-/// The whole body, at most `limit` bytes, copied into one buffer as it arrives. Keeping the
-/// received chunks instead (as `axum::body::to_bytes` does) would keep alive the connection's
-/// whole read buffer (8 KiB and more) for every chunk, so a client trickling one byte at a time
-/// would make the collector hold ~8 KiB per byte sent (measured: ~600 KiB per slow client).
-async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, BodyError> {
-    let mut buf = Vec::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|_| BodyError::Broken)?;
-        if let Ok(data) = frame.into_data() {
-            if buf.len() + data.len() > limit {
-                return Err(BodyError::TooLarge);
-            }
-            buf.extend_from_slice(&data);
-        }
-    }
-    Ok(Bytes::from(buf))
-}
-
 async fn receive(
     state: &AppState,
     headers: &HeaderMap,
@@ -109,14 +90,21 @@ async fn receive(
         tracing::warn!(limit, "record rejected: body too large");
         AppError::TooLarge(limit)
     };
-    if declared_length(headers).is_some_and(|n| n > limit) {
+    let declared = declared_length(headers);
+    if declared.is_some_and(|n| n > limit) {
         return Err(too_large());
     }
     // A client that stops sending mid-body must not hold a request open forever.
-    let body = match tokio::time::timeout(BODY_TIMEOUT, read_body(body, limit)).await {
-        Ok(Ok(body)) => body,
+    let reading = read_body(body, limit, declared, &state.body_budget);
+    // The reservation lives until the record is answered: the record holds a copy of the body.
+    let (body, _reservation) = match tokio::time::timeout(BODY_TIMEOUT, reading).await {
+        Ok(Ok(received)) => (received.bytes, received.reservation),
         Ok(Err(BodyError::TooLarge)) => return Err(too_large()),
         Ok(Err(BodyError::Broken)) => return Err(AppError::BodyBroken),
+        Ok(Err(BodyError::Overloaded)) => {
+            tracing::warn!("record not received: body budget spent (body_budget_bytes)");
+            return Err(AppError::Busy("body budget spent"));
+        }
         Err(_) => {
             state.metrics.rejected("timeout", "body");
             return Err(AppError::BodyTimeout);
@@ -127,6 +115,7 @@ async fn receive(
     } else {
         record::from_headers(headers, &body)
     };
+    drop(body);
     let valid = record::validate(&raw, &state.telemetry_id).map_err(|r| reject(state, &raw, r))?;
     let (machine_id, classification) = (valid.machine_id.clone(), valid.classification.clone());
     match state.writer.submit(valid, received_us).await {

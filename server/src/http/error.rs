@@ -21,8 +21,20 @@ pub enum AppError {
     BodyTimeout,
     #[error("request body broken off")]
     BodyBroken,
+    /// The collector itself is at capacity (requests in flight, the body budget): 503.
+    #[error("collector busy: {0}")]
+    Busy(&'static str),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+fn retry_later(text: &str) -> Response {
+    let mut response = message(StatusCode::SERVICE_UNAVAILABLE, text);
+    response.headers_mut().insert(
+        axum::http::header::RETRY_AFTER,
+        axum::http::HeaderValue::from_static("120"),
+    );
+    response
 }
 
 fn message(status: StatusCode, text: &str) -> Response {
@@ -43,20 +55,15 @@ impl IntoResponse for AppError {
                 StatusCode::REQUEST_TIMEOUT,
                 "request body not received in time",
             ),
-            AppError::Store(StoreError::Refused(_)) => {
-                message(StatusCode::BAD_REQUEST, "record refused by the database")
-            }
+            // PostgreSQL's message names what it could not take (e.g. the index).
+            AppError::Store(StoreError::Refused(why)) => message(
+                StatusCode::BAD_REQUEST,
+                &format!("record refused by the database: {why}"),
+            ),
             AppError::Store(StoreError::Unavailable(_)) => {
-                let mut response = message(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "database unavailable, retry later",
-                );
-                response.headers_mut().insert(
-                    axum::http::header::RETRY_AFTER,
-                    axum::http::HeaderValue::from_static("120"),
-                );
-                response
+                retry_later("database unavailable, retry later")
             }
+            AppError::Busy(_) => retry_later("collector busy, retry later"),
         }
     }
 }

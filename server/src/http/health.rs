@@ -14,7 +14,7 @@ pub async fn healthz() -> &'static str {
 
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let check = async {
-        let client = state.pool.get().await.map_err(|e| e.to_string())?;
+        let client = state.writer_pool.get().await.map_err(|e| e.to_string())?;
         let status = schema_status(&client).await.map_err(|e| e.to_string())?;
         if status.is_current() {
             Ok(())

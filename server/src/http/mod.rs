@@ -2,6 +2,7 @@
 //! records to the store; they never touch SQL themselves.
 
 mod api;
+pub mod body;
 mod collect;
 mod error;
 mod health;
@@ -21,10 +22,15 @@ pub use error::AppError;
 #[derive(Clone)]
 pub struct AppState {
     pub writer: Writer,
+    /// The readers' pool (web UI, query API): bounded, with a statement timeout.
     pub pool: Pool,
+    /// The writer's pool, for readiness checks (ready means "records can be stored").
+    pub writer_pool: Pool,
     pub metrics: Arc<Metrics>,
     pub telemetry_id: Arc<str>,
     pub body_limit: usize,
+    /// Bytes of large request bodies held at once (`body_budget_bytes`).
+    pub body_budget: body::BodyBudget,
 }
 
 /// The complete router; tests drive it with `tower::ServiceExt::oneshot`, no socket needed.
@@ -45,4 +51,14 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .merge(crate::ui::routes())
         .with_state(state)
+        .layer(axum::middleware::map_response(nosniff))
+}
+
+/// Every answer (JSON, CSV, HTML, `/metrics`) is to be taken as the type it says it is.
+async fn nosniff(mut response: axum::response::Response) -> axum::response::Response {
+    response.headers_mut().insert(
+        axum::http::header::X_CONTENT_TYPE_OPTIONS,
+        axum::http::HeaderValue::from_static("nosniff"),
+    );
+    response
 }

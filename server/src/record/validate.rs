@@ -8,6 +8,33 @@ const ARCHITECTURES: &[&str] = &[
     "armv7l", "armv6l", "aarch64", "amd64", "sparc64", "ppc64", "i686", "i386", "x86_64", "ppc",
 ];
 const NOT_AVAILABLE: &str = "N/A";
+
+/// Longest classification accepted, in bytes. The client builds it from three parts of at most
+/// 40 bytes (122 bytes with the slashes). PostgreSQL refuses an index entry above 2704 bytes
+/// (a third of a page): the classification is a key of `records_classification_id_idx` and,
+/// together with a host type (under 250 characters, at most 996 bytes) or a build, of
+/// `record_counts`' primary key; 512 keeps every such entry well inside that limit.
+pub const MAX_CLASSIFICATION_BYTES: usize = 512;
+const _: () = assert!(
+    MAX_CLASSIFICATION_BYTES >= 122,
+    "the real client sends 122 bytes"
+);
+/// Longest kernel_version and system_name accepted, in bytes (the client sends `uname -r`,
+/// at most 64 bytes, and os-release's `ID`). Neither is indexed; the limit keeps absurd values
+/// out of every page that shows them.
+pub const MAX_KERNEL_VERSION_BYTES: usize = 256;
+pub const MAX_SYSTEM_NAME_BYTES: usize = 256;
+
+fn check_bytes(field: &'static str, v: &str, max: usize) -> Result<(), Rejection> {
+    if v.len() <= max {
+        Ok(())
+    } else {
+        Err(Rejection::invalid(
+            field,
+            &format!("longer than {max} bytes"),
+        ))
+    }
+}
 const TID_FIELD: &str = "X-Telemetry-TID";
 
 /// Python's `string.printable`: ASCII letters, digits, punctuation and ` \t\n\r\x0b\x0c`.
@@ -58,6 +85,7 @@ fn check_severity(v: &str) -> Result<i32, Rejection> {
 }
 
 fn check_classification(v: &str) -> Result<(), Rejection> {
+    check_bytes("classification", v, MAX_CLASSIFICATION_BYTES)?;
     if v.split('/').count() == 3 {
         Ok(())
     } else {
@@ -107,6 +135,7 @@ fn check_host_type(v: &str) -> Result<(), Rejection> {
 }
 
 fn check_kernel_version(v: &str) -> Result<(), Rejection> {
+    check_bytes("kernel_version", v, MAX_KERNEL_VERSION_BYTES)?;
     let mut parts = v.splitn(3, '.');
     let decimal =
         |p: Option<&str>| p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
@@ -226,7 +255,9 @@ pub fn validate(raw: &RawRecord, telemetry_id: &str) -> Result<Record, Rejection
 
     let (payload_version, system_name) = if record_version >= 2 {
         let pv = check_payload_version(required(raw, Field::PayloadFormatVersion)?)?;
-        let sn = strip_quotes(required(raw, Field::SystemName)?).to_string();
+        let sn = strip_quotes(required(raw, Field::SystemName)?);
+        check_bytes("system_name", sn, MAX_SYSTEM_NAME_BYTES)?;
+        let sn = sn.to_string();
         (Some(pv), Some(sn))
     } else {
         (None, None)

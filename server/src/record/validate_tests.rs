@@ -540,3 +540,40 @@ fn printable_is_python_string_printable() {
     assert!(!is_printable("\u{e9}"));
     assert!(!is_printable("\x7f"));
 }
+
+/// Every field with a length limit: the longest value accepted, one byte more refused (a 400
+/// naming the field). Limits are in bytes (UTF-8), since PostgreSQL's index limit is.
+#[test]
+fn length_limits_in_bytes() {
+    use super::{MAX_CLASSIFICATION_BYTES, MAX_KERNEL_VERSION_BYTES, MAX_SYSTEM_NAME_BYTES};
+    let classification = |n: usize| format!("org/x/{}", "é".repeat(n / 2 - 3) + &"a".repeat(n % 2));
+    let kernel = |n: usize| format!("6.1.{}", "é".repeat((n - 4) / 2) + &"a".repeat(n % 2));
+    let system = |n: usize| "ü".repeat(n / 2) + &"a".repeat(n % 2);
+    type Value<'a> = &'a dyn Fn(usize) -> String;
+    let limits: [(Field, usize, Value); 3] = [
+        (
+            Field::Classification,
+            MAX_CLASSIFICATION_BYTES,
+            &classification,
+        ),
+        (Field::KernelVersion, MAX_KERNEL_VERSION_BYTES, &kernel),
+        (Field::SystemName, MAX_SYSTEM_NAME_BYTES, &system),
+    ];
+    for (field, max, value) in limits {
+        let mut raw = base("4");
+        // Not clear-linux-os, so the build rule does not depend on the system name.
+        raw.set(Field::SystemName, "debian".into());
+        raw.set(field, value(max));
+        assert_eq!(raw.get(field).unwrap().len(), max);
+        validate(&raw, TID)
+            .unwrap_or_else(|e| panic!("{}: {max} bytes refused: {e}", field.name()));
+        raw.set(field, value(max + 1));
+        assert_eq!(raw.get(field).unwrap().len(), max + 1);
+        let e = validate(&raw, TID).unwrap_err();
+        assert_eq!(e.field, field.name(), "{e}");
+        assert!(
+            e.message.contains(&format!("longer than {max} bytes")),
+            "{e}"
+        );
+    }
+}

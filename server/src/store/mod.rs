@@ -22,6 +22,10 @@ pub use writer::{Writer, WriterOptions};
 
 /// How long a request may wait for a pooled connection before it becomes a 503.
 pub const POOL_WAIT: Duration = Duration::from_millis(800);
+/// How long a page may wait for a reader connection before it becomes a 503: an operator
+/// waits for a page more patiently than a client for its record, and a waiting page costs
+/// nothing.
+pub const READER_POOL_WAIT: Duration = Duration::from_secs(5);
 
 /// A storage failure, as the HTTP layer needs to tell them apart.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -29,7 +33,8 @@ pub enum StoreError {
     /// The database cannot be reached, timed out or is overloaded: retry later (503).
     #[error("database unavailable: {0}")]
     Unavailable(String),
-    /// The database refused this record's data (400; validation should have caught it).
+    /// The database refused this record's data (400): an error only its content can cause
+    /// ([`ErrorMeaning::Content`]); validation refuses what it knows first.
     #[error("record refused by the database: {0}")]
     Refused(String),
 }
@@ -49,36 +54,100 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
     }
 }
 
+/// What a database error means for the records of the statement that failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorMeaning {
+    /// The database or the connection cannot work now (connection loss, shutdown, out of
+    /// resources, timeouts, conflicts, a broken or missing schema): every record waits (503).
+    Unavailable,
+    /// Something in the rows themselves: a value PostgreSQL cannot take (data exceptions 22,
+    /// integrity 23, program limits 54 such as an index row too large, an error raised by a
+    /// trigger or routine). One record's refusal (400); its batch-mates are stored.
+    Content,
+}
+
+/// SQLSTATE classes that no record's content can cause: the server, the connection or the
+/// schema is at fault, and the same statement may succeed later.
+const UNAVAILABLE_CLASSES: &[&str] = &[
+    "08", // connection exception
+    "25", // invalid transaction state (read-only standby)
+    "28", // invalid authorization
+    "3D", // invalid catalog name (database gone)
+    "40", // transaction rollback (serialization failure, deadlock)
+    "42", // syntax error or access rule violation (missing table, revoked privilege)
+    "53", // insufficient resources (disk full, out of memory, too many connections)
+    "55", // object not in prerequisite state (lock not available)
+    "57", // operator intervention (query canceled, admin shutdown, crash, cannot connect now)
+    "58", // system error (I/O)
+    "F0", // configuration file error
+    "XX", // internal error
+];
+
+/// Classifies an error by its SQLSTATE class. Errors without one (the connection broke, a
+/// timeout, a protocol error) are `Unavailable`; so is every class in [`UNAVAILABLE_CLASSES`].
+/// Every other class (22, 23, 54, P0 and whatever else a statement's data can provoke) is
+/// about the rows, so the writer finds the record at fault and refuses it alone.
+pub fn meaning(e: &tokio_postgres::Error) -> ErrorMeaning {
+    match e.code() {
+        Some(code) if !UNAVAILABLE_CLASSES.contains(&&code.code()[..2]) => ErrorMeaning::Content,
+        _ => ErrorMeaning::Unavailable,
+    }
+}
+
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
-        // Data exceptions (22) and integrity violations (23) are about the record itself.
-        let refused = e
-            .code()
-            .is_some_and(|c| c.code().starts_with("22") || c.code().starts_with("23"));
         let message = describe(&e);
-        if refused {
-            StoreError::Refused(message)
-        } else {
-            StoreError::Unavailable(message)
+        match meaning(&e) {
+            ErrorMeaning::Content => StoreError::Refused(message),
+            ErrorMeaning::Unavailable => StoreError::Unavailable(message),
         }
     }
 }
 
-/// Builds the pool; connections are made lazily, so this succeeds while the database is down.
-pub fn build_pool(config: &Config) -> Pool {
+fn pool(pg: tokio_postgres::Config, size: usize, wait: Duration) -> Pool {
     let manager = Manager::from_config(
-        config.pg_config(),
+        pg,
         NoTls,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },
     );
     Pool::builder(manager)
-        .max_size(config.pool_size)
+        .max_size(size)
         .runtime(Runtime::Tokio1)
-        .wait_timeout(Some(POOL_WAIT))
+        .wait_timeout(Some(wait))
         .create_timeout(Some(Duration::from_millis(1500)))
         .recycle_timeout(Some(Duration::from_millis(500)))
         .build()
         .expect("a runtime is configured, so building cannot fail")
+}
+
+/// A pool of one connection for the commands (`migrate`, `purge`) and the daily purge inside
+/// `serve`, which must take neither the writer's connections nor the readers'. Connections are
+/// made lazily, so this succeeds while the database is down.
+pub fn build_pool(config: &Config) -> Pool {
+    pool(config.pg_config(), 1, POOL_WAIT)
+}
+
+/// The group-commit writer's pool: `writer_connections` for batches plus one for readiness
+/// checks. Nothing else takes these, so readers can never starve ingestion.
+pub fn writer_pool(config: &Config) -> Pool {
+    pool(config.pg_config(), config.writer_connections + 1, POOL_WAIT)
+}
+
+/// The web UI's and the query API's pool: `reader_connections`, each with
+/// `statement_timeout = read_statement_timeout` so a page too costly to compute fails (503)
+/// instead of holding its connection.
+pub fn reader_pool(config: &Config) -> Pool {
+    let mut pg = config.pg_config();
+    let timeout = format!(
+        "-c statement_timeout={}",
+        config.read_statement_timeout.as_millis()
+    );
+    let options = match pg.get_options() {
+        Some(given) if !given.is_empty() => format!("{given} {timeout}"),
+        _ => timeout,
+    };
+    pg.options(&options);
+    pool(pg, config.reader_connections, READER_POOL_WAIT)
 }

@@ -118,11 +118,13 @@ impl RecordFilter {
     }
 }
 
-const COLUMNS: &str = "id, machine_id, host_type, architecture, build, kernel_version,
+/// The columns [`view`] reads, in its order.
+pub(super) const COLUMNS: &str = "id, machine_id, host_type, architecture, build, kernel_version,
     timestamp_client::float8, timestamp_server::float8, severity, classification, record_version,
     payload, board_name, bios_version, cpu_model, event_id, external";
 
-fn view(row: &Row) -> RecordView {
+/// A row selected with [`COLUMNS`] as the upstream JSON shape.
+pub(super) fn view(row: &Row) -> RecordView {
     RecordView {
         id: row.get(0),
         machine_id: row.get(1),

@@ -2,8 +2,9 @@
 //! whatever arrived concurrently (up to `max_records`, waiting at most `max_wait` for more) and
 //! inserts each batch with a single multi-row statement in one transaction. A handler learns
 //! its record's id only after that transaction committed, so a 201 always means "stored".
-//! A batch that fails for a data reason is retried record by record, so only the bad record
-//! fails; a database outage fails the batch quickly (bounded by timeouts) as `Unavailable`.
+//! A batch PostgreSQL refuses because of what some record holds is split until the records at
+//! fault stand alone: only those are refused (400), their batch-mates are stored. A database
+//! outage fails the batch quickly (bounded by timeouts) as `Unavailable` (503).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,13 +50,33 @@ SELECT input.ord, input.id, inserted.id IS NOT NULL
 FROM input LEFT JOIN inserted ON inserted.id = input.id
 ORDER BY input.ord";
 
-const EXISTING_SQL: &str = "
-SELECT id, timestamp_server::float8 FROM records
-WHERE record_version = 4 AND machine_id = $1 AND event_id = $2
-  AND timestamp_client = $3::int8::numeric";
+/// The stored row a format-4 resend matched (its 201 describes what is stored, which may
+/// differ from what the resend carried).
+fn existing_sql() -> String {
+    format!(
+        "SELECT {} FROM records
+         WHERE record_version = 4 AND machine_id = $1 AND event_id = $2
+           AND timestamp_client = $3::int8::numeric",
+        super::query::COLUMNS
+    )
+}
 
-/// What the database assigned to a stored record: (id, timestamp_server in unix seconds).
-type Stored = (i32, f64);
+/// What became of a record in its batch.
+enum Stored {
+    /// Inserted now: the id and timestamp_server (unix seconds) the database assigned.
+    New(i32, f64),
+    /// A resend of a stored format-4 record: the stored row, as it is.
+    Existing(Box<RecordView>),
+}
+
+impl Stored {
+    fn view(self, record: Record) -> RecordView {
+        match self {
+            Stored::New(id, ts) => RecordView::new(id, record, ts),
+            Stored::Existing(view) => *view,
+        }
+    }
+}
 
 /// A record waiting for its batch.
 struct Job {
@@ -172,36 +193,59 @@ async fn run(
     while tasks.join_next().await.is_some() {}
 }
 
-/// Writes one batch and answers every job in it.
+/// Writes one batch and answers every job in it. When PostgreSQL refuses the batch for
+/// something in its rows (see [`super::meaning`]), the batch is split in halves until the
+/// records at fault stand alone: those are refused (400), every other record is stored. One bad
+/// record among n costs about 2·log2(n) statements, so its batch-mates still get their answer
+/// well within the submit timeout.
 async fn write_batch(pool: &Pool, batch: Vec<Job>, metrics: &Metrics) {
     metrics.observe_batch(batch.len());
-    match insert(pool, &batch, Instant::now() + BATCH_TIMEOUT).await {
-        Ok(stored) => {
-            for (job, (id, ts)) in batch.into_iter().zip(stored) {
-                let _ = job.reply.send(Ok(RecordView::new(id, job.record, ts)));
-            }
-        }
-        Err(StoreError::Refused(why)) if batch.len() > 1 => {
-            metrics.database_error();
-            tracing::warn!(records = batch.len(), error = %why, "batch refused, retrying record by record");
-            for job in batch {
-                let single = std::slice::from_ref(&job);
-                let result = insert(pool, single, Instant::now() + BATCH_TIMEOUT).await;
-                if result.is_err() {
-                    metrics.database_error();
+    let mut results: Vec<Option<Result<Stored, StoreError>>> =
+        std::iter::repeat_with(|| None).take(batch.len()).collect();
+    let mut pending: Vec<std::ops::Range<usize>> = Vec::new();
+    pending.push(0..batch.len());
+    while let Some(range) = pending.pop() {
+        let jobs = &batch[range.clone()];
+        match insert(pool, jobs, Instant::now() + BATCH_TIMEOUT).await {
+            Ok(stored) => {
+                for (slot, s) in results[range].iter_mut().zip(stored) {
+                    *slot = Some(Ok(s));
                 }
-                let answer =
-                    result.map(|stored| RecordView::new(stored[0].0, job.record, stored[0].1));
-                let _ = job.reply.send(answer);
+            }
+            Err(StoreError::Refused(why)) if jobs.len() > 1 => {
+                metrics.database_error();
+                tracing::warn!(records = jobs.len(), error = %why, "batch refused, splitting it to find the record at fault");
+                let mid = range.start + jobs.len() / 2;
+                pending.push(mid..range.end);
+                pending.push(range.start..mid);
+            }
+            Err(e) => {
+                metrics.database_error();
+                match &e {
+                    StoreError::Refused(why) => {
+                        let r = &jobs[0].record;
+                        tracing::warn!(machine_id = %r.machine_id, classification = %r.classification, error = %why, "record refused by the database");
+                    }
+                    StoreError::Unavailable(why) => {
+                        tracing::warn!(records = jobs.len(), error = %why, "batch failed");
+                        // The database is away: the rest of this batch would wait for the
+                        // same timeouts. Answer it now.
+                        for rest in pending.drain(..) {
+                            for slot in &mut results[rest] {
+                                *slot = Some(Err(e.clone()));
+                            }
+                        }
+                    }
+                }
+                for slot in &mut results[range] {
+                    *slot = Some(Err(e.clone()));
+                }
             }
         }
-        Err(e) => {
-            metrics.database_error();
-            tracing::warn!(records = batch.len(), error = %e, "batch failed");
-            for job in batch {
-                let _ = job.reply.send(Err(e.clone()));
-            }
-        }
+    }
+    for (job, result) in batch.into_iter().zip(results) {
+        let result = result.expect("every record of the batch has a result");
+        let _ = job.reply.send(result.map(|stored| stored.view(job.record)));
     }
 }
 
@@ -285,13 +329,13 @@ async fn insert_on(
         let id: i32 = row.get(1);
         let inserted: bool = row.get(2);
         let entry = if inserted {
-            (id, job.received_us as f64 / 1e6)
+            Stored::New(id, job.received_us as f64 / 1e6)
         } else {
             // A resend of a stored record: ON CONFLICT waited for the stored row's transaction,
             // so it is committed and visible now.
             let existing = client
                 .query_one(
-                    EXISTING_SQL,
+                    &existing_sql(),
                     &[
                         &job.record.machine_id,
                         &job.record.event_id,
@@ -299,7 +343,7 @@ async fn insert_on(
                     ],
                 )
                 .await?;
-            (existing.get(0), existing.get(1))
+            Stored::Existing(Box::new(super::query::view(&existing)))
         };
         stored.push(entry);
     }

@@ -17,6 +17,31 @@ use crate::store::StoreError;
 
 const CHUNK: i64 = 2000;
 
+/// Columns whose cells are numbers (or `true`/`false`) written by PostgreSQL's casts, or
+/// timestamps formatted here: nothing a client sent. Every other column is text a client sent.
+const NUMERIC_COLUMNS: &[&str] = &[
+    "id",
+    "ts_reception",
+    "ts_capture",
+    "severity",
+    "record_version",
+    "payload_version",
+    "external",
+];
+
+/// Characters that make a spreadsheet read a cell as a formula (OWASP, "CSV Injection").
+const FORMULA_STARTS: &[char] = &['=', '+', '-', '@', '\t', '\r'];
+
+/// A text cell a spreadsheet would run as a formula (`=cmd|' /C calc'!A0`) gets a leading `'`,
+/// as OWASP recommends: shown as text, the value readable as it was.
+fn neutralised(value: String) -> String {
+    if value.starts_with(FORMULA_STARTS) {
+        format!("'{value}")
+    } else {
+        value
+    }
+}
+
 /// One CSV field: quoted when it holds a comma, quote or line break.
 fn field(out: &mut String, value: &str) {
     if value.contains([',', '"', '\n', '\r']) {
@@ -66,17 +91,34 @@ async fn next_chunk(mut c: Cursor) -> Option<(Result<Bytes, StoreError>, Cursor)
     };
     c.done = (rows.len() as i64) < CHUNK;
     c.before = rows.last().map(|(id, _)| *id);
-    for (_, cells) in rows {
-        let cells = cells.into_iter().enumerate().map(|(i, v)| {
-            let v = v.unwrap_or_default();
-            match (CSV_COLUMNS[i], v.parse::<f64>()) {
-                ("ts_reception" | "ts_capture", Ok(secs)) => format_ts(secs),
-                _ => v,
-            }
-        });
-        line(&mut out, cells);
+    // Formatting 2,000 rows is CPU work of its own: off the async workers, so requests (and
+    // records) on the same worker are not kept waiting behind an export.
+    let formatted = tokio::task::spawn_blocking(move || {
+        for (_, cells) in rows {
+            let cells = cells.into_iter().enumerate().map(|(i, v)| {
+                let v = v.unwrap_or_default();
+                match (CSV_COLUMNS[i], v.parse::<f64>()) {
+                    ("ts_reception" | "ts_capture", Ok(secs)) => format_ts(secs),
+                    (column, _) if NUMERIC_COLUMNS.contains(&column) => v,
+                    _ => neutralised(v),
+                }
+            });
+            line(&mut out, cells);
+        }
+        out
+    })
+    .await;
+    match formatted {
+        Ok(out) => Some((Ok(Bytes::from(out)), c)),
+        Err(e) => {
+            tracing::warn!(error = %e, "CSV export failed");
+            c.done = true;
+            Some((
+                Err(StoreError::Unavailable("CSV formatting failed".into())),
+                c,
+            ))
+        }
     }
-    Some((Ok(Bytes::from(out)), c))
 }
 
 pub async fn export(State(state): State<AppState>, pairs: Pairs) -> Result<Response, UiError> {
@@ -125,5 +167,20 @@ mod tests {
                 .map(|s| s.to_string()),
         );
         assert_eq!(out, "a,\"b,c\",\"say \"\"hi\"\"\",\"x\ny\",\r\n");
+    }
+
+    #[test]
+    fn formula_cells_get_a_quote() {
+        for start in FORMULA_STARTS {
+            let v = format!("{start}cmd|' /C calc'!A0");
+            assert_eq!(neutralised(v.clone()), format!("'{v}"));
+        }
+        for harmless in ["", "org/a/b", "a=b", " =x", "'quoted"] {
+            assert_eq!(neutralised(harmless.into()), harmless);
+        }
+        // Every column is either text (neutralised) or written by the database's casts.
+        for c in NUMERIC_COLUMNS {
+            assert!(CSV_COLUMNS.contains(c), "{c}");
+        }
     }
 }

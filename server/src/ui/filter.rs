@@ -19,13 +19,25 @@ pub const SINCE: &[(&str, &str, i64)] = &[
 ];
 
 /// The parameters of a records query, as given (for links) and as checked (for SQL).
-#[derive(Debug, Clone, Default)]
+/// `Params::default()` is the unfiltered first page at the default page size: a valid query.
+#[derive(Debug, Clone)]
 pub struct Params {
     /// Filter parameters exactly as sent (name, value), non-empty ones only.
     pub given: Vec<(&'static str, String)>,
     pub filter: UiFilter,
     pub page: Option<Page>,
     pub limit: i64,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Self {
+            given: Vec::new(),
+            filter: UiFilter::default(),
+            page: None,
+            limit: DEFAULT_LIMIT,
+        }
+    }
 }
 
 /// Filter parameter names, in form order.
@@ -87,10 +99,7 @@ fn id(name: &str, value: &str) -> Result<i32, String> {
 impl Params {
     /// Checks query-string pairs; unknown parameters are ignored. `now` is unix seconds.
     pub fn parse(pairs: &[(String, String)], now: f64) -> Result<Self, String> {
-        let mut p = Params {
-            limit: DEFAULT_LIMIT,
-            ..Params::default()
-        };
+        let mut p = Params::default();
         for (key, value) in pairs {
             if value.trim().is_empty() {
                 continue;
@@ -259,6 +268,26 @@ mod tests {
         assert_eq!(
             p.link(&[("after", "5".into())]),
             "classification=org%2Fprobe%2F%2A&severity=3&from=2026-01-02&to=2026-01-02&q=oops&n=20&after=5"
+        );
+    }
+
+    /// Links built from the defaults (the records table's per-row filter links) must parse
+    /// back to the same query: the default page size is valid and not repeated in the link.
+    #[test]
+    fn default_params_make_valid_links() {
+        let link = Params::default().link(&[("build", "31870".into())]);
+        assert_eq!(link, "build=31870");
+        let pairs: Vec<(String, String)> = link
+            .split('&')
+            .map(|kv| kv.split_once('=').unwrap())
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let p = Params::parse(&pairs, 0.0).unwrap();
+        assert_eq!(p.limit, DEFAULT_LIMIT);
+        assert_eq!(p.filter.build.as_deref(), Some("31870"));
+        assert_eq!(
+            Params::parse(&[], 0.0).unwrap().limit,
+            Params::default().limit
         );
     }
 

@@ -56,13 +56,22 @@ pub struct Ctx {
     root: String,
 }
 
-/// A prefix we are willing to put in links: `/a/b`, path characters only.
+/// A prefix we are willing to put in links and redirects: a path on this host (`/a/b`): one
+/// leading `/`, no empty segment (`//host` would be another host), no scheme, path characters
+/// only. `None` (links stay relative) for anything else.
 fn valid_prefix(p: &str) -> Option<String> {
-    let p = p.trim().trim_end_matches('/');
+    let p = p.trim();
+    if p.contains("//") {
+        return None;
+    }
+    let p = p.strip_suffix('/').unwrap_or(p);
+    if p.is_empty() {
+        return Some(String::new());
+    }
     let ok = p.starts_with('/')
         && p.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'.' | b'~'));
-    (ok || p.is_empty()).then(|| p.to_string())
+    ok.then(|| p.to_string())
 }
 
 impl Ctx {
@@ -211,11 +220,28 @@ mod tests {
             Ctx::new("/records/5", Some("/telemetry/")).href("stats"),
             "/telemetry/stats"
         );
-        // A prefix with characters that do not belong in a path is ignored.
-        assert_eq!(
-            Ctx::new("/", Some("/x\"><script>")).href("records"),
-            "./records"
-        );
+        assert_eq!(Ctx::new("/records", Some("/")).href("stats"), "/stats");
+        // A prefix that is not a path on this host is ignored: links stay relative.
+        for bad in [
+            "/x\"><script>",
+            "//evil.example",
+            "//evil.example/",
+            "///evil.example",
+            "/a//b",
+            "https://evil.example",
+            "evil.example",
+            "javascript:alert(1)",
+            "/a\tb",
+            "/a b",
+            "/\\evil.example",
+            "/telemetry\u{e9}",
+        ] {
+            assert_eq!(
+                Ctx::new("/", Some(bad)).href("records"),
+                "./records",
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -26,7 +26,7 @@ const BODY_LIMIT: usize = 307_200;
 const HEADER_TIMEOUT: Duration = Duration::from_secs(6);
 
 /// Resident and peak resident memory of a process in KiB (`VmRSS`, `VmHWM`).
-fn rss_kib(pid: u32) -> (u64, u64) {
+pub fn rss_kib(pid: u32) -> (u64, u64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let field = |name: &str| {
         status
@@ -46,7 +46,7 @@ fn open_fds(pid: u32) -> usize {
 
 /// Reads until a status line: `Ok(Some(status))`, `Ok(None)` when the collector closed the
 /// connection first, `Err` when nothing happened within `limit` (a hang).
-async fn read_status(
+pub async fn read_status(
     stream: &mut (impl AsyncReadExt + Unpin),
     limit: Duration,
 ) -> Result<Option<u16>, String> {
@@ -303,7 +303,7 @@ async fn connection(
     result
 }
 
-struct Collector(Child);
+pub struct Collector(pub Child);
 
 impl Drop for Collector {
     fn drop(&mut self) {

@@ -3,13 +3,16 @@
 
 mod cli;
 mod faults;
+mod hardening;
 mod harness;
 mod load;
 mod pg;
+mod poison;
 mod replay;
 mod rollup;
 mod roundtrip;
 mod router;
+mod stalled;
 mod store;
 mod ui;
 mod ui_browser;

@@ -2,9 +2,14 @@
 //! the captured client vectors posted byte for byte (the own fixtures when the shared folder is
 //! absent) plus a `<script>` record, then headless Chromium driven over WebDriver opens every
 //! page, uses the filter form, follows links and saves screenshots to
-//! `target/ui-screenshots/`. Skipped with a message when Chromium or chromedriver is missing,
+//! `target/ui-screenshots/`. Then every page (records, a detail, builds, stats, overview, each
+//! with a filter) is visited and every same-origin link on it followed, one level deep, each
+//! distinct link once: 200 and a page that is not an error page (screenshots in
+//! `target/ui-screenshots/links/`). Skipped with a message when Chromium or chromedriver is missing,
 //! unless `TELEM_E2E_REQUIRED=1` (CI), where that is a failure.
 
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::harness::{config, header_request, migrated_db, send_raw, TestServer};
@@ -13,7 +18,13 @@ use crate::ui::{SCRIPT_CLASSIFICATION, SCRIPT_PAYLOAD};
 use crate::webdriver::{which, Browser};
 
 fn vectors() -> Vec<PathBuf> {
-    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors/client");
+    // `TELEM_CLIENT_VECTORS` names the folder when the checkout is not next to `shared/`
+    // (e.g. a git worktree elsewhere).
+    let shared = std::env::var_os("TELEM_CLIENT_VECTORS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors/client")
+        });
     let dir = if shared.is_dir() {
         shared
     } else {
@@ -119,6 +130,101 @@ fn browse(base: &str, expect: &Expect, chromedriver: &Path, chromium: &Path) {
     eprintln!("screenshots in {}", shots.display());
 }
 
+/// Status and content type of a plain GET of `url` (`http://host:port/...`), as any client
+/// sees it (WebDriver does not report statuses).
+fn http_status(url: &str) -> (u16, String) {
+    let rest = url.strip_prefix("http://").expect("an http URL");
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    write!(
+        stream,
+        "GET {} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n",
+        if path.is_empty() { "/" } else { path }
+    )
+    .unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let head = String::from_utf8_lossy(&response);
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let content_type = head
+        .lines()
+        .take_while(|l| !l.is_empty())
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-type")
+                .then(|| v.trim().to_string())
+        })
+        .unwrap_or_default();
+    (status, content_type)
+}
+
+/// Asserts the browser shows a UI page, not an error page.
+fn assert_ui_page(b: &Browser, what: &str) {
+    let title = b.title();
+    assert!(title.ends_with("· Telemetry"), "{what}: title {title:?}");
+    assert!(b.find_all("p.err").is_empty(), "{what}: an error message");
+    assert!(b.find_all("header a").len() >= 4, "{what}: no navigation");
+}
+
+/// Visits each page, then follows every same-origin link found on them, each distinct link
+/// once, one level deep: every one answers 200, and HTML ones render a UI page.
+fn follow_every_link(b: &Browser, base: &str, pages: &[String]) {
+    let shots = screenshots_dir().join("links");
+    std::fs::create_dir_all(&shots).unwrap();
+    let origin = base.trim_end_matches('/');
+    let mut links = BTreeSet::new();
+    for (i, page) in pages.iter().enumerate() {
+        let (status, _) = http_status(page);
+        assert_eq!(status, 200, "{page}");
+        b.goto(page);
+        assert_ui_page(b, page);
+        b.screenshot(&shots.join(format!("page-{i:02}.png")));
+        let on_page: Vec<String> = b
+            .find_all("a[href]")
+            .iter()
+            .map(|a| b.property(a, "href"))
+            .filter(|href| href.starts_with(origin))
+            .collect();
+        assert!(!on_page.is_empty(), "{page}: no links");
+        links.extend(on_page);
+    }
+    // The records table's per-row filter links are among them.
+    for filter in [
+        "records?classification=",
+        "records?build=",
+        "records?machine_id=",
+    ] {
+        assert!(
+            links.iter().any(|l| l.contains(filter)),
+            "no {filter} link in {links:#?}"
+        );
+    }
+    for (i, link) in links.iter().enumerate() {
+        let (status, content_type) = http_status(link);
+        assert_eq!(status, 200, "{link} ({content_type})");
+        if content_type.starts_with("text/csv") {
+            continue; // a download, not a page
+        }
+        assert!(
+            content_type.starts_with("text/html"),
+            "{link}: {content_type}"
+        );
+        b.goto(link);
+        assert_ui_page(b, link);
+        b.screenshot(&shots.join(format!("link-{i:03}.png")));
+    }
+    eprintln!(
+        "followed {} distinct links from {} pages; screenshots in {}",
+        links.len(),
+        pages.len(),
+        shots.display()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pages_work_in_headless_chromium() {
     let required = std::env::var("TELEM_E2E_REQUIRED").as_deref() == Ok("1");
@@ -175,8 +281,28 @@ async fn pages_work_in_headless_chromium() {
     };
     assert!(expect.total <= 50 && expect.hello >= 1);
     let base = format!("http://{}/", server.addr);
-    tokio::task::spawn_blocking(move || browse(&base, &expect, &chromedriver, &chromium))
-        .await
-        .unwrap();
+    let detail = format!("{base}records/{script_id}");
+    let pages: Vec<String> = [
+        "records",
+        "records?classification=org.clearlinux%2Fhello%2F*&since=24h",
+        "records?build=31870&n=10",
+        "builds?since=7d",
+        "builds?classification=org.clearlinux%2F*",
+        "stats?classification=org.clearlinux%2F*",
+        "stats?platform=Intel&since=30d",
+        "overview",
+        "overview?since=24h",
+    ]
+    .iter()
+    .map(|p| format!("{base}{p}"))
+    .chain([detail])
+    .collect();
+    tokio::task::spawn_blocking(move || {
+        browse(&base, &expect, &chromedriver, &chromium);
+        let b = Browser::start(&chromedriver, &chromium).expect("headless Chromium starts");
+        follow_every_link(&b, &base, &pages);
+    })
+    .await
+    .unwrap();
     server.stop().await;
 }

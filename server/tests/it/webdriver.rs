@@ -196,6 +196,14 @@ impl Browser {
             .to_string()
     }
 
+    /// A DOM property of an element (`href` is the resolved, absolute URL), or "" when unset.
+    pub fn property(&self, element: &str, name: &str) -> String {
+        self.cmd("GET", &format!("/element/{element}/property/{name}"), None)
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    }
+
     pub fn type_into(&self, element: &str, text: &str) {
         self.cmd(
             "POST",
