@@ -176,7 +176,7 @@ fn plan_and_run(
     }
     if any_password && eng.password.is_none() {
         eng.password = Some(if opts.interactive {
-            password::prompt()?
+            password::prompt(opts.webapp)?
         } else {
             password::generate()
         });

@@ -7,6 +7,13 @@ use std::fmt;
 
 pub const MASK: &str = "********";
 
+/// The environment variable the database password may come from.
+pub const DB_PASSWORD_ENV: &str = "TELEM_DB_PASSWORD";
+/// The environment variable the web UI password may come from.
+pub const UI_PASSWORD_ENV: &str = "TELEM_UI_PASSWORD";
+/// Every variable telem-deploy reads a secret from: no child inherits them.
+pub const ENV_VARS: [&str; 2] = [DB_PASSWORD_ENV, UI_PASSWORD_ENV];
+
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
 

@@ -111,13 +111,33 @@ fn desired(eng: &Engine, step: &FileStep, password: Option<&Secret>) -> Result<D
         );
     }
     let bin = eng.bundled_collector();
-    match std::fs::read(&bin) {
+    match read_binary(&bin) {
         Ok(b) => Ok(Desired::Bytes(b)),
         Err(e) => Err(StepError::msg(format!(
             "the bundled collector {} cannot be read ({e}); build it or pass --collector-bin PATH",
             bin.display()
         ))),
     }
+}
+
+/// A regular file of at most [`COLLECTOR_BIN_LIMIT`] bytes (a device such as /dev/zero would
+/// be read until memory runs out).
+fn read_binary(path: &Path) -> std::io::Result<Vec<u8>> {
+    use crate::options::COLLECTOR_BIN_LIMIT;
+    use std::io::{Error, Read};
+    let file = std::fs::File::open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(Error::other("not a regular file"));
+    }
+    let mut bytes = Vec::new();
+    file.take(COLLECTOR_BIN_LIMIT + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > COLLECTOR_BIN_LIMIT {
+        return Err(Error::other(format!(
+            "larger than {COLLECTOR_BIN_LIMIT} bytes"
+        )));
+    }
+    Ok(bytes)
 }
 
 /// Mask every form of the known passwords in a secret file's text.

@@ -8,6 +8,7 @@ mod e2e_support;
 mod fake_commands;
 mod fake_host;
 mod golden;
+mod hostile_input;
 mod interrupt;
 #[path = "../support/sandbox.rs"]
 mod sandbox;
