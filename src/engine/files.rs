@@ -1,7 +1,7 @@
 //! `directory`, `file`, `symlink` and `remove` steps.
 //!
-//! Files are compared by content, owner and mode; the plan shows a unified diff with the
-//! password masked. Writes are atomic; the first replaced system file is kept as
+//! Files are compared by content, owner and mode; the plan shows a unified diff with every
+//! secret masked by its place (`mask`). Writes are atomic; the first replaced system file is kept as
 //! `*.telem-orig`; an nginx config that fails `nginx -t` is rolled back.
 
 use std::path::{Path, PathBuf};
@@ -11,7 +11,7 @@ use similar::TextDiff;
 use super::{Check, Engine, Manager, StepError, INSTALL_FIRST};
 use crate::host::{lookup_group, lookup_user, parse_mode, Cmd, FileKind, FileMeta, Owner};
 use crate::recipe::model::{DirectoryStep, FileStep, RemoveStep, SymlinkStep};
-use crate::secret::{self, Secret, MASK};
+use crate::secret::{Secret, MASK};
 use crate::state::{Saved, SAVED_DIR};
 
 fn owner(user: &str, group: &str, mode: &str) -> Owner {
@@ -92,10 +92,24 @@ enum Desired {
     NotYet(String),
 }
 
-fn desired(eng: &Engine, step: &FileStep, password: Option<&Secret>) -> Result<Desired, StepError> {
+/// What the file holds, or with `Shown` what a plan shows of it: the template rendered with a
+/// placeholder for every secret (see `mask`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Render {
+    Real,
+    Shown,
+}
+
+fn desired(eng: &Engine, step: &FileStep, how: Render) -> Result<Desired, StepError> {
     if let Some(t) = &step.template {
         let mut ctx = eng.vars.clone();
+        let password = eng.password.as_ref().filter(|_| how == Render::Real);
         ctx.insert("db_password", password.map(Secret::expose).unwrap_or(MASK));
+        if how == Render::Shown {
+            for (name, shown) in &eng.shown_vars {
+                ctx.insert(name, shown);
+            }
+        }
         return eng
             .templates
             .render(t, &ctx)
@@ -140,18 +154,6 @@ fn read_binary(path: &Path) -> std::io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// Mask every form of the known passwords in a secret file's text.
-fn mask(eng: &Engine, text: &str) -> String {
-    let mut out = text.to_owned();
-    for s in [&eng.password, &eng.stored_password].into_iter().flatten() {
-        let quoted = serde_json::to_string(s.expose()).unwrap_or_default();
-        out = out
-            .replace(&quoted, &format!("\"{MASK}\""))
-            .replace(s.expose(), MASK);
-    }
-    secret::redact(&out, &eng.extra_secrets.iter().collect::<Vec<_>>())
-}
-
 pub(super) fn unified_diff(path: &str, old: &[u8], new: &[u8]) -> Option<String> {
     let (Ok(old), Ok(new)) = (std::str::from_utf8(old), std::str::from_utf8(new)) else {
         return None;
@@ -171,9 +173,33 @@ pub fn check_file(eng: &Engine, step: &FileStep) -> Result<Check, StepError> {
     }
     let want_own = owner(&step.owner, &step.group, &step.mode);
     let path = Path::new(&step.path);
-    let new = match desired(eng, step, eng.password.as_ref())? {
+    let new = match desired(eng, step, Render::Real)? {
         Desired::Bytes(b) => b,
         Desired::NotYet(why) => return Ok(Check::unknown(why)),
+    };
+    let diff_of = |old: &[u8]| -> Result<Option<String>, StepError> {
+        if step.template.is_none() {
+            return Ok(unified_diff(&step.path, old, &new));
+        }
+        let Desired::Bytes(shown) = desired(eng, step, Render::Shown)? else {
+            return Ok(None);
+        };
+        let texts = (
+            std::str::from_utf8(old),
+            std::str::from_utf8(&new),
+            std::str::from_utf8(&shown),
+        );
+        let (Ok(old), Ok(new), Ok(shown)) = texts else {
+            return Ok(None);
+        };
+        Ok(Some(
+            super::mask::unified_diff(&step.path, old, new, shown).unwrap_or_else(|| {
+                format!(
+                    "(the diff of {} is not shown: it holds a secret)\n",
+                    step.path
+                )
+            }),
+        ))
     };
     let meta = eng.host.stat(path).map_err(StepError::host)?;
     let old = match &meta {
@@ -200,7 +226,7 @@ pub fn check_file(eng: &Engine, step: &FileStep) -> Result<Check, StepError> {
             diff = if step.collector_binary {
                 None
             } else {
-                unified_diff(&step.path, b"", &new)
+                diff_of(b"")?
             };
         }
         Some(old) if *old != new => {
@@ -220,7 +246,7 @@ pub fn check_file(eng: &Engine, step: &FileStep) -> Result<Check, StepError> {
                     ));
                     None
                 }
-                false => unified_diff(&step.path, old, &new),
+                false => diff_of(old)?,
             };
             if step.backup && !eng.state.borrow().owns(&step.path) {
                 changes.push(format!("keep the original as {}.telem-orig", step.path));
@@ -235,17 +261,13 @@ pub fn check_file(eng: &Engine, step: &FileStep) -> Result<Check, StepError> {
         return Ok(Check::ok(format!("{} is up to date", step.path)));
     }
     let mut check = Check::change(changes);
-    let masked = step.secret || !eng.extra_secrets.is_empty();
-    check.diff = diff.map(|d| if masked { mask(eng, &d) } else { d });
-    if step.secret {
-        check.changes = check.changes.iter().map(|c| mask(eng, c)).collect();
-    }
+    check.diff = diff;
     Ok(check)
 }
 
 pub fn apply_file(eng: &Engine, step: &FileStep) -> Result<(), StepError> {
     let path = Path::new(&step.path);
-    let new = match desired(eng, step, eng.password.as_ref())? {
+    let new = match desired(eng, step, Render::Real)? {
         Desired::Bytes(b) => b,
         Desired::NotYet(why) => return Err(StepError::msg(why)),
     };

@@ -10,6 +10,7 @@ mod fake_host;
 mod golden;
 mod hostile_input;
 mod interrupt;
+mod masking;
 #[path = "../support/sandbox.rs"]
 mod sandbox;
 mod shims;
