@@ -3,6 +3,7 @@
 mod adopt;
 mod apply;
 mod cli;
+mod deploy_password;
 mod e2e;
 mod e2e_support;
 mod fake_commands;
