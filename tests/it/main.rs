@@ -5,6 +5,7 @@ mod apply;
 mod cli;
 mod deploy_password;
 mod e2e;
+mod e2e_promises;
 mod e2e_support;
 mod fake_commands;
 mod fake_host;
