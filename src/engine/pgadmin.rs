@@ -191,12 +191,14 @@ fn execute(req: &Request) -> Result<Response, String> {
         .dbname(req.op.dbname())
         .connect_timeout(std::time::Duration::from_secs(10))
         .connect(postgres::NoTls)
-        .map_err(|e| format!("connecting to PostgreSQL on {}: {e}", req.socket_dir))?;
-    let err = |e: postgres::Error| {
-        e.as_db_error()
-            .map(|d| d.message().to_owned())
-            .unwrap_or_else(|| e.to_string())
-    };
+        .map_err(|e| {
+            format!(
+                "connecting to PostgreSQL on {}: {}",
+                req.socket_dir,
+                describe(&e)
+            )
+        })?;
+    let err = |e: postgres::Error| describe(&e);
     let mut resp = Response::default();
     match &req.op {
         Op::RoleExists { role } => {
@@ -284,6 +286,15 @@ fn execute(req: &Request) -> Result<Response, String> {
         }
     }
     Ok(resp)
+}
+
+/// The server's reason for an error (`password authentication failed for user "telemetry"`),
+/// else the driver's message: the postgres crate alone says only "db error".
+pub fn describe(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(d) => d.message().to_owned(),
+        None => e.to_string(),
+    }
 }
 
 /// A quoted SQL identifier.

@@ -292,6 +292,11 @@ pub fn check_migrate(eng: &Engine, step: &MigrateStep) -> Result<Check, StepErro
     if step.always {
         return Ok(Check::change1("run the collector's migrations"));
     }
+    // The collector waits (bounded) for a database that is starting; a check need not.
+    let db = &eng.recipe.recipe.database.name;
+    if query(eng, Op::Database { name: db.clone() }).is_none() {
+        return Ok(Check::unknown(NOT_RUNNING));
+    }
     let out = eng
         .host
         .run(&migrate_cmd(eng, &["--check"]))

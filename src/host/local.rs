@@ -313,7 +313,10 @@ impl Host for LocalHost {
                 // Authentication passed; only the database is missing.
                 Some(code) if *code == postgres::error::SqlState::UNDEFINED_DATABASE => Ok(true),
                 // The error text of the postgres crate never contains the password.
-                _ => Err(HostError(format!("PostgreSQL at {addr}:{port}: {e}"))),
+                _ => Err(HostError(format!(
+                    "PostgreSQL at {addr}:{port}: {}",
+                    crate::engine::pgadmin::describe(&e)
+                ))),
             },
         }
     }

@@ -11,7 +11,9 @@
 //!   TELEM_UI_PASSWORD set: afterwards no /proc/*/environ holds either value;
 //! - deploy's new password reaches the role (it logs in over TCP, the old one does not) and
 //!   the site stays healthy; its `-v` output shows no piece of either password although the
-//!   new one is a part of the old.
+//!   new one is a part of the old; with the role's password changed behind the tool's back,
+//!   `migrate` fails naming `password authentication failed for user "telemetry"` and
+//!   `deploy` sets the stored password again.
 
 use std::path::Path;
 use std::time::Instant;
@@ -307,6 +309,34 @@ fn dry_runs_write_nothing_and_secrets_stay_out_of_children() {
             .as_ref()
             .is_ok_and(|e| !e.contains("TELEM_UI_PASSWORD") && !e.contains("TELEM_DB_PASSWORD")),
         format!("the collector's environment: {collector:?}"),
+    );
+
+    // Item 5: a role whose password drifted from the config: the failure names the cause, and
+    // deploy (no password given) sets the stored one again.
+    let drift = sql(
+        &sb,
+        "postgres",
+        "ALTER ROLE telemetry PASSWORD 'drifted-e10'",
+    );
+    rep.check(
+        drift.is_ok(),
+        format!("changing the role's password: {drift:?}"),
+    );
+    let (code, out) = run(&sb, &[], &["-a", "migrate", "-d", "debian"]);
+    rep.check(
+        code == Some(1) && out.contains("password authentication failed for user \"telemetry\""),
+        format!(
+            "migrate with a drifted role password exited {code:?} without naming the cause:\n{out}"
+        ),
+    );
+    let (code, out) = run(&sb, &[], &["-a", "deploy", "-d", "debian"]);
+    rep.check(
+        code == Some(0),
+        format!("deploy repairing the role exited {code:?}:\n{out}"),
+    );
+    rep.check(
+        tcp_login(&sb, DB_NEW).is_ok(),
+        "deploy did not give the role the stored password",
     );
 
     // 3. the installed root, then after a reboot (daemons gone, /run emptied)
