@@ -177,17 +177,23 @@ pub fn check_file(eng: &Engine, step: &FileStep) -> Result<Check, StepError> {
         Desired::Bytes(b) => b,
         Desired::NotYet(why) => return Ok(Check::unknown(why)),
     };
+    // What a plan shows of a template: rendered with a placeholder for every secret.
+    let shown = match step.template {
+        Some(_) => match desired(eng, step, Render::Shown)? {
+            Desired::Bytes(b) => Some(b),
+            Desired::NotYet(_) => None,
+        },
+        None => None,
+    };
+    let holds_secret = shown.as_ref().is_some_and(|s| *s != new);
     let diff_of = |old: &[u8]| -> Result<Option<String>, StepError> {
-        if step.template.is_none() {
+        let Some(shown) = &shown else {
             return Ok(unified_diff(&step.path, old, &new));
-        }
-        let Desired::Bytes(shown) = desired(eng, step, Render::Shown)? else {
-            return Ok(None);
         };
         let texts = (
             std::str::from_utf8(old),
             std::str::from_utf8(&new),
-            std::str::from_utf8(&shown),
+            std::str::from_utf8(shown),
         );
         let (Ok(old), Ok(new), Ok(shown)) = texts else {
             return Ok(None);
@@ -215,13 +221,14 @@ pub fn check_file(eng: &Engine, step: &FileStep) -> Result<Check, StepError> {
             } else {
                 "create"
             };
+            // The size of a file with a secret would tell the secret's length.
+            let size = match holds_secret {
+                true => String::new(),
+                false => format!("{} bytes, ", new.len()),
+            };
             changes.push(format!(
-                "{what} {} ({} bytes, {}:{} {:04o})",
-                step.path,
-                new.len(),
-                want_own.user,
-                want_own.group,
-                want_own.mode
+                "{what} {} ({size}{}:{} {:04o})",
+                step.path, want_own.user, want_own.group, want_own.mode
             ));
             diff = if step.collector_binary {
                 None

@@ -152,3 +152,38 @@ fn secrets_are_masked_by_place_whatever_their_values() {
         }
     }
 }
+
+/// On a fresh host the plan creates the files that hold secrets: it does not tell their size,
+/// which would tell a secret's length.
+#[test]
+fn a_fresh_plan_does_not_tell_the_length_of_a_secret() {
+    let plan = |pw: &str, ui: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let (pw, ui) = (file(&dir, "pw", pw), file(&dir, "ui", ui));
+        let host = FakeHost::fresh("debian", true);
+        let mut args = vec![
+            "-a",
+            "install",
+            "-d",
+            "debian",
+            "-H",
+            "localhost",
+            "--dry-run",
+        ];
+        args.extend(WEBAPP);
+        args.extend(["--ui-auth", "admin", "--ui-password-file", &ui]);
+        args.extend(["--db-password-file", &pw]);
+        let (code, out, err) = run(&host, &args);
+        assert_eq!(code, 0, "{out}\n{err}");
+        out
+    };
+    let short = plan("x", "y");
+    assert!(
+        short.contains("create /etc/telemetry/collector.toml (root:"),
+        "{short}"
+    );
+    assert_eq!(
+        short,
+        plan("a-much-longer-password-Qz7", "another-long-one-Qz7")
+    );
+}
