@@ -283,7 +283,7 @@ fn every_semantic_problem_of_a_recipe_is_reported_at_once() {
         format!("error: {f}: actions.install[0].packages.set: unknown package set `basics`"),
         format!("error: {f}: actions.install[38].service.name: unknown service `apache`"),
         // A step shared by a YAML anchor is reported where it is used.
-        format!("error: {f}: actions.deploy[23].service.name: unknown service `apache`"),
+        format!("error: {f}: actions.deploy[25].service.name: unknown service `apache`"),
         format!("error: {f}: actions.install[15].directory.mode: `rwx` is not an octal mode"),
         format!("5 problems in {f}"),
     ] {
