@@ -96,11 +96,11 @@ fn plan_and_run(
         Ok(Some(_))
     );
     let mut vars = context::vars(&loaded.recipe, opts, manager, tls);
-    let ui_secrets = ui_auth_line(opts, host, &loaded.recipe.nginx.htpasswd, &mut vars)?;
+    let shown_vars = ui_auth_line(opts, host, &loaded.recipe.nginx.htpasswd, &mut vars)?;
     let compiled = recipe::compile(&loaded, &vars)?;
     let state = State::load(host).map_err(|e| Error::Other(e.0))?;
     let mut eng = Engine::new(host, opts, &compiled, &templates, vars, manager, state, tls);
-    eng.extra_secrets = ui_secrets;
+    eng.shown_vars = shown_vars;
 
     let steps: Vec<&Step> = compiled.actions[&opts.action]
         .iter()
@@ -177,7 +177,7 @@ fn plan_and_run(
     }
     if any_password && eng.password.is_none() {
         eng.password = Some(if opts.interactive {
-            password::prompt()?
+            password::prompt(opts.webapp)?
         } else {
             password::generate()
         });
@@ -247,13 +247,14 @@ fn plan_and_run(
 }
 
 /// For `--ui-auth USER`: put the htpasswd line in `vars` (reusing the file's line when it
-/// already holds the password); returns the values to mask in every diff.
+/// already holds the password); returns it as a secret template variable with the value plans
+/// show instead.
 fn ui_auth_line(
     opts: &Options,
     host: &dyn Host,
     path: &str,
     vars: &mut tera::Context,
-) -> Result<Vec<crate::secret::Secret>, Error> {
+) -> Result<Vec<(String, String)>, Error> {
     let Some(user) = &opts.ui_auth else {
         return Ok(Vec::new());
     };
@@ -273,12 +274,11 @@ fn ui_auth_line(
         (None, Some(line)) => line.clone(),
         (None, None) => format!("{user}:{}", crate::secret::MASK),
     };
-    let mut secrets = vec![crate::secret::Secret::new(
-        line.split_once(':').map(|(_, h)| h).unwrap_or_default(),
-    )];
-    secrets.extend(password);
     vars.insert("ui_htpasswd", &line);
-    Ok(secrets)
+    Ok(vec![(
+        "ui_htpasswd".to_owned(),
+        format!("{user}:{}", crate::secret::MASK),
+    )])
 }
 
 /// What the web UI's steps can refuse before anything changes (exit 2, plan and apply

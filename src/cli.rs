@@ -27,7 +27,7 @@ pub const VERSION: &str = concat!(
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true,
     after_help = "The database password may also come from the environment variable TELEM_DB_PASSWORD \
-(after --db-password-file and --db-password-stdin); it is removed from every child's environment.\n\n\
+(after --db-password-file and --db-password-stdin), the web UI password from TELEM_UI_PASSWORD; both are removed from every child's environment.\n\n\
 Examples:\n  telem-deploy -a install -d clr -H localhost --dry-run\n  telem-deploy -a install -H telemetry.example.com --db-password-file /root/db.pass"
 )]
 pub struct Cli {

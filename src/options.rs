@@ -65,11 +65,10 @@ impl Options {
         let domain = cli.host.unwrap_or_default();
         check_domain(&domain)?;
         if let Some(user) = &cli.ui_auth {
-            if user.is_empty() || user.contains(':') || user.chars().any(char::is_whitespace) {
-                return Err(Error::Usage(format!(
-                    "invalid value '{user}' for '--ui-auth <USER>': a user name without ':' or spaces"
-                )));
-            }
+            check_ui_user(user)?;
+        }
+        if let Some(bin) = &cli.collector_bin {
+            check_collector_bin(bin)?;
         }
         if cli.source_type == SourceType::Git {
             crate::engine::snaplinks::check_repo(&cli.repo)
@@ -100,7 +99,7 @@ impl Options {
             PasswordSource::File(f)
         } else if cli.db_password_stdin {
             PasswordSource::Stdin
-        } else if std::env::var_os("TELEM_DB_PASSWORD").is_some() {
+        } else if std::env::var_os(crate::secret::DB_PASSWORD_ENV).is_some() {
             PasswordSource::Env
         } else {
             PasswordSource::Implicit
@@ -165,7 +164,7 @@ impl Options {
     pub fn explicit_password(&self) -> Result<Option<Secret>, Error> {
         let raw = match &self.password_source {
             PasswordSource::Implicit => return Ok(None),
-            PasswordSource::File(path) => read_password_file(path)?,
+            PasswordSource::File(path) => read_password_file("--db-password-file", path)?,
             PasswordSource::Stdin => {
                 let mut line = String::new();
                 std::io::stdin().read_line(&mut line).map_err(|e| {
@@ -173,7 +172,7 @@ impl Options {
                 })?;
                 line
             }
-            PasswordSource::Env => std::env::var("TELEM_DB_PASSWORD")
+            PasswordSource::Env => std::env::var(crate::secret::DB_PASSWORD_ENV)
                 .map_err(|_| Error::Usage("TELEM_DB_PASSWORD is not valid UTF-8".into()))?,
         };
         let pw = raw.strip_suffix('\n').unwrap_or(&raw);
@@ -181,15 +180,17 @@ impl Options {
         if pw.is_empty() {
             return Err(Error::Usage("the database password is empty".into()));
         }
-        Ok(Some(Secret::new(pw)))
+        let pw = Secret::new(pw);
+        crate::password::check_usable(&pw, crate::password::Kind::Database, self.webapp)?;
+        Ok(Some(pw))
     }
 }
 
 /// The web UI password, if given: `--ui-password-file`, then `TELEM_UI_PASSWORD`.
 pub fn explicit_ui_password(opts: &Options) -> Result<Option<Secret>, Error> {
     let raw = match &opts.ui_password_file {
-        Some(path) => read_password_file(path)?,
-        None => match std::env::var("TELEM_UI_PASSWORD") {
+        Some(path) => read_password_file("--ui-password-file", path)?,
+        None => match std::env::var(crate::secret::UI_PASSWORD_ENV) {
             Ok(v) => v,
             Err(_) => return Ok(None),
         },
@@ -197,28 +198,81 @@ pub fn explicit_ui_password(opts: &Options) -> Result<Option<Secret>, Error> {
     if raw.is_empty() {
         return Err(Error::Usage("the web UI password is empty".into()));
     }
-    Ok(Some(Secret::new(raw)))
+    let pw = Secret::new(raw);
+    crate::password::check_usable(&pw, crate::password::Kind::WebUi, false)?;
+    Ok(Some(pw))
 }
 
-fn read_password_file(path: &Path) -> Result<String, Error> {
+/// The first line of a password file (`flag` names the option in errors). Only a regular
+/// file is read, and only its first [`PASSWORD_FILE_LIMIT`] bytes.
+fn read_password_file(flag: &str, path: &Path) -> Result<String, Error> {
+    use std::io::Read;
     use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path)
-        .map_err(|e| Error::Usage(format!("--db-password-file {}: {e}", path.display())))?;
+    let usage = |e: &dyn std::fmt::Display| Error::Usage(format!("{flag} {}: {e}", path.display()));
+    let file = std::fs::File::open(path).map_err(|e| usage(&e))?;
+    let meta = file.metadata().map_err(|e| usage(&e))?;
     if !meta.is_file() {
-        return Err(Error::Usage(format!(
-            "--db-password-file {}: not a regular file",
-            path.display()
-        )));
+        return Err(usage(&"not a regular file"));
     }
     if meta.permissions().mode() & 0o004 != 0 {
         eprintln!(
-            "warning: --db-password-file {} is readable by every user; chmod 600 it",
+            "warning: {flag} {} is readable by every user; chmod 600 it",
             path.display()
         );
     }
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::Usage(format!("--db-password-file {}: {e}", path.display())))?;
-    Ok(text.lines().next().unwrap_or_default().to_owned())
+    let mut bytes = Vec::new();
+    file.take(PASSWORD_FILE_LIMIT)
+        .read_to_end(&mut bytes)
+        .map_err(|e| usage(&e))?;
+    let first = bytes.split(|b| *b == b'\n').next().unwrap_or_default();
+    let first = first.strip_suffix(b"\r").unwrap_or(first);
+    if first.len() as u64 >= PASSWORD_FILE_LIMIT {
+        return Err(usage(&format_args!(
+            "the first line is longer than {} bytes",
+            crate::password::MAX_LEN
+        )));
+    }
+    String::from_utf8(first.to_vec()).map_err(|_| usage(&"the password is not valid UTF-8"))
+}
+
+/// How much of a password file is read: more than any usable password.
+const PASSWORD_FILE_LIMIT: u64 = 64 * 1024;
+
+/// The largest collector binary `--collector-bin` accepts (today's is ~10 MB).
+pub const COLLECTOR_BIN_LIMIT: u64 = 512 * 1024 * 1024;
+
+/// `--collector-bin`: a regular file of bounded size (not a device that reads forever).
+fn check_collector_bin(path: &Path) -> Result<(), Error> {
+    let usage = |e: &dyn std::fmt::Display| {
+        Error::Usage(format!("--collector-bin {}: {e}", path.display()))
+    };
+    let meta = std::fs::metadata(path).map_err(|e| usage(&e))?;
+    if !meta.is_file() {
+        return Err(usage(&"not a regular file"));
+    }
+    if meta.len() > COLLECTOR_BIN_LIMIT {
+        return Err(usage(&format_args!(
+            "{} bytes; a collector binary is at most {COLLECTOR_BIN_LIMIT}",
+            meta.len()
+        )));
+    }
+    Ok(())
+}
+
+/// `--ui-auth USER`: a name nginx's user file can hold and a browser can send: printable,
+/// without ':' (the separator of the file and of basic auth), spaces or control characters.
+fn check_ui_user(user: &str) -> Result<(), Error> {
+    let bad = user.is_empty()
+        || user.len() > 255
+        || user
+            .chars()
+            .any(|c| c == ':' || c.is_whitespace() || c.is_control());
+    if bad {
+        return Err(Error::Usage(format!(
+            "invalid value {user:?} for '--ui-auth <USER>': 1 to 255 bytes without ':', spaces or control characters"
+        )));
+    }
+    Ok(())
 }
 
 /// A name nginx accepts in `server_name` and that is safe inside a config file.

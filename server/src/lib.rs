@@ -93,8 +93,11 @@ async fn connect(pool: &deadpool_postgres::Pool) -> Result<deadpool_postgres::Ob
     loop {
         match pool.get().await {
             Ok(client) => return Ok(client),
-            Err(e) if tokio::time::Instant::now() >= deadline => {
-                return Err(RunError::Database(format!("cannot connect: {e}")))
+            Err(e) if tokio::time::Instant::now() >= deadline || store::is_permanent(&e) => {
+                return Err(RunError::Database(format!(
+                    "cannot connect: {}",
+                    store::describe_pool(&e)
+                )))
             }
             Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
         }

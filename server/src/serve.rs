@@ -32,8 +32,11 @@ pub async fn check_database(pool: &Pool) -> Result<(), RunError> {
     let client = loop {
         match pool.get().await {
             Ok(client) => break client,
-            Err(e) if tokio::time::Instant::now() >= deadline => {
-                return Err(RunError::Database(format!("cannot connect: {e}")))
+            Err(e) if tokio::time::Instant::now() >= deadline || store::is_permanent(&e) => {
+                return Err(RunError::Database(format!(
+                    "cannot connect: {}",
+                    store::describe_pool(&e)
+                )))
             }
             Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
         }

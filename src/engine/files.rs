@@ -1,7 +1,7 @@
 //! `directory`, `file`, `symlink` and `remove` steps.
 //!
-//! Files are compared by content, owner and mode; the plan shows a unified diff with the
-//! password masked. Writes are atomic; the first replaced system file is kept as
+//! Files are compared by content, owner and mode; the plan shows a unified diff with every
+//! secret masked by its place (`mask`). Writes are atomic; the first replaced system file is kept as
 //! `*.telem-orig`; an nginx config that fails `nginx -t` is rolled back.
 
 use std::path::{Path, PathBuf};
@@ -11,7 +11,7 @@ use similar::TextDiff;
 use super::{Check, Engine, Manager, StepError, INSTALL_FIRST};
 use crate::host::{lookup_group, lookup_user, parse_mode, Cmd, FileKind, FileMeta, Owner};
 use crate::recipe::model::{DirectoryStep, FileStep, RemoveStep, SymlinkStep};
-use crate::secret::{self, Secret, MASK};
+use crate::secret::{Secret, MASK};
 use crate::state::{Saved, SAVED_DIR};
 
 fn owner(user: &str, group: &str, mode: &str) -> Owner {
@@ -92,10 +92,24 @@ enum Desired {
     NotYet(String),
 }
 
-fn desired(eng: &Engine, step: &FileStep, password: Option<&Secret>) -> Result<Desired, StepError> {
+/// What the file holds, or with `Shown` what a plan shows of it: the template rendered with a
+/// placeholder for every secret (see `mask`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Render {
+    Real,
+    Shown,
+}
+
+fn desired(eng: &Engine, step: &FileStep, how: Render) -> Result<Desired, StepError> {
     if let Some(t) = &step.template {
         let mut ctx = eng.vars.clone();
+        let password = eng.password.as_ref().filter(|_| how == Render::Real);
         ctx.insert("db_password", password.map(Secret::expose).unwrap_or(MASK));
+        if how == Render::Shown {
+            for (name, shown) in &eng.shown_vars {
+                ctx.insert(name, shown);
+            }
+        }
         return eng
             .templates
             .render(t, &ctx)
@@ -111,7 +125,7 @@ fn desired(eng: &Engine, step: &FileStep, password: Option<&Secret>) -> Result<D
         );
     }
     let bin = eng.bundled_collector();
-    match std::fs::read(&bin) {
+    match read_binary(&bin) {
         Ok(b) => Ok(Desired::Bytes(b)),
         Err(e) => Err(StepError::msg(format!(
             "the bundled collector {} cannot be read ({e}); build it or pass --collector-bin PATH",
@@ -120,16 +134,24 @@ fn desired(eng: &Engine, step: &FileStep, password: Option<&Secret>) -> Result<D
     }
 }
 
-/// Mask every form of the known passwords in a secret file's text.
-fn mask(eng: &Engine, text: &str) -> String {
-    let mut out = text.to_owned();
-    for s in [&eng.password, &eng.stored_password].into_iter().flatten() {
-        let quoted = serde_json::to_string(s.expose()).unwrap_or_default();
-        out = out
-            .replace(&quoted, &format!("\"{MASK}\""))
-            .replace(s.expose(), MASK);
+/// A regular file of at most [`COLLECTOR_BIN_LIMIT`] bytes (a device such as /dev/zero would
+/// be read until memory runs out).
+fn read_binary(path: &Path) -> std::io::Result<Vec<u8>> {
+    use crate::options::COLLECTOR_BIN_LIMIT;
+    use std::io::{Error, Read};
+    let file = std::fs::File::open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(Error::other("not a regular file"));
     }
-    secret::redact(&out, &eng.extra_secrets.iter().collect::<Vec<_>>())
+    let mut bytes = Vec::new();
+    file.take(COLLECTOR_BIN_LIMIT + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > COLLECTOR_BIN_LIMIT {
+        return Err(Error::other(format!(
+            "larger than {COLLECTOR_BIN_LIMIT} bytes"
+        )));
+    }
+    Ok(bytes)
 }
 
 pub(super) fn unified_diff(path: &str, old: &[u8], new: &[u8]) -> Option<String> {
@@ -151,9 +173,39 @@ pub fn check_file(eng: &Engine, step: &FileStep) -> Result<Check, StepError> {
     }
     let want_own = owner(&step.owner, &step.group, &step.mode);
     let path = Path::new(&step.path);
-    let new = match desired(eng, step, eng.password.as_ref())? {
+    let new = match desired(eng, step, Render::Real)? {
         Desired::Bytes(b) => b,
         Desired::NotYet(why) => return Ok(Check::unknown(why)),
+    };
+    // What a plan shows of a template: rendered with a placeholder for every secret.
+    let shown = match step.template {
+        Some(_) => match desired(eng, step, Render::Shown)? {
+            Desired::Bytes(b) => Some(b),
+            Desired::NotYet(_) => None,
+        },
+        None => None,
+    };
+    let holds_secret = shown.as_ref().is_some_and(|s| *s != new);
+    let diff_of = |old: &[u8]| -> Result<Option<String>, StepError> {
+        let Some(shown) = &shown else {
+            return Ok(unified_diff(&step.path, old, &new));
+        };
+        let texts = (
+            std::str::from_utf8(old),
+            std::str::from_utf8(&new),
+            std::str::from_utf8(shown),
+        );
+        let (Ok(old), Ok(new), Ok(shown)) = texts else {
+            return Ok(None);
+        };
+        Ok(Some(
+            super::mask::unified_diff(&step.path, old, new, shown).unwrap_or_else(|| {
+                format!(
+                    "(the diff of {} is not shown: it holds a secret)\n",
+                    step.path
+                )
+            }),
+        ))
     };
     let meta = eng.host.stat(path).map_err(StepError::host)?;
     let old = match &meta {
@@ -169,18 +221,19 @@ pub fn check_file(eng: &Engine, step: &FileStep) -> Result<Check, StepError> {
             } else {
                 "create"
             };
+            // The size of a file with a secret would tell the secret's length.
+            let size = match holds_secret {
+                true => String::new(),
+                false => format!("{} bytes, ", new.len()),
+            };
             changes.push(format!(
-                "{what} {} ({} bytes, {}:{} {:04o})",
-                step.path,
-                new.len(),
-                want_own.user,
-                want_own.group,
-                want_own.mode
+                "{what} {} ({size}{}:{} {:04o})",
+                step.path, want_own.user, want_own.group, want_own.mode
             ));
             diff = if step.collector_binary {
                 None
             } else {
-                unified_diff(&step.path, b"", &new)
+                diff_of(b"")?
             };
         }
         Some(old) if *old != new => {
@@ -200,7 +253,7 @@ pub fn check_file(eng: &Engine, step: &FileStep) -> Result<Check, StepError> {
                     ));
                     None
                 }
-                false => unified_diff(&step.path, old, &new),
+                false => diff_of(old)?,
             };
             if step.backup && !eng.state.borrow().owns(&step.path) {
                 changes.push(format!("keep the original as {}.telem-orig", step.path));
@@ -215,17 +268,13 @@ pub fn check_file(eng: &Engine, step: &FileStep) -> Result<Check, StepError> {
         return Ok(Check::ok(format!("{} is up to date", step.path)));
     }
     let mut check = Check::change(changes);
-    let masked = step.secret || !eng.extra_secrets.is_empty();
-    check.diff = diff.map(|d| if masked { mask(eng, &d) } else { d });
-    if step.secret {
-        check.changes = check.changes.iter().map(|c| mask(eng, c)).collect();
-    }
+    check.diff = diff;
     Ok(check)
 }
 
 pub fn apply_file(eng: &Engine, step: &FileStep) -> Result<(), StepError> {
     let path = Path::new(&step.path);
-    let new = match desired(eng, step, eng.password.as_ref())? {
+    let new = match desired(eng, step, Render::Real)? {
         Desired::Bytes(b) => b,
         Desired::NotYet(why) => return Err(StepError::msg(why)),
     };

@@ -9,6 +9,7 @@ mod command;
 mod files;
 mod health;
 mod legacy;
+mod mask;
 mod packages;
 pub mod pgadmin;
 pub mod pkg;
@@ -147,8 +148,9 @@ pub struct Engine<'a> {
     pub needs_install: bool,
     /// Whether TLS is configured (a certificate is present).
     pub tls: bool,
-    /// Other secret values (the web UI's password and hash) masked in every diff.
-    pub extra_secrets: Vec<Secret>,
+    /// Template variables other than `db_password` that hold a secret (the web UI's
+    /// htpasswd line), with the value a plan shows in their place.
+    pub shown_vars: Vec<(String, String)>,
     pub state: RefCell<State>,
     pending: RefCell<BTreeSet<String>>,
     applying: Cell<bool>,
@@ -179,7 +181,7 @@ impl<'a> Engine<'a> {
             stored_password: None,
             needs_install: false,
             tls,
-            extra_secrets: Vec::new(),
+            shown_vars: Vec::new(),
             state: RefCell::new(state),
             pending,
             applying: Cell::new(false),

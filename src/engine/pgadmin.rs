@@ -1,7 +1,7 @@
 //! PostgreSQL administration as the cluster's OS user, with the `postgres` crate.
 //!
 //! telem-deploy runs as root, but the cluster trusts only its own OS user on the local socket
-//! (peer authentication). So the parent starts a copy of itself as that user (`__pg-admin`),
+//! (peer authentication). So the parent starts itself again as that user (`__pg-admin`),
 //! passes one request as JSON through a pipe, and reads one JSON answer. Passwords never take
 //! this path: only a SCRAM verifier computed by the parent does, so the plaintext never reaches
 //! a child, the server or its log.
@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::host::{Cmd, Host, HostError, Owner};
+use crate::host::{Cmd, Host, HostError};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Request {
@@ -124,36 +124,38 @@ impl PgAdmin<'_> {
     }
 }
 
-/// This executable, or a copy the cluster's OS user can execute when ours sits in a private
-/// directory (e.g. under /root).
+/// How the child runs this executable as the cluster's OS user, without writing anything
+/// (a dry run goes through here too): by its path when that user can reach it, else through
+/// `/proc/self/exe`. The child is forked from this process, so until its `execve` that link
+/// names this very binary; the kernel follows it without looking at the directories on the
+/// path, so a binary in a private directory (e.g. a 0700 `/root/bin`) still runs, as long as
+/// the file itself is executable by others.
 fn admin_exe(host: &dyn Host) -> Result<PathBuf, HostError> {
     let exe = std::env::current_exe()
         .map_err(|e| HostError(format!("cannot find own executable: {e}")))?;
-    let reachable = exe.ancestors().skip(1).all(|dir| {
-        host.stat(dir)
+    let executable_by_others = |p: &Path| {
+        host.stat(p)
             .ok()
             .flatten()
             .is_some_and(|m| m.mode & 0o001 != 0)
-    });
-    if reachable {
+    };
+    if exe.ancestors().skip(1).all(executable_by_others) {
         return Ok(exe);
     }
-    let copy = PathBuf::from("/run/telem-deploy-pgadmin");
-    let bytes = std::fs::read(&exe).map_err(|e| HostError::io("read", &exe, e))?;
-    let same = host.read(&copy)?.is_some_and(|b| b == bytes);
-    if !same {
-        host.write(
-            &copy,
-            &bytes,
-            &Owner {
-                user: "root".into(),
-                group: "root".into(),
-                mode: 0o755,
-            },
-        )?;
+    // `current_exe` follows /proc/self/exe, so this is the file the link leads to.
+    let meta = std::fs::metadata(&exe).map_err(|e| HostError::io("stat", &exe, e))?;
+    if std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o001 == 0 {
+        return Err(HostError(format!(
+            "PostgreSQL administration runs {} as the cluster's OS user, which may not execute it (mode {:04o}): make the file executable by others (chmod o+x; its directory may stay private)",
+            exe.display(),
+            std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o7777
+        )));
     }
-    Ok(copy)
+    Ok(PathBuf::from(SELF_EXE))
 }
+
+/// The running executable, as every process sees its own.
+const SELF_EXE: &str = "/proc/self/exe";
 
 /// The child's side (`telem-deploy __pg-admin`): one request on stdin, one answer on stdout.
 pub fn serve_stdin() -> u8 {
@@ -189,12 +191,14 @@ fn execute(req: &Request) -> Result<Response, String> {
         .dbname(req.op.dbname())
         .connect_timeout(std::time::Duration::from_secs(10))
         .connect(postgres::NoTls)
-        .map_err(|e| format!("connecting to PostgreSQL on {}: {e}", req.socket_dir))?;
-    let err = |e: postgres::Error| {
-        e.as_db_error()
-            .map(|d| d.message().to_owned())
-            .unwrap_or_else(|| e.to_string())
-    };
+        .map_err(|e| {
+            format!(
+                "connecting to PostgreSQL on {}: {}",
+                req.socket_dir,
+                describe(&e)
+            )
+        })?;
+    let err = |e: postgres::Error| describe(&e);
     let mut resp = Response::default();
     match &req.op {
         Op::RoleExists { role } => {
@@ -282,6 +286,15 @@ fn execute(req: &Request) -> Result<Response, String> {
         }
     }
     Ok(resp)
+}
+
+/// The server's reason for an error (`password authentication failed for user "telemetry"`),
+/// else the driver's message: the postgres crate alone says only "db error".
+pub fn describe(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(d) => d.message().to_owned(),
+        None => e.to_string(),
+    }
 }
 
 /// A quoted SQL identifier.

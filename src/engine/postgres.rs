@@ -23,11 +23,16 @@ fn admin<'a>(eng: &'a Engine) -> PgAdmin<'a> {
     }
 }
 
-/// Run a read-only admin query; `None` when the server cannot be reached yet.
-fn query(eng: &Engine, op: Op) -> Option<super::pgadmin::Response> {
+/// Run a read-only admin query; when the server cannot be reached yet, the `unknown` check
+/// that says why (e.g. the admin child may not execute this binary).
+fn query(eng: &Engine, op: Op) -> Result<super::pgadmin::Response, Check> {
     // No postgres user yet: the package that creates it comes in an earlier step.
-    crate::host::lookup_user(eng.host, &eng.recipe.recipe.postgres.os_user)?;
-    admin(eng).call(op).ok()
+    if crate::host::lookup_user(eng.host, &eng.recipe.recipe.postgres.os_user).is_none() {
+        return Err(Check::unknown(NOT_RUNNING));
+    }
+    admin(eng)
+        .call(op)
+        .map_err(|e| Check::unknown(format!("{NOT_RUNNING}: {e}")))
 }
 
 fn exec(eng: &Engine, op: Op) -> Result<(), StepError> {
@@ -35,13 +40,14 @@ fn exec(eng: &Engine, op: Op) -> Result<(), StepError> {
 }
 
 pub fn check_role(eng: &Engine, step: &PgRoleStep) -> Result<Check, StepError> {
-    let Some(r) = query(
+    let r = match query(
         eng,
         Op::RoleExists {
             role: step.name.clone(),
         },
-    ) else {
-        return Ok(Check::unknown(NOT_RUNNING));
+    ) {
+        Ok(r) => r,
+        Err(unknown) => return Ok(unknown),
     };
     let exists = r.exists == Some(true);
     Ok(match (step.state, exists) {
@@ -78,13 +84,14 @@ pub fn apply_role(eng: &Engine, step: &PgRoleStep) -> Result<(), StepError> {
 }
 
 pub fn check_database(eng: &Engine, step: &PgDatabaseStep) -> Result<Check, StepError> {
-    let Some(r) = query(
+    let r = match query(
         eng,
         Op::Database {
             name: step.name.clone(),
         },
-    ) else {
-        return Ok(Check::unknown(NOT_RUNNING));
+    ) {
+        Ok(r) => r,
+        Err(unknown) => return Ok(unknown),
     };
     let exists = r.exists == Some(true);
     Ok(match (step.state, exists) {
@@ -200,13 +207,14 @@ pub fn check_backup(eng: &Engine, step: &PgBackupStep) -> Result<Check, StepErro
     if eng.opts.no_backup {
         return Ok(Check::ok("no backup (--no-backup)"));
     }
-    let Some(r) = query(
+    let r = match query(
         eng,
         Op::Database {
             name: step.database.clone(),
         },
-    ) else {
-        return Ok(Check::unknown(NOT_RUNNING));
+    ) {
+        Ok(r) => r,
+        Err(unknown) => return Ok(unknown),
     };
     if r.exists != Some(true) {
         return Ok(Check::ok(format!(
@@ -292,6 +300,11 @@ pub fn check_migrate(eng: &Engine, step: &MigrateStep) -> Result<Check, StepErro
     if step.always {
         return Ok(Check::change1("run the collector's migrations"));
     }
+    // The collector waits (bounded) for a database that is starting; a check need not.
+    let db = &eng.recipe.recipe.database.name;
+    if let Err(unknown) = query(eng, Op::Database { name: db.clone() }) {
+        return Ok(unknown);
+    }
     let out = eng
         .host
         .run(&migrate_cmd(eng, &["--check"]))
@@ -314,13 +327,14 @@ pub fn apply_migrate(eng: &Engine, _step: &MigrateStep) -> Result<(), StepError>
 }
 
 pub fn check_reassign(eng: &Engine, step: &PgReassignStep) -> Result<Check, StepError> {
-    let Some(db) = query(
+    let db = match query(
         eng,
         Op::Database {
             name: step.database.clone(),
         },
-    ) else {
-        return Ok(Check::unknown(NOT_RUNNING));
+    ) {
+        Ok(r) => r,
+        Err(unknown) => return Ok(unknown),
     };
     if db.exists != Some(true) {
         return Ok(Check::ok(format!("no database {} yet", step.database)));

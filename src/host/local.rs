@@ -1,7 +1,9 @@
 //! `Host` for the machine telem-deploy runs on: commands through duct, files through std.
 //!
-//! Every child gets `TELEM_DB_PASSWORD` removed from its environment, so a password given that
-//! way never reaches another process.
+//! Every child gets `TELEM_DB_PASSWORD`, `TELEM_UI_PASSWORD` and any other variable whose name
+//! marks a secret (see [`super::is_secret_env`]) removed from its environment, so a password
+//! given that way never reaches another process; a command's own `env` (e.g. the web UI's
+//! `POSTGRES_PASSWORD` for `flask db upgrade`) is set explicitly.
 
 use std::fs;
 use std::io::{Read, Write};
@@ -16,8 +18,18 @@ use super::{
     Owner,
 };
 
-/// Environment variables no child may inherit.
-const SECRET_ENV: &[&str] = &["TELEM_DB_PASSWORD"];
+/// The variables of this process no child may inherit: those telem-deploy reads its secrets
+/// from, and every other one whose name says it holds a secret (PGPASSWORD, ...).
+fn inherited_secrets() -> Vec<std::ffi::OsString> {
+    let mut keys: Vec<std::ffi::OsString> =
+        crate::secret::ENV_VARS.iter().map(Into::into).collect();
+    keys.extend(
+        std::env::vars_os()
+            .map(|(k, _)| k)
+            .filter(|k| super::is_secret_env(&k.to_string_lossy())),
+    );
+    keys
+}
 
 #[derive(Debug, Default)]
 pub struct LocalHost;
@@ -29,7 +41,7 @@ impl LocalHost {
             .split_first()
             .ok_or_else(|| HostError("empty command".to_owned()))?;
         let mut expr = duct::cmd(program, args);
-        for key in SECRET_ENV {
+        for key in inherited_secrets() {
             expr = expr.env_remove(key);
         }
         for (k, v) in &cmd.env {
@@ -297,7 +309,10 @@ impl Host for LocalHost {
                 // Authentication passed; only the database is missing.
                 Some(code) if *code == postgres::error::SqlState::UNDEFINED_DATABASE => Ok(true),
                 // The error text of the postgres crate never contains the password.
-                _ => Err(HostError(format!("PostgreSQL at {addr}:{port}: {e}"))),
+                _ => Err(HostError(format!(
+                    "PostgreSQL at {addr}:{port}: {}",
+                    crate::engine::pgadmin::describe(&e)
+                ))),
             },
         }
     }

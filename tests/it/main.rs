@@ -3,13 +3,17 @@
 mod adopt;
 mod apply;
 mod cli;
+mod deploy_password;
 mod docs;
 mod e2e;
+mod e2e_promises;
 mod e2e_support;
 mod fake_commands;
 mod fake_host;
 mod golden;
+mod hostile_input;
 mod interrupt;
+mod masking;
 mod package;
 #[path = "../support/sandbox.rs"]
 mod sandbox;

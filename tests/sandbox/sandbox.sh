@@ -5,6 +5,7 @@
 #   sandbox.sh exec NAME [-e KEY[=VAL]]... [--] CMD... run CMD inside as root (stdio + exit code pass)
 #   sandbox.sh strace NAME OUTFILE [-e KEY[=VAL]]... [--] CMD...
 #                                                   exec under host `strace -f -e trace=execve`
+#                                                   (other calls: TELEM_SANDBOX_STRACE_TRACE=LIST)
 #   sandbox.sh cp NAME SRC DST                      copy a host file (or directory) into the sandbox
 #   sandbox.sh root NAME | upper NAME | pid NAME    merged root / overlay upper dir / host PID of PID 1
 #   sandbox.sh changes NAME                         "A|M|D /path" for everything in the upper dir
@@ -287,7 +288,7 @@ cmd_strace() {
         # Commands are forked by the container's systemd: trace it (and thus every new process).
         target=$P
     fi
-    strace -f -qq -e trace=execve -e signal=none -s 4096 -o "$out" -p "$target" 2>"$D/strace.err" &
+    strace -f -qq -e "trace=${TELEM_SANDBOX_STRACE_TRACE:-execve}" -e signal=none -s 4096 -o "$out" -p "$target" 2>"$D/strace.err" &
     spid=$!
     for i in $(seq 1000); do
         [ "$(awk '/^TracerPid:/ { print $2 }' "/proc/$target/status" 2>/dev/null)" = "$spid" ] && break

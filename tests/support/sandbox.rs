@@ -298,6 +298,15 @@ impl Sandbox {
         self.run_inside("strace", Some(out), envs, args, None)
     }
 
+    /// Like `strace`, recording the system calls of `trace` (strace's `-e trace=` syntax)
+    /// instead of `execve`.
+    pub fn strace_calls(&self, out: &Path, trace: &str, args: &[&str]) -> Output {
+        let mut cmd = script_cmd(&["strace", &self.name]);
+        cmd.arg(out).env("TELEM_SANDBOX_STRACE_TRACE", trace);
+        cmd.arg("--").args(args);
+        run_with_timeout(cmd, None, self.timeout)
+    }
+
     fn run_inside(
         &self,
         sub: &str,

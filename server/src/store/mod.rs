@@ -41,7 +41,27 @@ pub enum StoreError {
 
 impl From<deadpool_postgres::PoolError> for StoreError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
-        StoreError::Unavailable(e.to_string())
+        StoreError::Unavailable(describe_pool(&e))
+    }
+}
+
+/// Why the pool could not hand out a connection, with the server's reason when it gave one
+/// (`password authentication failed for user "telemetry"`), not just "db error".
+pub fn describe_pool(e: &deadpool_postgres::PoolError) -> String {
+    match e {
+        deadpool_postgres::PoolError::Backend(e) => describe(e),
+        other => other.to_string(),
+    }
+}
+
+/// A connection failure waiting cannot cure: authentication (SQLSTATE class 28) or a missing
+/// database (3D000).
+pub fn is_permanent(e: &deadpool_postgres::PoolError) -> bool {
+    match e {
+        deadpool_postgres::PoolError::Backend(e) => e
+            .code()
+            .is_some_and(|c| c.code().starts_with("28") || c.code() == "3D000"),
+        _ => false,
     }
 }
 

@@ -126,6 +126,32 @@ async fn migrate_is_idempotent_and_serve_needs_it() {
     assert_eq!(stamp, "ac1c5921bf2f", "stamped for the upstream web UI");
 }
 
+/// Issue 10 item 5: a connection the server refuses names the server's reason, not just
+/// "db error", and fails at once (waiting cannot cure it).
+#[tokio::test]
+async fn a_refused_connection_names_the_cause() {
+    let Some(pg) = PgCluster::shared() else {
+        return;
+    };
+    let url = format!("postgres://postgres@127.0.0.1:{}/no_such_db_e10", pg.port);
+    let env = [("TELEM_COLLECTOR_DATABASE_URL", url.as_str())];
+    for args in [&["migrate"][..], &["serve", "--listen", "127.0.0.1:0"]] {
+        let started = Instant::now();
+        let out = collector(args, &env);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out));
+        assert!(
+            text(&out).contains("database \"no_such_db_e10\" does not exist"),
+            "{args:?}: {}",
+            text(&out)
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "{args:?}: retried a refusal for {:?}",
+            started.elapsed()
+        );
+    }
+}
+
 #[tokio::test]
 async fn purge_dry_run_counts_then_deletes() {
     let Some(pg) = PgCluster::shared() else {
