@@ -6,6 +6,7 @@
 //! their `service` step or at the end of the run (also when a later step failed).
 
 mod command;
+pub mod facts;
 mod files;
 mod health;
 mod legacy;
@@ -148,6 +149,8 @@ pub struct Engine<'a> {
     pub tls: bool,
     /// Other secret values (the web UI's password and hash) masked in every diff.
     pub extra_secrets: Vec<Secret>,
+    /// What the target is (release, RHEL or a rebuild, firewall, package catalogue).
+    pub facts: facts::Facts,
     pub state: RefCell<State>,
     pending: RefCell<BTreeSet<String>>,
     applying: Cell<bool>,
@@ -179,6 +182,7 @@ impl<'a> Engine<'a> {
             needs_install: false,
             tls,
             extra_secrets: Vec::new(),
+            facts: facts::Facts::default(),
             state: RefCell::new(state),
             pending,
             applying: Cell::new(false),
@@ -190,16 +194,26 @@ impl<'a> Engine<'a> {
         let ours = &self.state.borrow().packages;
         let by_us = step.when_installed_by_us.is_empty()
             || step.when_installed_by_us.iter().any(|p| ours.contains(p));
-        by_us
-            && step.when.iter().all(|c| match c {
-                Condition::Systemd => self.services.manager == Manager::Systemd,
-                Condition::Direct => self.services.manager == Manager::Direct,
-                Condition::Purge => self.opts.purge,
-                Condition::Webapp => self.opts.webapp,
-                Condition::NoWebapp => !self.opts.webapp,
-                Condition::Tls => self.tls,
-                Condition::UiAuth => self.opts.ui_auth.is_some(),
-            })
+        by_us && step.when.iter().all(|c| self.holds(c))
+    }
+
+    /// Does one condition of `when` hold for this run on this target?
+    pub fn holds(&self, condition: &Condition) -> bool {
+        match condition {
+            Condition::Systemd => self.services.manager == Manager::Systemd,
+            Condition::Direct => self.services.manager == Manager::Direct,
+            Condition::Purge => self.opts.purge,
+            Condition::Webapp => self.opts.webapp,
+            Condition::NoWebapp => !self.opts.webapp,
+            Condition::Tls => self.tls,
+            Condition::UiAuth => self.opts.ui_auth.is_some(),
+            Condition::Firewalld => self.facts.firewalld,
+            Condition::Ufw => self.facts.ufw,
+            Condition::Rhel => self.facts.rhel(),
+            Condition::Release(r) => self.facts.release_is(r),
+            Condition::Available(name) => self.facts.available(name),
+            Condition::Not(inner) => !self.holds(inner),
+        }
     }
 
     pub fn check(&self, step: &Step) -> Result<Check, StepError> {

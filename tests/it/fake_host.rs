@@ -195,8 +195,12 @@ impl Host for FakeHost {
             "nginx" => have("nginx") || have("web-server-basic"),
             "git" => have("git"),
             "python3" => have("python3-venv") || have("python-basic") || have("python3"),
-            "pg_lsclusters" | "pg_ctlcluster" => have("postgresql"),
-            "pg_ctl" => have("postgresql-server") || have("database-basic"),
+            "pg_lsclusters" | "pg_ctlcluster" => have("postgresql") && !self.is_clr(),
+            "pg_ctl" => {
+                have("postgresql-server")
+                    || have("database-basic")
+                    || (have("postgresql") && self.is_clr())
+            }
             _ => false,
         };
         found.then(|| PathBuf::from(format!("/usr/bin/{program}")))
