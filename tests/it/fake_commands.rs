@@ -262,7 +262,13 @@ impl FakeHost {
         match name {
             "nginx" | "web-server-basic" => {
                 let clr = self.is_clr();
-                self.add_user(if clr { "httpd" } else if name == "nginx" { "www-data" } else { "httpd" });
+                self.add_user(if clr {
+                    "httpd"
+                } else if name == "nginx" {
+                    "www-data"
+                } else {
+                    "httpd"
+                });
                 self.dir("/etc/nginx");
                 self.dir("/etc/nginx/sites-available");
                 self.dir("/etc/nginx/sites-enabled");
@@ -415,7 +421,10 @@ impl FakeHost {
 /// Every bundle of Clear Linux's last releases (`swupd bundle-list --all`), from the shims'
 /// catalogue.
 fn clr_catalogue() -> String {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/shims/catalog/clr-2025.txt");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/shims/catalog/clr-2025.txt"
+    );
     std::fs::read_to_string(path)
         .expect("the Clear Linux catalogue")
         .lines()

@@ -2,6 +2,7 @@
 
 mod adopt;
 mod apply;
+mod catalog;
 mod cli;
 mod e2e;
 mod e2e_support;
