@@ -6,6 +6,7 @@ mod faults;
 mod harness;
 mod load;
 mod pg;
+mod pg_version;
 mod replay;
 mod rollup;
 mod roundtrip;
