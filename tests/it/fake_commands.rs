@@ -104,6 +104,12 @@ impl FakeHost {
                 ok("")
             }
             ("grep", [.., file]) => code(if self.exists(file) { 1 } else { 2 }),
+            // Guards written as shell pipelines (`sh -c "ufw status | grep ..."`): not done yet.
+            ("sh", ["-c", _]) => code(1),
+            ("rpm", ["-q", name]) => code(if self.world.borrow().packages.contains(*name) { 0 } else { 1 }),
+            ("firewall-cmd", ["--state"]) => ok("running\n"),
+            ("firewall-cmd", [q]) if q.starts_with("--query-service=") => code(1),
+            ("ufw", ["status"]) => ok("Status: active\n"),
             ("selinuxenabled", []) => code(1),
             ("systemctl", ["is-active", "--quiet", unit]) => code(
                 if self

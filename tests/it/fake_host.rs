@@ -192,6 +192,8 @@ impl Host for FakeHost {
                 String::from_utf8_lossy(&w.files[Path::new("/etc/os-release")].content)
                     .contains("centos")
             }
+            "firewall-cmd" => have("firewalld"),
+            "ufw" => have("ufw"),
             "nginx" => have("nginx") || have("web-server-basic"),
             "git" => have("git"),
             "python3" => have("python3-venv") || have("python-basic") || have("python3"),

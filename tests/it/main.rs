@@ -6,6 +6,7 @@ mod catalog;
 mod cli;
 mod e2e;
 mod e2e_support;
+mod facts;
 mod fake_commands;
 mod fake_host;
 mod golden;
