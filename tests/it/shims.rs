@@ -1,4 +1,7 @@
-//! Clear Linux and CentOS scenarios with recording shims (see tests/shims/).
+//! Clear Linux and EL scenarios with recording shims (see tests/shims/): Clear Linux's last
+//! releases and EL 8 and 9 under systemd, Clear Linux and EL 9 without it. The shims know only
+//! the names of the release's catalogue (tests/shims/catalog/), so each scenario first proves
+//! that a name the distribution lacks fails as there.
 //!
 //! Neither distro's userland exists here, so each scenario runs on a fresh Debian sandbox whose
 //! PATH starts with the shims of tests/shims/bin: `swupd`, `yum`/`dnf`, `rpm`, `systemctl`,
@@ -40,6 +43,40 @@ fn scenario(release: &'static str, manager: &'static str) {
         format!("{release}-direct")
     };
     let mut p = Problems::default();
+
+    // The shims know the release's catalogue only: a name the distribution does not have fails
+    // as its own tool would (here deploy.sh's bundle, PGDG's package name, a unit no installed
+    // package provides).
+    let bogus: &[(&str, &str)] = if el {
+        &[
+            (
+                "yum install -y postgresql15-server",
+                "No match for argument: postgresql15-server",
+            ),
+            ("systemctl start redis", "Unit redis.service not found."),
+        ]
+    } else {
+        &[
+            (
+                "swupd bundle-add web-server-basic",
+                "Bundle \"web-server-basic\" is invalid",
+            ),
+            ("systemctl start redis", "Unit redis.service not found."),
+        ]
+    };
+    for (cmd, message) in bogus {
+        let out = sc.sh(&format!("PATH={SHIMS}/bin:$PATH {cmd}"));
+        p.check(
+            !out.status.success() && text(&out.stderr).contains(message),
+            || {
+                format!(
+                    "`{cmd}` on {release} should fail with {message:?}: {}",
+                    show(&out)
+                )
+            },
+        );
+    }
+    sc.seen = sc.calls().len();
 
     let mut golden = String::new();
     let pw = ["--db-password-file", "/root/pw"];
@@ -242,6 +279,10 @@ fn scenario(release: &'static str, manager: &'static str) {
     let removes = removals(&run.calls);
     let expected_remove = match release {
         "clr-2025" => "swupd bundle-remove nginx postgresql",
+        // EL 8's nginx and postgresql pull in less than EL 9's (catalog/el8.txt).
+        "el8" => {
+            "yum remove nginx nginx-filesystem postgresql postgresql-contrib postgresql-server"
+        }
         // The package the recipe names and what they pulled in (rpm -qa before/after).
         _ => {
             "yum remove nginx nginx-core nginx-filesystem postgresql postgresql-contrib \
