@@ -176,6 +176,7 @@ pub(crate) fn is_query(call: &str) -> bool {
             .iter()
             .all(|a| *a == "--state" || a.starts_with("--query-service=")),
         "semodule" => arg(1) == "-l",
+        "pg_ctl" => verb == "status",
         "yum" | "dnf" => verb == "repolist",
         "systemctl" => matches!(
             verb,
