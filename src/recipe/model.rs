@@ -169,7 +169,14 @@ pub enum Direct {
     /// `pg_ctl` on one data directory, as the cluster's OS user.
     PgCtl { data_dir: String, log_file: String },
     /// nginx itself: `nginx`, `nginx -s reload`, `nginx -s quit`, alive while its pid file is.
-    Nginx { pid_file: String },
+    Nginx {
+        pid_file: String,
+        /// Started with `-e FILE`, so its error log (and stderr) goes there: a build whose
+        /// default error log is stderr (Clear Linux's) would otherwise keep the tool's pipe
+        /// open for as long as it runs.
+        #[serde(default)]
+        error_log: Option<String>,
+    },
     /// A daemon started detached with a pid file and a log file, as an unprivileged user.
     Daemon {
         command: Vec<String>,

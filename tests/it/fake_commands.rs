@@ -198,7 +198,7 @@ impl FakeHost {
                 Ok(CmdOutput { code: Some(1), stdout: vec![], stderr: b"nginx: [emerg] unexpected \"}\" in /etc/nginx/sites-enabled/telemetry.conf:3\n".to_vec() })
             }
             ("nginx", ["-t", "-q"]) => ok(""),
-            ("nginx", []) => {
+            ("nginx", [] | ["-e", _]) => {
                 self.world.borrow_mut().running.insert("nginx".into());
                 let pid = self.spawn_pid();
                 self.put("/run/nginx.pid", &format!("{pid}\n"));
