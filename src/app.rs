@@ -95,12 +95,15 @@ fn plan_and_run(
         host.stat(Path::new(&loaded.recipe.nginx.tls_certificate)),
         Ok(Some(_))
     );
+    let facts = crate::engine::facts::Facts::gather(host, &loaded.recipe);
     let mut vars = context::vars(&loaded.recipe, opts, manager, tls);
+    vars.insert("os", &facts.os_vars());
     let shown_vars = ui_auth_line(opts, host, &loaded.recipe.nginx.htpasswd, &mut vars)?;
     let compiled = recipe::compile(&loaded, &vars)?;
     let state = State::load(host).map_err(|e| Error::Other(e.0))?;
     let mut eng = Engine::new(host, opts, &compiled, &templates, vars, manager, state, tls);
     eng.shown_vars = shown_vars;
+    eng.facts = facts;
 
     let steps: Vec<&Step> = compiled.actions[&opts.action]
         .iter()

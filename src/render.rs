@@ -11,16 +11,17 @@ use tera::{Tera, Value};
 use crate::error::Error;
 
 /// The templates recipes may name.
-pub const TEMPLATE_NAMES: [&str; 6] = [
+pub const TEMPLATE_NAMES: [&str; 7] = [
     "nginx.conf.tera",
     "uwsgi.ini.tera",
     "collector.toml.tera",
     "telem-collector.service.tera",
     "htpasswd.tera",
     "uwsgi-emperor.service.tera",
+    "selinux-uwsgi.cil.tera",
 ];
 
-const EMBEDDED: [(&str, &str); 6] = [
+const EMBEDDED: [(&str, &str); 7] = [
     (
         "nginx.conf.tera",
         include_str!("../templates/nginx.conf.tera"),
@@ -41,6 +42,10 @@ const EMBEDDED: [(&str, &str); 6] = [
     (
         "uwsgi-emperor.service.tera",
         include_str!("../templates/uwsgi-emperor.service.tera"),
+    ),
+    (
+        "selinux-uwsgi.cil.tera",
+        include_str!("../templates/selinux-uwsgi.cil.tera"),
     ),
 ];
 

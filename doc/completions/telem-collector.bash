@@ -53,7 +53,7 @@ _telem__collector() {
 
     case "${cmd}" in
         telem__collector)
-            opts="-h -V --config --listen --database-url --database-password-file --telemetry-id --body-limit-bytes --header-timeout-secs --pool-size --batch-max-records --batch-max-wait-ms --retention-max-days --retention-purge-time --log-level --retention-classifications --help --version serve migrate purge check-config help"
+            opts="-h -V --config --listen --database-url --database-password-file --telemetry-id --body-limit-bytes --header-timeout-secs --writer-connections --reader-connections --read-statement-timeout-ms --body-budget-bytes --pool-size --batch-max-records --batch-max-wait-ms --retention-max-days --retention-purge-time --log-level --retention-classifications --help --version serve migrate purge check-config help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -84,6 +84,22 @@ _telem__collector() {
                     return 0
                     ;;
                 --header-timeout-secs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --writer-connections)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --reader-connections)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --read-statement-timeout-ms)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --body-budget-bytes)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -123,7 +139,7 @@ _telem__collector() {
             return 0
             ;;
         telem__subcmd__collector__subcmd__check__subcmd__config)
-            opts="-h --config --listen --database-url --database-password-file --telemetry-id --body-limit-bytes --header-timeout-secs --pool-size --batch-max-records --batch-max-wait-ms --retention-max-days --retention-purge-time --log-level --retention-classifications --help"
+            opts="-h --config --listen --database-url --database-password-file --telemetry-id --body-limit-bytes --header-timeout-secs --writer-connections --reader-connections --read-statement-timeout-ms --body-budget-bytes --pool-size --batch-max-records --batch-max-wait-ms --retention-max-days --retention-purge-time --log-level --retention-classifications --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -154,6 +170,22 @@ _telem__collector() {
                     return 0
                     ;;
                 --header-timeout-secs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --writer-connections)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --reader-connections)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --read-statement-timeout-ms)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --body-budget-bytes)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -277,7 +309,7 @@ _telem__collector() {
             return 0
             ;;
         telem__subcmd__collector__subcmd__migrate)
-            opts="-h --check --config --listen --database-url --database-password-file --telemetry-id --body-limit-bytes --header-timeout-secs --pool-size --batch-max-records --batch-max-wait-ms --retention-max-days --retention-purge-time --log-level --retention-classifications --help"
+            opts="-h --check --config --listen --database-url --database-password-file --telemetry-id --body-limit-bytes --header-timeout-secs --writer-connections --reader-connections --read-statement-timeout-ms --body-budget-bytes --pool-size --batch-max-records --batch-max-wait-ms --retention-max-days --retention-purge-time --log-level --retention-classifications --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -308,6 +340,22 @@ _telem__collector() {
                     return 0
                     ;;
                 --header-timeout-secs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --writer-connections)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --reader-connections)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --read-statement-timeout-ms)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --body-budget-bytes)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -347,7 +395,7 @@ _telem__collector() {
             return 0
             ;;
         telem__subcmd__collector__subcmd__purge)
-            opts="-h --dry-run --config --listen --database-url --database-password-file --telemetry-id --body-limit-bytes --header-timeout-secs --pool-size --batch-max-records --batch-max-wait-ms --retention-max-days --retention-purge-time --log-level --retention-classifications --help"
+            opts="-h --dry-run --config --listen --database-url --database-password-file --telemetry-id --body-limit-bytes --header-timeout-secs --writer-connections --reader-connections --read-statement-timeout-ms --body-budget-bytes --pool-size --batch-max-records --batch-max-wait-ms --retention-max-days --retention-purge-time --log-level --retention-classifications --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -378,6 +426,22 @@ _telem__collector() {
                     return 0
                     ;;
                 --header-timeout-secs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --writer-connections)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --reader-connections)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --read-statement-timeout-ms)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --body-budget-bytes)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -417,7 +481,7 @@ _telem__collector() {
             return 0
             ;;
         telem__subcmd__collector__subcmd__serve)
-            opts="-h --config --listen --database-url --database-password-file --telemetry-id --body-limit-bytes --header-timeout-secs --pool-size --batch-max-records --batch-max-wait-ms --retention-max-days --retention-purge-time --log-level --retention-classifications --help"
+            opts="-h --config --listen --database-url --database-password-file --telemetry-id --body-limit-bytes --header-timeout-secs --writer-connections --reader-connections --read-statement-timeout-ms --body-budget-bytes --pool-size --batch-max-records --batch-max-wait-ms --retention-max-days --retention-purge-time --log-level --retention-classifications --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -448,6 +512,22 @@ _telem__collector() {
                     return 0
                     ;;
                 --header-timeout-secs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --writer-connections)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --reader-connections)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --read-statement-timeout-ms)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --body-budget-bytes)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

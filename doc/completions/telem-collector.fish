@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_telem_collector_global_optspecs
-    string join \n config= listen= database-url= database-password-file= telemetry-id= body-limit-bytes= header-timeout-secs= pool-size= batch-max-records= batch-max-wait-ms= retention-max-days= retention-purge-time= log-level= retention-classifications= h/help V/version
+    string join \n config= listen= database-url= database-password-file= telemetry-id= body-limit-bytes= header-timeout-secs= writer-connections= reader-connections= read-statement-timeout-ms= body-budget-bytes= pool-size= batch-max-records= batch-max-wait-ms= retention-max-days= retention-purge-time= log-level= retention-classifications= h/help V/version
 end
 
 function __fish_telem_collector_needs_command
@@ -31,7 +31,11 @@ complete -c telem-collector -n "__fish_telem_collector_needs_command" -l databas
 complete -c telem-collector -n "__fish_telem_collector_needs_command" -l telemetry-id -r
 complete -c telem-collector -n "__fish_telem_collector_needs_command" -l body-limit-bytes -r
 complete -c telem-collector -n "__fish_telem_collector_needs_command" -l header-timeout-secs -r
-complete -c telem-collector -n "__fish_telem_collector_needs_command" -l pool-size -r
+complete -c telem-collector -n "__fish_telem_collector_needs_command" -l writer-connections -r
+complete -c telem-collector -n "__fish_telem_collector_needs_command" -l reader-connections -r
+complete -c telem-collector -n "__fish_telem_collector_needs_command" -l read-statement-timeout-ms -r
+complete -c telem-collector -n "__fish_telem_collector_needs_command" -l body-budget-bytes -r
+complete -c telem-collector -n "__fish_telem_collector_needs_command" -l pool-size -d 'Deprecated: reader_connections' -r
 complete -c telem-collector -n "__fish_telem_collector_needs_command" -l batch-max-records -r
 complete -c telem-collector -n "__fish_telem_collector_needs_command" -l batch-max-wait-ms -r
 complete -c telem-collector -n "__fish_telem_collector_needs_command" -l retention-max-days -r
@@ -52,7 +56,11 @@ complete -c telem-collector -n "__fish_telem_collector_using_subcommand serve" -
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand serve" -l telemetry-id -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand serve" -l body-limit-bytes -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand serve" -l header-timeout-secs -r
-complete -c telem-collector -n "__fish_telem_collector_using_subcommand serve" -l pool-size -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand serve" -l writer-connections -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand serve" -l reader-connections -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand serve" -l read-statement-timeout-ms -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand serve" -l body-budget-bytes -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand serve" -l pool-size -d 'Deprecated: reader_connections' -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand serve" -l batch-max-records -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand serve" -l batch-max-wait-ms -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand serve" -l retention-max-days -r
@@ -67,7 +75,11 @@ complete -c telem-collector -n "__fish_telem_collector_using_subcommand migrate"
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand migrate" -l telemetry-id -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand migrate" -l body-limit-bytes -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand migrate" -l header-timeout-secs -r
-complete -c telem-collector -n "__fish_telem_collector_using_subcommand migrate" -l pool-size -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand migrate" -l writer-connections -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand migrate" -l reader-connections -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand migrate" -l read-statement-timeout-ms -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand migrate" -l body-budget-bytes -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand migrate" -l pool-size -d 'Deprecated: reader_connections' -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand migrate" -l batch-max-records -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand migrate" -l batch-max-wait-ms -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand migrate" -l retention-max-days -r
@@ -83,7 +95,11 @@ complete -c telem-collector -n "__fish_telem_collector_using_subcommand purge" -
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand purge" -l telemetry-id -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand purge" -l body-limit-bytes -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand purge" -l header-timeout-secs -r
-complete -c telem-collector -n "__fish_telem_collector_using_subcommand purge" -l pool-size -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand purge" -l writer-connections -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand purge" -l reader-connections -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand purge" -l read-statement-timeout-ms -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand purge" -l body-budget-bytes -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand purge" -l pool-size -d 'Deprecated: reader_connections' -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand purge" -l batch-max-records -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand purge" -l batch-max-wait-ms -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand purge" -l retention-max-days -r
@@ -99,7 +115,11 @@ complete -c telem-collector -n "__fish_telem_collector_using_subcommand check-co
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand check-config" -l telemetry-id -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand check-config" -l body-limit-bytes -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand check-config" -l header-timeout-secs -r
-complete -c telem-collector -n "__fish_telem_collector_using_subcommand check-config" -l pool-size -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand check-config" -l writer-connections -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand check-config" -l reader-connections -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand check-config" -l read-statement-timeout-ms -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand check-config" -l body-budget-bytes -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand check-config" -l pool-size -d 'Deprecated: reader_connections' -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand check-config" -l batch-max-records -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand check-config" -l batch-max-wait-ms -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand check-config" -l retention-max-days -r

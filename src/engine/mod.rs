@@ -6,6 +6,7 @@
 //! their `service` step or at the end of the run (also when a later step failed).
 
 mod command;
+pub mod facts;
 mod files;
 mod health;
 mod legacy;
@@ -151,6 +152,8 @@ pub struct Engine<'a> {
     /// Template variables other than `db_password` that hold a secret (the web UI's
     /// htpasswd line), with the value a plan shows in their place.
     pub shown_vars: Vec<(String, String)>,
+    /// What the target is (release, RHEL or a rebuild, firewall, package catalogue).
+    pub facts: facts::Facts,
     pub state: RefCell<State>,
     pending: RefCell<BTreeSet<String>>,
     applying: Cell<bool>,
@@ -182,6 +185,7 @@ impl<'a> Engine<'a> {
             needs_install: false,
             tls,
             shown_vars: Vec::new(),
+            facts: facts::Facts::default(),
             state: RefCell::new(state),
             pending,
             applying: Cell::new(false),
@@ -193,16 +197,26 @@ impl<'a> Engine<'a> {
         let ours = &self.state.borrow().packages;
         let by_us = step.when_installed_by_us.is_empty()
             || step.when_installed_by_us.iter().any(|p| ours.contains(p));
-        by_us
-            && step.when.iter().all(|c| match c {
-                Condition::Systemd => self.services.manager == Manager::Systemd,
-                Condition::Direct => self.services.manager == Manager::Direct,
-                Condition::Purge => self.opts.purge,
-                Condition::Webapp => self.opts.webapp,
-                Condition::NoWebapp => !self.opts.webapp,
-                Condition::Tls => self.tls,
-                Condition::UiAuth => self.opts.ui_auth.is_some(),
-            })
+        by_us && step.when.iter().all(|c| self.holds(c))
+    }
+
+    /// Does one condition of `when` hold for this run on this target?
+    pub fn holds(&self, condition: &Condition) -> bool {
+        match condition {
+            Condition::Systemd => self.services.manager == Manager::Systemd,
+            Condition::Direct => self.services.manager == Manager::Direct,
+            Condition::Purge => self.opts.purge,
+            Condition::Webapp => self.opts.webapp,
+            Condition::NoWebapp => !self.opts.webapp,
+            Condition::Tls => self.tls,
+            Condition::UiAuth => self.opts.ui_auth.is_some(),
+            Condition::Firewalld => self.facts.firewalld,
+            Condition::Ufw => self.facts.ufw,
+            Condition::Rhel => self.facts.rhel(),
+            Condition::Release(r) => self.facts.release_is(r),
+            Condition::Available(name) => self.facts.available(name),
+            Condition::Not(inner) => !self.holds(inner),
+        }
     }
 
     pub fn check(&self, step: &Step) -> Result<Check, StepError> {

@@ -4,12 +4,13 @@
 use super::{Check, Engine, StepError};
 use crate::recipe::model::{PackagesStep, Presence};
 
+/// The names of the set on this target (of alternatives, the one its catalogue knows).
 fn wanted(eng: &Engine, step: &PackagesStep) -> Vec<String> {
     eng.recipe
         .recipe
         .packages
         .get(&step.set)
-        .cloned()
+        .map(|set| set.iter().map(|c| eng.facts.choose(c)).collect())
         .unwrap_or_default()
 }
 

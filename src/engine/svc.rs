@@ -59,7 +59,7 @@ impl Services<'_> {
                     let cmd = Cmd::new(["pg_ctl", "status", "-D", data_dir]).user("postgres");
                     Ok(self.host.run(&cmd)?.success())
                 }
-                Direct::Nginx { pid_file } => Ok(self.pid_alive(pid_file)?.is_some()),
+                Direct::Nginx { pid_file, .. } => Ok(self.pid_alive(pid_file)?.is_some()),
                 Direct::Daemon { pid_file, .. } => Ok(self.pid_alive(pid_file)?.is_some()),
             },
         }
@@ -103,6 +103,10 @@ impl Services<'_> {
                         .user("postgres"),
                 )
                 .map(drop),
+                Direct::Nginx {
+                    error_log: Some(log),
+                    ..
+                } => run_ok(self.host, &Cmd::new(["nginx", "-e", log])).map(drop),
                 Direct::Nginx { .. } => run_ok(self.host, &Cmd::new(["nginx"])).map(drop),
                 Direct::Daemon {
                     command,
@@ -127,7 +131,7 @@ impl Services<'_> {
                         .user("postgres"),
                 )
                 .map(drop),
-                Direct::Nginx { pid_file } | Direct::Daemon { pid_file, .. } => {
+                Direct::Nginx { pid_file, .. } | Direct::Daemon { pid_file, .. } => {
                     self.stop_pid(pid_file)
                 }
             },

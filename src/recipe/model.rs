@@ -17,8 +17,10 @@ pub struct Recipe {
     pub distro: String,
     /// The package manager used for `packages` steps.
     pub package_manager: PackageManagerKind,
-    /// Named sets of packages (apt/yum) or bundles (swupd).
-    pub packages: BTreeMap<String, Vec<String>>,
+    /// Named sets of packages (apt/yum) or bundles (swupd); an entry may name alternatives
+    /// (`{ any_of: [nginx, web-server-basic] }`), of which the first the target's catalogue
+    /// knows is used.
+    pub packages: BTreeMap<String, Vec<PackageChoice>>,
     pub web_server: WebServer,
     pub nginx: Nginx,
     pub postgres: Postgres,
@@ -30,6 +32,25 @@ pub struct Recipe {
     pub services: BTreeMap<String, ServiceDef>,
     /// The ordered steps of each action.
     pub actions: BTreeMap<String, Vec<RawStep>>,
+}
+
+/// One entry of a package set: a name, or alternatives (e.g. a bundle renamed between
+/// releases), of which the first the target's package manager knows is installed.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum PackageChoice {
+    Name(String),
+    AnyOf { any_of: Vec<String> },
+}
+
+impl PackageChoice {
+    /// Every name this entry may stand for, in order of preference.
+    pub fn names(&self) -> &[String] {
+        match self {
+            PackageChoice::Name(n) => std::slice::from_ref(n),
+            PackageChoice::AnyOf { any_of } => any_of,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -148,7 +169,14 @@ pub enum Direct {
     /// `pg_ctl` on one data directory, as the cluster's OS user.
     PgCtl { data_dir: String, log_file: String },
     /// nginx itself: `nginx`, `nginx -s reload`, `nginx -s quit`, alive while its pid file is.
-    Nginx { pid_file: String },
+    Nginx {
+        pid_file: String,
+        /// Started with `-e FILE`, so its error log (and stderr) goes there: a build whose
+        /// default error log is stderr (Clear Linux's) would otherwise keep the tool's pipe
+        /// open for as long as it runs.
+        #[serde(default)]
+        error_log: Option<String>,
+    },
     /// A daemon started detached with a pid file and a log file, as an unprivileged user.
     Daemon {
         command: Vec<String>,
@@ -165,7 +193,7 @@ pub struct RawStep {
     /// What the step is for, as the plan shows it.
     pub name: String,
     /// Run the step only when all of these hold.
-    #[serde(default)]
+    #[serde(default, with = "serde_yaml::with::singleton_map_recursive")]
     pub when: Vec<Condition>,
     /// Run the step only when telem-deploy itself installed one of these packages (e.g. stop
     /// nginx before `-u` removes it, but never the operator's own nginx).
@@ -213,7 +241,10 @@ pub struct RawStep {
     pub legacy: Option<LegacyStep>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+/// A condition of `when`: a flag of the run (`systemd`, `webapp`, ...), a fact of the target
+/// (`firewalld`, `ufw`, `rhel`, `{ release: "8" }`, `{ available: valkey }`), or the negation
+/// of one (`{ not: rhel }`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Condition {
     /// systemd is the service manager.
@@ -230,6 +261,21 @@ pub enum Condition {
     Tls,
     /// `--ui-auth` is given.
     UiAuth,
+    /// firewalld is running (`firewall-cmd --state`).
+    Firewalld,
+    /// ufw is active (`ufw status`).
+    Ufw,
+    /// The target is Red Hat Enterprise Linux itself (`ID=rhel` in /etc/os-release), not a
+    /// rebuild (CentOS Stream, Rocky Linux, AlmaLinux).
+    Rhel,
+    /// The target's release (`VERSION_ID` of /etc/os-release) is this one or a point release
+    /// of it: `"8"` holds for 8.10, `"22.04"` for 22.04.
+    Release(String),
+    /// The package manager's catalogue knows this package or bundle (swupd: `bundle-list
+    /// --all`).
+    Available(String),
+    /// The condition does not hold.
+    Not(Box<Condition>),
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]

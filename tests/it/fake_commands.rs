@@ -55,6 +55,7 @@ impl FakeHost {
                 ok(&out)
             }
             ("dpkg", ["--audit"]) => ok(""),
+            ("swupd", ["bundle-list", "--all", "--quiet"]) => ok(&clr_catalogue()),
             ("swupd", ["bundle-list", ..]) => ok(&self
                 .world
                 .borrow()
@@ -103,6 +104,12 @@ impl FakeHost {
                 ok("")
             }
             ("grep", [.., file]) => code(if self.exists(file) { 1 } else { 2 }),
+            // Guards written as shell pipelines (`sh -c "ufw status | grep ..."`): not done yet.
+            ("sh", ["-c", _]) => code(1),
+            ("rpm", ["-q", name]) => code(if self.world.borrow().packages.contains(*name) { 0 } else { 1 }),
+            ("firewall-cmd", ["--state"]) => ok("running\n"),
+            ("firewall-cmd", [q]) if q.starts_with("--query-service=") => code(1),
+            ("ufw", ["status"]) => ok("Status: active\n"),
             ("selinuxenabled", []) => code(1),
             ("systemctl", ["is-active", "--quiet", unit]) => code(
                 if self
@@ -191,7 +198,7 @@ impl FakeHost {
                 Ok(CmdOutput { code: Some(1), stdout: vec![], stderr: b"nginx: [emerg] unexpected \"}\" in /etc/nginx/sites-enabled/telemetry.conf:3\n".to_vec() })
             }
             ("nginx", ["-t", "-q"]) => ok(""),
-            ("nginx", []) => {
+            ("nginx", [] | ["-e", _]) => {
                 self.world.borrow_mut().running.insert("nginx".into());
                 let pid = self.spawn_pid();
                 self.put("/run/nginx.pid", &format!("{pid}\n"));
@@ -266,12 +273,28 @@ impl FakeHost {
         }
     }
 
+    /// Is this a Clear Linux host (its bundles are named like other distros' packages)?
+    pub(crate) fn is_clr(&self) -> bool {
+        self.world
+            .borrow()
+            .files
+            .get(Path::new("/etc/os-release"))
+            .is_some_and(|n| String::from_utf8_lossy(&n.content).contains("clear"))
+    }
+
     /// What installing a package does to the machine (only what the recipes rely on).
     pub(crate) fn install_package(&self, name: &str) {
         self.world.borrow_mut().packages.insert(name.to_owned());
         match name {
             "nginx" | "web-server-basic" => {
-                self.add_user(if name == "nginx" { "www-data" } else { "httpd" });
+                let clr = self.is_clr();
+                self.add_user(if clr {
+                    "httpd"
+                } else if name == "nginx" {
+                    "www-data"
+                } else {
+                    "httpd"
+                });
                 self.dir("/etc/nginx");
                 self.dir("/etc/nginx/sites-available");
                 self.dir("/etc/nginx/sites-enabled");
@@ -291,7 +314,7 @@ impl FakeHost {
                     .borrow_mut()
                     .files
                     .insert("/etc/nginx/sites-enabled/default".into(), link);
-                if name == "web-server-basic" {
+                if clr {
                     self.dir("/usr/share/nginx/conf");
                     self.put(
                         "/usr/share/nginx/conf/nginx.conf.example",
@@ -310,12 +333,12 @@ impl FakeHost {
             }
             "postgresql" | "postgresql-server" | "database-basic" => {
                 self.add_user("postgres");
-                if name == "postgresql" {
+                if name == "postgresql" && !self.is_clr() {
                     // Debian's postgresql-common creates cluster 15/main.
                     self.put("/var/lib/postgresql/15/main/PG_VERSION", "15\n");
                 }
             }
-            "redis-server" | "redis" => self.add_user("redis"),
+            "redis-server" | "redis" | "valkey" | "redis-native" => self.add_user("redis"),
             _ => {}
         }
     }
@@ -431,4 +454,20 @@ impl FakeHost {
             "fixture-flask==0.1\n",
         );
     }
+}
+
+/// Every bundle of Clear Linux's last releases (`swupd bundle-list --all`), from the shims'
+/// catalogue.
+fn clr_catalogue() -> String {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/shims/catalog/clr-2025.txt"
+    );
+    std::fs::read_to_string(path)
+        .expect("the Clear Linux catalogue")
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().next())
+        .map(|n| format!("{n}\n"))
+        .collect()
 }

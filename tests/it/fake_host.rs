@@ -192,11 +192,17 @@ impl Host for FakeHost {
                 String::from_utf8_lossy(&w.files[Path::new("/etc/os-release")].content)
                     .contains("centos")
             }
+            "firewall-cmd" => have("firewalld"),
+            "ufw" => have("ufw"),
             "nginx" => have("nginx") || have("web-server-basic"),
             "git" => have("git"),
             "python3" => have("python3-venv") || have("python-basic") || have("python3"),
-            "pg_lsclusters" | "pg_ctlcluster" => have("postgresql"),
-            "pg_ctl" => have("postgresql-server") || have("database-basic"),
+            "pg_lsclusters" | "pg_ctlcluster" => have("postgresql") && !self.is_clr(),
+            "pg_ctl" => {
+                have("postgresql-server")
+                    || have("database-basic")
+                    || (have("postgresql") && self.is_clr())
+            }
             _ => false,
         };
         found.then(|| PathBuf::from(format!("/usr/bin/{program}")))

@@ -2,12 +2,14 @@
 
 mod adopt;
 mod apply;
+mod catalog;
 mod cli;
 mod deploy_password;
 mod docs;
 mod e2e;
 mod e2e_promises;
 mod e2e_support;
+mod facts;
 mod fake_commands;
 mod fake_host;
 mod golden;

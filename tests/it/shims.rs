@@ -1,4 +1,7 @@
-//! Clear Linux and CentOS scenarios with recording shims (see tests/shims/).
+//! Clear Linux and EL scenarios with recording shims (see tests/shims/): Clear Linux's last
+//! releases and EL 8 and 9 under systemd, Clear Linux and EL 9 without it. The shims know only
+//! the names of the release's catalogue (tests/shims/catalog/), so each scenario first proves
+//! that a name the distribution lacks fails as there.
 //!
 //! Neither distro's userland exists here, so each scenario runs on a fresh Debian sandbox whose
 //! PATH starts with the shims of tests/shims/bin: `swupd`, `yum`/`dnf`, `rpm`, `systemctl`,
@@ -25,12 +28,55 @@ use std::time::Instant;
 
 use crate::shims_support::*;
 
-fn scenario(distro: &'static str) {
+fn scenario(release: &'static str, manager: &'static str) {
     let t_all = Instant::now();
-    let Some(mut sc) = prepare(distro, &format!("shims-{distro}")) else {
+    let Some(mut sc) = prepare(release, manager, &format!("shims-{release}-{manager}")) else {
         return;
     };
+    let distro = sc.distro;
+    let systemd = manager == "systemd";
+    let el = distro == "centos";
+    // The golden file of the run: the release, and `-direct` without systemd.
+    let golden_name = if systemd {
+        release.to_owned()
+    } else {
+        format!("{release}-direct")
+    };
     let mut p = Problems::default();
+
+    // The shims know the release's catalogue only: a name the distribution does not have fails
+    // as its own tool would (here deploy.sh's bundle, PGDG's package name, a unit no installed
+    // package provides).
+    let bogus: &[(&str, &str)] = if el {
+        &[
+            (
+                "yum install -y postgresql15-server",
+                "No match for argument: postgresql15-server",
+            ),
+            ("systemctl start redis", "Unit redis.service not found."),
+        ]
+    } else {
+        &[
+            (
+                "swupd bundle-add web-server-basic",
+                "Bundle \"web-server-basic\" is invalid",
+            ),
+            ("systemctl start redis", "Unit redis.service not found."),
+        ]
+    };
+    for (cmd, message) in bogus {
+        let out = sc.sh(&format!("PATH={SHIMS}/bin:$PATH {cmd}"));
+        p.check(
+            !out.status.success() && text(&out.stderr).contains(message),
+            || {
+                format!(
+                    "`{cmd}` on {release} should fail with {message:?}: {}",
+                    show(&out)
+                )
+            },
+        );
+    }
+    sc.seen = sc.calls().len();
 
     let mut golden = String::new();
     let pw = ["--db-password-file", "/root/pw"];
@@ -48,7 +94,9 @@ fn scenario(distro: &'static str) {
         show(&run.out),
         run.calls.join("\n")
     );
-    golden += &format!("# telem-deploy -a install -d {distro} (fresh machine)\n");
+    golden += &format!(
+        "# telem-deploy -a install -d {distro} --service-manager {manager} (fresh {release} machine)\n"
+    );
     golden += &(run.calls.join("\n") + "\n");
     p.check(run.step_status("health") == ["ok"], || {
         format!("health check of install: {:?}", run.step_status("health"))
@@ -91,10 +139,40 @@ fn scenario(distro: &'static str) {
     p.check(loose.is_empty(), || {
         format!("pg_hba.conf still has {loose:?}")
     });
-    let owner = sc.sh("stat -c %U /proc/$(cat /run/telem-shims/telem-collector.pid)");
+    let pid_file = if systemd {
+        "/run/telem-shims/telem-collector.pid"
+    } else {
+        "/run/telemetry/collector.pid"
+    };
+    let owner = sc.sh(&format!("stat -c %U /proc/$(cat {pid_file})"));
     p.check(text(&owner.stdout).trim() == "telemetry", || {
         format!("the collector does not run as telemetry: {}", show(&owner))
     });
+    let firewalld = |sc: &crate::shims_support::Scenario, which: &str| {
+        std::fs::read_to_string(
+            sc.sb
+                .root()
+                .join(format!("var/lib/telem-shims/firewalld-{which}")),
+        )
+        .unwrap_or_default()
+    };
+    if el {
+        // firewalld runs: http is open now and at the next boot.
+        for which in ["runtime", "permanent"] {
+            let open = firewalld(&sc, which);
+            p.check(open.lines().any(|l| l == "http"), || {
+                format!("firewalld ({which}) after install: {open:?}")
+            });
+        }
+    }
+    if release == "el8" {
+        let module =
+            std::fs::read_to_string(sc.sb.root().join("etc/dnf/modules.d/postgresql.module"))
+                .unwrap_or_default();
+        p.check(module.lines().any(|l| l == "stream=15"), || {
+            format!("EL 8's postgresql module stream: {module:?}")
+        });
+    }
     if distro == "centos" {
         let b = std::fs::read_to_string(
             sc.sb
@@ -193,14 +271,18 @@ fn scenario(distro: &'static str) {
         .unwrap_or_default();
     let before = match distro {
         "clr" => "os-core\nos-core-update\n",
-        _ => "policycoreutils-python-utils\n",
+        _ => "policycoreutils-python-utils\nfirewalld\n",
     };
     p.check(installed == before, || {
         format!("after uninstall -u the machine has {installed:?}, before install {before:?}")
     });
     let removes = removals(&run.calls);
-    let expected_remove = match distro {
-        "clr" => "swupd bundle-remove database-basic web-server-basic",
+    let expected_remove = match release {
+        "clr-2025" => "swupd bundle-remove nginx postgresql",
+        // EL 8's nginx and postgresql pull in less than EL 9's (catalog/el8.txt).
+        "el8" => {
+            "yum remove nginx nginx-filesystem postgresql postgresql-contrib postgresql-server"
+        }
         // The package the recipe names and what they pulled in (rpm -qa before/after).
         _ => {
             "yum remove nginx nginx-core nginx-filesystem postgresql postgresql-contrib \
@@ -219,6 +301,15 @@ fn scenario(distro: &'static str) {
          ls /var/lib/telem-shims/enabled 2>/dev/null | sed 's/^/enabled: /'; true",
     );
     let mut left = text(&left.stdout);
+    if el {
+        // What install opened in firewalld is closed again.
+        for which in ["runtime", "permanent"] {
+            let open = firewalld(&sc, which);
+            p.check(!open.lines().any(|l| l == "http"), || {
+                format!("firewalld ({which}) after uninstall -u: {open:?}")
+            });
+        }
+    }
     if distro == "clr" {
         // swupd runs no scriptlets: the bundles' units stay enabled (dangling wants links on a
         // real Clear Linux) after bundle-remove. telem-deploy cannot disable them only when it
@@ -233,7 +324,7 @@ fn scenario(distro: &'static str) {
         format!("left behind after uninstall -u:\n{left}")
     });
     golden = golden.replace("\n\n", "\n");
-    check_golden(distro, &golden, &mut p);
+    check_golden(&golden_name, &golden, &mut p);
 
     let forbidden = std::fs::read_to_string(sc.sb.root().join(FORBIDDEN)).unwrap_or_default();
     p.check(forbidden.is_empty(), || {
@@ -246,26 +337,47 @@ fn scenario(distro: &'static str) {
         .map(|(l, s)| format!("{l} {s:.1} s"))
         .collect();
     eprintln!(
-        "[{distro}] timings: {}; whole scenario {:.1} s",
+        "[{release} {manager}] timings: {}; whole scenario {:.1} s",
         timings.join(", "),
         t_all.elapsed().as_secs_f64()
     );
     assert!(
         p.0.is_empty(),
-        "[{distro}] {} problem(s):\n- {}",
+        "[{release} {manager}] {} problem(s):\n- {}",
         p.0.len(),
         p.0.join("\n- ")
     );
 }
 
+/// Clear Linux's last releases: bundles nginx and postgresql.
 #[test]
 fn clr_install_reinstall_uninstall() {
-    scenario("clr");
+    scenario("clr-2025", "systemd");
 }
 
+/// No systemd (a container): the tool runs PostgreSQL (initdb, /run/postgresql made first),
+/// nginx and the collector itself.
+#[test]
+fn clr_without_systemd_install_reinstall_uninstall() {
+    scenario("clr-2025", "direct");
+}
+
+/// EL 9 (CentOS Stream 9): PostgreSQL 13 from AppStream, SELinux boolean, firewalld's http.
 #[test]
 fn centos_install_reinstall_uninstall() {
-    scenario("centos");
+    scenario("el9", "systemd");
+}
+
+/// EL 8 (AlmaLinux 8.10): the postgresql:15 module stream is enabled before the install.
+#[test]
+fn el8_install_reinstall_uninstall() {
+    scenario("el8", "systemd");
+}
+
+/// EL 9 without systemd: initdb directly (postgresql-setup before 8.10 needs systemd).
+#[test]
+fn centos_without_systemd_install_reinstall_uninstall() {
+    scenario("el9", "direct");
 }
 
 /// An operator who already runs nginx (installed, enabled, running) keeps it through `install`
@@ -273,7 +385,7 @@ fn centos_install_reinstall_uninstall() {
 /// main config is given back as it was, and the service the operator ran still runs.
 #[test]
 fn centos_uninstall_u_keeps_the_operators_nginx() {
-    let Some(mut sc) = prepare("centos", "shims-centos-own-nginx") else {
+    let Some(mut sc) = prepare("el9", "systemd", "shims-centos-own-nginx") else {
         return;
     };
     let mut p = Problems::default();
@@ -309,6 +421,7 @@ fn centos_uninstall_u_keeps_the_operators_nginx() {
     let mut installed: Vec<&str> = installed.lines().collect();
     installed.sort_unstable();
     let kept = [
+        "firewalld",
         "nginx",
         "nginx-core",
         "nginx-filesystem",

@@ -65,6 +65,8 @@ impl Problems {
 
 pub(crate) struct Scenario {
     pub(crate) distro: &'static str,
+    /// `systemd` (the systemctl shim) or `direct` (no systemd: the tool runs the daemons).
+    pub(crate) manager: &'static str,
     pub(crate) sb: Sandbox,
     /// Shim calls already seen (lines of the calls log).
     pub(crate) seen: usize,
@@ -82,7 +84,7 @@ impl Scenario {
             "localhost",
             "--yes",
             "--service-manager",
-            "systemd",
+            self.manager,
             "--format",
             "json",
         ]);
@@ -170,6 +172,12 @@ pub(crate) fn is_query(call: &str) -> bool {
     match arg(0) {
         "swupd" => verb == "bundle-list",
         "rpm" | "selinuxenabled" | "getsebool" => true,
+        "firewall-cmd" => f[1..]
+            .iter()
+            .all(|a| *a == "--state" || a.starts_with("--query-service=")),
+        "semodule" => arg(1) == "-l",
+        "pg_ctl" => verb == "status",
+        "yum" | "dnf" => verb == "repolist",
         "systemctl" => matches!(
             verb,
             "is-active" | "is-enabled" | "is-failed" | "status" | "show"
@@ -304,12 +312,18 @@ pub(crate) fn psql_tcp(sc: &Scenario, password: &str, sql: &str) -> Result<Strin
     }
 }
 
-/// A fresh sandbox with the bundle, the shims, the state of a fresh `distro` machine, the
+/// A fresh sandbox with the bundle, the shims, the state of a fresh `release` machine, the
 /// password file and the package-tool guards (checked); None when skipped.
-pub(crate) fn prepare(distro: &'static str, tag: &str) -> Option<Scenario> {
+pub(crate) fn prepare(release: &'static str, manager: &'static str, tag: &str) -> Option<Scenario> {
+    let distro = if release.starts_with("clr") {
+        "clr"
+    } else {
+        "centos"
+    };
     let sb = sandbox_or_skip(tag)?;
     let sc = Scenario {
         distro,
+        manager,
         sb,
         seen: 0,
         timings: Vec::new(),
@@ -329,7 +343,7 @@ pub(crate) fn prepare(distro: &'static str, tag: &str) -> Option<Scenario> {
         .copy_in(&collector_bin, &format!("{BUNDLE}/telem-collector"))
         .unwrap();
     sc.sb.copy_in(&repo().join("tests/shims"), SHIMS).unwrap();
-    let out = sc.sh(&format!("{SHIMS}/setup {distro}"));
+    let out = sc.sh(&format!("{SHIMS}/setup {release}"));
     assert!(out.status.success(), "shim setup: {}", show(&out));
     let out = sc.sb.exec_with_stdin(
         &["sh", "-c", "umask 077 && cat > /root/pw"],

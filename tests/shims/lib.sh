@@ -41,6 +41,26 @@ shim_init() {
 
 effect() { printf '%s: %s\n' "$SHIM_NAME" "$*" >>"$SHIM_EFFECTS"; }
 
+# --- the release's catalogue (catalog/<release>.txt, chosen by setup) -------------------------
+# One package or bundle a line: NAME [key=value ...] (units=, files=, requires=, socket=, ...);
+# `module NAME:STREAM ...` lines list dnf module streams. The shims know exactly these names,
+# so a name the real distribution does not have fails here as it would there.
+cat_file() { echo "$SHIM_HOME/catalog/$(cat "$SHIM_STATE/release").txt"; }
+cat_names() { grep -vE '^(#|module |[[:space:]]*$)' "$(cat_file)" | awk '{print $1}'; }
+cat_has() { cat_names | grep -qxF -- "$1"; }
+cat_attr() { # NAME KEY: the value (comma-separated lists stay as they are)
+    awk -v n="$1" -v k="$2" '$1 == n { for (i = 2; i <= NF; i++) if (index($i, k "=") == 1) print substr($i, length(k) + 2) }' "$(cat_file)"
+}
+cat_list() { cat_attr "$1" "$2" | tr ',' '\n' | grep -v '^$'; }
+cat_streams() { awk -v m="$1" '$1 == "module" { for (i = 2; i <= NF; i++) if (index($i, m ":") == 1) print substr($i, length(m) + 2) }' "$(cat_file)"; }
+# Units provided by the installed packages (and what they require).
+installed_units() {
+    local p
+    while read -r p; do
+        [ -n "$p" ] && cat_list "$p" units
+    done <"$(pkg_db)" 2>/dev/null | sort -u
+}
+
 # run CMD... with its output in the effects log; on failure its tail goes to stderr. The output
 # goes through a file, never a pipe: a daemon that keeps its stdio must not block anybody.
 run_logged() {
@@ -121,7 +141,16 @@ as_user() { # USER CMD...: run as USER (uid, gid, supplementary groups), without
 PGDATA_DIR=/var/lib/pgsql/data
 PG_LOGFILE=/var/lib/pgsql/logfile
 
-pg_socket_dir() { [ "$DISTRO" = clr ] && echo /tmp || echo /run/postgresql; }
+# Where the release's PostgreSQL puts its socket (catalogue: socket=; PostgreSQL's own default
+# is /tmp, which Clear Linux and EL both patch to /run/postgresql).
+pg_socket_dir() {
+    local p s
+    for p in postgresql postgresql-server database-basic; do
+        s=$(cat_attr "$p" socket)
+        [ -n "$s" ] && { echo "$s"; return; }
+    done
+    echo /run/postgresql
+}
 
 pg_initdb() { # extra initdb args...
     mkdir -p /var/lib/pgsql

@@ -81,8 +81,10 @@ pub async fn schema_status(client: &Client) -> Result<SchemaStatus, tokio_postgr
     })
 }
 
-/// Applies every missing migration in one transaction; returns the versions applied.
+/// Applies every missing migration in one transaction; returns the versions applied. A server
+/// older than the collector supports is refused first (`version::check_server_version`).
 pub async fn migrate(client: &mut Client) -> Result<Vec<i32>, tokio_postgres::Error> {
+    super::version::check_server_version(client).await?;
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock(7291634)", &[])
         .await?;

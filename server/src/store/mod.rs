@@ -6,6 +6,7 @@ mod query;
 mod retention;
 mod rollup;
 pub mod ui_queries;
+pub mod version;
 mod writer;
 
 use std::time::Duration;

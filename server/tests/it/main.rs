@@ -7,6 +7,7 @@ mod hardening;
 mod harness;
 mod load;
 mod pg;
+mod pg_version;
 mod poison;
 mod replay;
 mod rollup;
