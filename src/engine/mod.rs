@@ -17,6 +17,7 @@ mod service;
 pub mod snaplinks;
 pub mod snapshot;
 pub mod svc;
+mod tls;
 pub mod venv;
 
 use std::cell::{Cell, RefCell};
@@ -149,6 +150,8 @@ pub struct Engine<'a> {
     pub tls: bool,
     /// Other secret values (the web UI's password and hash) masked in every diff.
     pub extra_secrets: Vec<Secret>,
+    /// The certificate and key of `--tls-cert`/`--tls-key` or `--tls-self-signed`.
+    pub tls_material: Option<crate::tls::Material>,
     pub state: RefCell<State>,
     pending: RefCell<BTreeSet<String>>,
     applying: Cell<bool>,
@@ -180,6 +183,7 @@ impl<'a> Engine<'a> {
             needs_install: false,
             tls,
             extra_secrets: Vec::new(),
+            tls_material: None,
             state: RefCell::new(state),
             pending,
             applying: Cell::new(false),
@@ -199,6 +203,7 @@ impl<'a> Engine<'a> {
                 Condition::Webapp => self.opts.webapp,
                 Condition::NoWebapp => !self.opts.webapp,
                 Condition::Tls => self.tls,
+                Condition::TlsManaged => self.tls_material.is_some(),
                 Condition::UiAuth => self.opts.ui_auth.is_some(),
             })
     }
@@ -226,6 +231,7 @@ impl<'a> Engine<'a> {
             StepKind::FlaskMigrate(s) => venv::check_flask(self, s),
             StepKind::PostgresReassign(s) => postgres::check_reassign(self, s),
             StepKind::Legacy(s) => legacy::check(self, s),
+            StepKind::Tls(s) => tls::check(self, s),
         }
     }
 
@@ -250,6 +256,7 @@ impl<'a> Engine<'a> {
             StepKind::FlaskMigrate(s) => venv::apply_flask(self, s),
             StepKind::PostgresReassign(s) => postgres::apply_reassign(self, s),
             StepKind::Legacy(_) => Ok(()),
+            StepKind::Tls(s) => tls::apply(self, s),
         }
     }
 
@@ -267,6 +274,7 @@ impl<'a> Engine<'a> {
             StepKind::Command(s) => &s.notify,
             StepKind::Snapshot(s) => &s.notify,
             StepKind::Venv(s) => &s.notify,
+            StepKind::Tls(s) => &s.notify,
             _ => &[],
         }
     }
