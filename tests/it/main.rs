@@ -15,6 +15,7 @@ mod package;
 mod sandbox;
 mod shims;
 mod shims_support;
+mod tls;
 mod webapp;
 mod webapp_fake;
 mod webapp_links;
