@@ -6,6 +6,7 @@ mod cli;
 mod docs;
 mod e2e;
 mod e2e_support;
+mod e2e_tls;
 mod fake_commands;
 mod fake_host;
 mod golden;
