@@ -303,6 +303,24 @@ fn an_installed_pair_is_private_and_a_renewal_is_the_only_change() {
         )])
     );
     assert!(new.describe().contains(&new.fingerprint) && new.describe().contains("CN=localhost"));
+    // The fingerprint is the one openssl shows.
+    let fp = Command::new("openssl")
+        .args([
+            "x509",
+            "-noout",
+            "-fingerprint",
+            "-sha256",
+            "-in",
+            s(&renewed),
+        ])
+        .output()
+        .unwrap();
+    let fp = String::from_utf8(fp.stdout).unwrap();
+    assert_eq!(
+        fp.trim().rsplit('=').next(),
+        Some(new.fingerprint.as_str()),
+        "{fp}"
+    );
 
     // A new key: said, never shown.
     let (other_cert, other_key) = openssl_pair(dir.path(), "other", &["rsa:2048"]);
