@@ -91,10 +91,25 @@ fn plan_and_run(
         ServiceManagerArg::Auto if systemd_is_pid1(host) => Manager::Systemd,
         ServiceManagerArg::Auto => Manager::Direct,
     };
-    let tls = matches!(
-        host.stat(Path::new(&loaded.recipe.nginx.tls_certificate)),
-        Ok(Some(_))
-    );
+    let tls_material = crate::tls::resolve(opts, host, &loaded.recipe.nginx)?;
+    // A certificate the operator placed by hand at the recipe's path also turns TLS on.
+    let tls = tls_material.is_some()
+        || matches!(
+            host.stat(Path::new(&loaded.recipe.nginx.tls_certificate)),
+            Ok(Some(_))
+        );
+    if opts.tls_only && !tls {
+        return Err(Error::Usage(format!(
+            "--tls-only needs a certificate: --tls-cert FILE --tls-key FILE, --tls-self-signed, or one at {}",
+            loaded.recipe.nginx.tls_certificate
+        )));
+    }
+    if let Some(note) = tls_material
+        .as_ref()
+        .and_then(|m| crate::tls::note(m, &loaded.recipe.nginx.tls_certificate))
+    {
+        writeln!(io.err, "{note}").ok();
+    }
     let facts = crate::engine::facts::Facts::gather(host, &loaded.recipe);
     let mut vars = context::vars(&loaded.recipe, opts, manager, tls);
     vars.insert("os", &facts.os_vars());
@@ -104,6 +119,7 @@ fn plan_and_run(
     let mut eng = Engine::new(host, opts, &compiled, &templates, vars, manager, state, tls);
     eng.shown_vars = shown_vars;
     eng.facts = facts;
+    eng.tls_material = tls_material;
 
     let steps: Vec<&Step> = compiled.actions[&opts.action]
         .iter()

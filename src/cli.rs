@@ -112,6 +112,30 @@ pub struct Cli {
     #[arg(long, value_name = "USER")]
     pub ui_auth: Option<String>,
 
+    /// Serve HTTPS with this certificate (PEM; a chain may follow it), installed for nginx
+    /// (0644); refused when expired, not yet valid, or not matching --tls-key.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_key",
+        conflicts_with = "tls_self_signed"
+    )]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 RSA or SEC1 EC; no passphrase),
+    /// installed root-only (0600) and never shown.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Serve HTTPS with a self-signed certificate for -H, generated on the first run and kept
+    /// while valid (renewed within 30 days of its expiry).
+    #[arg(long)]
+    pub tls_self_signed: bool,
+
+    /// Serve only HTTPS (nginx no longer listens on port 80); needs a certificate.
+    #[arg(long)]
+    pub tls_only: bool,
+
     /// Read the web UI password (for --ui-auth) from FILE (first line).
     #[arg(long, value_name = "FILE", requires = "ui_auth")]
     pub ui_password_file: Option<PathBuf>,

@@ -18,6 +18,7 @@ pub fn vars(recipe: &Recipe, opts: &Options, manager: Manager, tls: bool) -> ter
     ctx.insert("webapp_enabled", &opts.webapp);
     ctx.insert("service_manager", manager.name());
     ctx.insert("tls", &tls);
+    ctx.insert("tls_only", &(tls && opts.tls_only));
     ctx.insert("telemetry_id", DEFAULT_TELEMETRY_ID);
     ctx.insert("repo", &opts.repo);
     ctx.insert("source", &opts.source);

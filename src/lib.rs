@@ -18,6 +18,7 @@ pub mod render;
 pub mod report;
 pub mod secret;
 pub mod state;
+pub mod tls;
 
 use std::ffi::OsString;
 

@@ -54,6 +54,10 @@ pub struct Options {
     /// `--ui-auth USER`: basic auth in front of the web UI.
     pub ui_auth: Option<String>,
     pub ui_password_file: Option<PathBuf>,
+    /// `--tls-cert/--tls-key` (checked) or `--tls-self-signed`.
+    pub tls: Option<crate::tls::Choice>,
+    /// `--tls-only`: nginx serves HTTPS only.
+    pub tls_only: bool,
     pub verbose: u8,
     pub color: bool,
     /// stdin and stderr are terminals (prompts and progress bars are allowed).
@@ -62,6 +66,7 @@ pub struct Options {
 
 impl Options {
     pub fn resolve(cli: Cli, host: &dyn Host) -> Result<Options, Error> {
+        let tls = crate::tls::choice(&cli)?;
         let domain = cli.host.unwrap_or_default();
         check_domain(&domain)?;
         if let Some(user) = &cli.ui_auth {
@@ -138,6 +143,8 @@ impl Options {
             webapp_requirements: cli.webapp_requirements,
             ui_auth: cli.ui_auth,
             ui_password_file: cli.ui_password_file,
+            tls,
+            tls_only: cli.tls_only,
             verbose: cli.verbose,
             color,
             interactive,

@@ -41,7 +41,7 @@ _telem__deploy() {
 
     case "${cmd}" in
         telem__deploy)
-            opts="-a -d -H -r -s -t -u -h -y -v -V --action --distro --host --repo --source --type --purge --help --plan --dry-run --format --yes --db-password-file --db-password-stdin --recipes --templates --detailed-exitcode --no-backup --collector-bin --ui-auth --ui-password-file --webapp --pip-index-url --webapp-requirements --service-manager --verbose --color --version completions __pg-admin help"
+            opts="-a -d -H -r -s -t -u -h -y -v -V --action --distro --host --repo --source --type --purge --help --plan --dry-run --format --yes --db-password-file --db-password-stdin --recipes --templates --detailed-exitcode --no-backup --collector-bin --ui-auth --tls-cert --tls-key --tls-self-signed --tls-only --ui-password-file --webapp --pip-index-url --webapp-requirements --service-manager --verbose --color --version completions __pg-admin help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -116,6 +116,14 @@ _telem__deploy() {
                     return 0
                     ;;
                 --ui-auth)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-key)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

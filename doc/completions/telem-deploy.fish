@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_telem_deploy_global_optspecs
-    string join \n a/action= d/distro= H/host= r/repo= s/source= t/type= u/purge h/help dry-run format= y/yes db-password-file= db-password-stdin recipes= templates= detailed-exitcode no-backup collector-bin= ui-auth= ui-password-file= webapp pip-index-url= webapp-requirements= service-manager= v/verbose color= V/version
+    string join \n a/action= d/distro= H/host= r/repo= s/source= t/type= u/purge h/help dry-run format= y/yes db-password-file= db-password-stdin recipes= templates= detailed-exitcode no-backup collector-bin= ui-auth= tls-cert= tls-key= tls-self-signed tls-only ui-password-file= webapp pip-index-url= webapp-requirements= service-manager= v/verbose color= V/version
 end
 
 function __fish_telem_deploy_needs_command
@@ -46,6 +46,8 @@ complete -c telem-deploy -n "__fish_telem_deploy_needs_command" -l recipes -d 'U
 complete -c telem-deploy -n "__fish_telem_deploy_needs_command" -l templates -d 'Use templates from DIR instead of the built-in ones' -r -F
 complete -c telem-deploy -n "__fish_telem_deploy_needs_command" -l collector-bin -d 'Install this telem-collector binary instead of the one bundled next to telem-deploy' -r -F
 complete -c telem-deploy -n "__fish_telem_deploy_needs_command" -l ui-auth -d 'Require HTTP basic auth as USER for the web UI, /api/ and /metrics (never for the collector paths); the password comes from --ui-password-file, TELEM_UI_PASSWORD or a prompt' -r
+complete -c telem-deploy -n "__fish_telem_deploy_needs_command" -l tls-cert -d 'Serve HTTPS with this certificate (PEM; a chain may follow it), installed for nginx (0644); refused when expired, not yet valid, or not matching --tls-key' -r -F
+complete -c telem-deploy -n "__fish_telem_deploy_needs_command" -l tls-key -d 'The private key of --tls-cert (PEM: PKCS#8, PKCS#1 RSA or SEC1 EC; no passphrase), installed root-only (0600) and never shown' -r -F
 complete -c telem-deploy -n "__fish_telem_deploy_needs_command" -l ui-password-file -d 'Read the web UI password (for --ui-auth) from FILE (first line)' -r -F
 complete -c telem-deploy -n "__fish_telem_deploy_needs_command" -l pip-index-url -d 'pip\'s index for the legacy web UI\'s requirements (e.g. a local mirror or file:///srv/pypi/simple on an offline site) [default: the recipe\'s, else PyPI]' -r
 complete -c telem-deploy -n "__fish_telem_deploy_needs_command" -l webapp-requirements -d 'Requirements file for the legacy web UI [default: the snapshot\'s own telemetryui/requirements.txt, else the recipe\'s, else telem-deploy\'s pins for the snapshot\'s layout]' -r -F
@@ -62,6 +64,8 @@ complete -c telem-deploy -n "__fish_telem_deploy_needs_command" -s y -l yes -d '
 complete -c telem-deploy -n "__fish_telem_deploy_needs_command" -l db-password-stdin -d 'Read the database password from standard input (first line)'
 complete -c telem-deploy -n "__fish_telem_deploy_needs_command" -l detailed-exitcode -d 'With --dry-run: exit 0 when nothing would change, 3 when changes are pending'
 complete -c telem-deploy -n "__fish_telem_deploy_needs_command" -l no-backup -d 'Do not write a pg_dump backup before resetdb or uninstall drop the database'
+complete -c telem-deploy -n "__fish_telem_deploy_needs_command" -l tls-self-signed -d 'Serve HTTPS with a self-signed certificate for -H, generated on the first run and kept while valid (renewed within 30 days of its expiry)'
+complete -c telem-deploy -n "__fish_telem_deploy_needs_command" -l tls-only -d 'Serve only HTTPS (nginx no longer listens on port 80); needs a certificate'
 complete -c telem-deploy -n "__fish_telem_deploy_needs_command" -l webapp -d 'Also deploy the legacy web UI (uWSGI) from the -r/-s/-t snapshot'
 complete -c telem-deploy -n "__fish_telem_deploy_needs_command" -s v -l verbose -d 'More output (commands as they run)'
 complete -c telem-deploy -n "__fish_telem_deploy_needs_command" -s V -l version -d 'Print version'

@@ -23,7 +23,7 @@ fn owner(user: &str, group: &str, mode: &str) -> Owner {
 }
 
 /// Differences in owner, group and mode between `meta` and `want`.
-fn ownership_changes(eng: &Engine, meta: &FileMeta, want: &Owner) -> Vec<String> {
+pub(super) fn ownership_changes(eng: &Engine, meta: &FileMeta, want: &Owner) -> Vec<String> {
     let mut out = Vec::new();
     match lookup_user(eng.host, &want.user) {
         Some((uid, _)) if uid != meta.uid => out.push(format!("owner → {}", want.user)),
@@ -362,7 +362,7 @@ fn validate_nginx(
     Err(err)
 }
 
-fn ensure_parent(eng: &Engine, path: &Path) -> Result<(), StepError> {
+pub(super) fn ensure_parent(eng: &Engine, path: &Path) -> Result<(), StepError> {
     let Some(parent) = path.parent() else {
         return Ok(());
     };

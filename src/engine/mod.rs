@@ -19,6 +19,7 @@ mod service;
 pub mod snaplinks;
 pub mod snapshot;
 pub mod svc;
+mod tls;
 pub mod venv;
 
 use std::cell::{Cell, RefCell};
@@ -154,6 +155,8 @@ pub struct Engine<'a> {
     pub shown_vars: Vec<(String, String)>,
     /// What the target is (release, RHEL or a rebuild, firewall, package catalogue).
     pub facts: facts::Facts,
+    /// The certificate and key of `--tls-cert`/`--tls-key` or `--tls-self-signed`.
+    pub tls_material: Option<crate::tls::Material>,
     pub state: RefCell<State>,
     pending: RefCell<BTreeSet<String>>,
     applying: Cell<bool>,
@@ -186,6 +189,7 @@ impl<'a> Engine<'a> {
             tls,
             shown_vars: Vec::new(),
             facts: facts::Facts::default(),
+            tls_material: None,
             state: RefCell::new(state),
             pending,
             applying: Cell::new(false),
@@ -216,6 +220,7 @@ impl<'a> Engine<'a> {
             Condition::Release(r) => self.facts.release_is(r),
             Condition::Available(name) => self.facts.available(name),
             Condition::Not(inner) => !self.holds(inner),
+            Condition::TlsManaged => self.tls_material.is_some(),
         }
     }
 
@@ -242,6 +247,7 @@ impl<'a> Engine<'a> {
             StepKind::FlaskMigrate(s) => venv::check_flask(self, s),
             StepKind::PostgresReassign(s) => postgres::check_reassign(self, s),
             StepKind::Legacy(s) => legacy::check(self, s),
+            StepKind::Tls(s) => tls::check(self, s),
         }
     }
 
@@ -266,6 +272,7 @@ impl<'a> Engine<'a> {
             StepKind::FlaskMigrate(s) => venv::apply_flask(self, s),
             StepKind::PostgresReassign(s) => postgres::apply_reassign(self, s),
             StepKind::Legacy(_) => Ok(()),
+            StepKind::Tls(s) => tls::apply(self, s),
         }
     }
 
@@ -283,6 +290,7 @@ impl<'a> Engine<'a> {
             StepKind::Command(s) => &s.notify,
             StepKind::Snapshot(s) => &s.notify,
             StepKind::Venv(s) => &s.notify,
+            StepKind::Tls(s) => &s.notify,
             _ => &[],
         }
     }

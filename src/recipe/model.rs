@@ -239,6 +239,8 @@ pub struct RawStep {
     pub postgres_reassign: Option<PgReassignStep>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub legacy: Option<LegacyStep>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsStep>,
 }
 
 /// A condition of `when`: a flag of the run (`systemd`, `webapp`, ...), a fact of the target
@@ -259,6 +261,9 @@ pub enum Condition {
     NoWebapp,
     /// A TLS certificate is configured.
     Tls,
+    /// The certificate is the operator's choice on the command line (`--tls-cert`/`--tls-key`
+    /// or `--tls-self-signed`).
+    TlsManaged,
     /// `--ui-auth` is given.
     UiAuth,
     /// firewalld is running (`firewall-cmd --state`).
@@ -345,6 +350,16 @@ pub struct FileStep {
     /// The content holds the database password: never show it.
     #[serde(default)]
     pub secret: bool,
+}
+
+/// Install the run's TLS certificate (0644) and private key (0600, root's, never shown).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsStep {
+    pub certificate: String,
+    pub key: String,
+    #[serde(default)]
+    pub notify: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

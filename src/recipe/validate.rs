@@ -41,7 +41,7 @@ fn check_step(recipe: &Recipe, step: &RawStep, path: &str, errs: &mut RecipeErro
     match kinds.len() {
         1 => {}
         0 => {
-            errs.at_path(path, "a step needs one kind (packages, directory, file, symlink, remove, service, postgres_role, postgres_database, postgres_password, postgres_backup, migrate, command, health, snapshot, venv, flask_migrate, postgres_reassign, legacy)");
+            errs.at_path(path, "a step needs one kind (packages, directory, file, symlink, remove, service, postgres_role, postgres_database, postgres_password, postgres_backup, migrate, command, health, snapshot, venv, flask_migrate, postgres_reassign, legacy, tls)");
             return;
         }
         _ => {
@@ -122,6 +122,11 @@ fn check_step(recipe: &Recipe, step: &RawStep, path: &str, errs: &mut RecipeErro
             }
         }
     }
+    if let Some(t) = &step.tls {
+        for n in &t.notify {
+            service_ref(errs, "tls.notify", n);
+        }
+    }
     if let Some(s) = &step.symlink {
         for n in &s.notify {
             service_ref(errs, "symlink.notify", n);
@@ -192,6 +197,7 @@ pub fn kinds_set(step: &RawStep) -> Vec<&'static str> {
         ("flask_migrate", step.flask_migrate.is_some()),
         ("postgres_reassign", step.postgres_reassign.is_some()),
         ("legacy", step.legacy.is_some()),
+        ("tls", step.tls.is_some()),
     ];
     flags
         .iter()

@@ -118,7 +118,7 @@ fn a_bad_recipe_fails_before_changing_anything() {
     );
     assert_eq!(code, 2, "{err}");
     assert!(
-        err.contains("actions.install[29].health.path: must start with /"),
+        err.contains("actions.install[30].health.path: must start with /"),
         "{err}"
     );
     assert_eq!(*host.world.borrow(), before, "nothing changed");

@@ -172,6 +172,7 @@ fn holds(c: &Condition, cat: &Catalogue, version_id: &str) -> bool {
         | Condition::Purge
         | Condition::NoWebapp
         | Condition::Tls
+        | Condition::TlsManaged
         | Condition::UiAuth
         | Condition::Firewalld
         | Condition::Ufw

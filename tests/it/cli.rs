@@ -278,9 +278,9 @@ fn every_semantic_problem_of_a_recipe_is_reported_at_once() {
     let f = file.display();
     for want in [
         format!("error: {f}: actions.install[0].packages.set: unknown package set `basics`"),
-        format!("error: {f}: actions.install[28].service.name: unknown service `apache`"),
+        format!("error: {f}: actions.install[29].service.name: unknown service `apache`"),
         // A step shared by a YAML anchor is reported where it is used.
-        format!("error: {f}: actions.deploy[13].service.name: unknown service `apache`"),
+        format!("error: {f}: actions.deploy[14].service.name: unknown service `apache`"),
         format!("error: {f}: actions.install[14].directory.mode: `rwx` is not an octal mode"),
         format!("5 problems in {f}"),
     ] {
