@@ -93,6 +93,15 @@ pub fn apply(eng: &Engine, step: &TlsStep) -> Result<(), StepError> {
     let m = material(eng)?;
     let key_path = Path::new(&step.key);
     let cert_path = Path::new(&step.certificate);
+    // Recorded before they are written, so uninstall removes them (and only them: a pair the
+    // operator had placed there is not ours).
+    for path in [&step.key, &step.certificate] {
+        if eng.host.stat(Path::new(path)).map_err(StepError::host)?.is_none() {
+            eng.update_state(|s| {
+                s.created.insert(path.clone());
+            })?;
+        }
+    }
     ensure_parent(eng, key_path)?;
     eng.host
         .write(key_path, m.key_pem.expose().as_bytes(), &root(KEY_MODE))
