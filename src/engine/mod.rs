@@ -151,6 +151,8 @@ pub struct Engine<'a> {
     pub state: RefCell<State>,
     pending: RefCell<BTreeSet<String>>,
     applying: Cell<bool>,
+    /// What `-u` removes and keeps, asked of the package manager once per run.
+    removal: RefCell<Option<Result<pkg::RemovalPlan, String>>>,
 }
 
 impl<'a> Engine<'a> {
@@ -182,14 +184,59 @@ impl<'a> Engine<'a> {
             state: RefCell::new(state),
             pending,
             applying: Cell::new(false),
+            removal: RefCell::new(None),
+        }
+    }
+
+    /// Which recorded packages `-u` removes (and which it keeps): computed once per run, from
+    /// the state file and the package manager's own simulation. Nothing before the packages
+    /// step changes which packages are installed, so the plan, the preflight and the step
+    /// itself all see the same answer.
+    pub fn removal_plan(&self) -> Result<pkg::RemovalPlan, StepError> {
+        if let Some(done) = &*self.removal.borrow() {
+            return done.clone().map_err(StepError::msg);
+        }
+        let recorded = self.state.borrow().packages.clone();
+        let plan = self.pm.removal_plan(self.host, &recorded).map_err(|e| e.0);
+        *self.removal.borrow_mut() = Some(plan.clone());
+        plan.map_err(StepError::msg)
+    }
+
+    /// What must hold before anything of this run changes: a step that would refuse half-way
+    /// refuses here, before the first change (and a dry run shows it as blocked).
+    pub fn preflight(&self, step: &Step) -> Result<(), StepError> {
+        match &step.kind {
+            StepKind::Packages(p) if p.state == crate::recipe::model::Presence::Absent => {
+                self.removal_plan().map(drop).map_err(|e| StepError {
+                    message: format!(
+                        "cannot tell which packages -u may remove, so nothing was changed: {}",
+                        e.message
+                    ),
+                    ..e
+                })
+            }
+            _ => Ok(()),
         }
     }
 
     /// Does every condition of the step hold for this run?
     pub fn applies(&self, step: &Step) -> bool {
-        let ours = &self.state.borrow().packages;
+        // `when_installed_by_us`: a package this run removes (a stop before `-u` removes it);
+        // one the tool installed but keeps stays running. Without `-u`: one it installed.
         let by_us = step.when_installed_by_us.is_empty()
-            || step.when_installed_by_us.iter().any(|p| ours.contains(p));
+            || if self.opts.purge {
+                match self.removal_plan() {
+                    Ok(plan) => step
+                        .when_installed_by_us
+                        .iter()
+                        .any(|p| plan.remove.contains(p)),
+                    // The preflight refuses the run; the plan shows the step.
+                    Err(_) => true,
+                }
+            } else {
+                let ours = &self.state.borrow().packages;
+                step.when_installed_by_us.iter().any(|p| ours.contains(p))
+            };
         by_us
             && step.when.iter().all(|c| match c {
                 Condition::Systemd => self.services.manager == Manager::Systemd,

@@ -33,6 +33,22 @@ pub fn check(recipe: &Recipe, distro: Distro, errs: &mut RecipeErrors) {
         for (i, step) in steps.iter().enumerate() {
             check_step(recipe, step, &format!("actions.{name}[{i}]"), errs);
         }
+        let removals: Vec<usize> = steps
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| {
+                s.packages
+                    .as_ref()
+                    .is_some_and(|p| p.state == super::model::Presence::Absent)
+            })
+            .map(|(i, _)| i)
+            .collect();
+        for i in removals.iter().skip(1) {
+            errs.at_path(
+                &format!("actions.{name}[{i}].packages.state"),
+                "only one `packages` step per action may be `absent`: it removes every package telem-deploy recorded (of every set), so a second one would list them again",
+            );
+        }
     }
 }
 

@@ -41,6 +41,10 @@ pub struct World {
     pub postgres_owned: u64,
     /// Runs of the web UI's `flask db upgrade`.
     pub flask_migrated: u32,
+    /// What each package depends on (installed with it; removing one removes its dependents).
+    pub depends: BTreeMap<String, Vec<String>>,
+    /// The package manager's removal simulation fails (a broken dpkg state, say).
+    pub simulation_fails: bool,
 }
 
 pub struct FakeHost {
@@ -54,9 +58,35 @@ const GROUP: &str = "root:x:0:\n";
 impl FakeHost {
     /// A fresh machine of `distro`, with systemd as PID 1 or not.
     pub fn fresh(distro: &str, systemd: bool) -> FakeHost {
+        // A few real dependencies, shared with packages an operator installs (curl).
+        let depends: &[(&str, &[&str])] = match distro {
+            "centos" => &[
+                ("nginx", &["nginx-core"]),
+                ("nginx-core", &["nginx-filesystem"]),
+                (
+                    "postgresql-server",
+                    &["postgresql", "postgresql-private-libs"],
+                ),
+                ("pgadmin-tools", &["postgresql-private-libs"]),
+            ],
+            "clr" => &[("operator-bundle", &["database-basic"])],
+            _ => &[
+                ("nginx", &["nginx-common", "libssl3"]),
+                ("postgresql", &["postgresql-15"]),
+                ("postgresql-15", &["libpq5", "postgresql-common"]),
+                ("libpq5", &["libssl3", "libldap-2.5-0"]),
+                ("curl", &["libcurl4"]),
+                ("libcurl4", &["libldap-2.5-0", "libssl3"]),
+            ],
+        };
+        let depends = depends
+            .iter()
+            .map(|(p, d)| (p.to_string(), d.iter().map(|d| d.to_string()).collect()))
+            .collect();
         let host = FakeHost {
             world: RefCell::new(World {
                 next_pid: 100,
+                depends,
                 ..World::default()
             }),
             log: RefCell::default(),

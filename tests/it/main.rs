@@ -13,5 +13,6 @@ mod interrupt;
 mod sandbox;
 mod shims;
 mod shims_support;
+mod uninstall;
 mod webapp;
 mod webapp_fake;
