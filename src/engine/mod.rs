@@ -16,6 +16,7 @@ mod postgres;
 mod service;
 mod snapshot;
 pub mod svc;
+mod user;
 pub mod venv;
 
 use std::cell::{Cell, RefCell};
@@ -272,6 +273,7 @@ impl<'a> Engine<'a> {
             StepKind::FlaskMigrate(s) => venv::check_flask(self, s),
             StepKind::PostgresReassign(s) => postgres::check_reassign(self, s),
             StepKind::Legacy(s) => legacy::check(self, s),
+            StepKind::User(s) => user::check(self, s),
         }
     }
 
@@ -296,6 +298,7 @@ impl<'a> Engine<'a> {
             StepKind::FlaskMigrate(s) => venv::apply_flask(self, s),
             StepKind::PostgresReassign(s) => postgres::apply_reassign(self, s),
             StepKind::Legacy(_) => Ok(()),
+            StepKind::User(s) => user::apply(self, s),
         }
     }
 

@@ -49,6 +49,7 @@ pub enum StepKind {
     FlaskMigrate(FlaskMigrateStep),
     PostgresReassign(PgReassignStep),
     Legacy(LegacyStep),
+    User(UserStep),
 }
 
 impl StepKind {
@@ -72,6 +73,7 @@ impl StepKind {
             StepKind::FlaskMigrate(_) => "flask_migrate",
             StepKind::PostgresReassign(_) => "postgres_reassign",
             StepKind::Legacy(_) => "legacy",
+            StepKind::User(_) => "user",
         }
     }
 }
@@ -160,6 +162,7 @@ fn expand_kind(
     kind!(flask_migrate, FlaskMigrate);
     kind!(postgres_reassign, PostgresReassign);
     kind!(legacy, Legacy);
+    kind!(user, User);
     None
 }
 

@@ -57,7 +57,7 @@ fn check_step(recipe: &Recipe, step: &RawStep, path: &str, errs: &mut RecipeErro
     match kinds.len() {
         1 => {}
         0 => {
-            errs.at_path(path, "a step needs one kind (packages, directory, file, symlink, remove, service, postgres_role, postgres_database, postgres_password, postgres_backup, migrate, command, health, snapshot, venv, flask_migrate, postgres_reassign, legacy)");
+            errs.at_path(path, "a step needs one kind (packages, directory, file, symlink, remove, service, postgres_role, postgres_database, postgres_password, postgres_backup, migrate, command, health, snapshot, venv, flask_migrate, postgres_reassign, legacy, user)");
             return;
         }
         _ => {
@@ -208,6 +208,7 @@ pub fn kinds_set(step: &RawStep) -> Vec<&'static str> {
         ("flask_migrate", step.flask_migrate.is_some()),
         ("postgres_reassign", step.postgres_reassign.is_some()),
         ("legacy", step.legacy.is_some()),
+        ("user", step.user.is_some()),
     ];
     flags
         .iter()

@@ -386,8 +386,8 @@ pub fn check_installed(sb: &Sandbox, rep: &mut Report, password: &str) {
             );
             rep.check(m.uid() == 0, format!("{CONFIG} owner uid {}", m.uid()));
             rep.check(
-                Some(m.gid()) == gid_of(sb, "telemetry"),
-                format!("{CONFIG} gid {} is not telemetry", m.gid()),
+                Some(m.gid()) == gid_of(sb, "telem-collector"),
+                format!("{CONFIG} gid {} is not telem-collector", m.gid()),
             );
         }
         Err(e) => rep.check(false, format!("{CONFIG}: {e}")),

@@ -318,6 +318,17 @@ impl Host for FakeHost {
         Ok(())
     }
 
+    fn list_dir(&self, path: &Path) -> HostResult<Vec<String>> {
+        Ok(self
+            .world
+            .borrow()
+            .files
+            .keys()
+            .filter(|p| p.parent() == Some(path))
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect())
+    }
+
     fn remove(&self, path: &Path) -> HostResult<()> {
         self.world
             .borrow_mut()

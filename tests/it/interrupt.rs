@@ -44,7 +44,7 @@ const OWNED: [&str; 8] = [
     SITE,
     SITE_LINK,
     DEFAULT_SITE,
-    "/var/log/telemetry",
+    "/var/log/telem-collector",
     "/run/telemetry",
 ];
 
@@ -95,7 +95,7 @@ for i in $(seq 100); do
     sleep 0.1
 done
 [ -z "$busy" ] || { echo "nginx/postgres/collector still running"; exit 1; }
-rm -rf /var/log/telemetry /var/backups/telemetry /var/lib/telem-deploy/saved /run/telemetry
+rm -rf /var/log/telem-collector /var/backups/telemetry /var/lib/telem-deploy/saved /run/telemetry
 perl -MJSON::PP -i -0777 -pe '
     my $s = decode_json($_); $s->{created} = []; $s->{saved} = {};
     $_ = JSON::PP->new->pretty->canonical->encode($s);
