@@ -91,6 +91,17 @@ impl FakeHost {
             }),
             log: RefCell::default(),
         };
+        // Directories every distro has.
+        for d in [
+            "/usr/local",
+            "/usr/local/bin",
+            "/var",
+            "/var/log",
+            "/var/lib",
+            "/etc",
+        ] {
+            host.dir(d);
+        }
         host.put("/etc/passwd", PASSWD);
         host.put("/etc/group", GROUP);
         let id = match distro {
@@ -102,6 +113,7 @@ impl FakeHost {
         if systemd {
             host.put("/proc/1/comm", "systemd\n");
             host.dir("/run/systemd/system");
+            host.dir("/etc/systemd/system");
         } else {
             host.put("/proc/1/comm", "bash\n");
         }
@@ -180,10 +192,15 @@ impl Host for FakeHost {
         self.interpret(cmd)
     }
 
-    fn spawn_detached(&self, cmd: &Cmd, _log: &Path) -> HostResult<u32> {
+    fn spawn_detached(&self, cmd: &Cmd, log: &Path) -> HostResult<u32> {
         self.log
             .borrow_mut()
             .push(format!("spawn {}", cmd.display()));
+        // The daemon's output is appended to its log, created when missing (as the real one).
+        if !self.exists(&log.display().to_string()) {
+            self.put(&log.display().to_string(), "");
+        }
+        self.append(&log.display().to_string(), "started\n");
         let name = match Path::new(&cmd.argv[0]).file_name().and_then(|n| n.to_str()) {
             Some("uwsgi") => "telem-uwsgi",
             Some("redis-server") => "redis-server",

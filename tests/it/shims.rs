@@ -356,6 +356,15 @@ fn centos_uninstall_u_keeps_the_operators_nginx() {
 fn query_calls_are_told_from_mutating_ones() {
     assert!(is_query("systemctl\tis-active\t--quiet\tnginx"));
     assert!(is_query("swupd\tbundle-list\t--quiet"));
+    assert!(is_query(
+        "swupd\tbundle-list\t--quiet\t--has-dep=database-basic"
+    ));
+    assert!(is_query(
+        "yum\tremove\t--assumeno\t--setopt=clean_requirements_on_remove=False\tnginx"
+    ));
+    assert!(!is_query(
+        "yum\tremove\t-y\t--setopt=clean_requirements_on_remove=False\tnginx"
+    ));
     assert!(is_query("rpm\t-q\t--qf\t%{NAME}\\n\tnginx"));
     assert!(!is_query("systemctl\tstart\tnginx"));
     assert!(!is_query("systemctl\tdaemon-reload"));

@@ -169,6 +169,8 @@ pub(crate) fn is_query(call: &str) -> bool {
         .unwrap_or("");
     match arg(0) {
         "swupd" => verb == "bundle-list",
+        // dnf's simulation: it shows the transaction and answers no.
+        "yum" | "dnf" => f.contains(&"--assumeno"),
         "rpm" | "selinuxenabled" | "getsebool" => true,
         "systemctl" => matches!(
             verb,
@@ -224,7 +226,7 @@ pub(crate) fn removals(calls: &[String]) -> Vec<String> {
         .filter_map(|c| {
             let f: Vec<&str> = c.split('\t').collect();
             let verb = *f.iter().skip(1).find(|a| !a.starts_with('-'))?;
-            if !matches!(verb, "bundle-remove" | "remove" | "erase") {
+            if !matches!(verb, "bundle-remove" | "remove" | "erase") || f.contains(&"--assumeno") {
                 return None;
             }
             let mut names: Vec<&str> = f
