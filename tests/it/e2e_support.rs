@@ -193,7 +193,18 @@ pub fn deploy_run(
     args: &[&str],
     strace: Option<&Path>,
 ) -> Run {
-    let mut argv = vec![DEPLOY, "-H", DOMAIN, "--format", "json"];
+    deploy_bin_run(sb, DEPLOY, envs, args, strace)
+}
+
+/// [`deploy_run`] of the telem-deploy at `bin` inside (e.g. a copy in /usr/local/bin).
+pub fn deploy_bin_run(
+    sb: &Sandbox,
+    bin: &str,
+    envs: &[(&str, &str)],
+    args: &[&str],
+    strace: Option<&Path>,
+) -> Run {
+    let mut argv = vec![bin, "-H", DOMAIN, "--format", "json"];
     argv.extend_from_slice(args);
     let started = Instant::now();
     let out = match strace {

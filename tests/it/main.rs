@@ -9,6 +9,7 @@ mod fake_commands;
 mod fake_host;
 mod golden;
 mod interrupt;
+mod lived_in;
 #[path = "../support/sandbox.rs"]
 mod sandbox;
 mod shims;

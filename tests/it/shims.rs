@@ -92,8 +92,8 @@ fn scenario(distro: &'static str) {
         format!("pg_hba.conf still has {loose:?}")
     });
     let owner = sc.sh("stat -c %U /proc/$(cat /run/telem-shims/telem-collector.pid)");
-    p.check(text(&owner.stdout).trim() == "telemetry", || {
-        format!("the collector does not run as telemetry: {}", show(&owner))
+    p.check(text(&owner.stdout).trim() == "telem-collector", || {
+        format!("the collector does not run as telem-collector: {}", show(&owner))
     });
     if distro == "centos" {
         let b = std::fs::read_to_string(
