@@ -61,7 +61,11 @@ fn recorded_packages(sb: &Sandbox) -> BTreeSet<String> {
     .unwrap_or_default();
     state["packages"]
         .as_array()
-        .map(|a| a.iter().filter_map(|p| p.as_str().map(str::to_owned)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| p.as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -106,7 +110,10 @@ fn lived_in_machine_install_deploy_uninstall_u_install() {
     rep.check(healthy(&sb).is_ok(), "healthy after install");
     rep.check(
         collector_user(&sb).as_deref() == Some("telem-collector"),
-        format!("the collector runs as {:?}, want telem-collector", collector_user(&sb)),
+        format!(
+            "the collector runs as {:?}, want telem-collector",
+            collector_user(&sb)
+        ),
     );
     rep.check(
         sh(&sb, &format!("runuser -u telemetry -- cat {CONFIG}")).is_err(),
@@ -119,24 +126,44 @@ fn lived_in_machine_install_deploy_uninstall_u_install() {
     let recorded = recorded_packages(&sb);
     rep.check(
         recorded.contains("postgresql") && !recorded.contains("nginx"),
-        format!("recorded: postgresql and what it pulled in, not the operator's nginx: {recorded:?}"),
+        format!(
+            "recorded: postgresql and what it pulled in, not the operator's nginx: {recorded:?}"
+        ),
     );
 
     // 2. the operator installs more, sharing dependencies with PostgreSQL's.
     let later = rep.time("operator: apt-get install curl git", || {
-        sh(&sb, "DEBIAN_FRONTEND=noninteractive apt-get install -y -q curl git >/dev/null")
+        sh(
+            &sb,
+            "DEBIAN_FRONTEND=noninteractive apt-get install -y -q curl git >/dev/null",
+        )
     });
-    rep.check(later.is_ok(), format!("apt-get install curl git: {later:?}"));
+    rep.check(
+        later.is_ok(),
+        format!("apt-get install curl git: {later:?}"),
+    );
     let operator_pkgs: BTreeSet<String> = packages(&sb).difference(&recorded).cloned().collect();
 
     // 3. telem-deploy copied to /usr/local/bin: from now on run from there; deploy with
     //    another password.
     sh(&sb, &format!("cp /opt/telem/telem-deploy {TOOL}")).expect("cp");
-    let out = sb.exec_with_stdin(&["bash", "-c", &format!("umask 077; cat > {PW2}")], b"second-Password-2");
+    let out = sb.exec_with_stdin(
+        &["bash", "-c", &format!("umask 077; cat > {PW2}")],
+        b"second-Password-2",
+    );
     assert!(out.status.success());
-    let run = deploy_bin_run(&sb, TOOL, &[], &["-a", "deploy", "-d", "debian", "--db-password-file", PW2], None);
+    let run = deploy_bin_run(
+        &sb,
+        TOOL,
+        &[],
+        &["-a", "deploy", "-d", "debian", "--db-password-file", PW2],
+        None,
+    );
     rep.expect_ok("deploy with another password (from /usr/local/bin)", run);
-    rep.check(healthy(&sb).is_ok(), "healthy after deploy with another password");
+    rep.check(
+        healthy(&sb).is_ok(),
+        "healthy after deploy with another password",
+    );
     rep.check(
         tcp_login(&sb, "second-Password-2").is_ok(),
         "the role has the password deploy wrote to the config",
@@ -144,7 +171,13 @@ fn lived_in_machine_install_deploy_uninstall_u_install() {
 
     // 4. uninstall -u: the dry run shows what the run does.
     let uninstall = ["-a", "uninstall", "-u", "-d", "debian", "--yes"];
-    let plan = deploy_bin_run(&sb, TOOL, &[], &[&uninstall[..], &["--dry-run"]].concat(), None);
+    let plan = deploy_bin_run(
+        &sb,
+        TOOL,
+        &[],
+        &[&uninstall[..], &["--dry-run"]].concat(),
+        None,
+    );
     rep.check(
         plan.ok() && plan.summary("blocked") == 0,
         format!("uninstall -u --dry-run: {}", plan.context()),
@@ -164,9 +197,15 @@ fn lived_in_machine_install_deploy_uninstall_u_install() {
     );
     let now = packages(&sb);
     let lost: Vec<&String> = operator_pkgs.difference(&now).collect();
-    rep.check(lost.is_empty(), format!("the operator's packages removed: {lost:?}"));
+    rep.check(
+        lost.is_empty(),
+        format!("the operator's packages removed: {lost:?}"),
+    );
     let lost_before: Vec<&String> = operator_pkgs_before.difference(&now).collect();
-    rep.check(lost_before.is_empty(), format!("packages of before the install removed: {lost_before:?}"));
+    rep.check(
+        lost_before.is_empty(),
+        format!("packages of before the install removed: {lost_before:?}"),
+    );
     let left: BTreeSet<&String> = recorded.intersection(&now).collect();
     let unexplained: Vec<&&String> = left.iter().filter(|p| !kept.contains(**p)).collect();
     rep.check(
@@ -175,11 +214,18 @@ fn lived_in_machine_install_deploy_uninstall_u_install() {
     );
     rep.check(!now.contains("postgresql-15"), "postgresql-15 is removed");
     rep.check(
-        sh(&sb, "apt-get check -q >/dev/null && curl --version >/dev/null && git --version >/dev/null").is_ok(),
+        sh(
+            &sb,
+            "apt-get check -q >/dev/null && curl --version >/dev/null && git --version >/dev/null",
+        )
+        .is_ok(),
         "dependencies broken, or curl/git no longer run",
     );
     let rc = sh(&sb, "dpkg-query -W -f '${db:Status-Abbrev}' postgresql-15").unwrap_or_default();
-    rep.check(rc.starts_with("rc"), format!("postgresql-15 keeps its configuration (rc): {rc:?}"));
+    rep.check(
+        rc.starts_with("rc"),
+        format!("postgresql-15 keeps its configuration (rc): {rc:?}"),
+    );
     rep.check(
         exists(&sb, "/var/lib/postgresql/15/main/PG_VERSION"),
         "the PostgreSQL cluster's data stays",
@@ -190,25 +236,69 @@ fn lived_in_machine_install_deploy_uninstall_u_install() {
     );
     rep.check(
         operator_site(&sb).is_ok_and(|r| r.contains("operator site")),
-        format!("the operator's nginx no longer serves its site: {:?}", operator_site(&sb)),
+        format!(
+            "the operator's nginx no longer serves its site: {:?}",
+            operator_site(&sb)
+        ),
     );
-    for gone in ["/etc/telemetry", "/var/log/telem-collector", "/run/telemetry", SITE, SITE_LINK] {
+    for gone in [
+        "/etc/telemetry",
+        "/var/log/telem-collector",
+        "/run/telemetry",
+        SITE,
+        SITE_LINK,
+    ] {
         rep.check(!exists(&sb, gone), format!("{gone} is left behind"));
     }
-    rep.check(sh(&sb, "id -u telem-collector").is_err(), "user telem-collector is left");
-    rep.check(sh(&sb, "id -u telemetry").is_ok(), "telemetrics-client's user is gone");
+    rep.check(
+        sh(&sb, "id -u telem-collector").is_err(),
+        "user telem-collector is left",
+    );
+    rep.check(
+        sh(&sb, "id -u telemetry").is_ok(),
+        "telemetrics-client's user is gone",
+    );
     rep.check(
         exists(&sb, COLLECTOR),
         "the collector /usr/local/bin/telem-deploy installs from is gone",
     );
-    let state = std::fs::read_to_string(host_path(&sb, "/var/lib/telem-deploy/state.json")).unwrap_or_default();
+    let state = std::fs::read_to_string(host_path(&sb, "/var/lib/telem-deploy/state.json"))
+        .unwrap_or_default();
     eprintln!("[lived_in] state.json after uninstall -u:\n{state}");
 
     // 5. install again (from /usr/local/bin), then once more: converged.
-    let run = deploy_bin_run(&sb, TOOL, &[], &["-a", "install", "-d", "debian", "--yes", "--db-password-file", PW2], None);
+    let run = deploy_bin_run(
+        &sb,
+        TOOL,
+        &[],
+        &[
+            "-a",
+            "install",
+            "-d",
+            "debian",
+            "--yes",
+            "--db-password-file",
+            PW2,
+        ],
+        None,
+    );
     rep.expect_ok("install again", run);
     rep.check(healthy(&sb).is_ok(), "healthy after the second install");
-    let run = deploy_bin_run(&sb, TOOL, &[], &["-a", "install", "-d", "debian", "--yes", "--db-password-file", PW2], None);
+    let run = deploy_bin_run(
+        &sb,
+        TOOL,
+        &[],
+        &[
+            "-a",
+            "install",
+            "-d",
+            "debian",
+            "--yes",
+            "--db-password-file",
+            PW2,
+        ],
+        None,
+    );
     rep.expect_converged("install a third time", run);
     rep.check(
         operator_site(&sb).is_ok_and(|r| r.contains("operator site")),

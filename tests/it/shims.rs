@@ -93,7 +93,10 @@ fn scenario(distro: &'static str) {
     });
     let owner = sc.sh("stat -c %U /proc/$(cat /run/telem-shims/telem-collector.pid)");
     p.check(text(&owner.stdout).trim() == "telem-collector", || {
-        format!("the collector does not run as telem-collector: {}", show(&owner))
+        format!(
+            "the collector does not run as telem-collector: {}",
+            show(&owner)
+        )
     });
     if distro == "centos" {
         let b = std::fs::read_to_string(

@@ -118,7 +118,7 @@ fn uninstall_u_keeps_what_the_operators_later_packages_need_and_says_why() {
         let lines = &absent[0];
         for k in keep {
             assert!(
-                lines.iter().any(|l| l.starts_with(&format!("keep "))
+                lines.iter().any(|l| l.starts_with("keep ")
                     && l.contains(&format!(" {k} "))
                     && l.contains(later)),
                 "{distro}: the plan says {k} is kept for {later}: {lines:?}"
