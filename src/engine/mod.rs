@@ -12,6 +12,7 @@ mod legacy;
 mod packages;
 pub mod pgadmin;
 pub mod pkg;
+mod pkg_graph;
 mod postgres;
 mod service;
 mod snapshot;

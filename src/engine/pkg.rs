@@ -20,6 +20,59 @@ pub struct RemovalPlan {
     pub kept: Vec<(String, String)>,
 }
 
+/// Of `candidates`, those whose removal (by `takes`: what removing a set removes) takes only
+/// other candidates that go too; the others are kept, each with what it would take along.
+fn keep_what_takes_others(
+    candidates: &BTreeSet<String>,
+    takes: impl Fn(&[String]) -> Result<BTreeSet<String>, HostError>,
+) -> Result<RemovalPlan, HostError> {
+    let mut candidates = candidates.clone();
+    let mut kept: Vec<(String, String)> = Vec::new();
+    // Each round keeps the packages whose removal would take something that is not (or no
+    // longer) a candidate; a round without collateral ends it (at most one per package).
+    loop {
+        let list: Vec<String> = candidates.iter().cloned().collect();
+        let all = takes(&list)?;
+        if all.is_subset(&candidates) {
+            break;
+        }
+        let before = candidates.len();
+        let mut next = BTreeSet::new();
+        for p in &list {
+            let alone = takes(std::slice::from_ref(p))?;
+            let others: Vec<&str> = alone.difference(&candidates).map(String::as_str).collect();
+            if others.is_empty() {
+                next.insert(p.clone());
+            } else {
+                kept.push((
+                    p.clone(),
+                    format!("removing it would also remove {}", others.join(" ")),
+                ));
+            }
+        }
+        if next.len() == before {
+            // Each alone is fine but not all together (alternatives): keep them all.
+            let others: Vec<&str> = all.difference(&candidates).map(String::as_str).collect();
+            for p in &list {
+                kept.push((
+                    p.clone(),
+                    format!(
+                        "removing them together would also remove {}",
+                        others.join(" ")
+                    ),
+                ));
+            }
+            next.clear();
+        }
+        candidates = next;
+    }
+    kept.sort();
+    Ok(RemovalPlan {
+        remove: candidates.into_iter().collect(),
+        kept,
+    })
+}
+
 /// The package names of a dnf transaction table ("Removing:", "Removing dependent packages:",
 /// "Removing unused dependencies:" sections; one package per indented line).
 fn parse_dnf_transaction(text: &str) -> BTreeSet<String> {
@@ -243,6 +296,8 @@ impl PackageManager {
 
     /// Which of `recorded` (what this tool installed) `-u` removes: those installed whose
     /// removal, alone and all together, takes nothing else. The rest is kept, with the reason.
+    /// apt: worked out on dpkg's dependency graph, then confirmed by `apt-get -s remove` (if
+    /// apt disagrees, asked of apt one package at a time); yum and swupd: asked of them.
     pub fn removal_plan(
         &self,
         host: &dyn Host,
@@ -252,51 +307,17 @@ impl PackageManager {
             return Ok(RemovalPlan::default());
         }
         let installed = self.all_installed(host)?;
-        let mut candidates: BTreeSet<String> = recorded.intersection(&installed).cloned().collect();
-        let mut kept: Vec<(String, String)> = Vec::new();
-        // Each round keeps the packages whose removal would take something that is not a
-        // candidate; a round without collateral ends it (at most one round per package).
-        loop {
-            let list: Vec<String> = candidates.iter().cloned().collect();
-            let all = self.simulate_removal(host, &list)?;
-            if all.is_subset(&candidates) {
-                break;
+        let candidates: BTreeSet<String> = recorded.intersection(&installed).cloned().collect();
+        let simulate = |names: &[String]| self.simulate_removal(host, names);
+        if self.kind == PackageManagerKind::Apt {
+            let graph = super::pkg_graph::DpkgGraph::load(host)?;
+            let plan = keep_what_takes_others(&candidates, |names| Ok(graph.closure(names)))?;
+            let all = simulate(&plan.remove)?;
+            if all.iter().all(|p| plan.remove.contains(p)) {
+                return Ok(plan);
             }
-            let before = candidates.len();
-            let mut next = BTreeSet::new();
-            for p in &list {
-                let alone = self.simulate_removal(host, std::slice::from_ref(p))?;
-                let others: Vec<&str> = alone.difference(&candidates).map(String::as_str).collect();
-                if others.is_empty() {
-                    next.insert(p.clone());
-                } else {
-                    kept.push((
-                        p.clone(),
-                        format!("removing it would also remove {}", others.join(" ")),
-                    ));
-                }
-            }
-            if next.len() == before {
-                // Each alone is fine but not all together (alternatives): keep them all.
-                let others: Vec<&str> = all.difference(&candidates).map(String::as_str).collect();
-                for p in &list {
-                    kept.push((
-                        p.clone(),
-                        format!(
-                            "removing them together would also remove {}",
-                            others.join(" ")
-                        ),
-                    ));
-                }
-                next.clear();
-            }
-            candidates = next;
         }
-        kept.sort();
-        Ok(RemovalPlan {
-            remove: candidates.into_iter().collect(),
-            kept,
-        })
+        keep_what_takes_others(&candidates, simulate)
     }
 
     /// Commands that repair an interrupted previous run before installing (apt only).

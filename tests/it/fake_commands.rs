@@ -32,6 +32,14 @@ impl FakeHost {
         let prog = Path::new(a[0]).file_name().unwrap().to_str().unwrap();
         match (prog, &a[1..]) {
             (_, ["__pg-admin"]) => self.pg_admin(cmd.stdin.as_deref().unwrap_or_default()),
+            ("dpkg-query", ["-W", format]) if format.contains("${Depends}") => {
+                let w = self.world.borrow();
+                let line = |p: &String| {
+                    let deps = w.depends.get(p).map(|d| d.join(", ")).unwrap_or_default();
+                    format!("ii \t{p}\t\t{deps}\t\n")
+                };
+                ok(&w.packages.iter().map(line).collect::<String>())
+            }
             ("dpkg-query", [_, _]) => {
                 let w = self.world.borrow();
                 ok(&w.packages.iter().map(|n| format!("{n}\tii \n")).collect::<String>())
