@@ -101,6 +101,7 @@ fn lived_in_machine_install_deploy_uninstall_u_install() {
         panic!("setting up the lived-in machine: {e}");
     }
     let operator_things = sh(&sb, OPERATOR_THINGS).expect("snapshot");
+    sh(&sb, "touch /root/.before-telem-deploy").expect("marker");
     let operator_pkgs_before = packages(&sb);
 
     // 1. install from the unpacked bundle (/opt/telem).
@@ -265,6 +266,15 @@ fn lived_in_machine_install_deploy_uninstall_u_install() {
     let state = std::fs::read_to_string(host_path(&sb, "/var/lib/telem-deploy/state.json"))
         .unwrap_or_default();
     eprintln!("[lived_in] state.json after uninstall -u:\n{state}");
+    // For the record: every path changed since before the first install that is still there
+    // (package manager bookkeeping left out).
+    let left = sh(
+        &sb,
+        "find / -xdev \\( -path /proc -o -path /sys -o -path /dev -o -path /var/lib/dpkg -o -path /var/lib/apt \
+         -o -path /var/cache -o -path /var/log/apt -o -path /root -o -path /tmp \\) -prune -o \
+         -newer /root/.before-telem-deploy -print | sort",
+    );
+    eprintln!("[lived_in] changed since before the install, after uninstall -u:\n{}", left.unwrap_or_else(|e| e));
 
     // 5. install again (from /usr/local/bin), then once more: converged.
     let run = deploy_bin_run(
