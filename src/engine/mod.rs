@@ -239,7 +239,14 @@ impl<'a> Engine<'a> {
                 let ours = &self.state.borrow().packages;
                 step.when_installed_by_us.iter().any(|p| ours.contains(p))
             };
+        // `when_installed`: installed by anyone (unknown counts as installed: the step says why).
+        let installed = step.when_installed.is_empty()
+            || self
+                .pm
+                .installed(self.host, &step.when_installed)
+                .map_or(true, |found| !found.is_empty());
         by_us
+            && installed
             && step.when.iter().all(|c| match c {
                 Condition::Systemd => self.services.manager == Manager::Systemd,
                 Condition::Direct => self.services.manager == Manager::Direct,

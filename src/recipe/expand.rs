@@ -23,6 +23,7 @@ pub struct Step {
     pub name: String,
     pub when: Vec<Condition>,
     pub when_installed_by_us: Vec<String>,
+    pub when_installed: Vec<String>,
     pub needs_install: bool,
     pub kind: StepKind,
 }
@@ -114,6 +115,7 @@ pub fn compile(loaded: &LoadedRecipe, ctx: &tera::Context) -> Result<Compiled, R
                     name,
                     when: step.when.clone(),
                     when_installed_by_us: step.when_installed_by_us.clone(),
+                    when_installed: step.when_installed.clone(),
                     needs_install: step.needs_install,
                     kind,
                 });

@@ -171,6 +171,11 @@ pub struct RawStep {
     /// nginx before `-u` removes it, but never the operator's own nginx).
     #[serde(default)]
     pub when_installed_by_us: Vec<String>,
+    /// Run the step only when one of these packages is installed, by anyone (e.g. uninstall's
+    /// database steps: after `-u` removed PostgreSQL there is nothing to drop, and a second
+    /// uninstall changes nothing).
+    #[serde(default)]
+    pub when_installed: Vec<String>,
     /// The step needs what `install` sets up (the collector and its config); on a host
     /// without them it is blocked ("run the install action first").
     #[serde(default)]

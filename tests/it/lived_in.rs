@@ -274,7 +274,10 @@ fn lived_in_machine_install_deploy_uninstall_u_install() {
          -o -path /var/cache -o -path /var/log/apt -o -path /root -o -path /tmp \\) -prune -o \
          -newer /root/.before-telem-deploy -print | sort",
     );
-    eprintln!("[lived_in] changed since before the install, after uninstall -u:\n{}", left.unwrap_or_else(|e| e));
+    eprintln!(
+        "[lived_in] changed since before the install, after uninstall -u:\n{}",
+        left.unwrap_or_else(|e| e)
+    );
 
     // 5. install again (from /usr/local/bin), then once more: converged.
     let run = deploy_bin_run(

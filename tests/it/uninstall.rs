@@ -154,6 +154,14 @@ fn uninstall_u_keeps_what_the_operators_later_packages_need_and_says_why() {
         // The database and role went too: nothing refused half-way.
         assert!(host.world.borrow().databases.is_empty(), "{distro}");
 
+        // uninstall -u again: nothing left to do, nothing fails (PostgreSQL is gone, so
+        // there is no database to drop).
+        let (code, out, err) = uninstall_u(&host, distro, &[]);
+        assert_eq!(code, 0, "{distro}: a second uninstall -u: {out}{err}");
+        let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(doc["summary"]["changed"], 0, "{distro}: {out}");
+        assert_eq!(packages(&host), expected, "{distro}");
+
         // Installing again converges: what was kept is not installed twice, the rest comes back.
         install(&host, distro);
         for g in gone {
