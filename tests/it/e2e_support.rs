@@ -426,8 +426,8 @@ pub fn check_installed(sb: &Sandbox, rep: &mut Report, password: &str) {
         .map(|p| sh(sb, &format!("stat -c %U /proc/{p}")).unwrap_or_default())
         .collect();
     rep.check(
-        !users.is_empty() && users.iter().all(|u| u == "telemetry"),
-        format!("telem-collector processes run as {users:?}, want [\"telemetry\"]"),
+        !users.is_empty() && users.iter().all(|u| u == "telem-collector"),
+        format!("telem-collector processes run as {users:?}, want [\"telem-collector\"]"),
     );
     // nginx answers on port 80 for any name (default_server), and proxies /healthz.
     let any = get(sb, "some-other-name.example", "/");
