@@ -158,11 +158,15 @@ fn plan_and_run(
 
     if opts.dry_run {
         for step in &steps {
-            let check = eng.check(step).unwrap_or_else(|e| crate::engine::Check {
-                status: Status::Unknown,
-                changes: vec![format!("cannot check yet: {}", e.message)],
-                diff: None,
-            });
+            let check = match eng.preflight(step) {
+                // What the run would refuse with, before changing anything.
+                Err(e) => crate::engine::Check::blocked(e.message),
+                Ok(()) => eng.check(step).unwrap_or_else(|e| crate::engine::Check {
+                    status: Status::Unknown,
+                    changes: vec![format!("cannot check yet: {}", e.message)],
+                    diff: None,
+                }),
+            };
             if check.status == Status::Change {
                 eng.queue(eng.notifies(step));
             }
@@ -203,7 +207,25 @@ fn plan_and_run(
     }
     let progress = crate::progress::Progress::new(opts, steps.len());
     let mut failure = None;
+    // Whatever would make a later step refuse is found before the first step changes anything.
     for (i, step) in steps.iter().enumerate() {
+        if let Err(e) = eng.preflight(step) {
+            let mut r = StepReport::new(step, Outcome::Failed, None);
+            r.error = Some(ErrorReport::from(&e));
+            for before in &steps[..i] {
+                report
+                    .steps
+                    .push(StepReport::new(before, Outcome::NotRun, None));
+            }
+            report.steps.push(r);
+            failure = Some((step.name.clone(), e));
+            break;
+        }
+    }
+    for (i, step) in steps.iter().enumerate() {
+        if failure.is_some() {
+            break;
+        }
         progress.start(i, &step.name);
         let result = eng.check(step).and_then(|check| match check.status {
             Status::Ok => Ok((Outcome::Ok, check)),

@@ -72,8 +72,11 @@ impl Options {
         if let Some(user) = &cli.ui_auth {
             check_ui_user(user)?;
         }
+        // Read only by the actions that install it (uninstall merely compares its path).
         if let Some(bin) = &cli.collector_bin {
-            check_collector_bin(bin)?;
+            if matches!(cli.action, Action::Install | Action::Deploy) {
+                check_collector_bin(bin)?;
+            }
         }
         if cli.source_type == SourceType::Git {
             crate::engine::snaplinks::check_repo(&cli.repo)

@@ -24,6 +24,10 @@ pub struct State {
     pub install_baseline: Option<BTreeSet<String>>,
     /// Paths this tool created.
     pub created: BTreeSet<String>,
+    /// System users (each with its group of the same name) this tool created; uninstall
+    /// removes only these.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub users: BTreeSet<String>,
     /// Paths whose original this tool set aside (replaced or removed), and where it is.
     pub saved: BTreeMap<String, Saved>,
     /// Services whose configuration changed but that were not yet reloaded or restarted: a run

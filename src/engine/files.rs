@@ -455,20 +455,122 @@ pub(super) fn save(eng: &Engine, path: &str, meta: &FileMeta) -> Result<(), Step
     })
 }
 
+/// What removing a directory telem-deploy created would take: the entries that are its own
+/// (recorded, or written by its daemons) and those that are not, which keep the directory.
+struct DirContents {
+    ours: Vec<String>,
+    foreign: Vec<String>,
+}
+
+fn daemon_file(patterns: &[String], name: &str) -> bool {
+    patterns.iter().any(|p| match p.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => name == p,
+    })
+}
+
+fn dir_contents(eng: &Engine, step: &RemoveStep) -> Result<DirContents, StepError> {
+    let state = eng.state.borrow();
+    let mut c = DirContents {
+        ours: Vec::new(),
+        foreign: Vec::new(),
+    };
+    for name in eng
+        .host
+        .list_dir(Path::new(&step.path))
+        .map_err(StepError::host)?
+    {
+        let full = format!("{}/{name}", step.path.trim_end_matches('/'));
+        if state.owns(&full) || daemon_file(&step.daemon_files, &name) {
+            c.ours.push(full);
+        } else {
+            c.foreign.push(name);
+        }
+    }
+    Ok(c)
+}
+
+/// How removing `step.path` goes, when telem-deploy owns it.
+enum Removal {
+    /// Remove it (a file, a link, a tree of its own, or a directory holding only its files).
+    Whole,
+    /// Remove these entries, keep the directory: it holds files telem-deploy did not create.
+    KeepDir(DirContents),
+    /// Keep it: it is the collector binary this telem-deploy installs from.
+    Bundled,
+}
+
+fn removal(eng: &Engine, step: &RemoveStep, meta: &FileMeta) -> Result<Removal, StepError> {
+    if is_bundled_collector(eng, &step.path) {
+        return Ok(Removal::Bundled);
+    }
+    if meta.kind != FileKind::Dir || step.tree {
+        return Ok(Removal::Whole);
+    }
+    let c = dir_contents(eng, step)?;
+    Ok(if c.foreign.is_empty() {
+        Removal::Whole
+    } else {
+        Removal::KeepDir(c)
+    })
+}
+
+/// Is `path` the collector binary this very telem-deploy installs (`--collector-bin`, or the
+/// one next to it)? Run from /usr/local/bin after an install from a build directory, that is
+/// the installed one: removing it would leave the tool unable to install again.
+fn is_bundled_collector(eng: &Engine, path: &str) -> bool {
+    let bundled = eng.bundled_collector();
+    let canonical = std::fs::canonicalize(&bundled).unwrap_or_else(|_| bundled.clone());
+    bundled == Path::new(path) || canonical == Path::new(path)
+}
+
+fn list(names: &[String]) -> String {
+    const SHOWN: usize = 5;
+    let mut s = names
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > SHOWN {
+        s.push_str(&format!(" and {} more", names.len() - SHOWN));
+    }
+    s
+}
+
 pub fn check_remove(eng: &Engine, step: &RemoveStep) -> Result<Check, StepError> {
     let meta = eng
         .host
         .stat(Path::new(&step.path))
         .map_err(StepError::host)?;
-    let state = eng.state.borrow();
+    let owned = eng.state.borrow().owns(&step.path);
     let mut changes = Vec::new();
-    if meta.is_some() {
+    let mut kept = None;
+    if let Some(m) = &meta {
         if step.save {
             changes.push(format!("remove {} (kept for uninstall)", step.path));
-        } else if state.owns(&step.path) {
-            changes.push(format!("remove {}", step.path));
+        } else if owned {
+            match removal(eng, step, m)? {
+                Removal::Whole => changes.push(format!("remove {}", step.path)),
+                Removal::KeepDir(c) => {
+                    changes.extend(c.ours.iter().map(|p| format!("remove {p}")));
+                    changes.push(format!(
+                        "keep {} (no longer recorded as telem-deploy's): it holds what telem-deploy did not create: {}",
+                        step.path,
+                        list(&c.foreign)
+                    ));
+                }
+                Removal::Bundled => {
+                    kept = Some(format!(
+                        "keep {}: it is the collector this telem-deploy installs from (next to it, or --collector-bin); \
+                         remove it by hand if you no longer need telem-deploy there",
+                        step.path
+                    ))
+                }
+            }
         }
     }
+    let state = eng.state.borrow();
     if !step.save {
         match state.saved.get(&step.path) {
             Some(Saved::Symlink { target }) => {
@@ -481,12 +583,14 @@ pub fn check_remove(eng: &Engine, step: &RemoveStep) -> Result<Check, StepError>
         }
     }
     if changes.is_empty() {
-        let why = match meta {
-            None => format!("{} is absent", step.path),
-            Some(_) => format!("{} was not created by telem-deploy; kept", step.path),
+        let why = match (meta, kept) {
+            (_, Some(k)) => k,
+            (None, _) => format!("{} is absent", step.path),
+            (Some(_), _) => format!("{} was not created by telem-deploy; kept", step.path),
         };
         return Ok(Check::ok(why));
     }
+    changes.extend(kept);
     Ok(Check::change(changes))
 }
 
@@ -503,8 +607,22 @@ pub fn apply_remove(eng: &Engine, step: &RemoveStep) -> Result<(), StepError> {
         let s = eng.state.borrow();
         (s.owns(&step.path), s.saved.get(&step.path).cloned())
     };
-    if meta.is_some() && owned {
-        eng.host.remove(path).map_err(StepError::host)?;
+    if let (Some(m), true) = (&meta, owned) {
+        match removal(eng, step, m)? {
+            Removal::Whole => eng.host.remove(path).map_err(StepError::host)?,
+            Removal::KeepDir(c) => {
+                for p in &c.ours {
+                    eng.host.remove(Path::new(p)).map_err(StepError::host)?;
+                }
+                eng.update_state(|s| {
+                    for p in &c.ours {
+                        s.created.remove(p);
+                    }
+                })?;
+            }
+            // Still telem-deploy's: a run of the tool from elsewhere removes it.
+            Removal::Bundled => return Ok(()),
+        }
     }
     match saved {
         Some(Saved::Symlink { target }) => eng

@@ -14,12 +14,14 @@ mod mask;
 mod packages;
 pub mod pgadmin;
 pub mod pkg;
+mod pkg_graph;
 mod postgres;
 mod service;
 pub mod snaplinks;
 pub mod snapshot;
 pub mod svc;
 mod tls;
+mod user;
 pub mod venv;
 
 use std::cell::{Cell, RefCell};
@@ -160,6 +162,8 @@ pub struct Engine<'a> {
     pub state: RefCell<State>,
     pending: RefCell<BTreeSet<String>>,
     applying: Cell<bool>,
+    /// What `-u` removes and keeps, asked of the package manager once per run.
+    removal: RefCell<Option<Result<pkg::RemovalPlan, String>>>,
 }
 
 impl<'a> Engine<'a> {
@@ -193,15 +197,66 @@ impl<'a> Engine<'a> {
             state: RefCell::new(state),
             pending,
             applying: Cell::new(false),
+            removal: RefCell::new(None),
+        }
+    }
+
+    /// Which recorded packages `-u` removes (and which it keeps): computed once per run, from
+    /// the state file and the package manager's own simulation. Nothing before the packages
+    /// step changes which packages are installed, so the plan, the preflight and the step
+    /// itself all see the same answer.
+    pub fn removal_plan(&self) -> Result<pkg::RemovalPlan, StepError> {
+        if let Some(done) = &*self.removal.borrow() {
+            return done.clone().map_err(StepError::msg);
+        }
+        let recorded = self.state.borrow().packages.clone();
+        let plan = self.pm.removal_plan(self.host, &recorded).map_err(|e| e.0);
+        *self.removal.borrow_mut() = Some(plan.clone());
+        plan.map_err(StepError::msg)
+    }
+
+    /// What must hold before anything of this run changes: a step that would refuse half-way
+    /// refuses here, before the first change (and a dry run shows it as blocked).
+    pub fn preflight(&self, step: &Step) -> Result<(), StepError> {
+        match &step.kind {
+            StepKind::Packages(p) if p.state == crate::recipe::model::Presence::Absent => {
+                self.removal_plan().map(drop).map_err(|e| StepError {
+                    message: format!(
+                        "cannot tell which packages -u may remove, so nothing was changed: {}",
+                        e.message
+                    ),
+                    ..e
+                })
+            }
+            _ => Ok(()),
         }
     }
 
     /// Does every condition of the step hold for this run?
     pub fn applies(&self, step: &Step) -> bool {
-        let ours = &self.state.borrow().packages;
+        // `when_installed_by_us`: a package this run removes (a stop before `-u` removes it);
+        // one the tool installed but keeps stays running. Without `-u`: one it installed.
         let by_us = step.when_installed_by_us.is_empty()
-            || step.when_installed_by_us.iter().any(|p| ours.contains(p));
-        by_us && step.when.iter().all(|c| self.holds(c))
+            || if self.opts.purge {
+                match self.removal_plan() {
+                    Ok(plan) => step
+                        .when_installed_by_us
+                        .iter()
+                        .any(|p| plan.remove.contains(p)),
+                    // The preflight refuses the run; the plan shows the step.
+                    Err(_) => true,
+                }
+            } else {
+                let ours = &self.state.borrow().packages;
+                step.when_installed_by_us.iter().any(|p| ours.contains(p))
+            };
+        // `when_installed`: installed by anyone (unknown counts as installed: the step says why).
+        let installed = step.when_installed.is_empty()
+            || self
+                .pm
+                .installed(self.host, &step.when_installed)
+                .map_or(true, |found| !found.is_empty());
+        by_us && installed && step.when.iter().all(|c| self.holds(c))
     }
 
     /// Does one condition of `when` hold for this run on this target?
@@ -248,6 +303,7 @@ impl<'a> Engine<'a> {
             StepKind::PostgresReassign(s) => postgres::check_reassign(self, s),
             StepKind::Legacy(s) => legacy::check(self, s),
             StepKind::Tls(s) => tls::check(self, s),
+            StepKind::User(s) => user::check(self, s),
         }
     }
 
@@ -273,6 +329,7 @@ impl<'a> Engine<'a> {
             StepKind::PostgresReassign(s) => postgres::apply_reassign(self, s),
             StepKind::Legacy(_) => Ok(()),
             StepKind::Tls(s) => tls::apply(self, s),
+            StepKind::User(s) => user::apply(self, s),
         }
     }
 

@@ -1,5 +1,6 @@
 //! `packages` steps: install what is missing (never reinstall), or on `-u` remove what this
-//! tool installed and nothing the operator already had.
+//! tool installed and nothing the operator already had: only the recorded packages whose
+//! removal takes nothing else (asked of the package manager first, see `pkg::removal_plan`).
 
 use super::{Check, Engine, StepError};
 use crate::recipe::model::{PackagesStep, Presence};
@@ -12,18 +13,6 @@ fn wanted(eng: &Engine, step: &PackagesStep) -> Vec<String> {
         .get(&step.set)
         .map(|set| set.iter().map(|c| eng.facts.choose(c)).collect())
         .unwrap_or_default()
-}
-
-/// For `absent`: the packages of the set this tool installed and that are still there.
-/// For `absent`: what this tool installed (the set and what its install pulled in) and is
-/// still there.
-fn removable(eng: &Engine, _step: &PackagesStep) -> Result<Vec<String>, StepError> {
-    let ours = eng.state.borrow().packages.clone();
-    if ours.is_empty() {
-        return Ok(Vec::new());
-    }
-    let all = eng.pm.all_installed(eng.host).map_err(StepError::host)?;
-    Ok(ours.into_iter().filter(|p| all.contains(p)).collect())
 }
 
 /// Record what an install added beyond the names asked for (also after an interrupted run).
@@ -90,20 +79,37 @@ pub fn check(eng: &Engine, step: &PackagesStep) -> Result<Check, StepError> {
             }
         }
         Presence::Absent => {
-            let remove = removable(eng, step)?;
-            if remove.is_empty() {
-                Ok(Check::ok(format!(
-                    "no {verb} of `{}` installed by telem-deploy is left",
-                    step.set
-                )))
-            } else {
-                Ok(Check::change(vec![format!(
+            let plan = eng.removal_plan()?;
+            let mut changes = Vec::new();
+            if !plan.remove.is_empty() {
+                changes.push(format!(
                     "remove {verb}s telem-deploy installed: {}",
-                    remove.join(" ")
-                )]))
+                    plan.remove.join(" ")
+                ));
+                changes.push(format!("run: {}", eng.pm.remove(&plan.remove).display()));
             }
+            changes.extend(kept_lines(verb, &plan));
+            if plan.remove.is_empty() {
+                if plan.kept.is_empty() {
+                    changes.push(format!("no {verb} installed by telem-deploy is left"));
+                }
+                return Ok(Check {
+                    status: super::Status::Ok,
+                    changes,
+                    diff: None,
+                });
+            }
+            Ok(Check::change(changes))
         }
     }
+}
+
+/// One line per kept package: what the tool installed but leaves, and why.
+fn kept_lines(verb: &str, plan: &super::pkg::RemovalPlan) -> Vec<String> {
+    plan.kept
+        .iter()
+        .map(|(p, why)| format!("keep {verb} {p} (installed by telem-deploy): {why}"))
+        .collect()
 }
 
 pub fn apply(eng: &Engine, step: &PackagesStep) -> Result<(), StepError> {
@@ -149,24 +155,13 @@ pub fn apply(eng: &Engine, step: &PackagesStep) -> Result<(), StepError> {
             record_interrupted(eng)
         }
         Presence::Absent => {
-            let remove = removable(eng, step)?;
-            if remove.is_empty() {
+            let plan = eng.removal_plan()?;
+            if plan.remove.is_empty() {
                 return Ok(());
             }
-            let collateral = eng
-                .pm
-                .removal_collateral(eng.host, &remove)
-                .map_err(StepError::host)?;
-            if !collateral.is_empty() {
-                return Err(StepError::msg(format!(
-                    "removing the packages telem-deploy installed would also remove packages it did not install: {}; \
-                     remove them by hand if that is what you want",
-                    collateral.join(" ")
-                )));
-            }
-            eng.run_ok(&eng.pm.remove(&remove))?;
+            eng.run_ok(&eng.pm.remove(&plan.remove))?;
             eng.update_state(|s| {
-                for p in &remove {
+                for p in &plan.remove {
                     s.packages.remove(p);
                 }
             })

@@ -96,7 +96,12 @@ pub fn apply(eng: &Engine, step: &TlsStep) -> Result<(), StepError> {
     // Recorded before they are written, so uninstall removes them (and only them: a pair the
     // operator had placed there is not ours).
     for path in [&step.key, &step.certificate] {
-        if eng.host.stat(Path::new(path)).map_err(StepError::host)?.is_none() {
+        if eng
+            .host
+            .stat(Path::new(path))
+            .map_err(StepError::host)?
+            .is_none()
+        {
             eng.update_state(|s| {
                 s.created.insert(path.clone());
             })?;

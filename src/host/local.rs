@@ -231,6 +231,20 @@ impl Host for LocalHost {
         })
     }
 
+    fn list_dir(&self, path: &Path) -> HostResult<Vec<String>> {
+        let entries = match fs::read_dir(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            r => r.map_err(|e| HostError::io("list", path, e))?,
+        };
+        let mut names = Vec::new();
+        for e in entries {
+            let e = e.map_err(|e| HostError::io("list", path, e))?;
+            names.push(e.file_name().to_string_lossy().into_owned());
+        }
+        names.sort();
+        Ok(names)
+    }
+
     fn remove(&self, path: &Path) -> HostResult<()> {
         let result = match fs::symlink_metadata(path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),

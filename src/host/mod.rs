@@ -210,6 +210,8 @@ pub trait Host {
     fn symlink(&self, target: &Path, path: &Path) -> HostResult<()>;
     /// Remove a file, symlink or directory tree; absent is fine.
     fn remove(&self, path: &Path) -> HostResult<()>;
+    /// The names of a directory's entries, sorted; empty when it does not exist.
+    fn list_dir(&self, path: &Path) -> HostResult<Vec<String>>;
     /// Rename within one file system.
     fn rename(&self, from: &Path, to: &Path) -> HostResult<()>;
     /// GET `path` from `addr:port` with a Host header; the HTTP status code.

@@ -23,6 +23,7 @@ pub struct Step {
     pub name: String,
     pub when: Vec<Condition>,
     pub when_installed_by_us: Vec<String>,
+    pub when_installed: Vec<String>,
     pub needs_install: bool,
     pub kind: StepKind,
 }
@@ -50,6 +51,7 @@ pub enum StepKind {
     PostgresReassign(PgReassignStep),
     Legacy(LegacyStep),
     Tls(TlsStep),
+    User(UserStep),
 }
 
 impl StepKind {
@@ -74,6 +76,7 @@ impl StepKind {
             StepKind::PostgresReassign(_) => "postgres_reassign",
             StepKind::Legacy(_) => "legacy",
             StepKind::Tls(_) => "tls",
+            StepKind::User(_) => "user",
         }
     }
 }
@@ -114,6 +117,7 @@ pub fn compile(loaded: &LoadedRecipe, ctx: &tera::Context) -> Result<Compiled, R
                     name,
                     when: step.when.clone(),
                     when_installed_by_us: step.when_installed_by_us.clone(),
+                    when_installed: step.when_installed.clone(),
                     needs_install: step.needs_install,
                     kind,
                 });
@@ -163,6 +167,7 @@ fn expand_kind(
     kind!(postgres_reassign, PostgresReassign);
     kind!(legacy, Legacy);
     kind!(tls, Tls);
+    kind!(user, User);
     None
 }
 

@@ -199,6 +199,11 @@ pub struct RawStep {
     /// nginx before `-u` removes it, but never the operator's own nginx).
     #[serde(default)]
     pub when_installed_by_us: Vec<String>,
+    /// Run the step only when one of these packages is installed, by anyone (e.g. uninstall's
+    /// database steps: after `-u` removed PostgreSQL there is nothing to drop, and a second
+    /// uninstall changes nothing).
+    #[serde(default)]
+    pub when_installed: Vec<String>,
     /// The step needs what `install` sets up (the collector and its config); on a host
     /// without them it is blocked ("run the install action first").
     #[serde(default)]
@@ -241,6 +246,25 @@ pub struct RawStep {
     pub legacy: Option<LegacyStep>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsStep>,
+    pub user: Option<UserStep>,
+}
+
+/// A system user with a group of the same name. `present`: created (`useradd --system
+/// --user-group`) when missing, and recorded as created; an existing one is used as it is.
+/// `absent`: removed (`userdel`) only when telem-deploy created it.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserStep {
+    pub name: String,
+    /// The login shell of a new user (a nologin).
+    #[serde(default = "nologin")]
+    pub shell: String,
+    #[serde(default)]
+    pub state: Presence,
+}
+
+fn nologin() -> String {
+    "/usr/sbin/nologin".to_owned()
 }
 
 /// A condition of `when`: a flag of the run (`systemd`, `webapp`, ...), a fact of the target
@@ -382,6 +406,17 @@ pub struct RemoveStep {
     pub save: bool,
     #[serde(default)]
     pub notify: Vec<String>,
+    /// A directory whose whole tree telem-deploy made (a venv, a snapshot): it goes with
+    /// everything in it. Without `tree`, a directory telem-deploy created goes only when all
+    /// it holds is telem-deploy's (recorded in the state file, or one of `daemon_files`);
+    /// else those go and the directory stays, with what the operator (or another program)
+    /// put there.
+    #[serde(default)]
+    pub tree: bool,
+    /// Names of the files the tool's daemons write in this directory (logs, pid files); a
+    /// trailing `*` matches any suffix (`collector.log*`: rotated logs too).
+    #[serde(default)]
+    pub daemon_files: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]

@@ -33,6 +33,22 @@ pub fn check(recipe: &Recipe, distro: Distro, errs: &mut RecipeErrors) {
         for (i, step) in steps.iter().enumerate() {
             check_step(recipe, step, &format!("actions.{name}[{i}]"), errs);
         }
+        let removals: Vec<usize> = steps
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| {
+                s.packages
+                    .as_ref()
+                    .is_some_and(|p| p.state == super::model::Presence::Absent)
+            })
+            .map(|(i, _)| i)
+            .collect();
+        for i in removals.iter().skip(1) {
+            errs.at_path(
+                &format!("actions.{name}[{i}].packages.state"),
+                "only one `packages` step per action may be `absent`: it removes every package telem-deploy recorded (of every set), so a second one would list them again",
+            );
+        }
     }
 }
 
@@ -41,7 +57,7 @@ fn check_step(recipe: &Recipe, step: &RawStep, path: &str, errs: &mut RecipeErro
     match kinds.len() {
         1 => {}
         0 => {
-            errs.at_path(path, "a step needs one kind (packages, directory, file, symlink, remove, service, postgres_role, postgres_database, postgres_password, postgres_backup, migrate, command, health, snapshot, venv, flask_migrate, postgres_reassign, legacy, tls)");
+            errs.at_path(path, "a step needs one kind (packages, directory, file, symlink, remove, service, postgres_role, postgres_database, postgres_password, postgres_backup, migrate, command, health, snapshot, venv, flask_migrate, postgres_reassign, legacy, tls, user)");
             return;
         }
         _ => {
@@ -198,6 +214,7 @@ pub fn kinds_set(step: &RawStep) -> Vec<&'static str> {
         ("postgres_reassign", step.postgres_reassign.is_some()),
         ("legacy", step.legacy.is_some()),
         ("tls", step.tls.is_some()),
+        ("user", step.user.is_some()),
     ];
     flags
         .iter()

@@ -154,8 +154,8 @@ fn check_uninstalled(sb: &crate::sandbox::Sandbox, rep: &mut Report, fresh: &BTr
         format!("telem-collector still runs: {left:?}"),
     );
     rep.check(
-        sh(sb, "id -u telemetry").is_err(),
-        "user telemetry is still there",
+        sh(sb, "id -u telem-collector").is_err(),
+        "user telem-collector is still there",
     );
     let now = packages(sb);
     for p in ["nginx", "postgresql"] {

@@ -193,7 +193,18 @@ pub fn deploy_run(
     args: &[&str],
     strace: Option<&Path>,
 ) -> Run {
-    let mut argv = vec![DEPLOY, "-H", DOMAIN, "--format", "json"];
+    deploy_bin_run(sb, DEPLOY, envs, args, strace)
+}
+
+/// [`deploy_run`] of the telem-deploy at `bin` inside (e.g. a copy in /usr/local/bin).
+pub fn deploy_bin_run(
+    sb: &Sandbox,
+    bin: &str,
+    envs: &[(&str, &str)],
+    args: &[&str],
+    strace: Option<&Path>,
+) -> Run {
+    let mut argv = vec![bin, "-H", DOMAIN, "--format", "json"];
     argv.extend_from_slice(args);
     let started = Instant::now();
     let out = match strace {
@@ -386,8 +397,8 @@ pub fn check_installed(sb: &Sandbox, rep: &mut Report, password: &str) {
             );
             rep.check(m.uid() == 0, format!("{CONFIG} owner uid {}", m.uid()));
             rep.check(
-                Some(m.gid()) == gid_of(sb, "telemetry"),
-                format!("{CONFIG} gid {} is not telemetry", m.gid()),
+                Some(m.gid()) == gid_of(sb, "telem-collector"),
+                format!("{CONFIG} gid {} is not telem-collector", m.gid()),
             );
         }
         Err(e) => rep.check(false, format!("{CONFIG}: {e}")),
@@ -415,8 +426,8 @@ pub fn check_installed(sb: &Sandbox, rep: &mut Report, password: &str) {
         .map(|p| sh(sb, &format!("stat -c %U /proc/{p}")).unwrap_or_default())
         .collect();
     rep.check(
-        !users.is_empty() && users.iter().all(|u| u == "telemetry"),
-        format!("telem-collector processes run as {users:?}, want [\"telemetry\"]"),
+        !users.is_empty() && users.iter().all(|u| u == "telem-collector"),
+        format!("telem-collector processes run as {users:?}, want [\"telem-collector\"]"),
     );
     // nginx answers on port 80 for any name (default_server), and proxies /healthz.
     let any = get(sb, "some-other-name.example", "/");

@@ -32,16 +32,60 @@ impl FakeHost {
         let prog = Path::new(a[0]).file_name().unwrap().to_str().unwrap();
         match (prog, &a[1..]) {
             (_, ["__pg-admin"]) => self.pg_admin(cmd.stdin.as_deref().unwrap_or_default()),
+            ("dpkg-query", ["-W", format]) if format.contains("${Depends}") => {
+                let w = self.world.borrow();
+                let line = |p: &String| {
+                    let deps = w.depends.get(p).map(|d| d.join(", ")).unwrap_or_default();
+                    format!("ii \t{p}\t\t{deps}\t\n")
+                };
+                ok(&w.packages.iter().map(line).collect::<String>())
+            }
             ("dpkg-query", [_, _]) => {
                 let w = self.world.borrow();
                 ok(&w.packages.iter().map(|n| format!("{n}\tii \n")).collect::<String>())
             }
             ("rpm", ["-qa", ..]) => ok(&self.world.borrow().packages.iter().map(|p| format!("{p}\n")).collect::<String>()),
-            ("apt-get", ["-s", "remove", ..]) => ok(""),
+            ("apt-get" | "yum" | "swupd", [..]) if self.world.borrow().simulation_fails && (a.contains(&"-s") || a.contains(&"--assumeno") || a.iter().any(|x| x.starts_with("--has-dep"))) => {
+                Ok(CmdOutput { code: Some(100), stdout: Vec::new(), stderr: b"E: Unmet dependencies. Try 'apt --fix-broken install'".to_vec() })
+            }
+            ("apt-get", ["-s", "remove", names @ ..]) => ok(&self
+                .removal_closure(names)
+                .iter()
+                .map(|p| format!("Remv {p} [1.0-1]\n"))
+                .collect::<String>()),
+            ("yum", ["remove", "--assumeno", _, names @ ..]) => {
+                let gone = self.removal_closure(names);
+                let mut out = String::from("Dependencies resolved.\nRemoving:\n");
+                for p in names.iter().filter(|n| gone.contains(**n)) {
+                    out.push_str(&format!(" {p}  x86_64  1.0-1.el9  @appstream  1 k\n"));
+                }
+                out.push_str("Removing dependent packages:\n");
+                for p in gone.iter().filter(|p| !names.contains(&p.as_str())) {
+                    out.push_str(&format!(" {p}  x86_64  1.0-1.el9  @appstream  1 k\n"));
+                }
+                out.push_str("\nTransaction Summary\nOperation aborted.\n");
+                Ok(CmdOutput { code: Some(1), stdout: out.into_bytes(), stderr: Vec::new() })
+            }
+            ("swupd", ["bundle-list", "--quiet", dep]) if dep.starts_with("--has-dep=") => {
+                let b = &dep["--has-dep=".len()..];
+                let mut gone = self.removal_closure(&[b]);
+                gone.remove(b);
+                ok(&gone.iter().map(|p| format!("{p}\n")).collect::<String>())
+            }
             ("apt-get" | "swupd" | "yum", rest) if rest.contains(&"remove") || rest.contains(&"bundle-remove") => {
+                let names: Vec<&str> = rest
+                    .iter()
+                    .filter(|r| !r.starts_with('-') && !r.contains('=') && !["remove", "bundle-remove"].contains(r))
+                    .copied()
+                    .collect();
+                // apt and dnf take the dependents along; swupd refuses to (without --force).
+                let gone = self.removal_closure(&names);
+                if prog == "swupd" && gone.len() > names.len() {
+                    return Ok(CmdOutput { code: Some(1), stdout: Vec::new(), stderr: b"Error: bundle is required by another bundle".to_vec() });
+                }
                 let mut w = self.world.borrow_mut();
-                for name in rest.iter().filter(|r| !r.starts_with('-') && !r.contains('=')) {
-                    w.packages.remove(*name);
+                for name in gone {
+                    w.packages.remove(&name);
                 }
                 ok("")
             }
@@ -283,7 +327,47 @@ impl FakeHost {
     }
 
     /// What installing a package does to the machine (only what the recipes rely on).
+    /// The installed packages removing `names` removes: them and, transitively, what depends
+    /// on them (as apt and dnf do).
+    pub(crate) fn removal_closure(&self, names: &[&str]) -> std::collections::BTreeSet<String> {
+        let w = self.world.borrow();
+        let mut gone: std::collections::BTreeSet<String> = names
+            .iter()
+            .filter(|n| w.packages.contains(**n))
+            .map(|n| n.to_string())
+            .collect();
+        loop {
+            let more: Vec<String> = w
+                .packages
+                .iter()
+                .filter(|p| !gone.contains(*p))
+                .filter(|p| {
+                    w.depends
+                        .get(*p)
+                        .is_some_and(|d| d.iter().any(|d| gone.contains(d)))
+                })
+                .cloned()
+                .collect();
+            if more.is_empty() {
+                return gone;
+            }
+            gone.extend(more);
+        }
+    }
+
     pub(crate) fn install_package(&self, name: &str) {
+        let deps = self
+            .world
+            .borrow()
+            .depends
+            .get(name)
+            .cloned()
+            .unwrap_or_default();
+        for d in deps {
+            if !self.world.borrow().packages.contains(&d) {
+                self.install_package(&d);
+            }
+        }
         self.world.borrow_mut().packages.insert(name.to_owned());
         match name {
             "nginx" | "web-server-basic" => {

@@ -41,6 +41,10 @@ pub struct World {
     pub postgres_owned: u64,
     /// Runs of the web UI's `flask db upgrade`.
     pub flask_migrated: u32,
+    /// What each package depends on (installed with it; removing one removes its dependents).
+    pub depends: BTreeMap<String, Vec<String>>,
+    /// The package manager's removal simulation fails (a broken dpkg state, say).
+    pub simulation_fails: bool,
 }
 
 pub struct FakeHost {
@@ -54,13 +58,50 @@ const GROUP: &str = "root:x:0:\n";
 impl FakeHost {
     /// A fresh machine of `distro`, with systemd as PID 1 or not.
     pub fn fresh(distro: &str, systemd: bool) -> FakeHost {
+        // A few real dependencies, shared with packages an operator installs (curl).
+        let depends: &[(&str, &[&str])] = match distro {
+            "centos" => &[
+                ("nginx", &["nginx-core"]),
+                ("nginx-core", &["nginx-filesystem"]),
+                (
+                    "postgresql-server",
+                    &["postgresql", "postgresql-private-libs"],
+                ),
+                ("pgadmin-tools", &["postgresql-private-libs"]),
+            ],
+            "clr" => &[("operator-bundle", &["postgresql"])],
+            _ => &[
+                ("nginx", &["nginx-common", "libssl3"]),
+                ("postgresql", &["postgresql-15"]),
+                ("postgresql-15", &["libpq5", "postgresql-common"]),
+                ("libpq5", &["libssl3", "libldap-2.5-0"]),
+                ("curl", &["libcurl4"]),
+                ("libcurl4", &["libldap-2.5-0", "libssl3"]),
+            ],
+        };
+        let depends = depends
+            .iter()
+            .map(|(p, d)| (p.to_string(), d.iter().map(|d| d.to_string()).collect()))
+            .collect();
         let host = FakeHost {
             world: RefCell::new(World {
                 next_pid: 100,
+                depends,
                 ..World::default()
             }),
             log: RefCell::default(),
         };
+        // Directories every distro has.
+        for d in [
+            "/usr/local",
+            "/usr/local/bin",
+            "/var",
+            "/var/log",
+            "/var/lib",
+            "/etc",
+        ] {
+            host.dir(d);
+        }
         host.put("/etc/passwd", PASSWD);
         host.put("/etc/group", GROUP);
         let id = match distro {
@@ -72,6 +113,7 @@ impl FakeHost {
         if systemd {
             host.put("/proc/1/comm", "systemd\n");
             host.dir("/run/systemd/system");
+            host.dir("/etc/systemd/system");
         } else {
             host.put("/proc/1/comm", "bash\n");
         }
@@ -150,10 +192,15 @@ impl Host for FakeHost {
         self.interpret(cmd)
     }
 
-    fn spawn_detached(&self, cmd: &Cmd, _log: &Path) -> HostResult<u32> {
+    fn spawn_detached(&self, cmd: &Cmd, log: &Path) -> HostResult<u32> {
         self.log
             .borrow_mut()
             .push(format!("spawn {}", cmd.display()));
+        // The daemon's output is appended to its log, created when missing (as the real one).
+        if !self.exists(&log.display().to_string()) {
+            self.put(&log.display().to_string(), "");
+        }
+        self.append(&log.display().to_string(), "started\n");
         let name = match Path::new(&cmd.argv[0]).file_name().and_then(|n| n.to_str()) {
             Some("uwsgi") => "telem-uwsgi",
             Some("redis-server") => "redis-server",
@@ -292,6 +339,17 @@ impl Host for FakeHost {
             },
         );
         Ok(())
+    }
+
+    fn list_dir(&self, path: &Path) -> HostResult<Vec<String>> {
+        Ok(self
+            .world
+            .borrow()
+            .files
+            .keys()
+            .filter(|p| p.parent() == Some(path))
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect())
     }
 
     fn remove(&self, path: &Path) -> HostResult<()> {

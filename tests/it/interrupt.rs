@@ -44,7 +44,7 @@ const OWNED: [&str; 8] = [
     SITE,
     SITE_LINK,
     DEFAULT_SITE,
-    "/var/log/telemetry",
+    "/var/log/telem-collector",
     "/run/telemetry",
 ];
 
@@ -57,7 +57,7 @@ for p in $OWNED; do
     elif [ -d "$p" ]; then kv "$p" "dir $(stat -c '%U:%G %a' "$p")"
     else kv "$p" absent; fi
 done
-kv "user telemetry" "$(id telemetry 2>&1)"
+kv "user telem-collector" "$(id telem-collector 2>&1)"
 ii=$(dpkg-query -W -f '${db:Status-Abbrev} ${Package}\n' | grep '^ii ')
 kv "dpkg installed" "$(echo "$ii" | wc -l) packages, sha256:$(echo "$ii" | sha256sum | cut -c1-16)"
 kv "dpkg audit" "$(dpkg --audit 2>&1 | wc -l) lines"
@@ -95,7 +95,7 @@ for i in $(seq 100); do
     sleep 0.1
 done
 [ -z "$busy" ] || { echo "nginx/postgres/collector still running"; exit 1; }
-rm -rf /var/log/telemetry /var/backups/telemetry /var/lib/telem-deploy/saved /run/telemetry
+rm -rf /var/log/telem-collector /var/backups/telemetry /var/lib/telem-deploy/saved /run/telemetry
 perl -MJSON::PP -i -0777 -pe '
     my $s = decode_json($_); $s->{created} = []; $s->{saved} = {};
     $_ = JSON::PP->new->pretty->canonical->encode($s);
@@ -284,7 +284,7 @@ fn reset(sb: &Sandbox, rep: &mut Report) -> bool {
             let fresh = match k.as_str() {
                 DEFAULT_SITE => v.starts_with("symlink /etc/nginx/sites-available/default"),
                 p if p.starts_with('/') => v.as_str() == "absent",
-                "user telemetry" => v.contains("no such user"),
+                "user telem-collector" => v.contains("no such user"),
                 "process telem-collector" | "process nginx" | "process postgres" => {
                     v.as_str() == "not running"
                 }

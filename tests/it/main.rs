@@ -16,6 +16,7 @@ mod fake_host;
 mod golden;
 mod hostile_input;
 mod interrupt;
+mod lived_in;
 mod masking;
 mod package;
 #[path = "../support/sandbox.rs"]
@@ -23,6 +24,7 @@ mod sandbox;
 mod shims;
 mod shims_support;
 mod tls;
+mod uninstall;
 mod webapp;
 mod webapp_fake;
 mod webapp_links;

@@ -145,8 +145,11 @@ fn scenario(release: &'static str, manager: &'static str) {
         "/run/telemetry/collector.pid"
     };
     let owner = sc.sh(&format!("stat -c %U /proc/$(cat {pid_file})"));
-    p.check(text(&owner.stdout).trim() == "telemetry", || {
-        format!("the collector does not run as telemetry: {}", show(&owner))
+    p.check(text(&owner.stdout).trim() == "telem-collector", || {
+        format!(
+            "the collector does not run as telem-collector: {}",
+            show(&owner)
+        )
     });
     let firewalld = |sc: &crate::shims_support::Scenario, which: &str| {
         std::fs::read_to_string(
@@ -469,6 +472,15 @@ fn centos_uninstall_u_keeps_the_operators_nginx() {
 fn query_calls_are_told_from_mutating_ones() {
     assert!(is_query("systemctl\tis-active\t--quiet\tnginx"));
     assert!(is_query("swupd\tbundle-list\t--quiet"));
+    assert!(is_query(
+        "swupd\tbundle-list\t--quiet\t--has-dep=database-basic"
+    ));
+    assert!(is_query(
+        "yum\tremove\t--assumeno\t--setopt=clean_requirements_on_remove=False\tnginx"
+    ));
+    assert!(!is_query(
+        "yum\tremove\t-y\t--setopt=clean_requirements_on_remove=False\tnginx"
+    ));
     assert!(is_query("rpm\t-q\t--qf\t%{NAME}\\n\tnginx"));
     assert!(!is_query("systemctl\tstart\tnginx"));
     assert!(!is_query("systemctl\tdaemon-reload"));

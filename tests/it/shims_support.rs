@@ -171,13 +171,14 @@ pub(crate) fn is_query(call: &str) -> bool {
         .unwrap_or("");
     match arg(0) {
         "swupd" => verb == "bundle-list",
+        // dnf's simulation (it shows the transaction and answers no), and its repository list.
+        "yum" | "dnf" => f.contains(&"--assumeno") || verb == "repolist",
         "rpm" | "selinuxenabled" | "getsebool" => true,
         "firewall-cmd" => f[1..]
             .iter()
             .all(|a| *a == "--state" || a.starts_with("--query-service=")),
         "semodule" => arg(1) == "-l",
         "pg_ctl" => verb == "status",
-        "yum" | "dnf" => verb == "repolist",
         "systemctl" => matches!(
             verb,
             "is-active" | "is-enabled" | "is-failed" | "status" | "show"
@@ -232,7 +233,7 @@ pub(crate) fn removals(calls: &[String]) -> Vec<String> {
         .filter_map(|c| {
             let f: Vec<&str> = c.split('\t').collect();
             let verb = *f.iter().skip(1).find(|a| !a.starts_with('-'))?;
-            if !matches!(verb, "bundle-remove" | "remove" | "erase") {
+            if !matches!(verb, "bundle-remove" | "remove" | "erase") || f.contains(&"--assumeno") {
                 return None;
             }
             let mut names: Vec<&str> = f

@@ -447,3 +447,41 @@ fn a_self_signed_certificate_is_made_once_and_reused() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--tls-only needs a certificate"), "{err}");
 }
+
+/// Uninstall removes the pair telem-deploy installed (and the directory it made for it), and
+/// never a pair the operator had put at the recipe's path before.
+#[test]
+fn uninstall_removes_the_pair_it_installed_and_keeps_an_operators() {
+    let uninstall = [
+        "-a",
+        "uninstall",
+        "-d",
+        "debian",
+        "-H",
+        "localhost",
+        "--yes",
+        "--no-backup",
+    ];
+    // Installed by telem-deploy: gone after uninstall, directory included.
+    let host = FakeHost::fresh("debian", false);
+    install_with(&host, "debian", &["--tls-self-signed"]);
+    assert!(host.exists(CERT) && host.exists(KEY));
+    let (code, out, err) = run(&host, &uninstall);
+    assert_eq!(code, 0, "{out}{err}");
+    for p in [CERT, KEY, "/etc/nginx/ssl"] {
+        assert!(
+            !host.exists(p),
+            "{p} (telem-deploy's) is removed by uninstall"
+        );
+    }
+
+    // The operator's own pair, in place before install (TLS on from it): kept.
+    let host = FakeHost::fresh("debian", false);
+    host.put(CERT, "operator's certificate\n");
+    host.put(KEY, "operator's key\n");
+    install_with(&host, "debian", &[]);
+    let (code, out, err) = run(&host, &uninstall);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(node(&host, CERT).content, b"operator's certificate\n");
+    assert_eq!(node(&host, KEY).content, b"operator's key\n");
+}

@@ -1,0 +1,624 @@
+//! `uninstall -u` on a machine the operator keeps using (fake host): only the packages the tool
+//! installed whose removal takes nothing else go; the rest is kept and the plan says why; what
+//! would refuse does so before anything is changed, and the dry run says so too.
+
+use std::collections::BTreeSet;
+
+use crate::fake_host::FakeHost;
+use crate::golden::{install, run};
+
+fn uninstall_u(host: &FakeHost, distro: &str, extra: &[&str]) -> (u8, String, String) {
+    let mut args = vec![
+        "-a",
+        "uninstall",
+        "-u",
+        "-d",
+        distro,
+        "-H",
+        "localhost",
+        "--yes",
+        "--no-backup",
+        "--format",
+        "json",
+    ];
+    args.extend_from_slice(extra);
+    run(host, &args)
+}
+
+fn packages(host: &FakeHost) -> BTreeSet<String> {
+    host.world.borrow().packages.clone()
+}
+
+fn set(names: &[&str]) -> BTreeSet<String> {
+    names.iter().map(|s| s.to_string()).collect()
+}
+
+/// The `changes` of the plan's steps whose kind is `kind`.
+fn changes_of(doc: &serde_json::Value, kind: &str) -> Vec<Vec<String>> {
+    doc["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["kind"] == kind)
+        .map(|s| {
+            s["changes"]
+                .as_array()
+                .map(|c| c.iter().map(|c| c.as_str().unwrap().to_owned()).collect())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// Per distro: (a package of the operator's installed after telem-deploy that shares a
+/// dependency with what telem-deploy installed, what -u must keep of the tool's for it,
+/// what it must still remove).
+const CASES: [(&str, &str, &[&str], &[&str]); 3] = [
+    (
+        "debian",
+        "curl",
+        &["libldap-2.5-0", "libssl3"],
+        &[
+            "nginx",
+            "nginx-common",
+            "postgresql",
+            "postgresql-15",
+            "libpq5",
+            "postgresql-common",
+        ],
+    ),
+    (
+        "centos",
+        "pgadmin-tools",
+        &["postgresql-private-libs"],
+        &[
+            "nginx",
+            "nginx-core",
+            "nginx-filesystem",
+            "postgresql-server",
+            "postgresql",
+        ],
+    ),
+    ("clr", "operator-bundle", &["postgresql"], &["nginx"]),
+];
+
+#[test]
+fn uninstall_u_keeps_what_the_operators_later_packages_need_and_says_why() {
+    for (distro, later, keep, gone) in CASES {
+        let host = FakeHost::fresh(distro, distro != "debian");
+        host.world
+            .borrow_mut()
+            .packages
+            .insert("operator-tool".into());
+        install(&host, distro);
+        for k in keep.iter().chain(gone) {
+            assert!(
+                packages(&host).contains(*k),
+                "{distro}: install brought {k}"
+            );
+        }
+        host.install_package(later);
+        let with_later = packages(&host);
+
+        // The dry run shows the outcome: what goes, what stays and why; no refusal.
+        let (code, plan, err) = uninstall_u(&host, distro, &["--dry-run"]);
+        assert_eq!(code, 0, "{distro}: {plan}{err}");
+        assert_eq!(
+            packages(&host),
+            with_later,
+            "{distro}: a dry run removes nothing"
+        );
+        let doc: serde_json::Value = serde_json::from_str(&plan).unwrap();
+        let absent: Vec<Vec<String>> = changes_of(&doc, "packages");
+        assert_eq!(absent.len(), 1, "{distro}: one removal step: {absent:?}");
+        let lines = &absent[0];
+        for k in keep {
+            assert!(
+                lines.iter().any(|l| l.starts_with("keep ")
+                    && l.contains(&format!(" {k} "))
+                    && l.contains(later)),
+                "{distro}: the plan says {k} is kept for {later}: {lines:?}"
+            );
+        }
+        let remove_line = lines.iter().find(|l| l.starts_with("remove ")).unwrap();
+        for g in gone {
+            assert!(
+                remove_line.contains(g),
+                "{distro}: {g} is removed: {remove_line}"
+            );
+        }
+        assert_eq!(doc["summary"]["blocked"], 0, "{distro}: {plan}");
+
+        // Applying does what the plan said, and succeeds.
+        let (code, out, err) = uninstall_u(&host, distro, &[]);
+        assert_eq!(code, 0, "{distro}: {out}{err}");
+        let mut expected = set(&["operator-tool", later]);
+        expected.extend(keep.iter().map(|k| k.to_string()));
+        // What the later package pulled in itself stays, of course.
+        for p in with_later.iter() {
+            if !keep.contains(&p.as_str())
+                && !gone.contains(&p.as_str())
+                && packages(&host).contains(p)
+            {
+                expected.insert(p.clone());
+            }
+        }
+        assert_eq!(packages(&host), expected, "{distro}: {out}");
+        for g in gone {
+            assert!(!packages(&host).contains(*g), "{distro}: {g} removed");
+        }
+        // The database and role went too: nothing refused half-way.
+        assert!(host.world.borrow().databases.is_empty(), "{distro}");
+
+        // uninstall -u again: nothing left to do, nothing fails (PostgreSQL is gone, so
+        // there is no database to drop).
+        let (code, out, err) = uninstall_u(&host, distro, &[]);
+        assert_eq!(code, 0, "{distro}: a second uninstall -u: {out}{err}");
+        let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(doc["summary"]["changed"], 0, "{distro}: {out}");
+        assert_eq!(packages(&host), expected, "{distro}");
+
+        // Installing again converges: what was kept is not installed twice, the rest comes back.
+        install(&host, distro);
+        for g in gone {
+            assert!(
+                packages(&host).contains(*g),
+                "{distro}: {g} installed again"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_removal_that_cannot_be_simulated_refuses_before_anything_changes() {
+    for distro in ["debian", "centos", "clr"] {
+        let host = FakeHost::fresh(distro, distro != "debian");
+        install(&host, distro);
+        host.world.borrow_mut().simulation_fails = true;
+        let before = (
+            packages(&host),
+            host.world.borrow().databases.clone(),
+            host.world.borrow().roles.clone(),
+        );
+        let files = host
+            .world
+            .borrow()
+            .files
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>();
+        let running = host.world.borrow().running.clone();
+
+        let (code, plan, err) = uninstall_u(&host, distro, &["--dry-run"]);
+        assert_eq!(code, 0, "{distro}: {plan}{err}");
+        let doc: serde_json::Value = serde_json::from_str(&plan).unwrap();
+        let blocked: Vec<&serde_json::Value> = doc["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["status"] == "blocked")
+            .collect();
+        assert_eq!(
+            blocked.len(),
+            1,
+            "{distro}: the dry run shows the refusal: {plan}"
+        );
+        assert_eq!(blocked[0]["kind"], "packages");
+
+        let (code, out, err) = uninstall_u(&host, distro, &[]);
+        assert_eq!(code, 1, "{distro}: {out}{err}");
+        assert!(out.contains("nothing was changed"), "{distro}: {out}");
+        let after = (
+            packages(&host),
+            host.world.borrow().databases.clone(),
+            host.world.borrow().roles.clone(),
+        );
+        assert_eq!(
+            after, before,
+            "{distro}: packages, database and role untouched"
+        );
+        assert_eq!(
+            host.world
+                .borrow()
+                .files
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>(),
+            files,
+            "{distro}: no file touched"
+        );
+        assert_eq!(
+            host.world.borrow().running,
+            running,
+            "{distro}: no service stopped"
+        );
+    }
+}
+
+#[test]
+fn without_webapp_the_uninstall_plan_lists_each_package_once() {
+    for distro in ["debian", "ubuntu", "centos", "clr"] {
+        let host = FakeHost::fresh(distro, distro != "debian");
+        install(&host, distro);
+        let (code, plan, err) = uninstall_u(&host, distro, &["--dry-run"]);
+        assert_eq!(code, 0, "{distro}: {plan}{err}");
+        let doc: serde_json::Value = serde_json::from_str(&plan).unwrap();
+        let listing: Vec<String> = doc["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| {
+                s["changes"].as_array().is_some_and(|c| {
+                    c.iter().any(|l| {
+                        l.as_str().unwrap().starts_with("remove packages")
+                            || l.as_str().unwrap().starts_with("remove bundles")
+                    })
+                })
+            })
+            .map(|s| s["name"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(listing.len(), 1, "{distro}: {listing:?}");
+        assert!(!listing[0].contains("web UI"), "{distro}: {listing:?}");
+    }
+}
+
+fn state(host: &FakeHost) -> serde_json::Value {
+    let w = host.world.borrow();
+    serde_json::from_slice(
+        &w.files[std::path::Path::new("/var/lib/telem-deploy/state.json")].content,
+    )
+    .unwrap()
+}
+
+fn gid(host: &FakeHost, group: &str) -> Option<u32> {
+    telem_deploy::host::lookup_group(host, group)
+}
+
+fn node_gid(host: &FakeHost, path: &str) -> u32 {
+    host.world.borrow().files[std::path::Path::new(path)].gid
+}
+
+fn uninstall(host: &FakeHost, distro: &str) -> (u8, String, String) {
+    run(
+        host,
+        &[
+            "-a",
+            "uninstall",
+            "-d",
+            distro,
+            "-H",
+            "localhost",
+            "--yes",
+            "--no-backup",
+            "--format",
+            "json",
+        ],
+    )
+}
+
+/// telemetrics-client's layout (as its tmpfiles.d and units make it): user `telemetry`, its
+/// journal and records under /var/log/telemetry, its spool.
+fn telemetrics_client(host: &FakeHost) {
+    host.add_user("telemetry");
+    for d in [
+        "/var/log/telemetry",
+        "/var/log/telemetry/records",
+        "/var/spool/telemetry",
+        "/var/lib/telemetry",
+    ] {
+        host.dir(d);
+    }
+    host.put("/var/log/telemetry/journal", "client journal\n");
+}
+
+#[test]
+fn telemetrics_clients_user_and_directories_are_never_the_collectors() {
+    for distro in ["debian", "centos", "clr"] {
+        let host = FakeHost::fresh(distro, distro != "debian");
+        telemetrics_client(&host);
+        install(&host, distro);
+        // The collector has a user, a group and a log directory of its own...
+        assert!(host.has_user("telem-collector"), "{distro}");
+        let config = "/etc/telemetry/collector.toml";
+        assert_eq!(
+            Some(node_gid(&host, config)),
+            gid(&host, "telem-collector"),
+            "{distro}"
+        );
+        assert_ne!(
+            gid(&host, "telem-collector"),
+            gid(&host, "telemetry"),
+            "{distro}"
+        );
+        assert!(
+            host.exists("/var/log/telem-collector"),
+            "{distro}: its log directory"
+        );
+        assert_eq!(
+            state(&host)["users"],
+            serde_json::json!(["telem-collector"]),
+            "{distro}"
+        );
+        // ...and the client's are untouched.
+        assert!(!host.exists("/var/log/telemetry/collector.log"), "{distro}");
+
+        let (code, out, err) = uninstall(&host, distro);
+        assert_eq!(code, 0, "{distro}: {out}{err}");
+        assert!(
+            host.has_user("telemetry"),
+            "{distro}: the client's user is kept"
+        );
+        assert!(
+            !host.has_user("telem-collector"),
+            "{distro}: the collector's user goes"
+        );
+        for p in [
+            "/var/log/telemetry/journal",
+            "/var/log/telemetry/records",
+            "/var/spool/telemetry",
+            "/var/lib/telemetry",
+        ] {
+            assert!(host.exists(p), "{distro}: {p} is kept");
+        }
+    }
+}
+
+#[test]
+fn uninstall_removes_every_path_it_recorded_and_forgets_nothing() {
+    for (distro, systemd) in [
+        ("debian", false),
+        ("ubuntu", false),
+        ("centos", true),
+        ("clr", true),
+    ] {
+        let host = FakeHost::fresh(distro, systemd);
+        install(&host, distro);
+        let created: Vec<String> = state(&host)["created"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap().to_owned())
+            .collect();
+        assert!(!created.is_empty());
+        let (code, out, err) = uninstall(&host, distro);
+        assert_eq!(code, 0, "{distro}: {out}{err}");
+        let st = state(&host);
+        assert_eq!(
+            st["created"],
+            serde_json::json!([]),
+            "{distro}: still recorded: {}",
+            st["created"]
+        );
+        assert!(st.get("users").is_none(), "{distro}: {st}");
+        for p in &created {
+            assert!(
+                !host.exists(p),
+                "{distro}: {p} was created by install and is still there"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_directory_it_created_keeps_what_others_put_there() {
+    let host = FakeHost::fresh("debian", false);
+    install(&host, "debian");
+    host.put("/var/log/telem-collector/collector.log.1", "rotated\n");
+    host.put("/var/log/telem-collector/operator-notes.txt", "mine\n");
+    host.put("/etc/telemetry/README.operator", "mine\n");
+    let (code, plan, err) = run(
+        &host,
+        &[
+            "-a",
+            "uninstall",
+            "-d",
+            "debian",
+            "-H",
+            "localhost",
+            "--dry-run",
+        ],
+    );
+    assert_eq!(code, 0, "{plan}{err}");
+    assert!(plan.contains("keep /var/log/telem-collector (no longer recorded as telem-deploy's): it holds what telem-deploy did not create: operator-notes.txt"), "{plan}");
+    let (code, out, err) = uninstall(&host, "debian");
+    assert_eq!(code, 0, "{out}{err}");
+    for p in [
+        "/var/log/telem-collector/operator-notes.txt",
+        "/etc/telemetry/README.operator",
+    ] {
+        assert!(host.exists(p), "{p} is kept");
+    }
+    for p in [
+        "/var/log/telem-collector/collector.log",
+        "/var/log/telem-collector/collector.log.1",
+        "/etc/telemetry/collector.toml",
+    ] {
+        assert!(!host.exists(p), "{p} (the tool's) is removed");
+    }
+    assert_eq!(state(&host)["created"], serde_json::json!([]));
+}
+
+#[test]
+fn uninstall_keeps_the_collector_binary_the_running_tool_installs_from() {
+    let host = FakeHost::fresh("debian", false);
+    install(&host, "debian");
+    // As when telem-deploy was copied to /usr/local/bin after an install from a build
+    // directory: its bundled collector is then the installed one.
+    let bin = "/usr/local/bin/telem-collector";
+    let run_from_bin = |extra: &str| {
+        let args = [
+            "-a",
+            "uninstall",
+            "-d",
+            "debian",
+            "-H",
+            "localhost",
+            "--yes",
+            "--no-backup",
+            "--collector-bin",
+            bin,
+            extra,
+        ];
+        let cli =
+            telem_deploy::cli::Cli::try_parse_args(std::iter::once("telem-deploy").chain(args))
+                .unwrap();
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let code = telem_deploy::app::run_cli(
+            cli,
+            &host,
+            &mut telem_deploy::app::Io {
+                out: &mut out,
+                err: &mut err,
+            },
+        );
+        assert!(code.is_ok(), "{}", String::from_utf8_lossy(&err));
+        String::from_utf8(out).unwrap()
+    };
+    let plan = run_from_bin("--dry-run");
+    assert!(
+        plan.contains(&format!(
+            "keep {bin}: it is the collector this telem-deploy installs from"
+        )),
+        "{plan}"
+    );
+    run_from_bin("--verbose");
+    assert!(host.exists(bin), "the collector the tool needs is kept");
+    assert!(
+        state(&host)["created"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p == bin),
+        "still the tool's"
+    );
+    // Run from elsewhere (the build directory), uninstall removes it.
+    let (code, out, err) = uninstall(&host, "debian");
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!host.exists(bin));
+}
+
+/// The recipe of an older telem-deploy: the collector ran as `telemetry` (adopted when it
+/// existed, never recorded) and logged to /var/log/telemetry.
+fn older_recipe(distro: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let src = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("recipes/{distro}.yaml")),
+    )
+    .unwrap();
+    let shell = if distro == "debian" {
+        "/usr/sbin/nologin"
+    } else {
+        "/sbin/nologin"
+    };
+    let old = src
+        .replace("  user: telem-collector\n  group: telem-collector\n", "  user: telemetry\n  group: telemetry\n")
+        .replace("  log_dir: /var/log/telem-collector\n", "  log_dir: /var/log/telemetry\n")
+        .replace(
+            "    - name: Remove the collector's log directory of an older telem-deploy (/var/log/telemetry, telemetrics-client's)\n      remove: { path: /var/log/telemetry, daemon_files: [\"collector.log*\"] }\n",
+            "",
+        )
+        .replace(
+            &format!("      user: {{ name: \"{{{{ collector.user }}}}\", shell: {shell} }}\n"),
+            &format!("      command:\n        run: [useradd, --system, --user-group, --home-dir, /nonexistent, --no-create-home, --shell, {shell}, \"{{{{ collector.user }}}}\"]\n        unless: [id, -u, \"{{{{ collector.user }}}}\"]\n"),
+        );
+    assert_ne!(old, src);
+    assert!(old.contains("useradd"), "the old user step");
+    std::fs::write(dir.path().join(format!("{distro}.yaml")), old).unwrap();
+    dir
+}
+
+#[test]
+fn an_older_installation_is_moved_to_the_collectors_own_user_and_log_directory() {
+    for client_after in [false, true] {
+        let host = FakeHost::fresh("debian", false);
+        let old = older_recipe("debian");
+        crate::golden::install_with(
+            &host,
+            "debian",
+            &["--recipes", old.path().to_str().unwrap()],
+        );
+        assert!(
+            host.exists("/var/log/telemetry/collector.log"),
+            "the old layout: {:?}",
+            host.world
+                .borrow()
+                .files
+                .keys()
+                .filter(|p| p.starts_with("/var/log"))
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(
+            Some(node_gid(&host, "/etc/telemetry/collector.toml")),
+            gid(&host, "telemetry")
+        );
+        if client_after {
+            // telemetrics-client installed later: it shares the user and the log directory.
+            host.put("/var/log/telemetry/journal", "client journal\n");
+        }
+
+        let (code, plan, err) = run(
+            &host,
+            &[
+                "-a",
+                "install",
+                "-d",
+                "debian",
+                "-H",
+                "localhost",
+                "--dry-run",
+            ],
+        );
+        assert_eq!(code, 0, "{plan}{err}");
+        install(&host, "debian");
+        assert_eq!(
+            Some(node_gid(&host, "/etc/telemetry/collector.toml")),
+            gid(&host, "telem-collector")
+        );
+        assert!(
+            host.exists("/var/log/telem-collector/collector.log"),
+            "the collector logs to its own directory"
+        );
+        assert!(
+            !host.exists("/var/log/telemetry/collector.log"),
+            "its old log is gone"
+        );
+        assert_eq!(
+            host.exists("/var/log/telemetry"),
+            client_after,
+            "client_after={client_after}"
+        );
+        assert!(host.exists("/var/log/telemetry/journal") == client_after);
+        let daemons: Vec<String> = host
+            .log
+            .borrow()
+            .iter()
+            .filter(|l| l.starts_with("spawn"))
+            .cloned()
+            .collect();
+        assert!(
+            daemons.last().unwrap().contains("telem-collector"),
+            "{daemons:?}"
+        );
+        // A second install changes nothing.
+        let (code, plan, err) = run(
+            &host,
+            &[
+                "-a",
+                "install",
+                "-d",
+                "debian",
+                "-H",
+                "localhost",
+                "--dry-run",
+                "--detailed-exitcode",
+            ],
+        );
+        assert_eq!(code, 0, "converged: {plan}{err}");
+
+        let (code, out, err) = uninstall(&host, "debian");
+        assert_eq!(code, 0, "{out}{err}");
+        // The older telem-deploy did not record whether it created `telemetry`: it stays.
+        assert!(host.has_user("telemetry"));
+        assert!(!host.has_user("telem-collector"));
+        assert_eq!(state(&host)["created"], serde_json::json!([]));
+    }
+}
