@@ -165,7 +165,7 @@ fn install_adopts_a_deploy_sh_installation_for_real() {
     let migrate = sb.exec(&[
         "runuser",
         "-u",
-        "telemetry",
+        "telem-collector",
         "--",
         COLLECTOR,
         "--config",

@@ -305,6 +305,31 @@ async fn connection(
 
 pub struct Collector(pub Child);
 
+impl Collector {
+    /// The real telem-collector serving `db` on `addr` (with `envs` on top), once `/healthz`
+    /// answers 200 (within 15 s).
+    pub async fn start(db: &str, addr: SocketAddr, envs: &[(&str, String)]) -> Collector {
+        let child = Command::new(env!("CARGO_BIN_EXE_telem-collector"))
+            .args(["--config", "/nonexistent.toml", "serve"])
+            .env("TELEM_COLLECTOR_DATABASE_URL", db)
+            .env("TELEM_COLLECTOR_LISTEN", addr.to_string())
+            .env("TELEM_COLLECTOR_LOG_LEVEL", "error")
+            .envs(envs.iter().map(|(k, v)| (k, v)))
+            .spawn()
+            .expect("starting telem-collector");
+        let collector = Collector(child);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !matches!(
+            try_send(addr, b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n").await,
+            Outcome::Status(200, _)
+        ) {
+            assert!(Instant::now() < deadline, "collector did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        collector
+    }
+}
+
 impl Drop for Collector {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -327,27 +352,14 @@ async fn thousand_connections_slow_and_bad_clients_do_not_starve_others() {
     );
     let db = migrated_db(pg).await;
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_telem-collector"))
-        .args(["--config", "/nonexistent.toml", "serve"])
-        .env("TELEM_COLLECTOR_DATABASE_URL", &db)
-        .env("TELEM_COLLECTOR_LISTEN", addr.to_string())
-        .env("TELEM_COLLECTOR_LOG_LEVEL", "error")
-        .env(
-            "TELEM_COLLECTOR_HEADER_TIMEOUT_SECS",
-            HEADER_TIMEOUT.as_secs().to_string(),
-        )
-        .spawn()
-        .expect("starting telem-collector");
-    let collector = Collector(child);
+    let header_timeout = HEADER_TIMEOUT.as_secs().to_string();
+    let collector = Collector::start(
+        &db,
+        addr,
+        &[("TELEM_COLLECTOR_HEADER_TIMEOUT_SECS", header_timeout)],
+    )
+    .await;
     let pid = collector.0.id();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !matches!(
-        try_send(addr, b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n").await,
-        Outcome::Status(200, _)
-    ) {
-        assert!(Instant::now() < deadline, "collector did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     let (idle_rss, _) = rss_kib(pid);
 
     let connected = Arc::new(AtomicUsize::new(0));

@@ -9,7 +9,6 @@
 //! `TELEM_STALLED_SETTLE_SECS=60 cargo test -p telem-collector --test it stalled -- --nocapture`.
 
 use std::net::SocketAddr;
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -88,23 +87,8 @@ async fn stalled_large_bodies_stay_within_the_memory_budget() {
     );
     let db = migrated_db(pg).await;
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_telem-collector"))
-        .args(["--config", "/nonexistent.toml", "serve"])
-        .env("TELEM_COLLECTOR_DATABASE_URL", &db)
-        .env("TELEM_COLLECTOR_LISTEN", addr.to_string())
-        .env("TELEM_COLLECTOR_LOG_LEVEL", "error")
-        .spawn()
-        .expect("starting telem-collector");
-    let collector = Collector(child);
+    let collector = Collector::start(&db, addr, &[]).await;
     let pid = collector.0.id();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !matches!(
-        try_send(addr, b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n").await,
-        Outcome::Status(200, _)
-    ) {
-        assert!(Instant::now() < deadline, "collector did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     let (idle, _) = rss_kib(pid);
 
     let body = Arc::new(vec![b'x'; DECLARED]);
