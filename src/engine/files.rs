@@ -1,20 +1,21 @@
-//! `directory`, `file`, `symlink` and `remove` steps.
+//! `directory`, `file` and `symlink` steps (`remove` and setting aside: `remove.rs`).
 //!
 //! Files are compared by content, owner and mode; the plan shows a unified diff with every
 //! secret masked by its place (`mask`). Writes are atomic; the first replaced system file is kept as
 //! `*.telem-orig`; an nginx config that fails `nginx -t` is rolled back.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use similar::TextDiff;
 
+use super::remove::save;
 use super::{Check, Engine, Manager, StepError, INSTALL_FIRST};
 use crate::host::{lookup_group, lookup_user, parse_mode, Cmd, FileKind, FileMeta, Owner};
-use crate::recipe::model::{DirectoryStep, FileStep, RemoveStep, SymlinkStep};
+use crate::recipe::model::{DirectoryStep, FileStep, SymlinkStep};
 use crate::secret::{Secret, MASK};
-use crate::state::{Saved, SAVED_DIR};
+use crate::state::Saved;
 
-fn owner(user: &str, group: &str, mode: &str) -> Owner {
+pub(super) fn owner(user: &str, group: &str, mode: &str) -> Owner {
     Owner {
         user: user.to_owned(),
         group: group.to_owned(),
@@ -422,230 +423,4 @@ pub fn apply_symlink(eng: &Engine, step: &SymlinkStep) -> Result<(), StepError> 
     eng.host
         .symlink(Path::new(&step.target), path)
         .map_err(StepError::host)
-}
-
-/// Set aside what is at `path` so uninstall can put it back.
-pub(super) fn save(eng: &Engine, path: &str, meta: &FileMeta) -> Result<(), StepError> {
-    if eng.state.borrow().saved.contains_key(path) {
-        return eng.host.remove(Path::new(path)).map_err(StepError::host);
-    }
-    let saved = match &meta.kind {
-        FileKind::Symlink(t) => {
-            eng.host.remove(Path::new(path)).map_err(StepError::host)?;
-            Saved::Symlink {
-                target: t.display().to_string(),
-            }
-        }
-        _ => {
-            let dir = Path::new(SAVED_DIR);
-            eng.host
-                .mkdir(dir, &owner("root", "root", "0700"))
-                .map_err(StepError::host)?;
-            let backup: PathBuf = dir.join(path.trim_start_matches('/').replace('/', "%"));
-            eng.host
-                .rename(Path::new(path), &backup)
-                .map_err(StepError::host)?;
-            Saved::File {
-                backup: backup.display().to_string(),
-            }
-        }
-    };
-    eng.update_state(|s| {
-        s.saved.insert(path.to_owned(), saved);
-    })
-}
-
-/// What removing a directory telem-deploy created would take: the entries that are its own
-/// (recorded, or written by its daemons) and those that are not, which keep the directory.
-struct DirContents {
-    ours: Vec<String>,
-    foreign: Vec<String>,
-}
-
-fn daemon_file(patterns: &[String], name: &str) -> bool {
-    patterns.iter().any(|p| match p.strip_suffix('*') {
-        Some(prefix) => name.starts_with(prefix),
-        None => name == p,
-    })
-}
-
-fn dir_contents(eng: &Engine, step: &RemoveStep) -> Result<DirContents, StepError> {
-    let state = eng.state.borrow();
-    let mut c = DirContents {
-        ours: Vec::new(),
-        foreign: Vec::new(),
-    };
-    for name in eng
-        .host
-        .list_dir(Path::new(&step.path))
-        .map_err(StepError::host)?
-    {
-        let full = format!("{}/{name}", step.path.trim_end_matches('/'));
-        if state.owns(&full) || daemon_file(&step.daemon_files, &name) {
-            c.ours.push(full);
-        } else {
-            c.foreign.push(name);
-        }
-    }
-    Ok(c)
-}
-
-/// How removing `step.path` goes, when telem-deploy owns it.
-enum Removal {
-    /// Remove it (a file, a link, a tree of its own, or a directory holding only its files).
-    Whole,
-    /// Remove these entries, keep the directory: it holds files telem-deploy did not create.
-    KeepDir(DirContents),
-    /// Keep it: it is the collector binary this telem-deploy installs from.
-    Bundled,
-}
-
-fn removal(eng: &Engine, step: &RemoveStep, meta: &FileMeta) -> Result<Removal, StepError> {
-    if is_bundled_collector(eng, &step.path) {
-        return Ok(Removal::Bundled);
-    }
-    if meta.kind != FileKind::Dir || step.tree {
-        return Ok(Removal::Whole);
-    }
-    let c = dir_contents(eng, step)?;
-    Ok(if c.foreign.is_empty() {
-        Removal::Whole
-    } else {
-        Removal::KeepDir(c)
-    })
-}
-
-/// Is `path` the collector binary this very telem-deploy installs (`--collector-bin`, or the
-/// one next to it)? Run from /usr/local/bin after an install from a build directory, that is
-/// the installed one: removing it would leave the tool unable to install again.
-fn is_bundled_collector(eng: &Engine, path: &str) -> bool {
-    let bundled = eng.bundled_collector();
-    let canonical = std::fs::canonicalize(&bundled).unwrap_or_else(|_| bundled.clone());
-    bundled == Path::new(path) || canonical == Path::new(path)
-}
-
-fn list(names: &[String]) -> String {
-    const SHOWN: usize = 5;
-    let mut s = names
-        .iter()
-        .take(SHOWN)
-        .cloned()
-        .collect::<Vec<_>>()
-        .join(", ");
-    if names.len() > SHOWN {
-        s.push_str(&format!(" and {} more", names.len() - SHOWN));
-    }
-    s
-}
-
-pub fn check_remove(eng: &Engine, step: &RemoveStep) -> Result<Check, StepError> {
-    let meta = eng
-        .host
-        .stat(Path::new(&step.path))
-        .map_err(StepError::host)?;
-    let owned = eng.state.borrow().owns(&step.path);
-    let mut changes = Vec::new();
-    let mut kept = None;
-    if let Some(m) = &meta {
-        if step.save {
-            changes.push(format!("remove {} (kept for uninstall)", step.path));
-        } else if owned {
-            match removal(eng, step, m)? {
-                Removal::Whole => changes.push(format!("remove {}", step.path)),
-                Removal::KeepDir(c) => {
-                    changes.extend(c.ours.iter().map(|p| format!("remove {p}")));
-                    changes.push(format!(
-                        "keep {} (no longer recorded as telem-deploy's): it holds what telem-deploy did not create: {}",
-                        step.path,
-                        list(&c.foreign)
-                    ));
-                }
-                Removal::Bundled => {
-                    kept = Some(format!(
-                        "keep {}: it is the collector this telem-deploy installs from (next to it, or --collector-bin); \
-                         remove it by hand if you no longer need telem-deploy there",
-                        step.path
-                    ))
-                }
-            }
-        }
-    }
-    let state = eng.state.borrow();
-    if !step.save {
-        match state.saved.get(&step.path) {
-            Some(Saved::Symlink { target }) => {
-                changes.push(format!("restore the link {} → {target}", step.path))
-            }
-            Some(Saved::File { backup }) => {
-                changes.push(format!("restore {} from {backup}", step.path))
-            }
-            None => {}
-        }
-    }
-    if changes.is_empty() {
-        let why = match (meta, kept) {
-            (_, Some(k)) => k,
-            (None, _) => format!("{} is absent", step.path),
-            (Some(_), _) => format!("{} was not created by telem-deploy; kept", step.path),
-        };
-        return Ok(Check::ok(why));
-    }
-    changes.extend(kept);
-    Ok(Check::change(changes))
-}
-
-pub fn apply_remove(eng: &Engine, step: &RemoveStep) -> Result<(), StepError> {
-    let path = Path::new(&step.path);
-    let meta = eng.host.stat(path).map_err(StepError::host)?;
-    if step.save {
-        return match meta {
-            Some(m) => save(eng, &step.path, &m),
-            None => Ok(()),
-        };
-    }
-    let (owned, saved) = {
-        let s = eng.state.borrow();
-        (s.owns(&step.path), s.saved.get(&step.path).cloned())
-    };
-    if let (Some(m), true) = (&meta, owned) {
-        match removal(eng, step, m)? {
-            Removal::Whole => eng.host.remove(path).map_err(StepError::host)?,
-            Removal::KeepDir(c) => {
-                for p in &c.ours {
-                    eng.host.remove(Path::new(p)).map_err(StepError::host)?;
-                }
-                eng.update_state(|s| {
-                    for p in &c.ours {
-                        s.created.remove(p);
-                    }
-                })?;
-            }
-            // Still telem-deploy's: a run of the tool from elsewhere removes it.
-            Removal::Bundled => return Ok(()),
-        }
-    }
-    match saved {
-        Some(Saved::Symlink { target }) => eng
-            .host
-            .symlink(Path::new(&target), path)
-            .map_err(StepError::host)?,
-        Some(Saved::File { backup }) if exists(eng, &backup)? => eng
-            .host
-            .rename(Path::new(&backup), path)
-            .map_err(StepError::host)?,
-        _ => {}
-    }
-    eng.update_state(|s| {
-        s.created.remove(&step.path);
-        s.saved.remove(&step.path);
-    })
-}
-
-/// Is there anything at `path`?
-pub(super) fn exists(eng: &Engine, path: &str) -> Result<bool, StepError> {
-    Ok(eng
-        .host
-        .stat(Path::new(path))
-        .map_err(StepError::host)?
-        .is_some())
 }

@@ -16,6 +16,7 @@ pub mod pgadmin;
 pub mod pkg;
 mod pkg_graph;
 mod postgres;
+mod remove;
 mod service;
 pub mod snaplinks;
 pub mod snapshot;
@@ -288,7 +289,7 @@ impl<'a> Engine<'a> {
             StepKind::Directory(s) => files::check_directory(self, s),
             StepKind::File(s) => files::check_file(self, s),
             StepKind::Symlink(s) => files::check_symlink(self, s),
-            StepKind::Remove(s) => files::check_remove(self, s),
+            StepKind::Remove(s) => remove::check_remove(self, s),
             StepKind::Service(s) => service::check(self, s),
             StepKind::PostgresRole(s) => postgres::check_role(self, s),
             StepKind::PostgresDatabase(s) => postgres::check_database(self, s),
@@ -314,7 +315,7 @@ impl<'a> Engine<'a> {
             StepKind::Directory(s) => files::apply_directory(self, s),
             StepKind::File(s) => files::apply_file(self, s),
             StepKind::Symlink(s) => files::apply_symlink(self, s),
-            StepKind::Remove(s) => files::apply_remove(self, s),
+            StepKind::Remove(s) => remove::apply_remove(self, s),
             StepKind::Service(s) => service::apply(self, s),
             StepKind::PostgresRole(s) => postgres::apply_role(self, s),
             StepKind::PostgresDatabase(s) => postgres::apply_database(self, s),

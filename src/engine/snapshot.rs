@@ -14,7 +14,7 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use super::snaplinks::{self, Link};
-use super::{files, Check, Engine, StepError};
+use super::{remove, Check, Engine, StepError};
 use crate::host::{Cmd, FileKind, Host, Owner};
 use crate::recipe::model::SnapshotStep;
 
@@ -418,7 +418,7 @@ fn stage_and_swap(
         None => eng.update_state(|s| {
             s.created.insert(dest.to_owned());
         })?,
-        Some(meta) if !eng.state.borrow().owns(dest) => files::save(eng, dest, &meta)?,
+        Some(meta) if !eng.state.borrow().owns(dest) => remove::save(eng, dest, &meta)?,
         Some(_) => {
             let old = format!("{dest}.telem-old");
             host.remove(Path::new(&old)).map_err(StepError::host)?;

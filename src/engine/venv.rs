@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use super::files::exists;
+use super::remove::exists;
 use super::{files, snapshot, Check, Engine, StepError};
 use crate::host::{Cmd, FileKind, Owner};
 use crate::recipe::model::{FlaskMigrateStep, VenvStep};

@@ -25,6 +25,7 @@ mod shims;
 mod shims_support;
 mod tls;
 mod uninstall;
+mod uninstall_packages;
 mod webapp;
 mod webapp_fake;
 mod webapp_links;
