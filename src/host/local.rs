@@ -20,7 +20,7 @@ use super::{
 
 /// The variables of this process no child may inherit: those telem-deploy reads its secrets
 /// from, and every other one whose name says it holds a secret (PGPASSWORD, ...).
-fn inherited_secrets() -> Vec<std::ffi::OsString> {
+pub(super) fn inherited_secrets() -> Vec<std::ffi::OsString> {
     let mut keys: Vec<std::ffi::OsString> =
         crate::secret::ENV_VARS.iter().map(Into::into).collect();
     keys.extend(
@@ -300,35 +300,47 @@ impl Host for LocalHost {
         password: &str,
         database: &str,
     ) -> HostResult<bool> {
-        let mut cfg = postgres::Config::new();
-        cfg.host(addr)
-            .port(port)
-            .user(user)
-            .password(password)
-            .dbname(database)
-            .connect_timeout(Duration::from_secs(5));
-        match cfg.connect(postgres::NoTls) {
-            Ok(client) => {
-                drop(client);
-                Ok(true)
-            }
-            Err(e) => match e.code() {
-                Some(code)
-                    if *code == postgres::error::SqlState::INVALID_PASSWORD
-                        || *code
-                            == postgres::error::SqlState::INVALID_AUTHORIZATION_SPECIFICATION =>
-                {
-                    Ok(false)
-                }
-                // Authentication passed; only the database is missing.
-                Some(code) if *code == postgres::error::SqlState::UNDEFINED_DATABASE => Ok(true),
-                // The error text of the postgres crate never contains the password.
-                _ => Err(HostError(format!(
-                    "PostgreSQL at {addr}:{port}: {}",
-                    crate::engine::pgadmin::describe(&e)
-                ))),
-            },
+        pg_login_at(addr, port, user, password, database)
+    }
+}
+
+/// Whether `user` can log in to `database` at `addr:port` (`addr` may be a directory holding
+/// the socket `.s.PGSQL.PORT`, as for libpq) with `password`. Shared with the SSH host, which
+/// forwards a local socket to the target's server.
+pub(super) fn pg_login_at(
+    addr: &str,
+    port: u16,
+    user: &str,
+    password: &str,
+    database: &str,
+) -> HostResult<bool> {
+    let mut cfg = postgres::Config::new();
+    cfg.host(addr)
+        .port(port)
+        .user(user)
+        .password(password)
+        .dbname(database)
+        .connect_timeout(Duration::from_secs(5));
+    match cfg.connect(postgres::NoTls) {
+        Ok(client) => {
+            drop(client);
+            Ok(true)
         }
+        Err(e) => match e.code() {
+            Some(code)
+                if *code == postgres::error::SqlState::INVALID_PASSWORD
+                    || *code == postgres::error::SqlState::INVALID_AUTHORIZATION_SPECIFICATION =>
+            {
+                Ok(false)
+            }
+            // Authentication passed; only the database is missing.
+            Some(code) if *code == postgres::error::SqlState::UNDEFINED_DATABASE => Ok(true),
+            // The error text of the postgres crate never contains the password.
+            _ => Err(HostError(format!(
+                "PostgreSQL at {addr}:{port}: {}",
+                crate::engine::pgadmin::describe(&e)
+            ))),
+        },
     }
 }
 

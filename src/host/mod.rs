@@ -3,10 +3,13 @@
 //! Everything that reads or changes the host goes through [`Host`]: running a command (with
 //! optional stdin, as another user), reading, writing (atomically, with owner and mode),
 //! linking and removing files, and a few probes (HTTP, a PostgreSQL login). Tests plug a fake
-//! in here; a later SSH target would too. Nothing outside `host::local` may call
-//! `std::process` or write system files.
+//! in here; [`ssh::SshHost`] reaches a remote machine through it. Nothing outside
+//! `host::local` and `host::ssh` may call `std::process` or write system files.
 
+pub mod elf;
 mod local;
+pub mod ssh;
+pub mod upload;
 mod users;
 
 use std::fmt;

@@ -1,0 +1,715 @@
+//! `Host` for a machine reached over SSH, through the system OpenSSH client.
+//!
+//! The system client, so `~/.ssh/config`, the agent, `known_hosts` and `ProxyJump` work as
+//! users expect. One master connection per target (`ControlMaster`, socket in a private 0700
+//! directory removed on drop); every operation is one `ssh` run through duct over it, running
+//! a POSIX shell script (see [`script`]) with POSIX tools only (`cat`, `stat`, `mkdir`, `mv`,
+//! `chmod`, `chown`, `ln`, `rm`), since minimal targets have no python or curl.
+//!
+//! Never: accept an unknown host key (`StrictHostKeyChecking=yes`, a clear error instead), put
+//! a secret in an argv or environment (local or remote: they go on stdin), or let a lost
+//! connection pass for a command's exit status (see [`script::wrap`]).
+
+pub mod script;
+mod target;
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub use target::{Target, TargetError};
+
+use super::{Cmd, CmdOutput, FileKind, FileMeta, Host, HostError, HostResult, Owner, Signal};
+use script::{quote, quote_path, Script};
+
+/// Where the installed collector is, for the health probe (`telem-collector probe`).
+pub const DEFAULT_PROBE: &str = "/usr/local/bin/telem-collector";
+
+/// Options the tool sets itself: passing them through `--ssh-option` is refused.
+const OWN_OPTIONS: [&str; 3] = ["controlmaster", "controlpath", "controlpersist"];
+
+/// How to reach a target, besides its address.
+#[derive(Debug, Clone)]
+pub struct SshSettings {
+    /// `--ssh-option` values, as for `ssh -o` (e.g. `ProxyJump=bastion`).
+    pub options: Vec<String>,
+    /// `BatchMode=yes` (never prompt): the default when there is no terminal.
+    pub batch_mode: bool,
+    /// The program run on the target for `http_get` (the installed collector's `probe`).
+    pub probe: String,
+    /// Seconds a master connection stays after its last use (also bounds how long one left
+    /// behind by a killed run lingers).
+    pub persist_secs: u32,
+}
+
+impl Default for SshSettings {
+    fn default() -> Self {
+        SshSettings {
+            options: Vec::new(),
+            batch_mode: !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()),
+            probe: DEFAULT_PROBE.to_owned(),
+            persist_secs: 120,
+        }
+    }
+}
+
+impl SshSettings {
+    pub fn with_options(options: Vec<String>) -> SshSettings {
+        SshSettings {
+            options,
+            ..SshSettings::default()
+        }
+    }
+}
+
+/// Refuse `--ssh-option`s that would undo what this module relies on.
+fn check_options(options: &[String]) -> HostResult<()> {
+    for opt in options {
+        let (key, value) = opt
+            .split_once(['=', ' '])
+            .map(|(k, v)| (k.trim(), v.trim()))
+            .ok_or_else(|| HostError(format!("--ssh-option `{opt}`: expected KEY=VALUE")))?;
+        let key_lc = key.to_ascii_lowercase();
+        if OWN_OPTIONS.contains(&key_lc.as_str()) {
+            return Err(HostError(format!(
+                "--ssh-option `{key}` is set by telem-deploy itself (one private master connection per target)"
+            )));
+        }
+        if key_lc == "stricthostkeychecking" && !value.eq_ignore_ascii_case("yes") {
+            return Err(HostError(format!(
+                "--ssh-option `{opt}`: unknown host keys are never accepted silently; add the key to known_hosts after checking its fingerprint"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A private directory (0700) for the control socket, removed on drop.
+#[derive(Debug)]
+struct PrivateDir(PathBuf);
+
+impl PrivateDir {
+    fn create() -> HostResult<PrivateDir> {
+        use rand::Rng;
+        use std::os::unix::fs::DirBuilderExt;
+        let base = std::env::temp_dir();
+        for _ in 0..16 {
+            let name: String = rand::thread_rng()
+                .sample_iter(rand::distributions::Alphanumeric)
+                .take(10)
+                .map(char::from)
+                .collect();
+            // Short: a socket path may hold at most 107 bytes.
+            let path = base.join(format!("telem-ssh-{name}"));
+            match std::fs::DirBuilder::new().mode(0o700).create(&path) {
+                Ok(()) => return Ok(PrivateDir(path)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(HostError::io("create the private directory", &path, e)),
+            }
+        }
+        Err(HostError(format!(
+            "cannot create a private directory in {}",
+            base.display()
+        )))
+    }
+}
+
+impl Drop for PrivateDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A target reached over one multiplexed SSH connection.
+#[derive(Debug)]
+pub struct SshHost {
+    target: Target,
+    settings: SshSettings,
+    dir: PrivateDir,
+    /// Ends every wrapped script's stderr (random per connection, see [`script::wrap`]).
+    marker: String,
+    round_trips: AtomicU64,
+}
+
+impl SshHost {
+    /// Open the master connection (authentication and host key check happen here, so their
+    /// errors come before anything else runs).
+    pub fn connect(target: Target, settings: SshSettings) -> HostResult<SshHost> {
+        check_options(&settings.options)?;
+        let dir = PrivateDir::create()?;
+        let marker = {
+            use rand::Rng;
+            let n: u64 = rand::thread_rng().gen();
+            format!("telem-deploy-exit-{n:016x}")
+        };
+        let host = SshHost {
+            target,
+            settings,
+            dir,
+            marker,
+            round_trips: AtomicU64::new(0),
+        };
+        host.start_master()?;
+        Ok(host)
+    }
+
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// How many times `ssh` was run (each is one round trip over the connection).
+    pub fn round_trips(&self) -> u64 {
+        self.round_trips.load(Ordering::Relaxed)
+    }
+
+    fn control_path(&self) -> PathBuf {
+        self.dir.0.join("cm")
+    }
+
+    /// The options every `ssh` run starts with. The first value ssh sees for an option wins,
+    /// so ours come before the user's (which come before `~/.ssh/config`), and the defaults a
+    /// user may change come last.
+    fn base_args(&self) -> Vec<String> {
+        let mut args: Vec<String> = Vec::new();
+        let mut o = |opt: String| args.extend(["-o".to_owned(), opt]);
+        o(format!("ControlPath={}", self.control_path().display()));
+        o("StrictHostKeyChecking=yes".to_owned());
+        if self.settings.batch_mode {
+            o("BatchMode=yes".to_owned());
+        }
+        for opt in &self.settings.options {
+            o(opt.clone());
+        }
+        o("LogLevel=ERROR".to_owned());
+        o("ConnectTimeout=15".to_owned());
+        // A dead link (cable, veth, firewall) is noticed in about 45 s, not hours.
+        o("ServerAliveInterval=15".to_owned());
+        o("ServerAliveCountMax=3".to_owned());
+        args
+    }
+
+    fn ssh(&self, extra: &[&str], remote: Option<&str>) -> duct::Expression {
+        let mut args = self.base_args();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args.extend(self.target.ssh_args());
+        if let Some(remote) = remote {
+            args.push("--".to_owned());
+            args.push(remote.to_owned());
+        }
+        let mut expr = duct::cmd("ssh", args);
+        // ssh and a ProxyCommand inherit no secret (`SendEnv` could pass one on).
+        for key in super::local::inherited_secrets() {
+            expr = expr.env_remove(key);
+        }
+        expr
+    }
+
+    fn start_master(&self) -> HostResult<()> {
+        let log = self.dir.0.join("master.log");
+        let persist = format!("ControlPersist={}", self.settings.persist_secs);
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
+        let out = self
+            .ssh(
+                &["-o", "ControlMaster=yes", "-o", &persist, "-f", "-N", "-T"],
+                None,
+            )
+            .stdin_null()
+            .stdout_null()
+            // A file, not a pipe: the master forked into the background would hold a pipe open.
+            .stderr_path(&log)
+            .unchecked()
+            .run()
+            .map_err(|e| HostError(format!("cannot run ssh: {e}")))?;
+        if out.status.success() {
+            return Ok(());
+        }
+        let said = std::fs::read_to_string(&log).unwrap_or_default();
+        Err(HostError(explain_connect_failure(&self.target, &said)))
+    }
+
+    /// Run a script to its end over the connection; `Err` when the connection failed.
+    pub fn run_script(&self, script: &Script) -> HostResult<CmdOutput> {
+        let wrapped = script::wrap(&script.body, &self.marker);
+        // Reconnects on its own (`auto`) when the master has gone (idle, or a lost link).
+        let persist = format!("ControlPersist={}", self.settings.persist_secs);
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
+        let out = self
+            .ssh(
+                &["-o", "ControlMaster=auto", "-o", &persist, "-T"],
+                Some(&wrapped),
+            )
+            .stdin_bytes(script.stdin.clone())
+            .stdout_capture()
+            .stderr_capture()
+            .unchecked()
+            .run()
+            .map_err(|e| HostError(format!("cannot run ssh: {e}")))?;
+        match script::unwrap(&out.stderr, &self.marker) {
+            Some((code, stderr)) => Ok(CmdOutput {
+                code: Some(code),
+                stdout: out.stdout,
+                stderr,
+            }),
+            None => Err(HostError(explain_lost(&self.target, &out.stderr))),
+        }
+    }
+
+    /// Like [`run_script`](Self::run_script) for a script of our own: a wrapper setup failure
+    /// becomes an error, the exit status is returned.
+    fn sh(&self, body: String, stdin: Vec<u8>) -> HostResult<CmdOutput> {
+        self.run_script(&Script { body, stdin })
+    }
+
+    /// A script of our own that must succeed (exit 0), with `what` naming it in errors.
+    fn sh_ok(
+        &self,
+        what: &str,
+        path: &Path,
+        body: String,
+        stdin: Vec<u8>,
+    ) -> HostResult<CmdOutput> {
+        let out = self.sh(body, stdin)?;
+        if out.success() {
+            return Ok(out);
+        }
+        Err(HostError(format!(
+            "{what} {} on {}: {}",
+            path.display(),
+            self.target,
+            out.tail().trim()
+        )))
+    }
+
+    /// `chown` and `chmod` lines for a path already quoted.
+    fn owner_lines(q: &str, owner: &Owner) -> HostResult<String> {
+        Ok(format!(
+            "chown -h {}:{} {q} && chmod {:o} {q}",
+            quote(&owner.user)?,
+            quote(&owner.group)?,
+            owner.mode
+        ))
+    }
+}
+
+impl Drop for SshHost {
+    fn drop(&mut self) {
+        // Ends the master; the private directory goes with `self.dir`.
+        let _ = self
+            .ssh(&["-O", "exit"], None)
+            .stdin_null()
+            .stdout_null()
+            .stderr_null()
+            .unchecked()
+            .run();
+    }
+}
+
+fn tail(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let lines: Vec<&str> = text
+        .lines()
+        .map(|l| l.trim_end_matches('\r'))
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    lines[lines.len().saturating_sub(6)..].join("; ")
+}
+
+/// Why the first connection failed, in words that say what to do.
+fn explain_connect_failure(target: &Target, said: &str) -> String {
+    let ssh_said = tail(said.as_bytes());
+    let known_hosts_name = match (target.port, target.is_ipv6()) {
+        (Some(p), _) => format!("[{}]:{p}", target.host),
+        (None, _) => target.host.clone(),
+    };
+    let manual = {
+        let mut s = String::from("ssh");
+        if let Some(p) = target.port {
+            s.push_str(&format!(" -p {p}"));
+        }
+        match &target.user {
+            Some(u) => s.push_str(&format!(" {u}@{}", target.host)),
+            None => s.push_str(&format!(" {}", target.host)),
+        }
+        s
+    };
+    if said.contains("IDENTIFICATION HAS CHANGED")
+        || said.contains("key for") && said.contains("has changed")
+    {
+        return format!(
+            "the host key of {target} has CHANGED since it was recorded in known_hosts (a reinstalled machine, or someone in the middle); nothing was done. If the change is expected, remove the old key with `ssh-keygen -R '{known_hosts_name}'` and accept the new one after checking its fingerprint. ssh said: {ssh_said}"
+        );
+    }
+    if said.contains("Host key verification failed") || said.contains("host key is known") {
+        return format!(
+            "the host key of {target} is not in known_hosts, and unknown keys are never accepted silently; nothing was done. Check the key's fingerprint on the machine (`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`), then accept it by running `{manual}` once and answering yes (or add the checked `ssh-keyscan` line to ~/.ssh/known_hosts). ssh said: {ssh_said}"
+        );
+    }
+    if said.contains("Permission denied") {
+        return format!(
+            "ssh could not log in to {target} (check the user, the key or the agent; without a terminal ssh never asks for a password): {ssh_said}"
+        );
+    }
+    format!("cannot connect to {target} over ssh: {ssh_said}")
+}
+
+fn explain_lost(target: &Target, stderr: &[u8]) -> String {
+    format!(
+        "lost the SSH connection to {target} (the command's outcome is unknown; run again once the machine is reachable): {}",
+        match tail(stderr) {
+            t if t.is_empty() => "ssh said nothing".to_owned(),
+            t => t,
+        }
+    )
+}
+
+/// Parse `stat -c '%f %u %g %s'` (+ the link target on the next line).
+fn parse_stat(path: &Path, out: &str) -> HostResult<FileMeta> {
+    let bad = || {
+        HostError(format!(
+            "unexpected stat output for {}: {out:?}",
+            path.display()
+        ))
+    };
+    let (first, rest) = out.split_once('\n').unwrap_or((out, ""));
+    let f: Vec<&str> = first.split_whitespace().collect();
+    if f.len() != 4 {
+        return Err(bad());
+    }
+    let raw = u32::from_str_radix(f[0], 16).map_err(|_| bad())?;
+    let kind = match raw & 0o170000 {
+        0o100000 => FileKind::File,
+        0o040000 => FileKind::Dir,
+        0o120000 => FileKind::Symlink(PathBuf::from(rest.strip_suffix('\n').unwrap_or(rest))),
+        _ => FileKind::Other,
+    };
+    Ok(FileMeta {
+        kind,
+        uid: f[1].parse().map_err(|_| bad())?,
+        gid: f[2].parse().map_err(|_| bad())?,
+        mode: raw & 0o7777,
+        size: f[3].parse().map_err(|_| bad())?,
+    })
+}
+
+/// A temporary sibling of `path` (same directory, so the final `mv` is a rename).
+fn temp_sibling(path: &Path) -> HostResult<PathBuf> {
+    use rand::Rng;
+    let name = path
+        .file_name()
+        .ok_or_else(|| HostError(format!("{} names no file", path.display())))?
+        .to_string_lossy()
+        .into_owned();
+    let n: u32 = rand::thread_rng().gen();
+    Ok(path.with_file_name(format!(".{name}.telem-tmp-{n:08x}")))
+}
+
+const MISSING: i32 = 3;
+
+impl Host for SshHost {
+    fn run(&self, cmd: &Cmd) -> HostResult<CmdOutput> {
+        let out = self.run_script(&script::command(cmd)?)?;
+        if out.code == Some(script::SETUP_FAILED) {
+            if let Some(why) = script::setup_failure(&out.stderr) {
+                return Err(HostError(format!("{} on {}", why, self.target)));
+            }
+        }
+        Ok(out)
+    }
+
+    fn spawn_detached(&self, cmd: &Cmd, log: &Path) -> HostResult<u32> {
+        let out = self.run_script(&script::detached(cmd, log)?)?;
+        if let Some(why) = script::setup_failure(&out.stderr) {
+            return Err(HostError(format!("{why} on {}", self.target)));
+        }
+        let text = out.stdout_text();
+        match (out.success(), text.trim().parse()) {
+            (true, Ok(pid)) => Ok(pid),
+            _ => Err(HostError(format!(
+                "cannot start `{}` on {}: {}",
+                cmd.argv[0],
+                self.target,
+                out.tail().trim()
+            ))),
+        }
+    }
+
+    fn signal(&self, pid: u32, signal: Signal) -> HostResult<()> {
+        let sig = match signal {
+            Signal::Term => "TERM",
+            Signal::Kill => "KILL",
+        };
+        // A process that is gone already is fine.
+        let body = format!("kill -s {sig} {pid} 2>/dev/null || [ ! -d /proc/{pid} ]");
+        self.sh_ok("kill", Path::new(&format!("pid {pid}")), body, Vec::new())
+            .map(drop)
+    }
+
+    fn which(&self, program: &str) -> Option<PathBuf> {
+        let q = quote(program).ok()?;
+        if program.starts_with('-') {
+            return None;
+        }
+        let out = self.sh(format!("command -v {q}"), Vec::new()).ok()?;
+        let path = out.stdout_text().trim().to_owned();
+        (out.success() && path.starts_with('/')).then(|| PathBuf::from(path))
+    }
+
+    fn read(&self, path: &Path) -> HostResult<Option<Vec<u8>>> {
+        let q = quote_path(path)?;
+        // A file that vanishes while read (a /proc/PID file) reads as missing, as locally.
+        let body = format!(
+            "[ -e {q} ] || exit {MISSING}\ncat -- {q} || {{ [ -e {q} ] || exit {MISSING}; exit 1; }}"
+        );
+        let out = self.sh(body, Vec::new())?;
+        match out.code {
+            Some(0) => Ok(Some(out.stdout)),
+            Some(MISSING) => Ok(None),
+            _ => Err(HostError(format!(
+                "read {} on {}: {}",
+                path.display(),
+                self.target,
+                out.tail().trim()
+            ))),
+        }
+    }
+
+    fn stat(&self, path: &Path) -> HostResult<Option<FileMeta>> {
+        let q = quote_path(path)?;
+        let body = format!(
+            "[ -e {q} ] || [ -L {q} ] || exit {MISSING}\nstat -c '%f %u %g %s' -- {q} || exit 1\nif [ -L {q} ]; then readlink -- {q} || exit 1; fi"
+        );
+        let out = self.sh(body, Vec::new())?;
+        match out.code {
+            Some(0) => parse_stat(path, &out.stdout_text()).map(Some),
+            Some(MISSING) => Ok(None),
+            _ => Err(HostError(format!(
+                "stat {} on {}: {}",
+                path.display(),
+                self.target,
+                out.tail().trim()
+            ))),
+        }
+    }
+
+    fn write(&self, path: &Path, contents: &[u8], owner: &Owner) -> HostResult<()> {
+        let tmp = quote_path(&temp_sibling(path)?)?;
+        let q = quote_path(path)?;
+        // Created 0600 (umask), owner and mode set before the rename makes it visible.
+        let body = format!(
+            "umask 077\n{{ cat > {tmp} && {} && mv -f -T -- {tmp} {q}; }} || {{ rm -f -- {tmp}; exit 1; }}",
+            Self::owner_lines(&tmp, owner)?
+        );
+        self.sh_ok("write", path, body, contents.to_vec()).map(drop)
+    }
+
+    fn mkdir(&self, path: &Path, owner: &Owner) -> HostResult<()> {
+        let q = quote_path(path)?;
+        let body = format!("mkdir -p -- {q} && {}", Self::owner_lines(&q, owner)?);
+        self.sh_ok("mkdir", path, body, Vec::new()).map(drop)
+    }
+
+    fn chown(&self, path: &Path, owner: &Owner) -> HostResult<()> {
+        let q = quote_path(path)?;
+        self.sh_ok("chown", path, Self::owner_lines(&q, owner)?, Vec::new())
+            .map(drop)
+    }
+
+    fn symlink(&self, target: &Path, path: &Path) -> HostResult<()> {
+        let tmp = quote_path(&temp_sibling(path)?)?;
+        let body = format!(
+            "{{ ln -s -- {} {tmp} && mv -f -T -- {tmp} {}; }} || {{ rm -f -- {tmp}; exit 1; }}",
+            quote_path(target)?,
+            quote_path(path)?
+        );
+        self.sh_ok("symlink", path, body, Vec::new()).map(drop)
+    }
+
+    fn remove(&self, path: &Path) -> HostResult<()> {
+        let body = format!("rm -rf -- {}", quote_path(path)?);
+        self.sh_ok("remove", path, body, Vec::new()).map(drop)
+    }
+
+    fn list_dir(&self, path: &Path) -> HostResult<Vec<String>> {
+        let q = quote_path(path)?;
+        // NUL-separated, so any name survives; hidden names too, but not . and ..
+        let body = format!(
+            "[ -e {q} ] || exit 0\ncd -- {q} || exit 1\nfor f in * .[!.]* ..?*; do if [ -e \"$f\" ] || [ -L \"$f\" ]; then printf '%s\\0' \"$f\"; fi; done"
+        );
+        let out = self.sh_ok("list", path, body, Vec::new())?;
+        let mut names: Vec<String> = out
+            .stdout
+            .split(|b| *b == 0)
+            .filter(|n| !n.is_empty())
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> HostResult<()> {
+        let body = format!("mv -f -T -- {} {}", quote_path(from)?, quote_path(to)?);
+        self.sh_ok("rename", from, body, Vec::new()).map(drop)
+    }
+
+    fn http_get(
+        &self,
+        addr: &str,
+        port: u16,
+        host_header: &str,
+        path: &str,
+        timeout_secs: u64,
+    ) -> HostResult<u16> {
+        let host = if addr.contains(':') {
+            format!("[{addr}]")
+        } else {
+            addr.to_owned()
+        };
+        let url = format!("http://{host}:{port}{path}");
+        let cmd = Cmd::new([
+            self.settings.probe.clone(),
+            "probe".to_owned(),
+            "--host-header".to_owned(),
+            host_header.to_owned(),
+            "--timeout".to_owned(),
+            timeout_secs.to_string(),
+            "--any-status".to_owned(),
+            url.clone(),
+        ]);
+        let out = self.run(&cmd)?;
+        // `probe --any-status` prints the status code of any answer and exits 0.
+        match (out.success(), out.stdout_text().trim().parse()) {
+            (true, Ok(code)) => Ok(code),
+            _ => Err(HostError(format!(
+                "{url} on {}: {}",
+                self.target,
+                match out.code {
+                    Some(127) => format!(
+                        "{} is not installed there yet (it answers the health probe)",
+                        self.settings.probe
+                    ),
+                    _ => out.tail().trim().to_owned(),
+                }
+            ))),
+        }
+    }
+
+    fn pg_login(
+        &self,
+        addr: &str,
+        port: u16,
+        user: &str,
+        password: &str,
+        database: &str,
+    ) -> HostResult<bool> {
+        // Through a forwarded socket in the private directory: the password stays in this
+        // process and travels inside the SSH connection.
+        let sock_dir = self.dir.0.join("pg");
+        std::fs::create_dir_all(&sock_dir).map_err(|e| HostError::io("create", &sock_dir, e))?;
+        let sock = sock_dir.join(format!(".s.PGSQL.{port}"));
+        let _ = std::fs::remove_file(&sock);
+        let fwd = format!("{}:{addr}:{port}", sock.display());
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
+        let out = self
+            .ssh(&["-O", "forward", "-L", &fwd], None)
+            .stdin_null()
+            .stdout_null()
+            .stderr_capture()
+            .unchecked()
+            .run()
+            .map_err(|e| HostError(format!("cannot run ssh: {e}")))?;
+        if !out.status.success() {
+            return Err(HostError(format!(
+                "cannot forward PostgreSQL at {addr}:{port} from {}: {}",
+                self.target,
+                tail(&out.stderr)
+            )));
+        }
+        let result = super::local::pg_login_at(
+            sock_dir.to_str().unwrap_or_default(),
+            port,
+            user,
+            password,
+            database,
+        )
+        .map_err(|e| HostError(format!("{} (on {})", e.0, self.target)));
+        let _ = self
+            .ssh(&["-O", "cancel", "-L", &fwd], None)
+            .stdin_null()
+            .stdout_null()
+            .stderr_null()
+            .unchecked()
+            .run();
+        let _ = std::fs::remove_file(&sock);
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_that_would_weaken_the_connection_are_refused() {
+        for (opt, why) in [
+            ("StrictHostKeyChecking=no", "never accepted silently"),
+            (
+                "stricthostkeychecking accept-new",
+                "never accepted silently",
+            ),
+            ("ControlPath=/tmp/x", "set by telem-deploy"),
+            ("ControlMaster=no", "set by telem-deploy"),
+            ("ProxyJump", "KEY=VALUE"),
+        ] {
+            let err = check_options(&[opt.to_owned()]).unwrap_err();
+            assert!(err.0.contains(why), "{opt}: {err}");
+        }
+        check_options(&[
+            "ProxyJump=bastion".to_owned(),
+            "StrictHostKeyChecking=yes".to_owned(),
+            "IdentityFile=/root/.ssh/deploy".to_owned(),
+        ])
+        .unwrap();
+    }
+
+    #[test]
+    fn stat_output_parses_into_metadata() {
+        let p = Path::new("/x");
+        let m = parse_stat(p, "81a4 0 33 12\n").unwrap();
+        assert_eq!(
+            m,
+            FileMeta {
+                kind: FileKind::File,
+                uid: 0,
+                gid: 33,
+                mode: 0o644,
+                size: 12
+            }
+        );
+        let m = parse_stat(p, "a1ff 0 0 9\n../a b\n").unwrap();
+        assert_eq!(m.kind, FileKind::Symlink(PathBuf::from("../a b")));
+        assert_eq!(
+            parse_stat(p, "41ed 0 0 4096\n").unwrap().kind,
+            FileKind::Dir
+        );
+        assert_eq!(parse_stat(p, "43e8 0 0 40\n").unwrap().mode, 0o1750);
+        assert!(parse_stat(p, "garbage").is_err());
+    }
+
+    #[test]
+    fn connection_failures_say_what_to_do() {
+        let t: Target = "root@[::1]:2222".parse().unwrap();
+        let unknown = explain_connect_failure(
+            &t,
+            "No ED25519 host key is known for [::1]:2222 and you have requested strict checking.\r\nHost key verification failed.\r\n",
+        );
+        assert!(unknown.contains("not in known_hosts"), "{unknown}");
+        assert!(unknown.contains("`ssh -p 2222 root@::1`"), "{unknown}");
+        let changed = explain_connect_failure(
+            &t,
+            "@@@@\r\n@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\r\nHost key verification failed.\r\n",
+        );
+        assert!(changed.contains("ssh-keygen -R '[::1]:2222'"), "{changed}");
+        let denied = explain_connect_failure(&t, "root@::1: Permission denied (publickey).\r\n");
+        assert!(denied.contains("could not log in"), "{denied}");
+    }
+}
