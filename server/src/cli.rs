@@ -42,6 +42,22 @@ pub enum Command {
     },
     /// Load and check the configuration, then exit (0 valid, 2 invalid).
     CheckConfig,
+    /// Health check with this binary alone (no curl needed): GET the URL, print the status
+    /// code; exit 0 on 200, 1 otherwise.
+    Probe {
+        /// http://HOST[:PORT]/PATH (default: /healthz at the configured listen address).
+        #[arg(value_name = "URL")]
+        url: Option<String>,
+        /// The Host header (default: the URL's host), e.g. the domain nginx serves.
+        #[arg(long, value_name = "NAME")]
+        host_header: Option<String>,
+        /// Seconds to connect and to wait for the answer.
+        #[arg(long, value_name = "SECS", default_value_t = 5)]
+        timeout: u64,
+        /// Exit 0 on any HTTP answer (the status code is printed); 1 only when none comes.
+        #[arg(long)]
+        any_status: bool,
+    },
 }
 
 /// One flag per config key (overriding file and environment).

@@ -8,6 +8,7 @@ pub mod conn;
 pub mod error;
 pub mod http;
 pub mod metrics;
+pub mod probe;
 pub mod purge;
 pub mod record;
 pub mod serve;
@@ -33,6 +34,27 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
+    // With a URL, the probe needs no configuration (and reads none).
+    if let Some(Command::Probe {
+        url: Some(url),
+        host_header,
+        timeout,
+        any_status,
+    }) = &cli.command
+    {
+        return match probe::Request::from_url(url) {
+            Ok(mut req) => {
+                if let Some(h) = host_header {
+                    req.host_header = h.clone();
+                }
+                probe::run(&req, Duration::from_secs(*timeout), *any_status)
+            }
+            Err(e) => {
+                eprintln!("telem-collector: probe {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let overrides = cli.keys.overrides();
     let config = match Config::load(&cli.config, |k| std::env::var(k).ok(), &overrides) {
         Ok(config) => config,
@@ -46,6 +68,19 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     if command == Command::CheckConfig {
         println!("configuration OK: {config:#?}");
         return ExitCode::SUCCESS;
+    }
+    if let Command::Probe {
+        host_header,
+        timeout,
+        any_status,
+        ..
+    } = &command
+    {
+        let mut req = probe::Request::for_listen(&config.listen);
+        if let Some(h) = host_header {
+            req.host_header = h.clone();
+        }
+        return probe::run(&req, Duration::from_secs(*timeout), *any_status);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -83,7 +118,7 @@ async fn execute(command: Command, config: Config) -> Result<(), RunError> {
         Command::Migrate { check: false } => migrate(&config).await,
         Command::Migrate { check: true } => migrate_check(&config).await,
         Command::Purge { dry_run } => purge(&config, dry_run).await,
-        Command::CheckConfig => Ok(()),
+        Command::CheckConfig | Command::Probe { .. } => Ok(()),
     }
 }
 

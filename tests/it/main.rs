@@ -23,6 +23,8 @@ mod package;
 mod sandbox;
 mod shims;
 mod shims_support;
+mod ssh_host;
+mod ssh_support;
 mod tls;
 mod uninstall;
 mod uninstall_packages;

@@ -9,6 +9,7 @@ mod load;
 mod pg;
 mod pg_version;
 mod poison;
+mod probe;
 mod replay;
 mod rollup;
 mod roundtrip;

@@ -1,0 +1,403 @@
+//! `SshHost` against a real sshd in a fresh Debian root (see ssh_support.rs): commands with
+//! shell metacharacters, exit statuses, other users; files written atomically, read, linked,
+//! listed and removed; daemons started and signalled; uploads sent once (skipped when the
+//! SHA-256 matches) and refused for another architecture; a secret on stdin or in a command's
+//! environment in no process's argv or environment on the target; unknown and changed host
+//! keys refused with advice; a lost connection reported as such, and a new one working after.
+//!
+//! Skipped (saying why) where sandboxes cannot run; TELEM_E2E_REQUIRED=1 makes that a failure.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use telem_deploy::host::upload::{self, Uploaded};
+use telem_deploy::host::{Cmd, FileKind, Host, Owner};
+
+use crate::e2e_support::wait_until;
+use crate::ssh_support::SshTarget;
+
+fn owner(user: &str, group: &str, mode: u32) -> Owner {
+    Owner {
+        user: user.to_owned(),
+        group: group.to_owned(),
+        mode,
+    }
+}
+
+fn run_ok(host: &dyn Host, argv: &[&str]) -> String {
+    let out = host
+        .run(&Cmd::new(argv.iter().copied()))
+        .unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+    assert!(out.success(), "{argv:?}: {:?} {}", out.code, out.tail());
+    out.stdout_text()
+}
+
+const NASTY: [&str; 9] = [
+    "two words",
+    "it's",
+    "\"$HOME\" `id` $(id) ${PATH}",
+    "; touch /tmp/injected &",
+    "a\nnewline",
+    "back\\slash",
+    "*",
+    "",
+    "-n",
+];
+
+#[test]
+fn commands_files_and_uploads_over_ssh() {
+    let Some(t) = SshTarget::start("files") else {
+        return;
+    };
+    let started = Instant::now();
+    let host = t.connect().unwrap_or_else(|e| panic!("connect: {e}"));
+    let connect_time = started.elapsed();
+
+    // Arguments arrive byte for byte; nothing in them is run by a shell.
+    let mut argv = vec!["printf", "%s\\0"];
+    argv.extend(NASTY);
+    let got = run_ok(&host, &argv);
+    let words: Vec<&str> = got.split('\0').collect();
+    assert_eq!(&words[..NASTY.len()], NASTY);
+    assert_eq!(host.stat(Path::new("/tmp/injected")).unwrap(), None);
+
+    // Exit statuses pass through, 255 included (ssh's own code for its errors).
+    for code in [1, 3, 255] {
+        let out = host
+            .run(&Cmd::new([
+                "sh",
+                "-c",
+                &format!("echo err >&2; exit {code}"),
+            ]))
+            .unwrap();
+        assert_eq!(out.code, Some(code));
+        assert_eq!(out.stderr, b"err\n");
+    }
+    // Binary stdin, as another user, in a directory.
+    let bytes: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
+    let out = host.run(&Cmd::new(["cat"]).stdin(bytes.clone())).unwrap();
+    assert_eq!(out.stdout, bytes);
+    assert_eq!(run_ok(&host, &["pwd"]).trim(), "/root");
+    let as_nobody = Cmd::new(["sh", "-c", "id -u; id -G; pwd"]).user("nobody");
+    assert_eq!(
+        host.run(&as_nobody).unwrap().stdout_text(),
+        "65534\n65534\n/\n"
+    );
+    let in_tmp = Cmd::new(["pwd"]).dir("/tmp");
+    assert_eq!(host.run(&in_tmp).unwrap().stdout_text(), "/tmp\n");
+    let err = host
+        .run(&Cmd::new(["true"]).user("no-such-user"))
+        .unwrap_err();
+    assert!(err.0.contains("no such user `no-such-user`"), "{err}");
+    assert!(host.which("sh").is_some_and(|p| p.ends_with("sh")));
+    assert_eq!(host.which("no-such-program"), None);
+
+    // Directories and files: owner, mode, contents; the write replaces the file by a rename.
+    let dir = PathBuf::from("/srv/telem dir/it's");
+    host.mkdir(&dir, &owner("nobody", "nogroup", 0o750))
+        .unwrap();
+    let m = host.stat(&dir).unwrap().expect("the directory");
+    assert_eq!(
+        (m.kind, m.uid, m.gid, m.mode),
+        (FileKind::Dir, 65534, 65534, 0o750)
+    );
+    let file = dir.join("a file; with $(metachars)");
+    host.write(&file, &bytes, &owner("root", "nogroup", 0o640))
+        .unwrap();
+    assert_eq!(host.read(&file).unwrap().as_deref(), Some(&bytes[..]));
+    let m = host.stat(&file).unwrap().expect("the file");
+    assert_eq!(
+        (m.kind, m.uid, m.gid, m.mode, m.size),
+        (FileKind::File, 0, 65534, 0o640, bytes.len() as u64)
+    );
+    let inode = |p: &Path| run_ok(&host, &["stat", "-c", "%i", p.to_str().unwrap()]);
+    let before = inode(&file);
+    host.write(&file, b"second", &owner("root", "root", 0o600))
+        .unwrap();
+    assert_ne!(
+        inode(&file),
+        before,
+        "a new inode: written aside, then renamed"
+    );
+    assert_eq!(host.read(&file).unwrap().as_deref(), Some(&b"second"[..]));
+    assert_eq!(
+        host.list_dir(&dir).unwrap(),
+        ["a file; with $(metachars)"],
+        "no temporary file left"
+    );
+    let err = host
+        .write(
+            Path::new("/nonexistent/dir/f"),
+            b"x",
+            &owner("root", "root", 0o644),
+        )
+        .unwrap_err();
+    assert!(err.0.contains("/nonexistent/dir/f"), "{err}");
+    assert_eq!(host.read(Path::new("/nonexistent/f")).unwrap(), None);
+    assert_eq!(host.stat(Path::new("/nonexistent/f")).unwrap(), None);
+    assert_eq!(
+        host.list_dir(Path::new("/nonexistent")).unwrap(),
+        Vec::<String>::new()
+    );
+
+    // A symlink replaced atomically, also one that points to a directory.
+    let link = dir.join(".link");
+    host.symlink(Path::new("/tmp"), &link).unwrap();
+    host.symlink(Path::new("/etc/some target"), &link).unwrap();
+    assert_eq!(
+        host.stat(&link).unwrap().map(|m| m.kind),
+        Some(FileKind::Symlink(PathBuf::from("/etc/some target")))
+    );
+    assert_eq!(
+        run_ok(&host, &["ls", "-A", "/tmp"]),
+        "",
+        "nothing moved into /tmp"
+    );
+    assert_eq!(
+        host.list_dir(&dir).unwrap(),
+        [".link", "a file; with $(metachars)"]
+    );
+    let moved = dir.join("moved");
+    host.rename(&file, &moved).unwrap();
+    assert_eq!(host.read(&file).unwrap(), None);
+    host.chown(&moved, &owner("nobody", "nogroup", 0o604))
+        .unwrap();
+    assert_eq!(
+        host.stat(&moved).unwrap().map(|m| (m.uid, m.mode)),
+        Some((65534, 0o604))
+    );
+    host.remove(Path::new("/srv/telem dir")).unwrap();
+    assert_eq!(host.stat(Path::new("/srv/telem dir")).unwrap(), None);
+    host.remove(Path::new("/srv/telem dir")).unwrap();
+
+    // A daemon: detached (the call returns), logging, signalled; a gone pid is fine.
+    let log = Path::new("/var/log/telem-test.log");
+    let pid = host
+        .spawn_detached(
+            &Cmd::new(["sh", "-c", "echo started; exec sleep 300"]).user("nobody"),
+            log,
+        )
+        .unwrap();
+    let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+    assert!(wait_until(Duration::from_secs(10), || {
+        host.read(log).unwrap().is_some_and(|l| l == b"started\n")
+    }));
+    assert_eq!(host.stat(log).unwrap().map(|m| m.mode), Some(0o640));
+    let status = String::from_utf8(host.read(&proc_dir.join("status")).unwrap().unwrap()).unwrap();
+    assert!(status.contains("Uid:\t65534"), "{status}");
+    host.signal(pid, telem_deploy::host::Signal::Kill).unwrap();
+    assert!(wait_until(Duration::from_secs(10), || {
+        host.stat(&proc_dir).unwrap().is_none()
+    }));
+    host.signal(pid, telem_deploy::host::Signal::Term).unwrap();
+
+    secrets_stay_out_of_argv_and_environment(&host);
+    uploads(&host);
+    eprintln!(
+        "ssh: connect {connect_time:?}, {} round trips in {:?}",
+        host.round_trips(),
+        started.elapsed()
+    );
+}
+
+/// Every /proc/*/cmdline and environ on the target holding the secret (read from stdin), but
+/// the environ of the process whose command line (NULs as spaces) is `$1` (a command given the secret in
+/// its environment on purpose); a control file proves the scan finds what is there.
+const SCAN: &str = r#"IFS= read -r s || exit 9
+printf '%s' "$s" > /tmp/control
+for p in /proc/[0-9]*; do
+  for f in "$p/cmdline" "$p/environ"; do
+    if [ -n "$1" ] && [ "$f" = "$p/environ" ] && [ "$(tr '\0' ' ' < "$p/cmdline" 2>/dev/null)" = "$1" ]; then continue; fi
+    if printf '%s\n' "$s" | grep -qaF -f - "$f" 2>/dev/null; then echo "$f"; fi
+  done
+done
+if printf '%s\n' "$s" | grep -qaF -f - /tmp/control; then echo /tmp/control; fi
+rm /tmp/control"#;
+
+/// While the target holds the secret (on stdin, or in a command's own environment), no
+/// process there has it in its argv or environment, but for the command that asked for it.
+fn secrets_stay_out_of_argv_and_environment(host: &telem_deploy::host::ssh::SshHost) {
+    let secret = "s3cr'et \"pa$$word\" `x` ;&|";
+    let scan = |exclude: &str| {
+        let cmd = Cmd::new(["sh", "-c", SCAN, "sh", exclude]).stdin(format!("{secret}\n"));
+        let out = host.run(&cmd).unwrap();
+        assert!(out.success(), "{}", out.tail());
+        out.stdout_text()
+    };
+    // On stdin: only the scanner itself has it, in memory.
+    assert_eq!(scan(""), "/tmp/control\n", "found the secret in");
+
+    // In a command's environment (as the web UI's `flask db upgrade` gets POSTGRES_PASSWORD):
+    // while it runs, held at a FIFO, no other process (sshd, the login shell, the wrapper)
+    // has it.
+    run_ok(host, &["mkfifo", "/tmp/gate"]);
+    let find = "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline 2>/dev/null | grep -qx 'sh -c read x < /tmp/gat[e]; echo released ' && echo $p; done; true";
+    let (held, scanned, control, released) = std::thread::scope(|s| {
+        let waiting = s.spawn(|| {
+            let cmd = Cmd::new(["sh", "-c", "read x < /tmp/gate; echo released"])
+                .env("TELEM_TEST_PASSWORD", secret);
+            host.run(&cmd)
+        });
+        // Whatever happens next, the gate opens, or this scope would wait forever.
+        let checks = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut pid = String::new();
+            let held = wait_until(Duration::from_secs(20), || {
+                pid = run_ok(host, &["sh", "-c", find]).trim().to_owned();
+                !pid.is_empty()
+            });
+            (
+                held,
+                pid,
+                scan("sh -c read x < /tmp/gate; echo released "),
+                scan(""),
+            )
+        }));
+        let _ = host.run(&Cmd::new(["sh", "-c", "echo go > /tmp/gate"]));
+        let released = waiting.join().expect("the waiting command");
+        let (held, pid, scanned, all) = checks.unwrap_or_else(|p| std::panic::resume_unwind(p));
+        (held, scanned, (pid, all), released)
+    });
+    assert!(held, "the command never started");
+    assert_eq!(scanned, "/tmp/control\n", "found the secret in");
+    // Control: the command itself does have it.
+    assert_eq!(control.1, format!("{}/environ\n/tmp/control\n", control.0));
+    assert_eq!(released.unwrap().stdout_text(), "released\n");
+    run_ok(host, &["rm", "/tmp/gate"]);
+}
+
+/// The collector binary: sent once, skipped while the SHA-256 matches, refused for another
+/// architecture.
+fn uploads(host: &telem_deploy::host::ssh::SshHost) {
+    let (_, collector) = crate::e2e_support::binaries();
+    let bin = std::fs::read(&collector).unwrap();
+    let dest = Path::new("/usr/local/bin/telem-collector");
+    let own = owner("root", "root", 0o755);
+
+    // Not installed yet: the health probe says so.
+    let err = host
+        .http_get("127.0.0.1", 80, "localhost", "/healthz", 2)
+        .unwrap_err();
+    assert!(err.0.contains("not installed there yet"), "{err}");
+
+    let t = Instant::now();
+    let first = upload::upload(host, "the collector", &bin, dest, &own).unwrap();
+    let first_time = t.elapsed();
+    assert_eq!(
+        first,
+        Uploaded::Sent {
+            bytes: bin.len() as u64
+        }
+    );
+    let sha = run_ok(host, &["sha256sum", dest.to_str().unwrap()]);
+    assert!(sha.starts_with(&upload::sha256_hex(&bin)), "{sha}");
+    let trips = host.round_trips();
+    let t = Instant::now();
+    assert_eq!(
+        upload::upload(host, "the collector", &bin, dest, &own).unwrap(),
+        Uploaded::Unchanged
+    );
+    assert_eq!(host.round_trips() - trips, 1, "one look, nothing sent");
+    eprintln!(
+        "upload of {} MB: {first_time:?}; unchanged: {:?}",
+        bin.len() / 1_000_000,
+        t.elapsed()
+    );
+
+    // The same bytes claiming another machine: refused before anything is sent.
+    let mut foreign = bin.clone();
+    let aarch64: u16 = if std::env::consts::ARCH == "aarch64" {
+        62
+    } else {
+        183
+    };
+    foreign[18..20].copy_from_slice(&aarch64.to_le_bytes());
+    let err = upload::upload(host, "the collector", &foreign, dest, &own).unwrap_err();
+    assert!(
+        err.0
+            .contains(&format!("but the machine is {}", std::env::consts::ARCH)),
+        "{err}"
+    );
+    let sha = run_ok(host, &["sha256sum", dest.to_str().unwrap()]);
+    assert!(
+        sha.starts_with(&upload::sha256_hex(&bin)),
+        "unchanged: {sha}"
+    );
+
+    // The installed collector answers the probe; nothing listens on port 80 yet.
+    let err = host
+        .http_get("127.0.0.1", 80, "localhost", "/healthz", 2)
+        .unwrap_err();
+    assert!(err.0.contains("127.0.0.1:80"), "{err}");
+    assert!(err.0.to_lowercase().contains("refused"), "{err}");
+}
+
+#[test]
+fn unknown_and_changed_host_keys_are_refused_with_advice() {
+    let Some(t) = SshTarget::start("hostkey") else {
+        return;
+    };
+    // Unknown: known_hosts is empty.
+    t.write_known_hosts(&[]);
+    let err = t
+        .connect()
+        .expect_err("an unknown host key must be refused")
+        .0;
+    assert!(err.contains("root@[::1]:2222"), "{err}");
+    assert!(err.contains("not in known_hosts"), "{err}");
+    assert!(err.contains("`ssh -p 2222 root@::1`"), "{err}");
+    assert!(err.contains("never accepted silently"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(t.known_hosts()).unwrap(),
+        "",
+        "not added"
+    );
+
+    // Changed: known_hosts holds another key for the address.
+    let other = t.dir.path().join("other");
+    let st = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&other)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let other_key = std::fs::read_to_string(other.with_extension("pub")).unwrap();
+    let other_key: Vec<&str> = other_key.split_whitespace().take(2).collect();
+    t.write_known_hosts(&[&other_key.join(" ")]);
+    let err = t
+        .connect()
+        .expect_err("a changed host key must be refused")
+        .0;
+    assert!(err.contains("CHANGED"), "{err}");
+    assert!(err.contains("ssh-keygen -R '[::1]:2222'"), "{err}");
+
+    // Once the right key is known, the same target connects.
+    t.write_known_hosts(&[&t.host_key]);
+    let host = t.connect().unwrap();
+    assert_eq!(run_ok(&host, &["hostname"]).trim(), "sandbox");
+}
+
+#[test]
+fn a_lost_connection_is_reported_and_the_next_one_works() {
+    let Some(t) = SshTarget::start("lost") else {
+        return;
+    };
+    let host = t.connect().unwrap();
+    assert_eq!(run_ok(&host, &["echo", "up"]), "up\n");
+    t.kill_sshd();
+    let err = host.run(&Cmd::new(["echo", "down"])).unwrap_err().0;
+    assert!(
+        err.contains("lost the SSH connection to root@[::1]:2222"),
+        "{err}"
+    );
+    let err = host.read(Path::new("/etc/hostname")).unwrap_err().0;
+    assert!(err.contains("lost the SSH connection"), "{err}");
+
+    // sshd back: the same host reconnects (a re-run converges).
+    let out = t.sb.exec(&["/usr/sbin/sshd"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(run_ok(&host, &["echo", "back"]), "back\n");
+}
