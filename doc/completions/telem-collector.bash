@@ -25,6 +25,9 @@ _telem__collector() {
             telem__collector,migrate)
                 cmd="telem__collector__subcmd__migrate"
                 ;;
+            telem__collector,probe)
+                cmd="telem__collector__subcmd__probe"
+                ;;
             telem__collector,purge)
                 cmd="telem__collector__subcmd__purge"
                 ;;
@@ -40,6 +43,9 @@ _telem__collector() {
             telem__collector__subcmd__help,migrate)
                 cmd="telem__collector__subcmd__help__subcmd__migrate"
                 ;;
+            telem__collector__subcmd__help,probe)
+                cmd="telem__collector__subcmd__help__subcmd__probe"
+                ;;
             telem__collector__subcmd__help,purge)
                 cmd="telem__collector__subcmd__help__subcmd__purge"
                 ;;
@@ -53,7 +59,7 @@ _telem__collector() {
 
     case "${cmd}" in
         telem__collector)
-            opts="-h -V --config --listen --database-url --database-password-file --telemetry-id --body-limit-bytes --header-timeout-secs --writer-connections --reader-connections --read-statement-timeout-ms --body-budget-bytes --pool-size --batch-max-records --batch-max-wait-ms --retention-max-days --retention-purge-time --log-level --retention-classifications --help --version serve migrate purge check-config help"
+            opts="-h -V --config --listen --database-url --database-password-file --telemetry-id --body-limit-bytes --header-timeout-secs --writer-connections --reader-connections --read-statement-timeout-ms --body-budget-bytes --pool-size --batch-max-records --batch-max-wait-ms --retention-max-days --retention-purge-time --log-level --retention-classifications --help --version serve migrate purge check-config probe help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -225,7 +231,7 @@ _telem__collector() {
             return 0
             ;;
         telem__subcmd__collector__subcmd__help)
-            opts="serve migrate purge check-config help"
+            opts="serve migrate purge check-config probe help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -280,6 +286,20 @@ _telem__collector() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        telem__subcmd__collector__subcmd__help__subcmd__probe)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         telem__subcmd__collector__subcmd__help__subcmd__purge)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -315,6 +335,100 @@ _telem__collector() {
                 return 0
             fi
             case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-password-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --telemetry-id)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --body-limit-bytes)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --header-timeout-secs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --writer-connections)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --reader-connections)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --read-statement-timeout-ms)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --body-budget-bytes)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pool-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --batch-max-records)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --batch-max-wait-ms)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --retention-max-days)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --retention-purge-time)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --retention-classifications)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        telem__subcmd__collector__subcmd__probe)
+            opts="-h --host-header --timeout --any-status --config --listen --database-url --database-password-file --telemetry-id --body-limit-bytes --header-timeout-secs --writer-connections --reader-connections --read-statement-timeout-ms --body-budget-bytes --pool-size --batch-max-records --batch-max-wait-ms --retention-max-days --retention-purge-time --log-level --retention-classifications --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --host-header)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -48,6 +48,7 @@ complete -c telem-collector -n "__fish_telem_collector_needs_command" -f -a "ser
 complete -c telem-collector -n "__fish_telem_collector_needs_command" -f -a "migrate" -d 'Apply the embedded schema migrations (idempotent)'
 complete -c telem-collector -n "__fish_telem_collector_needs_command" -f -a "purge" -d 'Delete records older than the retention settings'
 complete -c telem-collector -n "__fish_telem_collector_needs_command" -f -a "check-config" -d 'Load and check the configuration, then exit (0 valid, 2 invalid)'
+complete -c telem-collector -n "__fish_telem_collector_needs_command" -f -a "probe" -d 'Health check with this binary alone (no curl needed): GET the URL, print the status code; exit 0 on 200, 1 otherwise'
 complete -c telem-collector -n "__fish_telem_collector_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand serve" -l config -d 'Config file (TOML); a missing file is fine when env and flags give database_url' -r -F
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand serve" -l listen -d 'HOST:PORT or unix:/PATH' -r
@@ -127,8 +128,31 @@ complete -c telem-collector -n "__fish_telem_collector_using_subcommand check-co
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand check-config" -l log-level -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand check-config" -l retention-classifications -d 'Inline TOML table, e.g. \'{ "org.clearlinux/hello/*" = 7 }\'' -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand check-config" -s h -l help -d 'Print help'
-complete -c telem-collector -n "__fish_telem_collector_using_subcommand help; and not __fish_seen_subcommand_from serve migrate purge check-config help" -f -a "serve" -d 'Receive records over HTTP (the default)'
-complete -c telem-collector -n "__fish_telem_collector_using_subcommand help; and not __fish_seen_subcommand_from serve migrate purge check-config help" -f -a "migrate" -d 'Apply the embedded schema migrations (idempotent)'
-complete -c telem-collector -n "__fish_telem_collector_using_subcommand help; and not __fish_seen_subcommand_from serve migrate purge check-config help" -f -a "purge" -d 'Delete records older than the retention settings'
-complete -c telem-collector -n "__fish_telem_collector_using_subcommand help; and not __fish_seen_subcommand_from serve migrate purge check-config help" -f -a "check-config" -d 'Load and check the configuration, then exit (0 valid, 2 invalid)'
-complete -c telem-collector -n "__fish_telem_collector_using_subcommand help; and not __fish_seen_subcommand_from serve migrate purge check-config help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand probe" -l host-header -d 'The Host header (default: the URL\'s host), e.g. the domain nginx serves' -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand probe" -l timeout -d 'Seconds to connect and to wait for the answer' -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand probe" -l config -d 'Config file (TOML); a missing file is fine when env and flags give database_url' -r -F
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand probe" -l listen -d 'HOST:PORT or unix:/PATH' -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand probe" -l database-url -d 'postgres://USER@HOST:PORT/DB (without password)' -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand probe" -l database-password-file -d 'File holding the database password' -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand probe" -l telemetry-id -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand probe" -l body-limit-bytes -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand probe" -l header-timeout-secs -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand probe" -l writer-connections -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand probe" -l reader-connections -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand probe" -l read-statement-timeout-ms -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand probe" -l body-budget-bytes -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand probe" -l pool-size -d 'Deprecated: reader_connections' -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand probe" -l batch-max-records -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand probe" -l batch-max-wait-ms -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand probe" -l retention-max-days -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand probe" -l retention-purge-time -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand probe" -l log-level -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand probe" -l retention-classifications -d 'Inline TOML table, e.g. \'{ "org.clearlinux/hello/*" = 7 }\'' -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand probe" -l any-status -d 'Exit 0 on any HTTP answer (the status code is printed); 1 only when none comes'
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand probe" -s h -l help -d 'Print help'
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand help; and not __fish_seen_subcommand_from serve migrate purge check-config probe help" -f -a "serve" -d 'Receive records over HTTP (the default)'
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand help; and not __fish_seen_subcommand_from serve migrate purge check-config probe help" -f -a "migrate" -d 'Apply the embedded schema migrations (idempotent)'
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand help; and not __fish_seen_subcommand_from serve migrate purge check-config probe help" -f -a "purge" -d 'Delete records older than the retention settings'
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand help; and not __fish_seen_subcommand_from serve migrate purge check-config probe help" -f -a "check-config" -d 'Load and check the configuration, then exit (0 valid, 2 invalid)'
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand help; and not __fish_seen_subcommand_from serve migrate purge check-config probe help" -f -a "probe" -d 'Health check with this binary alone (no curl needed): GET the URL, print the status code; exit 0 on 200, 1 otherwise'
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand help; and not __fish_seen_subcommand_from serve migrate purge check-config probe help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

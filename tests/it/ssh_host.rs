@@ -191,6 +191,13 @@ fn commands_files_and_uploads_over_ssh() {
     }));
     host.signal(pid, telem_deploy::host::Signal::Term).unwrap();
 
+    // One round trip over the master connection (a figure for doc/ssh.md).
+    let t = Instant::now();
+    for _ in 0..20 {
+        run_ok(&host, &["true"]);
+    }
+    eprintln!("ssh: a round trip takes {:?}", t.elapsed() / 20);
+
     secrets_stay_out_of_argv_and_environment(&host);
     uploads(&host);
     eprintln!(
