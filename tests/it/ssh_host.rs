@@ -205,6 +205,15 @@ fn commands_files_and_uploads_over_ssh() {
         host.round_trips(),
         started.elapsed()
     );
+
+    // The control socket lives in a private directory, gone with the connection.
+    use std::os::unix::fs::PermissionsExt;
+    let private = host.private_dir().to_path_buf();
+    let mode = std::fs::metadata(&private).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700, "{}", private.display());
+    assert!(private.join("cm").exists(), "the control socket");
+    drop(host);
+    assert!(!private.exists(), "{} left behind", private.display());
 }
 
 /// Every /proc/*/cmdline and environ on the target holding the secret (read from stdin), but

@@ -157,6 +157,11 @@ impl SshHost {
         &self.target
     }
 
+    /// The private directory holding the control socket (removed on drop).
+    pub fn private_dir(&self) -> &Path {
+        &self.dir.0
+    }
+
     /// How many times `ssh` was run (each is one round trip over the connection).
     pub fn round_trips(&self) -> u64 {
         self.round_trips.load(Ordering::Relaxed)
