@@ -2,8 +2,8 @@
 //! shell metacharacters, exit statuses, other users; files written atomically, read, linked,
 //! listed and removed; daemons started and signalled; uploads sent once (skipped when the
 //! SHA-256 matches) and refused for another architecture; a secret on stdin or in a command's
-//! environment in no process's argv or environment on the target; unknown and changed host
-//! keys refused with advice; a lost connection reported as such, and a new one working after.
+//! environment in no process's argv or environment on the target (also by `strace -f` of its
+//! sshd); unknown and changed host keys refused with advice; a lost connection reported as such, and a new one working after.
 //!
 //! Skipped (saying why) where sandboxes cannot run; TELEM_E2E_REQUIRED=1 makes that a failure.
 
@@ -416,4 +416,80 @@ fn a_lost_connection_is_reported_and_the_next_one_works() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(run_ok(&host, &["echo", "back"]), "back\n");
+}
+
+/// `strace -f` of the target's sshd for the whole session (every process it starts, with its
+/// environment): the secret given on stdin is in no execve; given in `Cmd.env` it is only in
+/// the environment of the command that asked for it.
+#[test]
+fn strace_of_the_targets_sshd_never_sees_the_secret() {
+    let Some(t) = SshTarget::start("strace") else {
+        return;
+    };
+    if super::ssh_support::which("strace").is_none() {
+        let why = "strace is not installed on this machine";
+        assert!(
+            std::env::var("TELEM_E2E_REQUIRED").as_deref() != Ok("1"),
+            "{why}"
+        );
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let sshd = t.sshd_host_pid();
+    let trace = t.dir.path().join("sshd.strace");
+    let mut strace = std::process::Command::new("strace")
+        .args(["-f", "-qq", "-v", "-s", "65536", "-e", "trace=execve", "-o"])
+        .arg(&trace)
+        .args(["-p", &sshd.to_string()])
+        .spawn()
+        .expect("start strace");
+    let status = format!("/proc/{sshd}/status");
+    let attached = wait_until(Duration::from_secs(20), || {
+        std::fs::read_to_string(&status)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.starts_with("TracerPid:") && l.trim_end() != "TracerPid:\t0")
+    });
+    let secret = "tr4ce'd \"secret\" $(id)";
+    let results = attached.then(|| {
+        let host = t.connect().unwrap();
+        let on_stdin = host
+            .run(
+                &Cmd::new(["sh", "-c", "IFS= read -r pw && [ -n \"$pw\" ] && echo got"])
+                    .stdin(format!("{secret}\n")),
+            )
+            .unwrap();
+        let in_env = host
+            .run(
+                &Cmd::new(["sh", "-c", "[ -n \"$TELEM_TEST_PASSWORD\" ] && echo got"])
+                    .env("TELEM_TEST_PASSWORD", secret),
+            )
+            .unwrap();
+        (on_stdin.stdout_text(), in_env.stdout_text())
+    });
+    // Our own child, stopped by its pid: TERM makes strace detach and flush its output.
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(strace.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = strace.wait();
+    assert!(attached, "strace never attached to sshd {sshd}");
+    assert_eq!(results, Some(("got\n".to_owned(), "got\n".to_owned())));
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let execs: Vec<&str> = text.lines().filter(|l| l.contains("execve(")).collect();
+    assert!(
+        execs.iter().any(|l| l.contains("telem-deploy-exit-")),
+        "the trace covers the sessions' shells: {text}"
+    );
+    let escaped = secret.replace('"', "\\\"");
+    let leaks: Vec<&&str> = execs
+        .iter()
+        .filter(|l| l.contains(&escaped) || l.contains(secret))
+        .collect();
+    assert_eq!(leaks.len(), 1, "the secret in: {leaks:#?}");
+    assert!(
+        leaks[0].contains("[\"sh\", \"-c\", \"[ -n \\\"$TELEM_TEST_PASSWORD\\\" ] && echo got\"]"),
+        "only in the environment of the command that asked for it: {}",
+        leaks[0]
+    );
 }
