@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian 12 machine, as root:
 #   installs what the tests need (PostgreSQL binaries, debootstrap, systemd-container, strace,
-#   socat, ...), then runs fmt, clippy and every test of the workspace, end-to-end sandboxes
+#   socat, openssh-client, ...), then runs fmt, clippy and every test of the workspace, end-to-end sandboxes
 #   included. Long benchmarks and fuzzing are separate (see README.md).
 # Environment: TELEM_E2E_REQUIRED=1 makes a missing sandbox a failure instead of a skip (CI).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests use. chromium is for the web UI's browser test.
-PACKAGES=(postgresql nginx-light debootstrap systemd-container strace socat iproute2 curl ca-certificates util-linux procps chromium chromium-driver)
+PACKAGES=(postgresql nginx-light debootstrap systemd-container strace socat openssh-client iproute2 curl ca-certificates util-linux procps chromium chromium-driver)
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     missing=()
