@@ -390,6 +390,21 @@ fn unknown_and_changed_host_keys_are_refused_with_advice() {
     t.write_known_hosts(&[&t.host_key]);
     let host = t.connect().unwrap();
     assert_eq!(run_ok(&host, &["hostname"]).trim(), "sandbox");
+
+    // PostgreSQL logins go through a socket forwarded over the connection (nothing listens
+    // on the target's 5432 here): the error names the server as the target sees it, and the
+    // forward is gone afterwards.
+    let err = host
+        .pg_login("127.0.0.1", 5432, "telemetry", "pw", "telemetry")
+        .unwrap_err()
+        .0;
+    assert!(
+        err.starts_with("PostgreSQL at 127.0.0.1:5432 on root@[::1]:2222: "),
+        "{err}"
+    );
+    assert!(!err.contains("telem-ssh-"), "{err}");
+    let forwarded = host.private_dir().join("pg/.s.PGSQL.5432");
+    assert!(!forwarded.exists(), "{} left", forwarded.display());
 }
 
 #[test]

@@ -629,14 +629,16 @@ impl Host for SshHost {
                 tail(&out.stderr)
             )));
         }
-        let result = super::local::pg_login_at(
-            sock_dir.to_str().unwrap_or_default(),
-            port,
-            user,
-            password,
-            database,
-        )
-        .map_err(|e| HostError(format!("{} (on {})", e.0, self.target)));
+        let local = sock_dir.to_str().unwrap_or_default();
+        let result =
+            super::local::pg_login_at(local, port, user, password, database).map_err(|e| {
+                // Name the server as the target sees it, not the forwarded socket.
+                HostError(e.0.replacen(
+                    &format!("PostgreSQL at {local}:{port}"),
+                    &format!("PostgreSQL at {addr}:{port} on {}", self.target),
+                    1,
+                ))
+            });
         let _ = self
             .ssh(&["-O", "cancel", "-L", &fwd], None)
             .stdin_null()
