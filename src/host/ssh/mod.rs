@@ -92,7 +92,7 @@ impl PrivateDir {
     fn create() -> HostResult<PrivateDir> {
         use rand::Rng;
         use std::os::unix::fs::DirBuilderExt;
-        let base = std::env::temp_dir();
+        let base = socket_base(&std::env::temp_dir());
         for _ in 0..16 {
             let name: String = rand::thread_rng()
                 .sample_iter(rand::distributions::Alphanumeric)
@@ -111,6 +111,22 @@ impl PrivateDir {
             "cannot create a private directory in {}",
             base.display()
         )))
+    }
+}
+
+/// `$TMPDIR` when a socket path under it stays short and means the same to ssh (`%` and `~`
+/// are expanded in `ControlPath`, `:` separates the fields of `-L`), else `/tmp`.
+fn socket_base(tmp: &Path) -> PathBuf {
+    let plain = tmp.to_str().is_some_and(|s| {
+        s.starts_with('/')
+            && s.len() <= 60
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c))
+    });
+    if plain {
+        tmp.to_path_buf()
+    } else {
+        PathBuf::from("/tmp")
     }
 }
 
@@ -676,6 +692,19 @@ mod tests {
             "IdentityFile=/root/.ssh/deploy".to_owned(),
         ])
         .unwrap();
+    }
+
+    #[test]
+    fn the_socket_directory_is_short_and_plain() {
+        assert_eq!(socket_base(Path::new("/var/tmp")), Path::new("/var/tmp"));
+        for odd in [
+            "/home/u/%h tmp",
+            "/run/user/1000/a:b",
+            "relative",
+            "/a/very/long/temporary/directory/path/that/goes/on/and/on/for/ever",
+        ] {
+            assert_eq!(socket_base(Path::new(odd)), Path::new("/tmp"), "{odd}");
+        }
     }
 
     #[test]
