@@ -3,8 +3,8 @@
 //! The system client, so `~/.ssh/config`, the agent, `known_hosts` and `ProxyJump` work as
 //! users expect. One master connection per target (`ControlMaster`, socket in a private 0700
 //! directory removed on drop); every operation is one `ssh` run through duct over it, running
-//! a POSIX shell script (see [`script`]) with POSIX tools only (`cat`, `stat`, `mkdir`, `mv`,
-//! `chmod`, `chown`, `ln`, `rm`), since minimal targets have no python or curl.
+//! a POSIX shell script (see [`script`]) with POSIX tools only (`cat`, `dd`, `stat`, `mkdir`,
+//! `mv`, `chmod`, `chown`, `ln`, `rm`), since minimal targets have no python or curl.
 //!
 //! Never: accept an unknown host key (`StrictHostKeyChecking=yes`, a clear error instead), put
 //! a secret in an argv or environment (local or remote: they go on stdin), or let a lost
@@ -515,9 +515,10 @@ impl Host for SshHost {
     fn write(&self, path: &Path, contents: &[u8], owner: &Owner) -> HostResult<()> {
         let tmp = quote_path(&temp_sibling(path)?)?;
         let q = quote_path(path)?;
-        // Created 0600 (umask), owner and mode set before the rename makes it visible.
+        // Created 0600 (umask), on disk (`conv=fsync`, as LocalHost's sync_all), owner and
+        // mode set before the rename makes it visible.
         let body = format!(
-            "umask 077\n{{ cat > {tmp} && {} && mv -f -T -- {tmp} {q}; }} || {{ rm -f -- {tmp}; exit 1; }}",
+            "umask 077\n{{ dd of={tmp} bs=65536 conv=fsync && {} && mv -f -T -- {tmp} {q}; }} || {{ rm -f -- {tmp}; exit 1; }}",
             Self::owner_lines(&tmp, owner)?
         );
         self.sh_ok("write", path, body, contents.to_vec()).map(drop)
