@@ -10,6 +10,8 @@
 //! a secret in an argv or environment (local or remote: they go on stdin), or let a lost
 //! connection pass for a command's exit status (see [`script::wrap`]).
 
+mod explain;
+mod private_dir;
 pub mod script;
 mod target;
 
@@ -20,6 +22,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub use target::{Target, TargetError};
 
 use super::{Cmd, CmdOutput, FileKind, FileMeta, Host, HostError, HostResult, Owner, Signal};
+use explain::{explain_connect_failure, explain_lost, tail};
+use private_dir::PrivateDir;
 use script::{quote, quote_path, Script};
 
 /// Where the installed collector is, for the health probe (`telem-collector probe`).
@@ -82,58 +86,6 @@ fn check_options(options: &[String]) -> HostResult<()> {
         }
     }
     Ok(())
-}
-
-/// A private directory (0700) for the control socket, removed on drop.
-#[derive(Debug)]
-struct PrivateDir(PathBuf);
-
-impl PrivateDir {
-    fn create() -> HostResult<PrivateDir> {
-        use rand::Rng;
-        use std::os::unix::fs::DirBuilderExt;
-        let base = socket_base(&std::env::temp_dir());
-        for _ in 0..16 {
-            let name: String = rand::thread_rng()
-                .sample_iter(rand::distributions::Alphanumeric)
-                .take(10)
-                .map(char::from)
-                .collect();
-            // Short: a socket path may hold at most 107 bytes.
-            let path = base.join(format!("telem-ssh-{name}"));
-            match std::fs::DirBuilder::new().mode(0o700).create(&path) {
-                Ok(()) => return Ok(PrivateDir(path)),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(HostError::io("create the private directory", &path, e)),
-            }
-        }
-        Err(HostError(format!(
-            "cannot create a private directory in {}",
-            base.display()
-        )))
-    }
-}
-
-/// `$TMPDIR` when a socket path under it stays short and means the same to ssh (`%` and `~`
-/// are expanded in `ControlPath`, `:` separates the fields of `-L`), else `/tmp`.
-fn socket_base(tmp: &Path) -> PathBuf {
-    let plain = tmp.to_str().is_some_and(|s| {
-        s.starts_with('/')
-            && s.len() <= 60
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c))
-    });
-    if plain {
-        tmp.to_path_buf()
-    } else {
-        PathBuf::from("/tmp")
-    }
-}
-
-impl Drop for PrivateDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// A target reached over one multiplexed SSH connection.
@@ -323,64 +275,6 @@ impl Drop for SshHost {
             .unchecked()
             .run();
     }
-}
-
-fn tail(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(bytes);
-    let lines: Vec<&str> = text
-        .lines()
-        .map(|l| l.trim_end_matches('\r'))
-        .filter(|l| !l.trim().is_empty())
-        .collect();
-    lines[lines.len().saturating_sub(6)..].join("; ")
-}
-
-/// Why the first connection failed, in words that say what to do.
-fn explain_connect_failure(target: &Target, said: &str) -> String {
-    let ssh_said = tail(said.as_bytes());
-    let known_hosts_name = match (target.port, target.is_ipv6()) {
-        (Some(p), _) => format!("[{}]:{p}", target.host),
-        (None, _) => target.host.clone(),
-    };
-    let manual = {
-        let mut s = String::from("ssh");
-        if let Some(p) = target.port {
-            s.push_str(&format!(" -p {p}"));
-        }
-        match &target.user {
-            Some(u) => s.push_str(&format!(" {u}@{}", target.host)),
-            None => s.push_str(&format!(" {}", target.host)),
-        }
-        s
-    };
-    if said.contains("IDENTIFICATION HAS CHANGED")
-        || said.contains("key for") && said.contains("has changed")
-    {
-        return format!(
-            "the host key of {target} has CHANGED since it was recorded in known_hosts (a reinstalled machine, or someone in the middle); nothing was done. If the change is expected, remove the old key with `ssh-keygen -R '{known_hosts_name}'` and accept the new one after checking its fingerprint. ssh said: {ssh_said}"
-        );
-    }
-    if said.contains("Host key verification failed") || said.contains("host key is known") {
-        return format!(
-            "the host key of {target} is not in known_hosts, and unknown keys are never accepted silently; nothing was done. Check the key's fingerprint on the machine (`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`), then accept it by running `{manual}` once and answering yes (or add the checked `ssh-keyscan` line to ~/.ssh/known_hosts). ssh said: {ssh_said}"
-        );
-    }
-    if said.contains("Permission denied") {
-        return format!(
-            "ssh could not log in to {target} (check the user, the key or the agent; without a terminal ssh never asks for a password): {ssh_said}"
-        );
-    }
-    format!("cannot connect to {target} over ssh: {ssh_said}")
-}
-
-fn explain_lost(target: &Target, stderr: &[u8]) -> String {
-    format!(
-        "lost the SSH connection to {target} (the command's outcome is unknown; run again once the machine is reachable): {}",
-        match tail(stderr) {
-            t if t.is_empty() => "ssh said nothing".to_owned(),
-            t => t,
-        }
-    )
 }
 
 /// Parse `stat -c '%f %u %g %s'` (+ the link target on the next line).
@@ -696,19 +590,6 @@ mod tests {
     }
 
     #[test]
-    fn the_socket_directory_is_short_and_plain() {
-        assert_eq!(socket_base(Path::new("/var/tmp")), Path::new("/var/tmp"));
-        for odd in [
-            "/home/u/%h tmp",
-            "/run/user/1000/a:b",
-            "relative",
-            "/a/very/long/temporary/directory/path/that/goes/on/and/on/for/ever",
-        ] {
-            assert_eq!(socket_base(Path::new(odd)), Path::new("/tmp"), "{odd}");
-        }
-    }
-
-    #[test]
     fn stat_output_parses_into_metadata() {
         let p = Path::new("/x");
         let m = parse_stat(p, "81a4 0 33 12\n").unwrap();
@@ -730,23 +611,5 @@ mod tests {
         );
         assert_eq!(parse_stat(p, "43e8 0 0 40\n").unwrap().mode, 0o1750);
         assert!(parse_stat(p, "garbage").is_err());
-    }
-
-    #[test]
-    fn connection_failures_say_what_to_do() {
-        let t: Target = "root@[::1]:2222".parse().unwrap();
-        let unknown = explain_connect_failure(
-            &t,
-            "No ED25519 host key is known for [::1]:2222 and you have requested strict checking.\r\nHost key verification failed.\r\n",
-        );
-        assert!(unknown.contains("not in known_hosts"), "{unknown}");
-        assert!(unknown.contains("`ssh -p 2222 root@::1`"), "{unknown}");
-        let changed = explain_connect_failure(
-            &t,
-            "@@@@\r\n@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\r\nHost key verification failed.\r\n",
-        );
-        assert!(changed.contains("ssh-keygen -R '[::1]:2222'"), "{changed}");
-        let denied = explain_connect_failure(&t, "root@::1: Permission denied (publickey).\r\n");
-        assert!(denied.contains("could not log in"), "{denied}");
     }
 }
