@@ -19,6 +19,9 @@
 # Env: DURATION (s, default 20), PGPORT (55432), COLPORT (58090), NGPORT (58080),
 #      BENCH_UNIX=1 (collector listens on a unix socket, as `listen = "unix:..."` deploys it),
 #      WRITERS (writer_connections for the collector runs; the collector's default when unset),
+#      WRITERS_SWEEP="1 2 4 8" also measures the collector at 64 connections with each of these
+#      writer_connections (batches committing at once),
+#      PERF=1 samples the collector with perf during the 64-connection run (kernel/user split),
 #      INDEX_COSTS=1 also measures the collector at 64 connections with each secondary index
 #      dropped in turn (the README's index table),
 #      BIN (collector binary; built with cargo --release when unset), KEEP=1 keeps the work dir.
@@ -98,6 +101,7 @@ tree_ticks() {
   done
   echo "$total"
 }
+pg_children() { cat "/proc/$PG_PID/task/"*/children 2>/dev/null | wc -w; }
 NGINX_PID=
 # "collector postgres nginx" ticks now.
 split_ticks() {
@@ -109,8 +113,12 @@ HZ=$(getconf CLK_TCK)
 load() { cut -d' ' -f1 /proc/loadavg; }
 # us_per TICKS RECORDS: CPU µs per record.
 us_per() { awk -v t="$1" -v hz="$HZ" -v n="$2" 'BEGIN {printf "%.0f", n ? t / hz * 1e6 / n : 0}'; }
-# seconds the shell's children used (the `times` builtin's second line): the load generator.
-child_secs() { times | tail -1 | awk '{u=$1; s=$2; sub(/m/, " ", u); sub(/s/, "", u); sub(/m/, " ", s); sub(/s/, "", s); split(u, a, " "); split(s, b, " "); printf "%.3f", a[1]*60+a[2]+b[1]*60+b[2]}'; }
+# CPU seconds this shell's reaped children used (the `times` builtin's second line), into
+# CHILD_SECS: wrk's, once it has exited. `times` must run in this shell, not in $(...).
+child_secs() {
+  times >"$WORK/times"
+  CHILD_SECS=$(tail -1 "$WORK/times" | awk '{u=$1; s=$2; sub(/m/, " ", u); sub(/s/, "", u); sub(/m/, " ", s); sub(/s/, "", s); split(u, a, " "); split(s, b, " "); printf "%.3f", a[1]*60+a[2]+b[1]*60+b[2]}')
+}
 
 python3 "$HERE/render-site.py" "$HERE/../../templates/nginx.conf.tera" domain=bench.test \
   ui_auth=false tls=false tls_only=false webapp_enabled=false "collector.listen=$UPSTREAM" |
@@ -138,7 +146,8 @@ for _ in $(seq 50); do [ -s "$WORK/nginx/nginx.pid" ] && break; sleep 0.1; done
 NGINX_PID=$(cat "$WORK/nginx/nginx.pid")
 echo "   nginx: templates/nginx.conf.tera ($(grep -c . "$WORK/nginx/site.conf") lines, $(grep -o 'keepalive [0-9]*' "$WORK/nginx/site.conf"))" >&2
 
-rows() { "${PSQL[@]}" -d telemetry -c "SELECT count(*) FROM $1 WHERE classification = '$2'"; }
+# Rows of a table, counted by a scan of the table (an index switched off for a run misses rows).
+rows() { "${PSQL[@]}" -d telemetry -c "SET enable_indexscan = off" -c "SET enable_bitmapscan = off" -c "SET enable_indexonlyscan = off" -c "SELECT count(*) FROM $1"; }
 
 declare -A RESULT
 RUN=0
@@ -148,22 +157,28 @@ wrk_run() {
   local key=$1 label=$2 conns=$3
   RUN=$((RUN + 1))
   local before out reqs non2xx rps p50 p99 ok after stored t0 t1 gen0 gen1 load0
-  before=$(rows records org.clearlinux/bench/wrk)
+  before=$(rows records)
   load0=$(load)
-  gen0=$(child_secs)
+  child_secs; gen0=$CHILD_SECS
   t0=$(split_ticks)
+  local perf_pid=
+  if [ "${PERF:-0}" = 1 ] && [ "$key" = c64 ]; then
+    perf record -q -F 499 -g -p "$COLLECTOR_PID" -o "$WORK/perf.data" -- sleep $((DURATION / 2)) 2>/dev/null &
+    perf_pid=$!
+  fi
   out=$(wrk -t 2 -c "$conns" -d "${DURATION}s" --latency -s "$HERE/post.lua" \
         "http://127.0.0.1:$NGPORT/v2/collector" -- "$RUN")
   t1=$(split_ticks)
-  gen1=$(child_secs)
+  child_secs; gen1=$CHILD_SECS
   echo "$out" >"$WORK/wrk-$RUN.txt"
+  [ -n "$perf_pid" ] && { wait "$perf_pid" || true; }
   reqs=$(echo "$out" | awk '/requests in/ {print $1}')
   non2xx=$(echo "$out" | awk '/Non-2xx/ {print $NF}'); non2xx=${non2xx:-0}
   rps=$(echo "$out" | awk '/Requests\/sec/ {printf "%.0f", $2}')
   p50=$(echo "$out" | awk '$1 == "50%" {print $2}')
   p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
   ok=$((reqs - non2xx))
-  after=$(rows records org.clearlinux/bench/wrk)
+  after=$(rows records)
   stored=$((after - before))
   local verdict="OK"
   if [ "$stored" -lt "$ok" ] || [ "$stored" -gt $((ok + conns)) ]; then verdict="MISMATCH"; fi
@@ -174,6 +189,10 @@ wrk_run() {
     "$label" "$rps" "$p50" "$p99" "$non2xx" "$(peak_rss_mb)" "$(us_per $((c1 - c0)) "$reqs")" \
     "$(us_per $((p1 - p0)) "$reqs")" "$(us_per $((n1 - n0)) "$reqs")" "$gen_us" "$stored" "$ok" \
     "$conns" "$verdict" "$load0"
+  if [ -n "$perf_pid" ]; then
+    perf report -i "$WORK/perf.data" --no-children -g none --sort dso --stdio 2>/dev/null |
+      grep -E '^ +[0-9.]+%' | head -4 | sed 's/^/   collector CPU samples by object: /'
+  fi
   RESULT[$key]=$rps
 }
 
@@ -186,7 +205,10 @@ pgbench_run() {
     "$HERE/pgbench-insert.sql" >"$script"
   load0=$(load)
   t0=$(split_ticks)
+  local backends; backends=$(pg_children)
   out=$(pgbench -n -c "$clients" -j 2 -T "$DURATION" -f "$script" -h 127.0.0.1 -p "$PGPORT" -U postgres telemetry 2>&1)
+  # pgbench's backends count once the postmaster reaped them (its cutime): wait for that.
+  for _ in $(seq 100); do [ "$(pg_children)" -le "$backends" ] && break; sleep 0.05; done
   t1=$(split_ticks)
   echo "$out" >"$WORK/pgbench-$key.txt"
   tps=$(echo "$out" | awk '/^tps/ {print $3; exit}')
@@ -215,32 +237,40 @@ stop_collector
 # and 6) and the payload trigram index (migration 5) dropped.
 "${PSQL[@]}" -d telemetry -c "ALTER TABLE records DISABLE TRIGGER USER" \
   -c "ALTER INDEX records_payload_trgm_idx RENAME TO records_payload_trgm_idx_off" >/dev/null
-"${PSQL[@]}" -d telemetry -c "UPDATE pg_index SET indisready = false WHERE indexrelid = 'records_payload_trgm_idx_off'::regclass" >/dev/null
+"${PSQL[@]}" -d telemetry -c "UPDATE pg_index SET indisready = false, indisvalid = false WHERE indexrelid = 'records_payload_trgm_idx_off'::regclass" >/dev/null
 start_collector
 wrk_run c64_bare "64 conns, no counts nor trgm" 64
 stop_collector
 if [ "$INDEX_COSTS" = 1 ]; then
-  # Each index alone off (not maintained on insert: indisready = false), the others on.
+  # Each index alone off (neither maintained on insert nor used: indisready, indisvalid
+  # false), the others on.
   for idx in records_payload_trgm_idx_off records_timestamp_server_idx records_classification_id_idx \
       records_build_id_idx records_machine_id_id_idx; do
     "${PSQL[@]}" -d telemetry -c "ALTER TABLE records ENABLE TRIGGER USER" \
-      -c "UPDATE pg_index SET indisready = (indexrelid <> '$idx'::regclass) WHERE indrelid = 'records'::regclass AND NOT indisprimary AND NOT indisunique" >/dev/null
+      -c "UPDATE pg_index SET indisready = (indexrelid <> '$idx'::regclass), indisvalid = (indexrelid <> '$idx'::regclass) WHERE indrelid = 'records'::regclass AND NOT indisprimary AND NOT indisunique" >/dev/null
     start_collector
     wrk_run "c64_no_$idx" "64 conns, without ${idx#records_}" 64
     stop_collector
   done
-  "${PSQL[@]}" -d telemetry -c "UPDATE pg_index SET indisready = true WHERE indrelid = 'records'::regclass" \
+  "${PSQL[@]}" -d telemetry -c "UPDATE pg_index SET indisready = true, indisvalid = true WHERE indrelid = 'records'::regclass" \
     -c "ALTER TABLE records DISABLE TRIGGER USER" >/dev/null
   start_collector
   wrk_run c64_no_counts "64 conns, without counts triggers" 64
   stop_collector
 fi
 "${PSQL[@]}" -d telemetry -c "ALTER TABLE records ENABLE TRIGGER USER" \
-  -c "UPDATE pg_index SET indisready = true WHERE indrelid = 'records'::regclass" >/dev/null
+  -c "UPDATE pg_index SET indisready = true, indisvalid = true WHERE indrelid = 'records'::regclass" >/dev/null
 
 TELEM_COLLECTOR_BATCH_MAX_RECORDS=1 start_collector
 wrk_run c64_nobatch "no batching, 64 conns" 64
 stop_collector
+
+# The commit pipeline's depth: the collector at 64 connections with each writer_connections.
+for w in ${WRITERS_SWEEP:-}; do
+  TELEM_COLLECTOR_WRITER_CONNECTIONS=$w start_collector
+  wrk_run "c64_w$w" "64 conns, writer_connections $w" 64
+  stop_collector
+done
 
 echo "== ratios (same run)"
 ratio "collector@64 / pgbench single-row @64 into plain_records" c64 pg1_plain_64

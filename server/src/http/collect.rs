@@ -134,7 +134,7 @@ async fn receive(
     };
     drop(body);
     let valid = record::validate_owned(raw, &state.telemetry_id)
-        .map_err(|(r, raw)| reject(state, &raw, r))?;
+        .map_err(|rejected| reject(state, &rejected.1, rejected.0))?;
     let (machine_id, classification) = (valid.machine_id.clone(), valid.classification.clone());
     match state.writer.submit(valid, received_us).await {
         Ok(view) => Ok(view),
