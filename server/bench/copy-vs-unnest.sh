@@ -3,11 +3,13 @@
 # "Benchmark"). Its own PostgreSQL, the collector's schema (migrations, triggers, indexes);
 # BATCHES batches of ROWS records (bench/post.lua's record), one transaction each, from one
 # psql session with synchronous_commit off (so the figures are the database's CPU, not WAL
-# flushes): `COPY records (...) FROM STDIN` against `EXECUTE` of a prepared
-# `INSERT INTO records (...) SELECT * FROM unnest($1::int4[], ...)`. Both rounds run twice,
-# interleaved; prints µs per row of the backend's CPU (user + system) and the load average.
-# The collector's statement also has ON CONFLICT (format-4 resends) and RETURNING (the ids):
-# COPY can do neither, so it would need a temporary table and an INSERT ... SELECT on top.
+# flushes): `EXECUTE` of a prepared `INSERT INTO records (...) SELECT * FROM
+# unnest($1::int4[], ...) ON CONFLICT ... DO NOTHING RETURNING id` (the writer's statement,
+# parameters as text here, binary in the collector); `COPY records (...) FROM STDIN` (the
+# bare COPY: no resend dedupe, no ids, so not enough for the writer); and what the writer
+# would need with COPY: BEGIN, COPY into a temporary table, INSERT ... SELECT ... ON CONFLICT
+# ... RETURNING id, COMMIT. Every kind runs twice, interleaved; prints µs per row of the
+# backend's CPU (user + system) and the load average.
 #
 # Env: BATCHES (2000), ROWS (16), PGPORT (55434), BIN (collector binary; built with cargo
 #      --release when unset), KEEP=1 keeps the work dir.
@@ -60,24 +62,43 @@ with open(f"{work}/copy.sql", "w") as f:
             f.write("\t".join(row(b, i)) + "\n")
         f.write("\\.\n")
     f.write(tail % "copy")
+# What the writer would need with COPY: the batch into a temporary table, then one INSERT ...
+# SELECT with the resend dedupe and the ids, in one transaction.
+with open(f"{work}/copytemp.sql", "w") as f:
+    f.write(head)
+    f.write(f"CREATE TEMP TABLE batch ON COMMIT DELETE ROWS AS SELECT {', '.join(cols)} "
+            "FROM records WITH NO DATA;\n")
+    for b in range(batches):
+        f.write("BEGIN;\n")
+        f.write(f"COPY batch ({', '.join(cols)}) FROM STDIN;\n")
+        for i in range(rows):
+            f.write("\t".join(row(b + 2 * 10**6, i)) + "\n")
+        f.write("\\.\n")
+        f.write(f"INSERT INTO records ({', '.join(cols)}) SELECT {', '.join(cols)} FROM batch "
+                "ON CONFLICT (machine_id, event_id, timestamp_client) WHERE record_version = 4 "
+                "DO NOTHING RETURNING id \\g /dev/null\n")
+        f.write("COMMIT;\n")
+    f.write(tail % "copytemp")
 def arr(values):
     return "'{" + ",".join('"' + v.replace("\\n", "\\\\n") + '"' for v in values) + "}'"
 with open(f"{work}/unnest.sql", "w") as f:
     f.write(head)
     params = ", ".join(f"${n + 1}::{t}[]" for n, t in enumerate(types))
     f.write(f"PREPARE ins AS INSERT INTO records ({', '.join(cols)}) "
-            f"SELECT * FROM unnest({params});\n")
+            f"SELECT * FROM unnest({params}) "
+            "ON CONFLICT (machine_id, event_id, timestamp_client) WHERE record_version = 4 "
+            "DO NOTHING RETURNING id;\n")
     for b in range(batches + 1000000):
         if b >= batches:
             break
         rs = [row(b + 10**6, i) for i in range(rows)]
-        f.write("EXECUTE ins(" + ", ".join(arr([r[c] for r in rs]) for c in range(len(cols))) + ");\n")
+        f.write("EXECUTE ins(" + ", ".join(arr([r[c] for r in rs]) for c in range(len(cols))) + ") \\g /dev/null\n")
     f.write(tail % "unnest")
 PY
 
 HZ=$(getconf CLK_TCK)
 for round in 1 2; do
-  for kind in unnest copy; do
+  for kind in unnest copy copytemp; do
     "${PSQL[@]}" -d telemetry -c "TRUNCATE records" >/dev/null
     load=$(cut -d' ' -f1 /proc/loadavg)
     start=$(date +%s.%N)
