@@ -14,6 +14,9 @@ CREATE TABLE IF NOT EXISTS record_counts_delta (
     day bigint NOT NULL,           -- floor(timestamp_server / 86400) * 86400
     n bigint NOT NULL              -- records added (negative: removed)
 );
+-- Rows live about a second; vacuum the dead ones by count, not by a share of a tiny table.
+ALTER TABLE record_counts_delta SET (autovacuum_vacuum_scale_factor = 0,
+    autovacuum_vacuum_threshold = 10000);
 
 -- One row per (classification, build, platform, arch, day) a statement changed: a batch of
 -- one client's kind of records appends one row. Static SQL, so PL/pgSQL plans it once per

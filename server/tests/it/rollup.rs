@@ -133,8 +133,24 @@ async fn counts_stay_exact_through_inserts_deletes_updates_and_truncate() {
     insert_rows(&client, 500, now - 6 * 86400).await;
     assert_exact(&client, "a multi-row insert").await;
 
-    // Concurrent records through the collector: group commit runs several batches at once.
+    // Concurrent records through the collector: group commit runs several batches at once,
+    // while another session folds the appended changes again and again.
     let server = TestServer::start(config(&db)).await;
+    let folding = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let folder = {
+        let (folding, folder_client) = (folding.clone(), connect(&db).await);
+        tokio::spawn(async move {
+            let mut folds = 0;
+            while folding.load(std::sync::atomic::Ordering::Relaxed) {
+                folder_client
+                    .query_one("SELECT record_counts_fold()", &[])
+                    .await
+                    .unwrap();
+                folds += 1;
+            }
+            folds
+        })
+    };
     let mut tasks = Vec::new();
     for i in 0..200 {
         let request = header_request(
@@ -152,8 +168,10 @@ async fn counts_stay_exact_through_inserts_deletes_updates_and_truncate() {
         let r = t.await.unwrap();
         assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
     }
+    folding.store(false, std::sync::atomic::Ordering::Relaxed);
+    assert!(folder.await.unwrap() > 0);
     server.stop().await;
-    assert_exact(&client, "concurrent batches").await;
+    assert_exact(&client, "concurrent batches and folds").await;
 
     client
         .execute(
