@@ -78,7 +78,7 @@ printf '   loaded in %.1f s\n' "$(echo "$(date +%s.%N) - $start" | bc)" >&2
 start=$(date +%s.%N)
 "$BIN" --config /nonexistent migrate >&2
 "${PSQL[@]}" -d telemetry -c "ANALYZE records" -c "ANALYZE record_counts"
-printf '   migrations 4 and 5 on %s records: %.1f s; table + indexes: %s, payload index: %s, counts: %s rows\n' \
+printf '   migrations 4 to 6 on %s records: %.1f s; table + indexes: %s, payload index: %s, counts: %s rows\n' \
   "$ROWS" "$(echo "$(date +%s.%N) - $start" | bc)" \
   "$("${PSQL[@]}" -d telemetry -c "SELECT pg_size_pretty(pg_total_relation_size('records'))")" \
   "$("${PSQL[@]}" -d telemetry -c "SELECT coalesce(pg_size_pretty(pg_relation_size(to_regclass('records_payload_trgm_idx'))), 'none')")" \

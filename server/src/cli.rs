@@ -93,6 +93,8 @@ pub struct KeyFlags {
     pub batch_max_records: Option<String>,
     #[arg(long, global = true, value_name = "MS")]
     pub batch_max_wait_ms: Option<String>,
+    #[arg(long, global = true, value_name = "true|false")]
+    pub payload_search_index: Option<String>,
     #[arg(long, global = true, value_name = "DAYS")]
     pub retention_max_days: Option<String>,
     #[arg(long, global = true, value_name = "HH:MM")]
@@ -121,6 +123,7 @@ impl KeyFlags {
             ("pool_size", &self.pool_size),
             ("batch_max_records", &self.batch_max_records),
             ("batch_max_wait_ms", &self.batch_max_wait_ms),
+            ("payload_search_index", &self.payload_search_index),
             ("retention_max_days", &self.retention_max_days),
             ("retention_purge_time", &self.retention_purge_time),
             ("log_level", &self.log_level),

@@ -40,6 +40,7 @@ pub const KEYS: &[&str] = &[
     "pool_size",
     "batch_max_records",
     "batch_max_wait_ms",
+    "payload_search_index",
     "retention_max_days",
     "retention_purge_time",
     "log_level",
@@ -117,6 +118,7 @@ pub struct RawConfig {
     pub pool_size: Option<u64>,
     pub batch_max_records: Option<u64>,
     pub batch_max_wait_ms: Option<u64>,
+    pub payload_search_index: Option<bool>,
     pub retention_max_days: Option<u64>,
     pub retention_purge_time: Option<String>,
     pub log_level: Option<String>,
@@ -129,11 +131,23 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
+/// Default of `payload_search_index` (server/README.md: what the index costs ingestion and
+/// what a payload search costs without it).
+pub const PAYLOAD_SEARCH_INDEX: bool = true;
+
 fn parse_num(key: &str, value: &str) -> Result<u64, ConfigError> {
     value
         .trim()
         .parse()
         .map_err(|_| ConfigError::new(key, "expected a non-negative integer"))
+}
+
+fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
+    match value.trim() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(ConfigError::new(key, "expected true or false")),
+    }
 }
 
 impl RawConfig {
@@ -199,6 +213,7 @@ impl RawConfig {
             "pool_size" => self.pool_size = Some(parse_num(key, value)?),
             "batch_max_records" => self.batch_max_records = Some(parse_num(key, value)?),
             "batch_max_wait_ms" => self.batch_max_wait_ms = Some(parse_num(key, value)?),
+            "payload_search_index" => self.payload_search_index = Some(parse_bool(key, value)?),
             "retention_max_days" => self.retention_max_days = Some(parse_num(key, value)?),
             "retention_purge_time" => self.retention_purge_time = s(),
             "log_level" => self.log_level = s(),
@@ -241,8 +256,8 @@ pub struct Config {
     /// How long a client may take to send a request head, and how long an idle keep-alive
     /// connection stays open.
     pub header_timeout: Duration,
-    /// Batches committing at once; the writer's own pool (one more connection, for readiness
-    /// checks) that no reader can take.
+    /// Batches committing at once; the writer's own pool (two more connections, for readiness
+    /// checks and for folding the chart counts) that no reader can take.
     pub writer_connections: usize,
     /// The pool of the web UI and the query API.
     pub reader_connections: usize,
@@ -255,6 +270,8 @@ pub struct Config {
     pub retention_max_days: u32,
     pub retention_purge_time: NaiveTime,
     pub log_level: String,
+    /// Whether `migrate` keeps the payload trigram index (migration 5) or drops it.
+    pub payload_search_index: bool,
     /// (glob pattern, days), in pattern order.
     pub retention_classifications: Vec<(String, u32)>,
 }
@@ -425,6 +442,7 @@ impl Config {
             body_budget_bytes,
             batch_max_records,
             batch_max_wait: Duration::from_millis(batch_max_wait_ms),
+            payload_search_index: raw.payload_search_index.unwrap_or(PAYLOAD_SEARCH_INDEX),
             retention_max_days,
             retention_purge_time,
             log_level,

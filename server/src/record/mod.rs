@@ -7,7 +7,7 @@ mod validate;
 mod view;
 
 pub use extract::{decode_text, from_headers, from_json, is_json};
-pub use validate::validate;
+pub use validate::{validate, validate_owned};
 pub use view::{format_ts, RecordView};
 
 /// The 15 record fields, in the order the client sends them.

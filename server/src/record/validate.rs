@@ -210,6 +210,13 @@ fn check_event_id(v: &str) -> Result<(), Rejection> {
 
 /// Applies every rule, in upstream order (telemetry ID first).
 pub fn validate(raw: &RawRecord, telemetry_id: &str) -> Result<Record, Rejection> {
+    checked(raw, telemetry_id, true)
+}
+
+/// Every rule of [`validate`]. With `copy` false the values a record takes from `raw` as they
+/// are ([`MOVED`]) are left empty, for [`validate_owned`] to move them in.
+fn checked(raw: &RawRecord, telemetry_id: &str, copy: bool) -> Result<Record, Rejection> {
+    let own = |v: &str| if copy { v.to_string() } else { String::new() };
     match raw.telemetry_id.as_deref() {
         None => return Err(Rejection::missing(TID_FIELD)),
         Some(tid) if tid != telemetry_id => {
@@ -268,7 +275,7 @@ pub fn validate(raw: &RawRecord, telemetry_id: &str) -> Result<Record, Rejection
         if record_version >= 3 {
             let v = required(raw, field)?;
             check_printable(field, v)?;
-            Ok(v.to_string())
+            Ok(own(v))
         } else {
             // Upstream stored N/A here; keep what v1.14.0 clients sent when it is valid.
             Ok(raw
@@ -285,7 +292,7 @@ pub fn validate(raw: &RawRecord, telemetry_id: &str) -> Result<Record, Rejection
     let event_id = if record_version >= 4 {
         let v = required(raw, Field::EventId)?;
         check_event_id(v)?;
-        v.to_string()
+        own(v)
     } else {
         NOT_AVAILABLE.to_string()
     };
@@ -293,13 +300,13 @@ pub fn validate(raw: &RawRecord, telemetry_id: &str) -> Result<Record, Rejection
     Ok(Record {
         record_version,
         severity,
-        classification: classification.to_string(),
-        machine_id: machine_id.to_string(),
+        classification: own(classification),
+        machine_id: own(machine_id),
         timestamp_client,
-        architecture: arch.to_string(),
-        host_type: host_type.to_string(),
+        architecture: own(arch),
+        host_type: own(host_type),
         build,
-        kernel_version: kernel_version.to_string(),
+        kernel_version: own(kernel_version),
         payload_version,
         system_name,
         board_name,
@@ -310,8 +317,42 @@ pub fn validate(raw: &RawRecord, telemetry_id: &str) -> Result<Record, Rejection
             .external
             .as_deref()
             .is_some_and(|v| v.trim().eq_ignore_ascii_case("true")),
-        payload: raw.payload.clone(),
+        payload: if copy {
+            raw.payload.clone()
+        } else {
+            String::new()
+        },
     })
+}
+
+/// [`validate`] for the request path: the values a record takes as they arrived (the payload,
+/// the largest, and most fields) move into it instead of being copied. Same checks, same
+/// order, same outcome; on a rejection the raw record comes back whole (its fields name the
+/// client in the log).
+pub fn validate_owned(
+    mut raw: RawRecord,
+    telemetry_id: &str,
+) -> Result<Record, Box<(Rejection, RawRecord)>> {
+    let mut record = match checked(&raw, telemetry_id, false) {
+        Ok(record) => record,
+        Err(rejection) => return Err(Box::new((rejection, raw))),
+    };
+    let mut take = |field: Field| raw.fields[field as usize].take().unwrap_or_default();
+    record.classification = take(Field::Classification);
+    record.machine_id = take(Field::MachineId);
+    record.architecture = take(Field::Arch);
+    record.host_type = take(Field::HostType);
+    record.kernel_version = take(Field::KernelVersion);
+    if record.record_version >= 3 {
+        record.board_name = take(Field::BoardName);
+        record.cpu_model = take(Field::CpuModel);
+        record.bios_version = take(Field::BiosVersion);
+    }
+    if record.record_version >= 4 {
+        record.event_id = take(Field::EventId);
+    }
+    record.payload = raw.payload;
+    Ok(record)
 }
 
 #[cfg(test)]

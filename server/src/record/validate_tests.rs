@@ -468,6 +468,37 @@ fn every_rule_accepts_and_rejects() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// The request path's `validate_owned` (values moved, not copied) decides exactly as
+/// `validate` and stores the same values, for every case of the table, payloads with NUL and
+/// records of every version included.
+#[test]
+fn validate_owned_agrees_with_validate() {
+    let mut raws: Vec<RawRecord> = cases()
+        .into_iter()
+        .map(|(_, version, edits, _)| apply(base(version), &edits))
+        .collect();
+    for version in ["1", "2", "3", "4"] {
+        let mut raw = base(version);
+        raw.payload = "with\0nul".into();
+        raws.push(raw);
+    }
+    for raw in raws {
+        let by_ref = validate(&raw, TID);
+        match (validate_owned(raw.clone(), TID), by_ref) {
+            (Ok(owned), Ok(copied)) => assert_eq!(owned, copied),
+            (Err(rejected), Err(expected)) => {
+                let (rejection, back) = *rejected;
+                assert_eq!(
+                    (rejection.kind, rejection.field, rejection.message),
+                    (expected.kind, expected.field, expected.message)
+                );
+                assert_eq!(back, raw, "a rejected record comes back whole");
+            }
+            (owned, copied) => panic!("{raw:?}: owned {owned:?}, by reference {copied:?}"),
+        }
+    }
+}
+
 #[test]
 fn stored_values() {
     let r = validate(&base("4"), TID).unwrap();

@@ -30,6 +30,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "payload_search",
         include_str!("../../migrations/0005_payload_search.sql"),
     ),
+    (
+        6,
+        "record_counts_deltas",
+        include_str!("../../migrations/0006_record_counts_deltas.sql"),
+    ),
 ];
 
 const TRACKING_TABLE: &str = "CREATE TABLE IF NOT EXISTS telem_collector_migrations (
@@ -110,4 +115,22 @@ pub async fn migrate(client: &mut Client) -> Result<Vec<i32>, tokio_postgres::Er
     }
     tx.commit().await?;
     Ok(done)
+}
+
+/// The payload trigram index of migration 5 as `payload_search_index` asks: created (where
+/// `pg_trgm` is available, as the migration does) or dropped. It speeds up the web UI's payload
+/// search (`q`) for rare words and costs every insert (server/README.md has both figures).
+pub async fn payload_search_index(
+    client: &Client,
+    keep: bool,
+) -> Result<(), tokio_postgres::Error> {
+    if keep {
+        client
+            .batch_execute(include_str!("../../migrations/0005_payload_search.sql"))
+            .await
+    } else {
+        client
+            .batch_execute("DROP INDEX IF EXISTS records_payload_trgm_idx")
+            .await
+    }
 }

@@ -16,7 +16,7 @@ use tokio_postgres::NoTls;
 
 use crate::config::Config;
 
-pub use migrate::{migrate, schema_status, SchemaStatus, MIGRATIONS};
+pub use migrate::{migrate, payload_search_index, schema_status, SchemaStatus, MIGRATIONS};
 pub use query::{count_records, query_records, RecordFilter};
 pub use retention::{purge, retention_plan, PurgeRule, PurgeSummary};
 pub use writer::{Writer, WriterOptions};
@@ -151,9 +151,10 @@ pub fn build_pool(config: &Config) -> Pool {
 }
 
 /// The group-commit writer's pool: `writer_connections` for batches plus one for readiness
-/// checks. Nothing else takes these, so readers can never starve ingestion.
+/// checks and one for folding the chart counts (a few milliseconds a second). Nothing else
+/// takes these, so readers can never starve ingestion.
 pub fn writer_pool(config: &Config) -> Pool {
-    pool(config.pg_config(), config.writer_connections + 1, POOL_WAIT)
+    pool(config.pg_config(), config.writer_connections + 2, POOL_WAIT)
 }
 
 /// The web UI's and the query API's pool: `reader_connections`, each with

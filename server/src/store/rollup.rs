@@ -1,6 +1,7 @@
-//! Reads of the pre-aggregated counts (`record_counts`, migration 4, kept exact by a trigger on
-//! `records`): records per day received and classification, in all and by build, platform and
-//! architecture. They answer every chart whose filter is at most a classification (exact or
+//! Reads of the pre-aggregated counts (`record_counts`, migration 4, plus the changes in
+//! `record_counts_delta` that no fold has moved there yet, migration 6; triggers on `records`
+//! append those changes): records per day received and classification, in all and by build,
+//! platform and architecture. They answer every chart whose filter is at most a classification (exact or
 //! glob) and a start time. A window that starts mid-day takes its first, partial day from
 //! `records` itself (a range scan of the `timestamp_server` index), so every count is exact.
 
@@ -23,6 +24,16 @@ impl Dimension {
     fn stored_as(self) -> &'static str {
         match self {
             Dimension::Classification => "records",
+            Dimension::Build => "build",
+            Dimension::Platform => "platform",
+            Dimension::Arch => "arch",
+        }
+    }
+
+    /// The value as `record_counts_delta` has it.
+    fn delta_column(self) -> &'static str {
+        match self {
+            Dimension::Classification => "classification",
             Dimension::Build => "build",
             Dimension::Platform => "platform",
             Dimension::Arch => "arch",
@@ -127,12 +138,20 @@ async fn grouped(
             conditions.join(" AND ")
         );
     }
+    // The changes no fold has moved into record_counts yet (migration 6): a few seconds' worth.
+    let mut unfolded = conditions.clone();
+    unfolded.push(format!("day >= ${day_param}"));
+    let unfolded = format!(
+        " UNION ALL SELECT {}, day, n FROM record_counts_delta WHERE {}",
+        dimension.delta_column(),
+        unfolded.join(" AND ")
+    );
     conditions.push(format!("dimension = ${dimension_param}"));
     conditions.push(format!("day >= ${day_param}"));
     let sql = format!(
         "SELECT {key}, sum(n)::int8 FROM (
-             SELECT {counted}, day, n FROM record_counts WHERE {}{partial}
-         ) u(value, day, n) GROUP BY 1",
+             SELECT {counted}, day, n FROM record_counts WHERE {}{unfolded}{partial}
+         ) u(value, day, n) GROUP BY 1 HAVING sum(n) <> 0",
         conditions.join(" AND ")
     );
     Ok(client.query(&sql, &refs(&params)).await?)

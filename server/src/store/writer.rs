@@ -6,6 +6,7 @@
 //! fault stand alone: only those are refused (400), their batch-mates are stored. A database
 //! outage fails the batch quickly (bounded by timeouts) as `Unavailable` (503).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,15 +52,24 @@ FROM input LEFT JOIN inserted ON inserted.id = input.id
 ORDER BY input.ord";
 
 /// The stored row a format-4 resend matched (its 201 describes what is stored, which may
-/// differ from what the resend carried).
-fn existing_sql() -> String {
-    format!(
-        "SELECT {} FROM records
-         WHERE record_version = 4 AND machine_id = $1 AND event_id = $2
-           AND timestamp_client = $3::int8::numeric",
-        super::query::COLUMNS
-    )
+/// differ from what the resend carried). Built once, prepared once per connection.
+fn existing_sql() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        format!(
+            "SELECT {} FROM records
+             WHERE record_version = 4 AND machine_id = $1 AND event_id = $2
+               AND timestamp_client = $3::int8::numeric",
+            super::query::COLUMNS
+        )
+    })
 }
+
+/// How often the chart counts' appended changes are folded (migration 6), when records were
+/// written since the last fold; and at least this often anyway, for changes other writers made
+/// (purges, psql).
+const FOLD_EVERY: Duration = Duration::from_secs(1);
+const FOLD_ANYWAY_EVERY: Duration = Duration::from_secs(60);
 
 /// What became of a record in its batch.
 enum Stored {
@@ -156,6 +166,8 @@ async fn run(
     metrics: Arc<Metrics>,
 ) {
     let permits = Arc::new(Semaphore::new(options.concurrency.max(1)));
+    let written = Arc::new(AtomicBool::new(false));
+    let folder = tokio::spawn(fold_counts(pool.clone(), written.clone()));
     let mut tasks = JoinSet::new();
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
@@ -184,13 +196,59 @@ async fn run(
         }
         let pool = pool.clone();
         let metrics = metrics.clone();
+        let written = written.clone();
         tasks.spawn(async move {
             write_batch(&pool, batch, &metrics).await;
+            written.store(true, Ordering::Relaxed);
             drop(permit);
         });
         while tasks.try_join_next().is_some() {}
     }
     while tasks.join_next().await.is_some() {}
+    folder.abort();
+}
+
+/// Folds the chart counts' appended changes into `record_counts` in the background
+/// (`record_counts_fold()`, migration 6), so no batch ever waits for another's count rows.
+/// Nothing depends on it for exactness (readers add what is not folded yet); it keeps the
+/// unfolded tail short. It takes one of the writer pool's connections for a few milliseconds;
+/// a failure (the database is away) is retried on the next tick.
+async fn fold_counts(pool: Pool, written: Arc<AtomicBool>) {
+    let mut tick = tokio::time::interval(FOLD_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last = Instant::now();
+    loop {
+        tick.tick().await;
+        if !written.swap(false, Ordering::Relaxed) && last.elapsed() < FOLD_ANYWAY_EVERY {
+            continue;
+        }
+        last = Instant::now();
+        let deadline = Instant::now() + BATCH_TIMEOUT;
+        let client = match timeout_at(deadline, pool.get()).await {
+            Ok(Ok(client)) => client,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %StoreError::from(e), "folding chart counts: no connection");
+                continue;
+            }
+            Err(_) => continue,
+        };
+        match timeout_at(
+            deadline,
+            client.query_one("SELECT record_counts_fold()", &[]),
+        )
+        .await
+        {
+            Ok(Ok(row)) => tracing::trace!(rows = row.get::<_, i64>(0), "folded chart counts"),
+            Ok(Err(e)) => {
+                tracing::debug!(error = %StoreError::from(e), "folding chart counts failed")
+            }
+            Err(_) => {
+                // A late answer must not confuse the next user of this connection.
+                drop(deadpool_postgres::Object::take(client));
+                tracing::debug!("folding chart counts timed out");
+            }
+        }
+    }
 }
 
 /// Writes one batch and answers every job in it. When PostgreSQL refuses the batch for
@@ -333,9 +391,10 @@ async fn insert_on(
         } else {
             // A resend of a stored record: ON CONFLICT waited for the stored row's transaction,
             // so it is committed and visible now.
+            let lookup = client.prepare_cached(existing_sql()).await?;
             let existing = client
                 .query_one(
-                    &existing_sql(),
+                    &lookup,
                     &[
                         &job.record.machine_id,
                         &job.record.event_id,

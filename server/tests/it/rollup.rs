@@ -1,4 +1,5 @@
-//! The pre-aggregated counts behind the chart pages (`record_counts`, migration 4) stay exact:
+//! The pre-aggregated counts behind the chart pages (`record_counts`, migration 4, and the
+//! changes appended to `record_counts_delta` until they are folded, migration 6) stay exact:
 //! after concurrent group-committed inserts, deletes (as retention purges them), updates and a
 //! truncate, and after the migration fills them for records stored before it. The chart
 //! queries built on them agree with counting the records themselves, also for time windows
@@ -23,10 +24,24 @@ async fn both_ways(client: &Client) -> (Vec<String>, Vec<String>) {
     let mut rolled = Vec::new();
     let mut counted = Vec::new();
     for (dimension, column) in DIMENSIONS {
+        // The folded counts plus the changes appended since the last fold (migration 6).
+        let delta_column = match dimension {
+            "records" => "''",
+            "build" => "build",
+            "platform" => "platform",
+            _ => "arch",
+        };
         let stored = client
             .query(
-                "SELECT classification, value, day, n FROM record_counts WHERE dimension = $1
-                 ORDER BY 1, 2, 3",
+                &format!(
+                    "SELECT classification, value, day, sum(n)::int8 FROM (
+                         SELECT classification, value, day, n FROM record_counts
+                         WHERE dimension = $1
+                         UNION ALL
+                         SELECT classification, {delta_column}, day, n FROM record_counts_delta
+                     ) u(classification, value, day, n)
+                     GROUP BY 1, 2, 3 HAVING sum(n) <> 0 ORDER BY 1, 2, 3"
+                ),
                 &[&dimension],
             )
             .await
@@ -63,14 +78,30 @@ async fn pairs<K: for<'a> tokio_postgres::types::FromSql<'a>>(
         .collect()
 }
 
+/// The counts agree with the records before folding (folded counts plus the appended
+/// changes), and again after `record_counts_fold()` moved every change into `record_counts`.
 async fn assert_exact(client: &Client, when: &str) {
-    let (rolled, counted) = both_ways(client).await;
-    let only_rolled: Vec<_> = rolled.iter().filter(|r| !counted.contains(r)).collect();
-    let only_counted: Vec<_> = counted.iter().filter(|c| !rolled.contains(c)).collect();
-    assert!(
-        only_rolled.is_empty() && only_counted.is_empty(),
-        "record_counts after {when}: only in the counts {only_rolled:?}, only counted {only_counted:?}"
-    );
+    for stage in ["unfolded", "folded"] {
+        if stage == "folded" {
+            client
+                .query_one("SELECT record_counts_fold()", &[])
+                .await
+                .unwrap();
+            let left: i64 = client
+                .query_one("SELECT count(*) FROM record_counts_delta", &[])
+                .await
+                .unwrap()
+                .get(0);
+            assert_eq!(left, 0, "a fold after {when} leaves no change unfolded");
+        }
+        let (rolled, counted) = both_ways(client).await;
+        let only_rolled: Vec<_> = rolled.iter().filter(|r| !counted.contains(r)).collect();
+        let only_counted: Vec<_> = counted.iter().filter(|c| !rolled.contains(c)).collect();
+        assert!(
+            only_rolled.is_empty() && only_counted.is_empty(),
+            "record_counts after {when} ({stage}): only in the counts {only_rolled:?}, only counted {only_counted:?}"
+        );
+    }
 }
 
 /// Rows with every kind of dimension value (NULL platforms and architectures included), spread
@@ -102,8 +133,24 @@ async fn counts_stay_exact_through_inserts_deletes_updates_and_truncate() {
     insert_rows(&client, 500, now - 6 * 86400).await;
     assert_exact(&client, "a multi-row insert").await;
 
-    // Concurrent records through the collector: group commit runs several batches at once.
+    // Concurrent records through the collector: group commit runs several batches at once,
+    // while another session folds the appended changes again and again.
     let server = TestServer::start(config(&db)).await;
+    let folding = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let folder = {
+        let (folding, folder_client) = (folding.clone(), connect(&db).await);
+        tokio::spawn(async move {
+            let mut folds = 0;
+            while folding.load(std::sync::atomic::Ordering::Relaxed) {
+                folder_client
+                    .query_one("SELECT record_counts_fold()", &[])
+                    .await
+                    .unwrap();
+                folds += 1;
+            }
+            folds
+        })
+    };
     let mut tasks = Vec::new();
     for i in 0..200 {
         let request = header_request(
@@ -121,8 +168,10 @@ async fn counts_stay_exact_through_inserts_deletes_updates_and_truncate() {
         let r = t.await.unwrap();
         assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
     }
+    folding.store(false, std::sync::atomic::Ordering::Relaxed);
+    assert!(folder.await.unwrap() > 0);
     server.stop().await;
-    assert_exact(&client, "concurrent batches").await;
+    assert_exact(&client, "concurrent batches and folds").await;
 
     client
         .execute(
@@ -165,19 +214,27 @@ async fn migration_fills_the_counts_and_charts_agree_with_a_scan() {
     let db = migrated_db(pg).await;
     let mut client = connect(&db).await;
     let now = chrono::Utc::now().timestamp() as f64;
-    // Records stored before migration 4 existed: no trigger, no counts.
+    // Records stored before migrations 4 and 6 existed: no trigger, no counts.
     client
         .batch_execute(
             "DROP TRIGGER record_counts_insert ON records;
-             DELETE FROM telem_collector_migrations WHERE version = 4;",
+             DROP TABLE record_counts_delta;
+             DELETE FROM telem_collector_migrations WHERE version IN (4, 6);",
         )
         .await
         .unwrap();
     insert_rows(&client, 3000, now as i64 - 35 * 86400).await;
     store::migrate(&mut client)
         .await
-        .expect("migration 4 again");
-    assert_exact(&client, "the migration's backfill").await;
+        .expect("migrations 4 and 6 again");
+    // Then records the backfill did not see, left unfolded: the charts add them.
+    insert_rows(&client, 700, now as i64 - 9 * 86400).await;
+    let unfolded: i64 = client
+        .query_one("SELECT count(*) FROM record_counts_delta", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(unfolded > 0, "the later records are appended changes");
 
     let pool = build_pool(&config(&db));
     // `now` mid-hour on purpose: every window then starts with a partial hour.
@@ -260,4 +317,48 @@ async fn migration_fills_the_counts_and_charts_agree_with_a_scan() {
         (b.total, classes),
         (arch.iter().map(|a| a.1).sum(), b.total)
     );
+    assert_exact(&client, "the migration's backfill and later inserts").await;
+}
+
+/// Keeping the counts exact must not make one batch wait for another: a transaction that
+/// inserted records of the same classification and day and has not committed yet (as a
+/// concurrent batch that is waiting for its WAL flush) holds no lock a batch of the collector
+/// needs. Migration 4's upsert made the second batch wait on the first's `record_counts` rows
+/// (here: until the writer's 1.5 s batch timeout, a 503).
+#[tokio::test]
+async fn a_batch_never_waits_for_another_batchs_counts() {
+    let Some(pg) = PgCluster::shared() else {
+        return;
+    };
+    let db = migrated_db(pg).await;
+    let mut other = connect(&db).await;
+    let server = TestServer::start(config(&db)).await;
+    // The record the collector stores below has the same counts keys (classification, build,
+    // platform, architecture, day received).
+    let open = other.transaction().await.unwrap();
+    open.execute(
+        "INSERT INTO records (record_version, severity, classification, machine_id,
+                              timestamp_client, architecture, host_type, build, payload,
+                              timestamp_server)
+         VALUES (4, 2, 'org.clearlinux/test/record', 'ffffffffffffffffffffffffffffffff', 1,
+                 'x86_64', 'Intel Corporation|NUC|1', '31870', 'open',
+                 round(extract(epoch FROM now()), 6))",
+        &[],
+    )
+    .await
+    .unwrap();
+    let request = header_request("/v2/collector", &[], b"while another batch is open");
+    let started = std::time::Instant::now();
+    let answer = send_raw(server.addr, &request).await;
+    let waited = started.elapsed();
+    open.commit().await.unwrap();
+    assert_eq!(
+        answer.status,
+        201,
+        "a batch waited for another's counts (after {waited:?}): {}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    server.stop().await;
+    let client = connect(&db).await;
+    assert_exact(&client, "a batch next to an open one").await;
 }

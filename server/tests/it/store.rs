@@ -294,3 +294,55 @@ async fn migrating_a_database_with_old_resends_moves_them_aside() {
         .get(0);
     assert!(index.is_some(), "the dedupe index exists");
 }
+
+async fn payload_index_exists(client: &tokio_postgres::Client) -> bool {
+    client
+        .query_one(
+            "SELECT to_regclass('records_payload_trgm_idx') IS NOT NULL",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// `payload_search_index = false`: `migrate` drops the payload trigram index and a payload
+/// search still finds its record (scanning); `true` creates the index again.
+#[tokio::test]
+async fn the_payload_index_is_a_choice() {
+    let Some(pg) = PgCluster::shared() else {
+        return;
+    };
+    let db = migrated_db(pg).await;
+    let client = connect(&db).await;
+    assert!(
+        payload_index_exists(&client).await,
+        "migration 5 creates it (pg_trgm ships with the server)"
+    );
+    telem_collector::store::payload_search_index(&client, false)
+        .await
+        .unwrap();
+    assert!(!payload_index_exists(&client).await, "dropped");
+    let server = TestServer::start(config(&db)).await;
+    let stored = send_raw(
+        server.addr,
+        &header_request("/v2/collector", &[], b"a rare Needle-of-the-test word\n"),
+    )
+    .await;
+    assert_eq!(stored.status, 201);
+    let page = send_raw(
+        server.addr,
+        b"GET /records?q=needle-OF-the HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(page.status, 200);
+    assert!(
+        String::from_utf8_lossy(&page.body).contains("Needle-of-the-test"),
+        "the search finds the record without the index"
+    );
+    server.stop().await;
+    telem_collector::store::payload_search_index(&client, true)
+        .await
+        .unwrap();
+    assert!(payload_index_exists(&client).await, "created again");
+}
