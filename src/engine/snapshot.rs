@@ -14,9 +14,10 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use super::snaplinks::{self, Link};
-use super::{remove, Check, Engine, StepError};
+use super::{fs, Check, Engine, StepError};
+use crate::cli::SourceType;
 use crate::host::{Cmd, FileKind, Host, Owner};
-use crate::recipe::model::SnapshotStep;
+use crate::steps::snapshot::Snapshot;
 
 /// The marker inside an installed snapshot: its id, where it came from, its layout.
 pub const MARKER: &str = ".telem-snapshot";
@@ -43,10 +44,10 @@ fn tarball_path(source: &str) -> &str {
     source.strip_prefix("file://").unwrap_or(source)
 }
 
-fn describe(step: &SnapshotStep) -> String {
-    match step.source_type.as_str() {
-        "tarball" => format!("tarball {}", tarball_path(&step.source)),
-        _ => format!("git {} {}", step.repo, step.source),
+fn describe(step: &Snapshot) -> String {
+    match step.source_type {
+        SourceType::Tarball => format!("tarball {}", tarball_path(&step.source)),
+        SourceType::Git => format!("git {} {}", step.repo, step.source),
     }
 }
 
@@ -85,9 +86,9 @@ fn local_repo(host: &dyn Host, repo: &str) -> Option<String> {
 /// Refuse, before anything changes, a snapshot whose symlinks lead out of it, when it can be
 /// read where it is (a tarball, a local git repository); a remote one is checked after the
 /// clone. Also refuses repositories over transports a user does not mean.
-pub fn preflight(eng: &Engine, step: &SnapshotStep) -> Result<(), String> {
+pub fn preflight(eng: &Engine, step: &Snapshot) -> Result<(), String> {
     let keep = step.subdir.as_deref().unwrap_or("");
-    if step.source_type == "tarball" {
+    if step.source_type == SourceType::Tarball {
         let path = tarball_path(&step.source);
         if !matches!(eng.host.stat(Path::new(path)), Ok(Some(_))) {
             return Ok(());
@@ -164,9 +165,9 @@ fn strip_top(names: &[String], keep: &str) -> bool {
 }
 
 /// `Ok(Err(why))` when the snapshot cannot be identified yet (git not installed yet).
-fn wanted(eng: &Engine, step: &SnapshotStep) -> Result<Result<Wanted, String>, StepError> {
+fn wanted(eng: &Engine, step: &Snapshot) -> Result<Result<Wanted, String>, StepError> {
     let what = describe(step);
-    if step.source_type == "tarball" {
+    if step.source_type == SourceType::Tarball {
         let path = tarball_path(&step.source);
         let bytes = eng
             .host
@@ -218,7 +219,7 @@ fn wanted(eng: &Engine, step: &SnapshotStep) -> Result<Result<Wanted, String>, S
 }
 
 /// A commit id given as `-s`: resolved in a local repository; a remote one takes it in full.
-fn commit_id(eng: &Engine, step: &SnapshotStep) -> Result<String, StepError> {
+fn commit_id(eng: &Engine, step: &Snapshot) -> Result<String, StepError> {
     if let Some(dir) = local_repo(eng.host, &step.repo) {
         let rev = format!("{}^{{commit}}", step.source);
         let out = eng
@@ -261,7 +262,7 @@ pub fn layout(host: &dyn Host, dest: &str) -> Option<String> {
     text.lines().nth(2).map(str::to_owned)
 }
 
-pub fn check(eng: &Engine, step: &SnapshotStep) -> Result<Check, StepError> {
+pub fn check(eng: &Engine, step: &Snapshot) -> Result<Check, StepError> {
     let want = match wanted(eng, step)? {
         Ok(w) => w,
         Err(why) => {
@@ -315,7 +316,7 @@ pub fn check(eng: &Engine, step: &SnapshotStep) -> Result<Check, StepError> {
     Ok(c)
 }
 
-pub fn apply(eng: &Engine, step: &SnapshotStep) -> Result<(), StepError> {
+pub fn apply(eng: &Engine, step: &Snapshot) -> Result<(), StepError> {
     let want = wanted(eng, step)?.map_err(StepError::msg)?;
     let dest = step.dest.trim_end_matches('/');
     let work = format!("{dest}.telem-stage");
@@ -354,7 +355,7 @@ fn owner(user: &str, group: &str, mode: u32) -> Owner {
 /// Unpack or clone into `work`, check and complete the tree, swap it in as `dest`.
 fn stage_and_swap(
     eng: &Engine,
-    step: &SnapshotStep,
+    step: &Snapshot,
     want: &Wanted,
     dest: &str,
     work: &str,
@@ -362,7 +363,7 @@ fn stage_and_swap(
     let host = eng.host;
     let src = format!("{work}/src");
     let keep = step.subdir.as_deref().unwrap_or("");
-    let id = if step.source_type == "tarball" {
+    let id = if step.source_type == SourceType::Tarball {
         let tarball = tarball_path(&step.source);
         host.mkdir(Path::new(&src), &owner("root", "root", 0o700))
             .map_err(StepError::host)?;
@@ -418,7 +419,7 @@ fn stage_and_swap(
         None => eng.update_state(|s| {
             s.created.insert(dest.to_owned());
         })?,
-        Some(meta) if !eng.state.borrow().owns(dest) => remove::save(eng, dest, &meta)?,
+        Some(meta) if !eng.state.borrow().owns(dest) => fs::save(eng, dest, &meta)?,
         Some(_) => {
             let old = format!("{dest}.telem-old");
             host.remove(Path::new(&old)).map_err(StepError::host)?;
@@ -436,7 +437,7 @@ fn stage_and_swap(
 }
 
 /// Clone the wanted branch, tag or commit into `src`; its revision.
-fn clone(eng: &Engine, step: &SnapshotStep, src: &str) -> Result<String, StepError> {
+fn clone(eng: &Engine, step: &Snapshot, src: &str) -> Result<String, StepError> {
     let by_ref = !snaplinks::looks_like_commit(&step.source) || {
         let cmd = git([
             "ls-remote",
@@ -485,7 +486,7 @@ fn clone(eng: &Engine, step: &SnapshotStep, src: &str) -> Result<String, StepErr
 /// into the package (as upstream's Dockerfile does). The deploy.sh era: config.py holds
 /// deploy.sh's `@@placeholders@@`; a `config_local.py` (which the app loads over it) takes the
 /// database settings from the vassal's environment instead.
-fn complete(eng: &Engine, step: &SnapshotStep, src: &str, tree: &str) -> Result<String, StepError> {
+fn complete(eng: &Engine, step: &Snapshot, src: &str, tree: &str) -> Result<String, StepError> {
     let host = eng.host;
     let own = owner(&step.owner, &step.group, 0o644);
     let mut layout = LAYOUT_MASTER;

@@ -8,10 +8,11 @@
 
 use std::path::Path;
 
-use super::remove::exists;
-use super::{files, snapshot, Check, Engine, StepError};
+use super::fs::{exists, unified_diff};
+use super::{snapshot, Check, Engine, StepError};
 use crate::host::{Cmd, FileKind, Owner};
-use crate::recipe::model::{FlaskMigrateStep, VenvStep};
+use crate::steps::flask_migrate::FlaskMigrate;
+use crate::steps::venv::Venv;
 
 /// The requirements last installed into the venv.
 pub const MARKER: &str = ".telem-requirements.txt";
@@ -47,7 +48,7 @@ fn read_regular(eng: &Engine, path: &str, what: &str) -> Result<Option<Vec<u8>>,
 /// The requirements, in this order: `--webapp-requirements`, the snapshot's own, the
 /// recipe's `webapp.requirements`, telem-deploy's pins for the snapshot's layout.
 /// `Ok(Err(why))` while the snapshot is not installed yet.
-fn requirements(eng: &Engine, step: &VenvStep) -> Result<Result<Requirements, String>, StepError> {
+fn requirements(eng: &Engine, step: &Venv) -> Result<Result<Requirements, String>, StepError> {
     if let Some(flag) = &eng.opts.webapp_requirements {
         let path = flag.to_string_lossy().into_owned();
         let text = read_regular(eng, &path, "--webapp-requirements")?.ok_or_else(|| {
@@ -109,7 +110,7 @@ fn requirements(eng: &Engine, step: &VenvStep) -> Result<Result<Requirements, St
     }))
 }
 
-fn pip_cmd(step: &VenvStep) -> Cmd {
+fn pip_cmd(step: &Venv) -> Cmd {
     let mut argv = vec![
         format!("{}/bin/pip", step.path),
         "install".into(),
@@ -124,7 +125,7 @@ fn pip_cmd(step: &VenvStep) -> Cmd {
     Cmd::new(argv)
 }
 
-pub fn check(eng: &Engine, step: &VenvStep) -> Result<Check, StepError> {
+pub fn check(eng: &Engine, step: &Venv) -> Result<Check, StepError> {
     let wanted = match requirements(eng, step)? {
         Ok(r) => r,
         Err(why) => {
@@ -168,7 +169,7 @@ pub fn check(eng: &Engine, step: &VenvStep) -> Result<Check, StepError> {
     }
     let mut c = Check::change(changes);
     if !same {
-        c.diff = files::unified_diff(
+        c.diff = unified_diff(
             &format!("{}/{MARKER}", step.path),
             installed.as_deref().unwrap_or_default(),
             &wanted.text,
@@ -177,7 +178,7 @@ pub fn check(eng: &Engine, step: &VenvStep) -> Result<Check, StepError> {
     Ok(c)
 }
 
-pub fn apply(eng: &Engine, step: &VenvStep) -> Result<(), StepError> {
+pub fn apply(eng: &Engine, step: &Venv) -> Result<(), StepError> {
     let wanted = requirements(eng, step)?.map_err(StepError::msg)?;
     if !exists(eng, &format!("{}/bin/python", step.path))? {
         if !exists(eng, &step.path)? {
@@ -208,7 +209,7 @@ pub fn apply(eng: &Engine, step: &VenvStep) -> Result<(), StepError> {
 /// in `unsupported` (the major part of os-release's `VERSION_ID`).
 pub fn preflight(
     eng: &Engine,
-    step: &VenvStep,
+    step: &Venv,
     min_python: &str,
     unsupported: &[String],
 ) -> Result<(), String> {
@@ -285,11 +286,11 @@ pub fn vassal_env(ini: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-fn flask(step: &FlaskMigrateStep) -> String {
+fn flask(step: &FlaskMigrate) -> String {
     format!("{}/bin/flask", step.venv)
 }
 
-pub fn check_flask(eng: &Engine, step: &FlaskMigrateStep) -> Result<Check, StepError> {
+pub fn check_flask(eng: &Engine, step: &FlaskMigrate) -> Result<Check, StepError> {
     for (path, what) in [
         (flask(step), "the venv with flask"),
         (step.env_from.clone(), "the vassal"),
@@ -310,7 +311,7 @@ pub fn check_flask(eng: &Engine, step: &FlaskMigrateStep) -> Result<Check, StepE
     )))
 }
 
-pub fn apply_flask(eng: &Engine, step: &FlaskMigrateStep) -> Result<(), StepError> {
+pub fn apply_flask(eng: &Engine, step: &FlaskMigrate) -> Result<(), StepError> {
     let ini = eng
         .host
         .read(Path::new(&step.env_from))

@@ -1,4 +1,5 @@
-//! `directory`, `file` and `symlink` steps (`remove` and setting aside: `remove.rs`).
+//! `file` steps: a file rendered from a template, copied from the host, or the bundled
+//! collector binary, with its owner and mode.
 //!
 //! Files are compared by content, owner and mode; the plan shows a unified diff with every
 //! secret masked by its place (`mask`). Writes are atomic; the first replaced system file is kept as
@@ -6,85 +7,153 @@
 
 use std::path::Path;
 
-use similar::TextDiff;
+use serde::{Deserialize, Serialize};
 
-use super::remove::save;
-use super::{Check, Engine, Manager, StepError, INSTALL_FIRST};
-use crate::host::{lookup_group, lookup_user, parse_mode, Cmd, FileKind, FileMeta, Owner};
-use crate::recipe::model::{DirectoryStep, FileStep, SymlinkStep};
+use super::Step;
+use crate::engine::fs::{ensure_parent, owner, ownership_changes, unified_diff};
+use crate::engine::{mask, Check, Engine, Manager, StepError, INSTALL_FIRST};
+use crate::host::{Cmd, FileKind, Owner};
+use crate::recipe::compiler::Compiler;
+use crate::recipe::model::root;
+use crate::recipe::values::Mode;
+use crate::render::TEMPLATE_NAMES;
 use crate::secret::{Secret, MASK};
 use crate::state::Saved;
 
-pub(super) fn owner(user: &str, group: &str, mode: &str) -> Owner {
-    Owner {
-        user: user.to_owned(),
-        group: group.to_owned(),
-        mode: parse_mode(mode).unwrap_or(0o644),
-    }
+/// A `file` step as the recipe writes it.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFile {
+    pub path: String,
+    /// Render this template (a name under templates/).
+    #[serde(default)]
+    pub template: Option<String>,
+    /// Copy this file of the host (e.g. a distro's example config).
+    #[serde(default)]
+    pub copy_from: Option<String>,
+    /// Install the bundled collector binary.
+    #[serde(default)]
+    pub collector_binary: bool,
+    #[serde(default = "root")]
+    pub owner: String,
+    #[serde(default = "root")]
+    pub group: String,
+    /// Octal, e.g. "0644".
+    pub mode: String,
+    /// Services to reload/restart when the file changes.
+    #[serde(default)]
+    pub notify: Vec<String>,
+    /// Check the result with this service's config test before it goes live (nginx).
+    #[serde(default)]
+    pub validate: Option<String>,
+    /// Keep the first replaced version as `*.telem-orig`.
+    #[serde(default)]
+    pub backup: bool,
+    /// The content holds the database password: never show it.
+    #[serde(default)]
+    pub secret: bool,
 }
 
-/// Differences in owner, group and mode between `meta` and `want`.
-pub(super) fn ownership_changes(eng: &Engine, meta: &FileMeta, want: &Owner) -> Vec<String> {
-    let mut out = Vec::new();
-    match lookup_user(eng.host, &want.user) {
-        Some((uid, _)) if uid != meta.uid => out.push(format!("owner → {}", want.user)),
-        None => out.push(format!(
-            "owner → {} (user created by an earlier step)",
-            want.user
-        )),
-        _ => {}
-    }
-    match lookup_group(eng.host, &want.group) {
-        Some(gid) if gid != meta.gid => out.push(format!("group → {}", want.group)),
-        None => out.push(format!(
-            "group → {} (group created by an earlier step)",
-            want.group
-        )),
-        _ => {}
-    }
-    if meta.mode != want.mode {
-        out.push(format!("mode {:04o} → {:04o}", meta.mode, want.mode));
-    }
-    out
+/// A file with its content, owner and mode.
+#[derive(Debug, Clone)]
+pub struct File {
+    pub path: String,
+    pub source: Source,
+    pub owner: String,
+    pub group: String,
+    pub mode: Mode,
+    pub notify: Vec<String>,
+    pub validate: Option<Validator>,
+    pub backup: bool,
+    pub secret: bool,
 }
 
-pub fn check_directory(eng: &Engine, step: &DirectoryStep) -> Result<Check, StepError> {
-    let want = owner(&step.owner, &step.group, &step.mode);
-    match eng
-        .host
-        .stat(Path::new(&step.path))
-        .map_err(StepError::host)?
-    {
-        None => Ok(Check::change1(format!(
-            "create {} ({}:{} {:04o})",
-            step.path, want.user, want.group, want.mode
-        ))),
-        Some(m) if m.kind != FileKind::Dir => Err(StepError::msg(format!(
-            "{} exists and is not a directory",
-            step.path
-        ))),
-        Some(m) => {
-            let changes = ownership_changes(eng, &m, &want);
-            if changes.is_empty() {
-                Ok(Check::ok(format!("{} exists", step.path)))
-            } else {
-                Ok(Check::change(changes))
-            }
+/// Where a file's content comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A template of telem-deploy's, rendered with the run's variables.
+    Template(String),
+    /// A file of the host (e.g. a distro's example config).
+    CopyFrom(String),
+    /// The bundled collector binary.
+    CollectorBinary,
+}
+
+/// A config test run on the new file before it goes live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Validator {
+    /// `nginx -t`.
+    Nginx,
+}
+
+impl std::str::FromStr for Validator {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Validator, String> {
+        match s {
+            "nginx" => Ok(Validator::Nginx),
+            _ => Err(format!("unknown validator `{s}`, expected nginx")),
         }
     }
 }
 
-pub fn apply_directory(eng: &Engine, step: &DirectoryStep) -> Result<(), StepError> {
-    let path = Path::new(&step.path);
-    let existed = eng.host.stat(path).map_err(StepError::host)?.is_some();
-    if !existed {
-        eng.update_state(|s| {
-            s.created.insert(step.path.clone());
-        })?;
+impl Step for File {
+    const KIND: &'static str = "file";
+    type Raw = RawFile;
+
+    fn compile(raw: &RawFile, c: &mut Compiler) -> Option<File> {
+        let mode = c.parse("mode", &raw.mode);
+        let source = match (&raw.template, &raw.copy_from, raw.collector_binary) {
+            (Some(t), None, false) if c.waits(t) || TEMPLATE_NAMES.contains(&t.as_str()) => {
+                Some(Source::Template(t.clone()))
+            }
+            (Some(t), None, false) => {
+                let known = TEMPLATE_NAMES.join(", ");
+                c.error("template", format!("unknown template `{t}` (known: {known})"));
+                None
+            }
+            (None, Some(from), false) => Some(Source::CopyFrom(from.clone())),
+            (None, None, true) => Some(Source::CollectorBinary),
+            _ => {
+                c.error(
+                    "",
+                    "needs exactly one of `template`, `copy_from`, `collector_binary: true`",
+                );
+                None
+            }
+        };
+        let notified = c.services("notify", &raw.notify);
+        let validate = match &raw.validate {
+            Some(v) => Some(c.parse("validate", v)?),
+            None => None,
+        };
+        Some(File {
+            path: raw.path.clone(),
+            source: source?,
+            owner: raw.owner.clone(),
+            group: raw.group.clone(),
+            mode: mode?,
+            notify: notified.then(|| raw.notify.clone())?,
+            validate,
+            backup: raw.backup,
+            secret: raw.secret,
+        })
     }
-    eng.host
-        .mkdir(path, &owner(&step.owner, &step.group, &step.mode))
-        .map_err(StepError::host)
+
+    fn check(&self, eng: &Engine) -> Result<Check, StepError> {
+        check_file(eng, self)
+    }
+
+    fn apply(&self, eng: &Engine) -> Result<(), StepError> {
+        apply_file(eng, self)
+    }
+
+    fn notifies(&self) -> &[String] {
+        &self.notify
+    }
+
+    fn uses_password(&self) -> bool {
+        self.secret
+    }
 }
 
 /// The content a file step wants, or why it cannot be known yet.
@@ -101,37 +170,38 @@ enum Render {
     Shown,
 }
 
-fn desired(eng: &Engine, step: &FileStep, how: Render) -> Result<Desired, StepError> {
-    if let Some(t) = &step.template {
-        let mut ctx = eng.vars.clone();
-        let password = eng.password.as_ref().filter(|_| how == Render::Real);
-        ctx.insert("db_password", password.map(Secret::expose).unwrap_or(MASK));
-        if how == Render::Shown {
-            for (name, shown) in &eng.shown_vars {
-                ctx.insert(name, shown);
+fn desired(eng: &Engine, step: &File, how: Render) -> Result<Desired, StepError> {
+    match &step.source {
+        Source::Template(t) => {
+            let mut ctx = eng.vars.clone();
+            let password = eng.password.as_ref().filter(|_| how == Render::Real);
+            ctx.insert("db_password", password.map(Secret::expose).unwrap_or(MASK));
+            if how == Render::Shown {
+                for (name, shown) in &eng.shown_vars {
+                    ctx.insert(name, shown);
+                }
             }
+            eng.templates
+                .render(t, &ctx)
+                .map(|s| Desired::Bytes(s.into_bytes()))
+                .map_err(StepError::msg)
         }
-        return eng
-            .templates
-            .render(t, &ctx)
-            .map(|s| Desired::Bytes(s.into_bytes()))
-            .map_err(StepError::msg);
-    }
-    if let Some(src) = &step.copy_from {
-        return Ok(
+        Source::CopyFrom(src) => Ok(
             match eng.host.read(Path::new(src)).map_err(StepError::host)? {
                 Some(b) => Desired::Bytes(b),
                 None => Desired::NotYet(format!("{src} is installed by an earlier step")),
             },
-        );
-    }
-    let bin = eng.bundled_collector();
-    match read_binary(&bin) {
-        Ok(b) => Ok(Desired::Bytes(b)),
-        Err(e) => Err(StepError::msg(format!(
-            "the bundled collector {} cannot be read ({e}); build it or pass --collector-bin PATH",
-            bin.display()
-        ))),
+        ),
+        Source::CollectorBinary => {
+            let bin = eng.bundled_collector();
+            match read_binary(&bin) {
+                Ok(b) => Ok(Desired::Bytes(b)),
+                Err(e) => Err(StepError::msg(format!(
+                    "the bundled collector {} cannot be read ({e}); build it or pass --collector-bin PATH",
+                    bin.display()
+                ))),
+            }
+        }
     }
 }
 
@@ -155,36 +225,23 @@ fn read_binary(path: &Path) -> std::io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-pub(super) fn unified_diff(path: &str, old: &[u8], new: &[u8]) -> Option<String> {
-    let (Ok(old), Ok(new)) = (std::str::from_utf8(old), std::str::from_utf8(new)) else {
-        return None;
-    };
-    let diff = TextDiff::from_lines(old, new);
-    let text = diff
-        .unified_diff()
-        .context_radius(3)
-        .header(&format!("{path} (on disk)"), &format!("{path} (new)"))
-        .to_string();
-    Some(text)
-}
-
-pub fn check_file(eng: &Engine, step: &FileStep) -> Result<Check, StepError> {
+fn check_file(eng: &Engine, step: &File) -> Result<Check, StepError> {
     if step.secret && eng.needs_install {
         return Ok(Check::blocked(INSTALL_FIRST));
     }
-    let want_own = owner(&step.owner, &step.group, &step.mode);
+    let want_own = owner(&step.owner, &step.group, step.mode);
     let path = Path::new(&step.path);
     let new = match desired(eng, step, Render::Real)? {
         Desired::Bytes(b) => b,
         Desired::NotYet(why) => return Ok(Check::unknown(why)),
     };
     // What a plan shows of a template: rendered with a placeholder for every secret.
-    let shown = match step.template {
-        Some(_) => match desired(eng, step, Render::Shown)? {
+    let shown = match step.source {
+        Source::Template(_) => match desired(eng, step, Render::Shown)? {
             Desired::Bytes(b) => Some(b),
             Desired::NotYet(_) => None,
         },
-        None => None,
+        _ => None,
     };
     let holds_secret = shown.as_ref().is_some_and(|s| *s != new);
     let diff_of = |old: &[u8]| -> Result<Option<String>, StepError> {
@@ -200,7 +257,7 @@ pub fn check_file(eng: &Engine, step: &FileStep) -> Result<Check, StepError> {
             return Ok(None);
         };
         Ok(Some(
-            super::mask::unified_diff(&step.path, old, new, shown).unwrap_or_else(|| {
+            mask::unified_diff(&step.path, old, new, shown).unwrap_or_else(|| {
                 format!(
                     "(the diff of {} is not shown: it holds a secret)\n",
                     step.path
@@ -231,7 +288,7 @@ pub fn check_file(eng: &Engine, step: &FileStep) -> Result<Check, StepError> {
                 "{what} {} ({size}{}:{} {:04o})",
                 step.path, want_own.user, want_own.group, want_own.mode
             ));
-            diff = if step.collector_binary {
+            diff = if step.source == Source::CollectorBinary {
                 None
             } else {
                 diff_of(b"")?
@@ -245,7 +302,7 @@ pub fn check_file(eng: &Engine, step: &FileStep) -> Result<Check, StepError> {
                 ));
             }
             changes.push(format!("update {}", step.path));
-            diff = match step.collector_binary {
+            diff = match step.source == Source::CollectorBinary {
                 true => {
                     changes.push(format!(
                         "binary differs ({} → {} bytes)",
@@ -273,7 +330,7 @@ pub fn check_file(eng: &Engine, step: &FileStep) -> Result<Check, StepError> {
     Ok(check)
 }
 
-pub fn apply_file(eng: &Engine, step: &FileStep) -> Result<(), StepError> {
+fn apply_file(eng: &Engine, step: &File) -> Result<(), StepError> {
     let path = Path::new(&step.path);
     let new = match desired(eng, step, Render::Real)? {
         Desired::Bytes(b) => b,
@@ -282,7 +339,7 @@ pub fn apply_file(eng: &Engine, step: &FileStep) -> Result<(), StepError> {
     if step.secret && eng.password.is_none() {
         return Err(StepError::msg(INSTALL_FIRST));
     }
-    let want_own = owner(&step.owner, &step.group, &step.mode);
+    let want_own = owner(&step.owner, &step.group, step.mode);
     let meta = eng.host.stat(path).map_err(StepError::host)?;
     let previous = eng.host.read(path).map_err(StepError::host)?;
     ensure_parent(eng, path)?;
@@ -319,7 +376,7 @@ pub fn apply_file(eng: &Engine, step: &FileStep) -> Result<(), StepError> {
     eng.host
         .write(path, &new, &want_own)
         .map_err(StepError::host)?;
-    if step.validate.as_deref() == Some("nginx") {
+    if step.validate == Some(Validator::Nginx) {
         validate_nginx(eng, path, previous.as_deref(), &want_own)?;
     }
     if step.path.ends_with(".service") && eng.services.manager == Manager::Systemd {
@@ -361,66 +418,4 @@ fn validate_nginx(
         ),
     };
     Err(err)
-}
-
-pub(super) fn ensure_parent(eng: &Engine, path: &Path) -> Result<(), StepError> {
-    let Some(parent) = path.parent() else {
-        return Ok(());
-    };
-    if eng.host.stat(parent).map_err(StepError::host)?.is_none() {
-        eng.update_state(|s| {
-            s.created.insert(parent.display().to_string());
-        })?;
-        eng.host
-            .mkdir(parent, &owner("root", "root", "0755"))
-            .map_err(StepError::host)?;
-    }
-    Ok(())
-}
-
-pub fn check_symlink(eng: &Engine, step: &SymlinkStep) -> Result<Check, StepError> {
-    match eng
-        .host
-        .stat(Path::new(&step.path))
-        .map_err(StepError::host)?
-    {
-        Some(FileMeta {
-            kind: FileKind::Symlink(t),
-            ..
-        }) if t == Path::new(&step.target) => {
-            Ok(Check::ok(format!("{} → {}", step.path, step.target)))
-        }
-        Some(FileMeta {
-            kind: FileKind::Symlink(t),
-            ..
-        }) => Ok(Check::change1(format!(
-            "relink {} → {} (was → {})",
-            step.path,
-            step.target,
-            t.display()
-        ))),
-        Some(_) => Ok(Check::change1(format!(
-            "replace {} by a link → {} (original kept)",
-            step.path, step.target
-        ))),
-        None => Ok(Check::change1(format!(
-            "link {} → {}",
-            step.path, step.target
-        ))),
-    }
-}
-
-pub fn apply_symlink(eng: &Engine, step: &SymlinkStep) -> Result<(), StepError> {
-    let path = Path::new(&step.path);
-    match eng.host.stat(path).map_err(StepError::host)? {
-        None => eng.update_state(|s| {
-            s.created.insert(step.path.clone());
-        })?,
-        Some(m) if !matches!(m.kind, FileKind::Symlink(_)) => save(eng, &step.path, &m)?,
-        Some(_) => {}
-    }
-    ensure_parent(eng, path)?;
-    eng.host
-        .symlink(Path::new(&step.target), path)
-        .map_err(StepError::host)
 }
