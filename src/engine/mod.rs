@@ -1,8 +1,12 @@
 //! The engine: for each step, `check` (is the host already in the desired state, and if not,
 //! what would change?) and `apply` (change only what differs).
 //!
-//! A dry run calls only `check`. Checks only read the host; everything that changes it is in
-//! `apply`. Services notified by a changed file are queued and reloaded or restarted once, at
+//! A dry run calls only `check`. Checks change nothing the tool manages: they read the host
+//! and run commands that only ask (package queries, `git ls-remote`, `migrate --check`, and
+//! the `unless`/`only_if` guards of `command` steps, which the recipe vouches for);
+//! everything that changes the host is in `apply`. What each kind checks and applies is its
+//! own file under `src/steps/`; `check`, `apply`, `notifies` and `preflight` here dispatch to
+//! it. Services notified by a changed file are queued and reloaded or restarted once, at
 //! their `service` step or at the end of the run (also when a later step failed).
 
 pub mod facts;

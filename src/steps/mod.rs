@@ -35,8 +35,8 @@ pub trait Step: Sized {
     /// expansion.
     fn compile(raw: &Self::Raw, c: &mut Compiler) -> Option<Self>;
 
-    /// Is the host already in the desired state, and if not, what would change? Reads the
-    /// host (and may run read-only commands), never changes it.
+    /// Is the host already in the desired state, and if not, what would change? Changes
+    /// nothing: reads the host and may run commands that only ask (see `engine`).
     fn check(&self, eng: &Engine) -> Result<Check, StepError>;
 
     /// Change what differs (only called after a check that was not `ok`).

@@ -1,6 +1,7 @@
-//! `packages` steps: install what is missing (never reinstall), or on `-u` remove what this
-//! tool installed and nothing the operator already had: only the recorded packages whose
-//! removal takes nothing else (asked of the package manager first, see `pkg::removal_plan`).
+//! `packages` steps: `present` installs what is missing of one set (never reinstalls);
+//! `absent` (on `-u`) removes what this tool installed, of every set, and nothing the operator
+//! already had: only the recorded packages whose removal takes nothing else (asked of the
+//! package manager first, see `pkg::removal_plan`).
 
 use serde::{Deserialize, Serialize};
 
@@ -12,7 +13,9 @@ use crate::recipe::model::{PackageManagerKind, Presence};
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Packages {
-    /// A key of the recipe's `packages` map.
+    /// A key of the recipe's `packages` map: the set `present` installs. `absent` does not
+    /// read it: it removes every package telem-deploy recorded, whatever their set (so an
+    /// action has at most one `absent` step).
     pub set: String,
     #[serde(default)]
     pub state: Presence,
