@@ -225,17 +225,44 @@ fn read_binary(path: &Path) -> std::io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-fn check_file(eng: &Engine, step: &File) -> Result<Check, StepError> {
-    if step.secret && eng.needs_install {
-        return Ok(Check::blocked(INSTALL_FIRST));
+/// What a file step should write, and what a plan shows of it.
+struct Wanted {
+    bytes: Vec<u8>,
+    /// A template rendered with a placeholder for every secret (`None` for other sources).
+    shown: Option<Vec<u8>>,
+}
+
+impl Wanted {
+    /// Does the content hold a secret (it differs from what a plan shows)?
+    fn holds_secret(&self) -> bool {
+        self.shown.as_ref().is_some_and(|s| *s != self.bytes)
     }
-    let want_own = owner(&step.owner, &step.group, step.mode);
-    let path = Path::new(&step.path);
-    let new = match desired(eng, step, Render::Real)? {
+
+    /// The unified diff from `old`, every secret masked by its place; `None` for binaries.
+    fn diff(&self, path: &str, old: &[u8]) -> Option<String> {
+        let Some(shown) = &self.shown else {
+            return unified_diff(path, old, &self.bytes);
+        };
+        let texts = (
+            std::str::from_utf8(old),
+            std::str::from_utf8(&self.bytes),
+            std::str::from_utf8(shown),
+        );
+        let (Ok(old), Ok(new), Ok(shown)) = texts else {
+            return None;
+        };
+        Some(mask::unified_diff(path, old, new, shown).unwrap_or_else(|| {
+            format!("(the diff of {path} is not shown: it holds a secret)\n")
+        }))
+    }
+}
+
+/// The content to write and the one to show, or why it cannot be known yet.
+fn wanted(eng: &Engine, step: &File) -> Result<Result<Wanted, String>, StepError> {
+    let bytes = match desired(eng, step, Render::Real)? {
         Desired::Bytes(b) => b,
-        Desired::NotYet(why) => return Ok(Check::unknown(why)),
+        Desired::NotYet(why) => return Ok(Err(why)),
     };
-    // What a plan shows of a template: rendered with a placeholder for every secret.
     let shown = match step.source {
         Source::Template(_) => match desired(eng, step, Render::Shown)? {
             Desired::Bytes(b) => Some(b),
@@ -243,82 +270,54 @@ fn check_file(eng: &Engine, step: &File) -> Result<Check, StepError> {
         },
         _ => None,
     };
-    let holds_secret = shown.as_ref().is_some_and(|s| *s != new);
-    let diff_of = |old: &[u8]| -> Result<Option<String>, StepError> {
-        let Some(shown) = &shown else {
-            return Ok(unified_diff(&step.path, old, &new));
-        };
-        let texts = (
-            std::str::from_utf8(old),
-            std::str::from_utf8(&new),
-            std::str::from_utf8(shown),
-        );
-        let (Ok(old), Ok(new), Ok(shown)) = texts else {
-            return Ok(None);
-        };
-        Ok(Some(
-            mask::unified_diff(&step.path, old, new, shown).unwrap_or_else(|| {
-                format!(
-                    "(the diff of {} is not shown: it holds a secret)\n",
-                    step.path
-                )
-            }),
-        ))
+    Ok(Ok(Wanted { bytes, shown }))
+}
+
+fn check_file(eng: &Engine, step: &File) -> Result<Check, StepError> {
+    if step.secret && eng.needs_install {
+        return Ok(Check::blocked(INSTALL_FIRST));
+    }
+    let want = match wanted(eng, step)? {
+        Ok(w) => w,
+        Err(why) => return Ok(Check::unknown(why)),
     };
+    let want_own = owner(&step.owner, &step.group, step.mode);
+    let path = Path::new(&step.path);
     let meta = eng.host.stat(path).map_err(StepError::host)?;
     let old = match &meta {
         Some(m) if m.kind == FileKind::File => eng.host.read(path).map_err(StepError::host)?,
         _ => None,
     };
-    let mut changes = Vec::new();
-    let mut diff = None;
-    match &old {
-        None => {
-            let what = if meta.is_some() {
-                "replace (not a regular file)"
-            } else {
-                "create"
+    let binary = step.source == Source::CollectorBinary;
+    let (mut changes, diff) = match (&meta, &old) {
+        (_, None) => {
+            let what = match meta {
+                Some(_) => "replace (not a regular file)",
+                None => "create",
             };
             // The size of a file with a secret would tell the secret's length.
-            let size = match holds_secret {
+            let size = match want.holds_secret() {
                 true => String::new(),
-                false => format!("{} bytes, ", new.len()),
+                false => format!("{} bytes, ", want.bytes.len()),
             };
-            changes.push(format!(
-                "{what} {} ({size}{}:{} {:04o})",
-                step.path, want_own.user, want_own.group, want_own.mode
-            ));
-            diff = if step.source == Source::CollectorBinary {
-                None
-            } else {
-                diff_of(b"")?
-            };
+            let line = format!(
+                "{what} {} ({size}{}:{} {})",
+                step.path, want_own.user, want_own.group, step.mode
+            );
+            let diff = (!binary).then(|| want.diff(&step.path, b"")).flatten();
+            (vec![line], diff)
         }
-        Some(old) if *old != new => {
+        (_, Some(old)) if *old != want.bytes => {
             if step.secret && eng.password.is_none() {
                 // Without the password the rendering cannot be compared for real.
                 return Ok(Check::unknown(
                     "rendered with the password chosen when applied",
                 ));
             }
-            changes.push(format!("update {}", step.path));
-            diff = match step.source == Source::CollectorBinary {
-                true => {
-                    changes.push(format!(
-                        "binary differs ({} → {} bytes)",
-                        old.len(),
-                        new.len()
-                    ));
-                    None
-                }
-                false => diff_of(old)?,
-            };
-            if step.backup && !eng.state.borrow().owns(&step.path) {
-                changes.push(format!("keep the original as {}.telem-orig", step.path));
-            }
+            updated(eng, step, &want, old)
         }
-        Some(_) => {}
-    }
+        (_, Some(_)) => (Vec::new(), None),
+    };
     if let (Some(m), Some(_)) = (&meta, &old) {
         changes.extend(ownership_changes(eng, m, &want_own));
     }
@@ -328,6 +327,26 @@ fn check_file(eng: &Engine, step: &File) -> Result<Check, StepError> {
     let mut check = Check::change(changes);
     check.diff = diff;
     Ok(check)
+}
+
+/// What updating a regular file that holds `old` changes, and the diff a plan shows.
+fn updated(eng: &Engine, step: &File, want: &Wanted, old: &[u8]) -> (Vec<String>, Option<String>) {
+    let mut changes = vec![format!("update {}", step.path)];
+    let diff = match step.source {
+        Source::CollectorBinary => {
+            changes.push(format!(
+                "binary differs ({} → {} bytes)",
+                old.len(),
+                want.bytes.len()
+            ));
+            None
+        }
+        _ => want.diff(&step.path, old),
+    };
+    if step.backup && !eng.state.borrow().owns(&step.path) {
+        changes.push(format!("keep the original as {}.telem-orig", step.path));
+    }
+    (changes, diff)
 }
 
 fn apply_file(eng: &Engine, step: &File) -> Result<(), StepError> {
