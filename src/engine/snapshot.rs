@@ -1,4 +1,4 @@
-//! `snapshot` steps: a git branch, tag or commit (`git clone`) or a tarball, staged in a
+//! Snapshots (for `snapshot` steps): a git branch, tag or commit (`git clone`) or a tarball, staged in a
 //! directory next to `dest` and then swapped in whole, so the app never sees half a snapshot.
 //!
 //! The git revision (`git ls-remote`) or the tarball's SHA-256 is the idempotence key; it is
@@ -14,7 +14,7 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use super::snaplinks::{self, Link};
-use super::{fs, Check, Engine, StepError};
+use super::{fs, Engine, StepError};
 use crate::cli::SourceType;
 use crate::host::{Cmd, FileKind, Host, Owner};
 use crate::steps::snapshot::Snapshot;
@@ -30,12 +30,12 @@ pub const LAYOUT_DEPLOY_SH: &str = "deploy.sh";
 const GIT_TIMEOUT: &str = "600";
 
 /// The snapshot a step wants: its id (revision or sha256) and a description.
-struct Wanted {
-    id: String,
-    what: String,
+pub(crate) struct Wanted {
+    pub(crate) id: String,
+    pub(crate) what: String,
 }
 
-fn short(id: &str) -> &str {
+pub(crate) fn short(id: &str) -> &str {
     let hex = id.strip_prefix("sha256:").unwrap_or(id);
     &hex[..hex.len().min(12)]
 }
@@ -44,7 +44,7 @@ fn tarball_path(source: &str) -> &str {
     source.strip_prefix("file://").unwrap_or(source)
 }
 
-fn describe(step: &Snapshot) -> String {
+pub(crate) fn describe(step: &Snapshot) -> String {
     match step.source_type {
         SourceType::Tarball => format!("tarball {}", tarball_path(&step.source)),
         SourceType::Git => format!("git {} {}", step.repo, step.source),
@@ -165,7 +165,7 @@ fn strip_top(names: &[String], keep: &str) -> bool {
 }
 
 /// `Ok(Err(why))` when the snapshot cannot be identified yet (git not installed yet).
-fn wanted(eng: &Engine, step: &Snapshot) -> Result<Result<Wanted, String>, StepError> {
+pub(crate) fn wanted(eng: &Engine, step: &Snapshot) -> Result<Result<Wanted, String>, StepError> {
     let what = describe(step);
     if step.source_type == SourceType::Tarball {
         let path = tarball_path(&step.source);
@@ -244,7 +244,7 @@ fn commit_id(eng: &Engine, step: &Snapshot) -> Result<String, StepError> {
 }
 
 /// (id, description) from the marker of the installed snapshot.
-fn installed(eng: &Engine, dest: &str) -> Result<Option<(String, String)>, StepError> {
+pub(crate) fn installed(eng: &Engine, dest: &str) -> Result<Option<(String, String)>, StepError> {
     let marker = Path::new(dest).join(MARKER);
     let Some(bytes) = eng.host.read(&marker).map_err(StepError::host)? else {
         return Ok(None);
@@ -262,61 +262,8 @@ pub fn layout(host: &dyn Host, dest: &str) -> Option<String> {
     text.lines().nth(2).map(str::to_owned)
 }
 
-pub fn check(eng: &Engine, step: &Snapshot) -> Result<Check, StepError> {
-    let want = match wanted(eng, step)? {
-        Ok(w) => w,
-        Err(why) => {
-            let mut c = Check::unknown(why);
-            c.changes
-                .push(format!("then install {} as {}", describe(step), step.dest));
-            return Ok(c);
-        }
-    };
-    let exists = eng
-        .host
-        .stat(Path::new(&step.dest))
-        .map_err(StepError::host)?
-        .is_some();
-    let new_line = format!("{} ({})", want.what, short(&want.id));
-    let current = if exists {
-        installed(eng, &step.dest)?
-    } else {
-        None
-    };
-    let (change, old_line) = match (&current, exists) {
-        (_, false) => (format!("install {new_line} as {}", step.dest), None),
-        (Some((id, _)), true) if *id == want.id => {
-            return Ok(Check::ok(format!("{} is {new_line}", step.dest)));
-        }
-        (Some((id, what)), true) => {
-            let old = format!("{what} ({})", short(id));
-            (
-                format!("replace {}: {old} → {new_line}", step.dest),
-                Some(old),
-            )
-        }
-        (None, true) => (
-            format!(
-                "replace {} (not installed by telem-deploy, e.g. deploy.sh's; set aside) by {new_line}",
-                step.dest
-            ),
-            Some("(unknown snapshot)".to_owned()),
-        ),
-    };
-    let mut c = Check::change(vec![change]);
-    if !step.notify.is_empty() {
-        c.changes
-            .push(format!("then restart {}", step.notify.join(", ")));
-    }
-    c.diff = Some(format!(
-        "--- {dest} (on disk)\n+++ {dest} (new)\n{}+{new_line}\n",
-        old_line.map(|o| format!("-{o}\n")).unwrap_or_default(),
-        dest = step.dest
-    ));
-    Ok(c)
-}
-
-pub fn apply(eng: &Engine, step: &Snapshot) -> Result<(), StepError> {
+/// Fetch the snapshot, stage it next to `dest` and swap it in whole.
+pub fn install(eng: &Engine, step: &Snapshot) -> Result<(), StepError> {
     let want = wanted(eng, step)?.map_err(StepError::msg)?;
     let dest = step.dest.trim_end_matches('/');
     let work = format!("{dest}.telem-stage");

@@ -1,11 +1,14 @@
 //! `snapshot` steps: a git branch, tag or commit, or a tarball, installed whole at `dest`
-//! (the fetching, staging and swapping is `engine::snapshot`'s).
+//! (fetching, staging and swapping it is `engine::snapshot`'s).
+
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use super::Step;
 use crate::cli::SourceType;
-use crate::engine::{snapshot, Check, Engine, StepError};
+use crate::engine::snapshot::{self, describe, installed, short, wanted};
+use crate::engine::{Check, Engine, StepError};
 use crate::recipe::compiler::Compiler;
 use crate::recipe::model::root;
 
@@ -89,12 +92,63 @@ impl Step for Snapshot {
         })
     }
 
+    /// The plan names the source and its revision or checksum, and what it replaces.
     fn check(&self, eng: &Engine) -> Result<Check, StepError> {
-        snapshot::check(eng, self)
+        let want = match wanted(eng, self)? {
+            Ok(w) => w,
+            Err(why) => {
+                let mut c = Check::unknown(why);
+                c.changes
+                    .push(format!("then install {} as {}", describe(self), self.dest));
+                return Ok(c);
+            }
+        };
+        let exists = eng
+            .host
+            .stat(Path::new(&self.dest))
+            .map_err(StepError::host)?
+            .is_some();
+        let new_line = format!("{} ({})", want.what, short(&want.id));
+        let current = if exists {
+            installed(eng, &self.dest)?
+        } else {
+            None
+        };
+        let (change, old_line) = match (&current, exists) {
+            (_, false) => (format!("install {new_line} as {}", self.dest), None),
+            (Some((id, _)), true) if *id == want.id => {
+                return Ok(Check::ok(format!("{} is {new_line}", self.dest)));
+            }
+            (Some((id, what)), true) => {
+                let old = format!("{what} ({})", short(id));
+                (
+                    format!("replace {}: {old} → {new_line}", self.dest),
+                    Some(old),
+                )
+            }
+            (None, true) => (
+                format!(
+                    "replace {} (not installed by telem-deploy, e.g. deploy.sh's; set aside) by {new_line}",
+                    self.dest
+                ),
+                Some("(unknown snapshot)".to_owned()),
+            ),
+        };
+        let mut c = Check::change(vec![change]);
+        if !self.notify.is_empty() {
+            c.changes
+                .push(format!("then restart {}", self.notify.join(", ")));
+        }
+        c.diff = Some(format!(
+            "--- {dest} (on disk)\n+++ {dest} (new)\n{}+{new_line}\n",
+            old_line.map(|o| format!("-{o}\n")).unwrap_or_default(),
+            dest = self.dest
+        ));
+        Ok(c)
     }
 
     fn apply(&self, eng: &Engine) -> Result<(), StepError> {
-        snapshot::apply(eng, self)
+        snapshot::install(eng, self)
     }
 
     fn notifies(&self) -> &[String] {

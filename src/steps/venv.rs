@@ -1,10 +1,15 @@
 //! `venv` steps: a Python virtual environment with a requirements file installed by pip
 //! (which requirements, and how they are compared, is `engine::venv`'s).
 
+use std::path::Path;
+
 use serde::{Deserialize, Serialize};
 
 use super::Step;
-use crate::engine::{venv, Check, Engine, StepError};
+use crate::engine::fs::{exists, unified_diff};
+use crate::engine::venv::{self, pip_cmd, requirements, MARKER, PENDING};
+use crate::engine::{Check, Engine, StepError};
+use crate::host::{Cmd, Owner};
 use crate::recipe::compiler::Compiler;
 
 /// A Python virtual environment with a requirements file installed into it.
@@ -43,11 +48,82 @@ impl Step for Venv {
     }
 
     fn check(&self, eng: &Engine) -> Result<Check, StepError> {
-        venv::check(eng, self)
+        let wanted = match requirements(eng, self)? {
+            Ok(r) => r,
+            Err(why) => {
+                let mut c = Check::unknown(why);
+                c.changes
+                    .push(format!("then run if needed: {}", pip_cmd(self).display()));
+                return Ok(c);
+            }
+        };
+        let venv = exists(eng, &format!("{}/bin/python", self.path))?;
+        if !venv && eng.host.which(&self.python).is_none() {
+            return Ok(Check::unknown(format!(
+                "{} is installed by an earlier step; then the venv {} is created; requirements: {}",
+                self.python, self.path, wanted.source
+            )));
+        }
+        let installed = eng
+            .host
+            .read(&Path::new(&self.path).join(MARKER))
+            .map_err(StepError::host)?;
+        let mut changes = Vec::new();
+        if !venv {
+            changes.push(format!(
+                "create the venv {} ({} -m venv)",
+                self.path, self.python
+            ));
+        }
+        let same = installed.as_deref() == Some(wanted.text.as_slice());
+        if !venv || !same {
+            changes.push(format!("requirements: {}", wanted.source));
+            changes.push(format!("run: {}", pip_cmd(self).display()));
+        }
+        if changes.is_empty() {
+            return Ok(Check::ok(format!(
+                "{} has the requirements of {}",
+                self.path, wanted.source
+            )));
+        }
+        if !self.notify.is_empty() {
+            changes.push(format!("then restart {}", self.notify.join(", ")));
+        }
+        let mut c = Check::change(changes);
+        if !same {
+            c.diff = unified_diff(
+                &format!("{}/{MARKER}", self.path),
+                installed.as_deref().unwrap_or_default(),
+                &wanted.text,
+            );
+        }
+        Ok(c)
     }
 
     fn apply(&self, eng: &Engine) -> Result<(), StepError> {
-        venv::apply(eng, self)
+        let wanted = requirements(eng, self)?.map_err(StepError::msg)?;
+        if !exists(eng, &format!("{}/bin/python", self.path))? {
+            if !exists(eng, &self.path)? {
+                eng.update_state(|s| {
+                    s.created.insert(self.path.clone());
+                })?;
+            }
+            eng.run_ok(&Cmd::new([self.python.as_str(), "-m", "venv", &self.path]))?;
+        }
+        let root = Owner {
+            user: "root".into(),
+            group: "root".into(),
+            mode: 0o644,
+        };
+        let pending = Path::new(&self.path).join(PENDING);
+        eng.host
+            .write(&pending, &wanted.text, &root)
+            .map_err(StepError::host)?;
+        eng.run_ok(&pip_cmd(self))?;
+        eng.host
+            .write(&Path::new(&self.path).join(MARKER), &wanted.text, &root)
+            .map_err(StepError::host)?;
+        eng.host.remove(&pending).map_err(StepError::host)
     }
 
     fn notifies(&self) -> &[String] {
