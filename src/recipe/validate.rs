@@ -1,6 +1,6 @@
 //! Semantic checks of a parsed recipe: every action present, one kind per step and that
-//! kind's own checks (references to package sets and services, modes, ...: `crate::steps`). Each problem is recorded with its path; none stops the
-//! others from being found.
+//! kind's own checks (references to package sets and services, modes, ...: `crate::steps`).
+//! Each problem is recorded with its path; none stops the others from being found.
 
 use super::compiler::Compiler;
 use super::diag::RecipeErrors;
