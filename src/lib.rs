@@ -1,7 +1,9 @@
 //! telem-deploy: declarative, idempotent provisioning of a Clear Linux telemetry backend.
 //!
-//! Data flows one way: `cli` (raw flags) → `options` (resolved) → `recipe` (YAML, expanded)
-//! → `engine` (check, then change only what differs, through the `host` boundary) → `report`.
+//! Data flows one way: `cli` (raw flags) → `options` (resolved) → `recipe` (YAML, expanded and
+//! compiled into typed steps) → `engine` (check, then change only what differs, through the
+//! `host` boundary) → `report`. Each kind of step is one file of `steps`; how to add one:
+//! ARCHITECTURE.md.
 
 pub mod app;
 pub mod cli;
@@ -18,6 +20,7 @@ pub mod render;
 pub mod report;
 pub mod secret;
 pub mod state;
+pub mod steps;
 pub mod tls;
 
 use std::ffi::OsString;

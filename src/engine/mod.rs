@@ -1,28 +1,24 @@
 //! The engine: for each step, `check` (is the host already in the desired state, and if not,
 //! what would change?) and `apply` (change only what differs).
 //!
-//! A dry run calls only `check`. Checks only read the host; everything that changes it is in
-//! `apply`. Services notified by a changed file are queued and reloaded or restarted once, at
+//! A dry run calls only `check`. Checks change nothing the tool manages: they read the host
+//! and run commands that only ask (package queries, `git ls-remote`, `migrate --check`, and
+//! the `unless`/`only_if` guards of `command` steps, which the recipe vouches for);
+//! everything that changes the host is in `apply`. What each kind checks and applies is its
+//! own file under `src/steps/`; `check`, `apply`, `notifies` and `preflight` here dispatch to
+//! it. Services notified by a changed file are queued and reloaded or restarted once, at
 //! their `service` step or at the end of the run (also when a later step failed).
 
-mod command;
 pub mod facts;
-mod files;
-mod health;
-mod legacy;
-mod mask;
-mod packages;
+pub(crate) mod fs;
+pub(crate) mod mask;
 pub mod pgadmin;
 pub mod pkg;
 mod pkg_graph;
-mod postgres;
-mod remove;
-mod service;
+pub(crate) mod postgres;
 pub mod snaplinks;
 pub mod snapshot;
 pub mod svc;
-mod tls;
-mod user;
 pub mod venv;
 
 use std::cell::{Cell, RefCell};
@@ -35,7 +31,7 @@ use crate::host::{Cmd, CmdOutput, Host, HostError};
 use crate::options::Options;
 use crate::recipe::expand::Compiled;
 use crate::recipe::model::{Condition, ServiceDef};
-use crate::recipe::{Step, StepKind};
+use crate::recipe::Step;
 use crate::render::Templates;
 use crate::secret::Secret;
 use crate::state::State;
@@ -219,18 +215,7 @@ impl<'a> Engine<'a> {
     /// What must hold before anything of this run changes: a step that would refuse half-way
     /// refuses here, before the first change (and a dry run shows it as blocked).
     pub fn preflight(&self, step: &Step) -> Result<(), StepError> {
-        match &step.kind {
-            StepKind::Packages(p) if p.state == crate::recipe::model::Presence::Absent => {
-                self.removal_plan().map(drop).map_err(|e| StepError {
-                    message: format!(
-                        "cannot tell which packages -u may remove, so nothing was changed: {}",
-                        e.message
-                    ),
-                    ..e
-                })
-            }
-            _ => Ok(()),
-        }
+        step.kind.preflight(self)
     }
 
     /// Does every condition of the step hold for this run?
@@ -284,54 +269,12 @@ impl<'a> Engine<'a> {
         if step.needs_install && self.needs_install {
             return Ok(Check::blocked(INSTALL_FIRST));
         }
-        match &step.kind {
-            StepKind::Packages(s) => packages::check(self, s),
-            StepKind::Directory(s) => files::check_directory(self, s),
-            StepKind::File(s) => files::check_file(self, s),
-            StepKind::Symlink(s) => files::check_symlink(self, s),
-            StepKind::Remove(s) => remove::check_remove(self, s),
-            StepKind::Service(s) => service::check(self, s),
-            StepKind::PostgresRole(s) => postgres::check_role(self, s),
-            StepKind::PostgresDatabase(s) => postgres::check_database(self, s),
-            StepKind::PostgresPassword(s) => postgres::check_password(self, s),
-            StepKind::PostgresBackup(s) => postgres::check_backup(self, s),
-            StepKind::Migrate(s) => postgres::check_migrate(self, s),
-            StepKind::Command(s) => command::check(self, s),
-            StepKind::Health(s) => health::check(self, s),
-            StepKind::Snapshot(s) => snapshot::check(self, s),
-            StepKind::Venv(s) => venv::check(self, s),
-            StepKind::FlaskMigrate(s) => venv::check_flask(self, s),
-            StepKind::PostgresReassign(s) => postgres::check_reassign(self, s),
-            StepKind::Legacy(s) => legacy::check(self, s),
-            StepKind::Tls(s) => tls::check(self, s),
-            StepKind::User(s) => user::check(self, s),
-        }
+        step.kind.check(self)
     }
 
     pub fn apply(&self, step: &Step) -> Result<(), StepError> {
         self.applying.set(true);
-        match &step.kind {
-            StepKind::Packages(s) => packages::apply(self, s),
-            StepKind::Directory(s) => files::apply_directory(self, s),
-            StepKind::File(s) => files::apply_file(self, s),
-            StepKind::Symlink(s) => files::apply_symlink(self, s),
-            StepKind::Remove(s) => remove::apply_remove(self, s),
-            StepKind::Service(s) => service::apply(self, s),
-            StepKind::PostgresRole(s) => postgres::apply_role(self, s),
-            StepKind::PostgresDatabase(s) => postgres::apply_database(self, s),
-            StepKind::PostgresPassword(s) => postgres::apply_password(self, s),
-            StepKind::PostgresBackup(s) => postgres::apply_backup(self, s),
-            StepKind::Migrate(s) => postgres::apply_migrate(self, s),
-            StepKind::Command(s) => command::apply(self, s),
-            StepKind::Health(s) => health::apply(self, s),
-            StepKind::Snapshot(s) => snapshot::apply(self, s),
-            StepKind::Venv(s) => venv::apply(self, s),
-            StepKind::FlaskMigrate(s) => venv::apply_flask(self, s),
-            StepKind::PostgresReassign(s) => postgres::apply_reassign(self, s),
-            StepKind::Legacy(_) => Ok(()),
-            StepKind::Tls(s) => tls::apply(self, s),
-            StepKind::User(s) => user::apply(self, s),
-        }
+        step.kind.apply(self)
     }
 
     /// True while applying (checks then may wait for services; in a dry run they never do).
@@ -341,16 +284,7 @@ impl<'a> Engine<'a> {
 
     /// Services a step's change notifies.
     pub fn notifies<'s>(&self, step: &'s Step) -> &'s [String] {
-        match &step.kind {
-            StepKind::File(s) => &s.notify,
-            StepKind::Symlink(s) => &s.notify,
-            StepKind::Remove(s) => &s.notify,
-            StepKind::Command(s) => &s.notify,
-            StepKind::Snapshot(s) => &s.notify,
-            StepKind::Venv(s) => &s.notify,
-            StepKind::Tls(s) => &s.notify,
-            _ => &[],
-        }
+        step.kind.notifies()
     }
 
     pub fn queue(&self, services: &[String]) {

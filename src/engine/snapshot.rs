@@ -1,4 +1,4 @@
-//! `snapshot` steps: a git branch, tag or commit (`git clone`) or a tarball, staged in a
+//! Snapshots (for `snapshot` steps): a git branch, tag or commit (`git clone`) or a tarball, staged in a
 //! directory next to `dest` and then swapped in whole, so the app never sees half a snapshot.
 //!
 //! The git revision (`git ls-remote`) or the tarball's SHA-256 is the idempotence key; it is
@@ -14,9 +14,10 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use super::snaplinks::{self, Link};
-use super::{remove, Check, Engine, StepError};
+use super::{fs, Engine, StepError};
+use crate::cli::SourceType;
 use crate::host::{Cmd, FileKind, Host, Owner};
-use crate::recipe::model::SnapshotStep;
+use crate::steps::snapshot::Snapshot;
 
 /// The marker inside an installed snapshot: its id, where it came from, its layout.
 pub const MARKER: &str = ".telem-snapshot";
@@ -29,12 +30,12 @@ pub const LAYOUT_DEPLOY_SH: &str = "deploy.sh";
 const GIT_TIMEOUT: &str = "600";
 
 /// The snapshot a step wants: its id (revision or sha256) and a description.
-struct Wanted {
-    id: String,
-    what: String,
+pub(crate) struct Wanted {
+    pub(crate) id: String,
+    pub(crate) what: String,
 }
 
-fn short(id: &str) -> &str {
+pub(crate) fn short(id: &str) -> &str {
     let hex = id.strip_prefix("sha256:").unwrap_or(id);
     &hex[..hex.len().min(12)]
 }
@@ -43,10 +44,10 @@ fn tarball_path(source: &str) -> &str {
     source.strip_prefix("file://").unwrap_or(source)
 }
 
-fn describe(step: &SnapshotStep) -> String {
-    match step.source_type.as_str() {
-        "tarball" => format!("tarball {}", tarball_path(&step.source)),
-        _ => format!("git {} {}", step.repo, step.source),
+pub(crate) fn describe(step: &Snapshot) -> String {
+    match step.source_type {
+        SourceType::Tarball => format!("tarball {}", tarball_path(&step.source)),
+        SourceType::Git => format!("git {} {}", step.repo, step.source),
     }
 }
 
@@ -85,9 +86,9 @@ fn local_repo(host: &dyn Host, repo: &str) -> Option<String> {
 /// Refuse, before anything changes, a snapshot whose symlinks lead out of it, when it can be
 /// read where it is (a tarball, a local git repository); a remote one is checked after the
 /// clone. Also refuses repositories over transports a user does not mean.
-pub fn preflight(eng: &Engine, step: &SnapshotStep) -> Result<(), String> {
+pub fn preflight(eng: &Engine, step: &Snapshot) -> Result<(), String> {
     let keep = step.subdir.as_deref().unwrap_or("");
-    if step.source_type == "tarball" {
+    if step.source_type == SourceType::Tarball {
         let path = tarball_path(&step.source);
         if !matches!(eng.host.stat(Path::new(path)), Ok(Some(_))) {
             return Ok(());
@@ -164,9 +165,9 @@ fn strip_top(names: &[String], keep: &str) -> bool {
 }
 
 /// `Ok(Err(why))` when the snapshot cannot be identified yet (git not installed yet).
-fn wanted(eng: &Engine, step: &SnapshotStep) -> Result<Result<Wanted, String>, StepError> {
+pub(crate) fn wanted(eng: &Engine, step: &Snapshot) -> Result<Result<Wanted, String>, StepError> {
     let what = describe(step);
-    if step.source_type == "tarball" {
+    if step.source_type == SourceType::Tarball {
         let path = tarball_path(&step.source);
         let bytes = eng
             .host
@@ -218,7 +219,7 @@ fn wanted(eng: &Engine, step: &SnapshotStep) -> Result<Result<Wanted, String>, S
 }
 
 /// A commit id given as `-s`: resolved in a local repository; a remote one takes it in full.
-fn commit_id(eng: &Engine, step: &SnapshotStep) -> Result<String, StepError> {
+fn commit_id(eng: &Engine, step: &Snapshot) -> Result<String, StepError> {
     if let Some(dir) = local_repo(eng.host, &step.repo) {
         let rev = format!("{}^{{commit}}", step.source);
         let out = eng
@@ -243,7 +244,7 @@ fn commit_id(eng: &Engine, step: &SnapshotStep) -> Result<String, StepError> {
 }
 
 /// (id, description) from the marker of the installed snapshot.
-fn installed(eng: &Engine, dest: &str) -> Result<Option<(String, String)>, StepError> {
+pub(crate) fn installed(eng: &Engine, dest: &str) -> Result<Option<(String, String)>, StepError> {
     let marker = Path::new(dest).join(MARKER);
     let Some(bytes) = eng.host.read(&marker).map_err(StepError::host)? else {
         return Ok(None);
@@ -261,61 +262,8 @@ pub fn layout(host: &dyn Host, dest: &str) -> Option<String> {
     text.lines().nth(2).map(str::to_owned)
 }
 
-pub fn check(eng: &Engine, step: &SnapshotStep) -> Result<Check, StepError> {
-    let want = match wanted(eng, step)? {
-        Ok(w) => w,
-        Err(why) => {
-            let mut c = Check::unknown(why);
-            c.changes
-                .push(format!("then install {} as {}", describe(step), step.dest));
-            return Ok(c);
-        }
-    };
-    let exists = eng
-        .host
-        .stat(Path::new(&step.dest))
-        .map_err(StepError::host)?
-        .is_some();
-    let new_line = format!("{} ({})", want.what, short(&want.id));
-    let current = if exists {
-        installed(eng, &step.dest)?
-    } else {
-        None
-    };
-    let (change, old_line) = match (&current, exists) {
-        (_, false) => (format!("install {new_line} as {}", step.dest), None),
-        (Some((id, _)), true) if *id == want.id => {
-            return Ok(Check::ok(format!("{} is {new_line}", step.dest)));
-        }
-        (Some((id, what)), true) => {
-            let old = format!("{what} ({})", short(id));
-            (
-                format!("replace {}: {old} → {new_line}", step.dest),
-                Some(old),
-            )
-        }
-        (None, true) => (
-            format!(
-                "replace {} (not installed by telem-deploy, e.g. deploy.sh's; set aside) by {new_line}",
-                step.dest
-            ),
-            Some("(unknown snapshot)".to_owned()),
-        ),
-    };
-    let mut c = Check::change(vec![change]);
-    if !step.notify.is_empty() {
-        c.changes
-            .push(format!("then restart {}", step.notify.join(", ")));
-    }
-    c.diff = Some(format!(
-        "--- {dest} (on disk)\n+++ {dest} (new)\n{}+{new_line}\n",
-        old_line.map(|o| format!("-{o}\n")).unwrap_or_default(),
-        dest = step.dest
-    ));
-    Ok(c)
-}
-
-pub fn apply(eng: &Engine, step: &SnapshotStep) -> Result<(), StepError> {
+/// Fetch the snapshot, stage it next to `dest` and swap it in whole.
+pub fn install(eng: &Engine, step: &Snapshot) -> Result<(), StepError> {
     let want = wanted(eng, step)?.map_err(StepError::msg)?;
     let dest = step.dest.trim_end_matches('/');
     let work = format!("{dest}.telem-stage");
@@ -354,7 +302,7 @@ fn owner(user: &str, group: &str, mode: u32) -> Owner {
 /// Unpack or clone into `work`, check and complete the tree, swap it in as `dest`.
 fn stage_and_swap(
     eng: &Engine,
-    step: &SnapshotStep,
+    step: &Snapshot,
     want: &Wanted,
     dest: &str,
     work: &str,
@@ -362,7 +310,7 @@ fn stage_and_swap(
     let host = eng.host;
     let src = format!("{work}/src");
     let keep = step.subdir.as_deref().unwrap_or("");
-    let id = if step.source_type == "tarball" {
+    let id = if step.source_type == SourceType::Tarball {
         let tarball = tarball_path(&step.source);
         host.mkdir(Path::new(&src), &owner("root", "root", 0o700))
             .map_err(StepError::host)?;
@@ -418,7 +366,7 @@ fn stage_and_swap(
         None => eng.update_state(|s| {
             s.created.insert(dest.to_owned());
         })?,
-        Some(meta) if !eng.state.borrow().owns(dest) => remove::save(eng, dest, &meta)?,
+        Some(meta) if !eng.state.borrow().owns(dest) => fs::save(eng, dest, &meta)?,
         Some(_) => {
             let old = format!("{dest}.telem-old");
             host.remove(Path::new(&old)).map_err(StepError::host)?;
@@ -436,7 +384,7 @@ fn stage_and_swap(
 }
 
 /// Clone the wanted branch, tag or commit into `src`; its revision.
-fn clone(eng: &Engine, step: &SnapshotStep, src: &str) -> Result<String, StepError> {
+fn clone(eng: &Engine, step: &Snapshot, src: &str) -> Result<String, StepError> {
     let by_ref = !snaplinks::looks_like_commit(&step.source) || {
         let cmd = git([
             "ls-remote",
@@ -485,7 +433,7 @@ fn clone(eng: &Engine, step: &SnapshotStep, src: &str) -> Result<String, StepErr
 /// into the package (as upstream's Dockerfile does). The deploy.sh era: config.py holds
 /// deploy.sh's `@@placeholders@@`; a `config_local.py` (which the app loads over it) takes the
 /// database settings from the vassal's environment instead.
-fn complete(eng: &Engine, step: &SnapshotStep, src: &str, tree: &str) -> Result<String, StepError> {
+fn complete(eng: &Engine, step: &Snapshot, src: &str, tree: &str) -> Result<String, StepError> {
     let host = eng.host;
     let own = owner(&step.owner, &step.group, 0o644);
     let mut layout = LAYOUT_MASTER;

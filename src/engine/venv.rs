@@ -1,5 +1,5 @@
-//! `venv` steps (a Python virtual environment with a requirements file installed by pip) and
-//! `flask_migrate` steps (`flask db upgrade` of the web UI, in that venv).
+//! The web UI's virtual environment as `venv` steps need it: which requirements (and where
+//! they come from), the pip command, and the Python version check of `--webapp`.
 //!
 //! The requirements: `--webapp-requirements FILE`, else the snapshot's own file, else the
 //! recipe's `webapp.requirements`, else telem-deploy's pins for the snapshot's layout (the
@@ -8,24 +8,24 @@
 
 use std::path::Path;
 
-use super::remove::exists;
-use super::{files, snapshot, Check, Engine, StepError};
-use crate::host::{Cmd, FileKind, Owner};
-use crate::recipe::model::{FlaskMigrateStep, VenvStep};
+use super::fs::exists;
+use super::{snapshot, Engine, StepError};
+use crate::host::{Cmd, FileKind};
+use crate::steps::venv::Venv;
 
 /// The requirements last installed into the venv.
 pub const MARKER: &str = ".telem-requirements.txt";
 /// The requirements pip is given (a copy: pip never reads the snapshot's file itself).
-const PENDING: &str = ".telem-requirements.pending.txt";
+pub(crate) const PENDING: &str = ".telem-requirements.pending.txt";
 
 /// telem-deploy's pins for each known layout of upstream's telemetryui.
 pub const PINS_MASTER: &str = include_str!("pins/telemetryui-master.txt");
 pub const PINS_DEPLOY_SH: &str = include_str!("pins/telemetryui-2020.txt");
 
 /// The requirements to install and where they come from (said in the plan).
-struct Requirements {
-    text: Vec<u8>,
-    source: String,
+pub(crate) struct Requirements {
+    pub(crate) text: Vec<u8>,
+    pub(crate) source: String,
 }
 
 /// Largest requirements file read (a requirements file is a few hundred bytes).
@@ -47,7 +47,10 @@ fn read_regular(eng: &Engine, path: &str, what: &str) -> Result<Option<Vec<u8>>,
 /// The requirements, in this order: `--webapp-requirements`, the snapshot's own, the
 /// recipe's `webapp.requirements`, telem-deploy's pins for the snapshot's layout.
 /// `Ok(Err(why))` while the snapshot is not installed yet.
-fn requirements(eng: &Engine, step: &VenvStep) -> Result<Result<Requirements, String>, StepError> {
+pub(crate) fn requirements(
+    eng: &Engine,
+    step: &Venv,
+) -> Result<Result<Requirements, String>, StepError> {
     if let Some(flag) = &eng.opts.webapp_requirements {
         let path = flag.to_string_lossy().into_owned();
         let text = read_regular(eng, &path, "--webapp-requirements")?.ok_or_else(|| {
@@ -109,7 +112,7 @@ fn requirements(eng: &Engine, step: &VenvStep) -> Result<Result<Requirements, St
     }))
 }
 
-fn pip_cmd(step: &VenvStep) -> Cmd {
+pub(crate) fn pip_cmd(step: &Venv) -> Cmd {
     let mut argv = vec![
         format!("{}/bin/pip", step.path),
         "install".into(),
@@ -124,91 +127,12 @@ fn pip_cmd(step: &VenvStep) -> Cmd {
     Cmd::new(argv)
 }
 
-pub fn check(eng: &Engine, step: &VenvStep) -> Result<Check, StepError> {
-    let wanted = match requirements(eng, step)? {
-        Ok(r) => r,
-        Err(why) => {
-            let mut c = Check::unknown(why);
-            c.changes
-                .push(format!("then run if needed: {}", pip_cmd(step).display()));
-            return Ok(c);
-        }
-    };
-    let venv = exists(eng, &format!("{}/bin/python", step.path))?;
-    if !venv && eng.host.which(&step.python).is_none() {
-        return Ok(Check::unknown(format!(
-            "{} is installed by an earlier step; then the venv {} is created; requirements: {}",
-            step.python, step.path, wanted.source
-        )));
-    }
-    let installed = eng
-        .host
-        .read(&Path::new(&step.path).join(MARKER))
-        .map_err(StepError::host)?;
-    let mut changes = Vec::new();
-    if !venv {
-        changes.push(format!(
-            "create the venv {} ({} -m venv)",
-            step.path, step.python
-        ));
-    }
-    let same = installed.as_deref() == Some(wanted.text.as_slice());
-    if !venv || !same {
-        changes.push(format!("requirements: {}", wanted.source));
-        changes.push(format!("run: {}", pip_cmd(step).display()));
-    }
-    if changes.is_empty() {
-        return Ok(Check::ok(format!(
-            "{} has the requirements of {}",
-            step.path, wanted.source
-        )));
-    }
-    if !step.notify.is_empty() {
-        changes.push(format!("then restart {}", step.notify.join(", ")));
-    }
-    let mut c = Check::change(changes);
-    if !same {
-        c.diff = files::unified_diff(
-            &format!("{}/{MARKER}", step.path),
-            installed.as_deref().unwrap_or_default(),
-            &wanted.text,
-        );
-    }
-    Ok(c)
-}
-
-pub fn apply(eng: &Engine, step: &VenvStep) -> Result<(), StepError> {
-    let wanted = requirements(eng, step)?.map_err(StepError::msg)?;
-    if !exists(eng, &format!("{}/bin/python", step.path))? {
-        if !exists(eng, &step.path)? {
-            eng.update_state(|s| {
-                s.created.insert(step.path.clone());
-            })?;
-        }
-        eng.run_ok(&Cmd::new([step.python.as_str(), "-m", "venv", &step.path]))?;
-    }
-    let root = Owner {
-        user: "root".into(),
-        group: "root".into(),
-        mode: 0o644,
-    };
-    let pending = Path::new(&step.path).join(PENDING);
-    eng.host
-        .write(&pending, &wanted.text, &root)
-        .map_err(StepError::host)?;
-    eng.run_ok(&pip_cmd(step))?;
-    eng.host
-        .write(&Path::new(&step.path).join(MARKER), &wanted.text, &root)
-        .map_err(StepError::host)?;
-    eng.host.remove(&pending).map_err(StepError::host)
-}
-
 /// Refuse, before anything changes, a web UI the host's Python cannot run: older than
 /// `min_python` (`major.minor`), or, while that Python is not installed yet, a release listed
 /// in `unsupported` (the major part of os-release's `VERSION_ID`).
 pub fn preflight(
     eng: &Engine,
-    step: &VenvStep,
+    step: &Venv,
     min_python: &str,
     unsupported: &[String],
 ) -> Result<(), String> {
@@ -270,78 +194,5 @@ pub fn preflight(
     match version {
         Some(v) if unsupported.contains(&v) => Err(too_old(&format!("that of release {v}"))),
         _ => Ok(()),
-    }
-}
-
-/// The `env = KEY=VALUE` lines of a uWSGI vassal.
-pub fn vassal_env(ini: &str) -> Vec<(String, String)> {
-    ini.lines()
-        .filter_map(|l| {
-            let (key, value) = l.split_once('=')?;
-            (key.trim() == "env").then_some(())?;
-            let (k, v) = value.trim_start().split_once('=')?;
-            Some((k.trim().to_owned(), v.to_owned()))
-        })
-        .collect()
-}
-
-fn flask(step: &FlaskMigrateStep) -> String {
-    format!("{}/bin/flask", step.venv)
-}
-
-pub fn check_flask(eng: &Engine, step: &FlaskMigrateStep) -> Result<Check, StepError> {
-    for (path, what) in [
-        (flask(step), "the venv with flask"),
-        (step.env_from.clone(), "the vassal"),
-        (step.chdir.clone(), "the web UI"),
-    ] {
-        if !exists(eng, &path)? {
-            return Ok(Check::unknown(format!(
-                "{path} is missing: {what} is installed by `-a install --webapp` or `-a deploy --webapp`"
-            )));
-        }
-    }
-    Ok(Check::change1(format!(
-        "run `FLASK_APP={} {} db upgrade` in {} as {} (flask-migrate applies only pending revisions)",
-        step.app,
-        flask(step),
-        step.chdir,
-        step.user
-    )))
-}
-
-pub fn apply_flask(eng: &Engine, step: &FlaskMigrateStep) -> Result<(), StepError> {
-    let ini = eng
-        .host
-        .read(Path::new(&step.env_from))
-        .map_err(StepError::host)?
-        .ok_or_else(|| StepError::msg(format!("{} does not exist", step.env_from)))?;
-    // The upstream app reads its database settings (the password too) from its environment:
-    // the child gets them there, never in its argv; Cmd::display masks the password.
-    let mut cmd = Cmd::new([flask(step), "db".into(), "upgrade".into()])
-        .dir(&step.chdir)
-        .user(&step.user)
-        .env("FLASK_APP", &step.app);
-    for (k, v) in vassal_env(&String::from_utf8_lossy(&ini)) {
-        cmd = cmd.env(&k, &v);
-    }
-    eng.run_ok(&cmd).map(drop)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn vassal_env_lines() {
-        let ini =
-            "[uwsgi]\nenv = POSTGRES_USER=telemetry\nenv=POSTGRES_PASSWORD=a=b c\nsocket = x\n";
-        assert_eq!(
-            vassal_env(ini),
-            vec![
-                ("POSTGRES_USER".to_owned(), "telemetry".to_owned()),
-                ("POSTGRES_PASSWORD".to_owned(), "a=b c".to_owned())
-            ]
-        );
     }
 }

@@ -238,14 +238,6 @@ pub trait Host {
     ) -> HostResult<bool>;
 }
 
-/// Parse an octal mode such as "0644" or "750".
-pub fn parse_mode(mode: &str) -> Option<u32> {
-    if mode.is_empty() || mode.len() > 4 {
-        return None;
-    }
-    u32::from_str_radix(mode, 8).ok().filter(|m| *m <= 0o7777)
-}
-
 /// Does the host's PID 1 look like systemd?
 pub fn systemd_is_pid1(host: &dyn Host) -> bool {
     let comm = host
@@ -260,15 +252,6 @@ pub fn systemd_is_pid1(host: &dyn Host) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn modes_parse_as_octal() {
-        assert_eq!(parse_mode("0644"), Some(0o644));
-        assert_eq!(parse_mode("750"), Some(0o750));
-        assert_eq!(parse_mode("0999"), None);
-        assert_eq!(parse_mode("rw-"), None);
-        assert_eq!(parse_mode(""), None);
-    }
 
     #[test]
     fn display_quotes_and_never_shows_stdin() {

@@ -1,5 +1,6 @@
 //! Expansion: `{{ ... }}` expressions in step values and service definitions are rendered with
-//! the recipe's own sections and the run's variables, giving typed steps with plain values.
+//! the recipe's own sections and the run's variables; each step is then compiled into its
+//! typed kind (`compiler`, `crate::steps`).
 //!
 //! Every expression of every action is expanded up front, so an undefined variable anywhere is
 //! reported (with its path) before anything runs.
@@ -10,13 +11,15 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::compiler::Compiler;
 use super::diag::RecipeErrors;
 use super::model::*;
 use super::LoadedRecipe;
 use crate::cli::Action;
+pub use crate::steps::StepKind;
 
 /// One step of an action, ready for the engine.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Step {
     /// `install[3]`: the action and the index in the recipe.
     pub id: String,
@@ -26,59 +29,6 @@ pub struct Step {
     pub when_installed: Vec<String>,
     pub needs_install: bool,
     pub kind: StepKind,
-}
-
-/// The closed set of step kinds.
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum StepKind {
-    Packages(PackagesStep),
-    Directory(DirectoryStep),
-    File(FileStep),
-    Symlink(SymlinkStep),
-    Remove(RemoveStep),
-    Service(ServiceStep),
-    PostgresRole(PgRoleStep),
-    PostgresDatabase(PgDatabaseStep),
-    PostgresPassword(PgPasswordStep),
-    PostgresBackup(PgBackupStep),
-    Migrate(MigrateStep),
-    Command(CommandStep),
-    Health(HealthStep),
-    Snapshot(SnapshotStep),
-    Venv(VenvStep),
-    FlaskMigrate(FlaskMigrateStep),
-    PostgresReassign(PgReassignStep),
-    Legacy(LegacyStep),
-    Tls(TlsStep),
-    User(UserStep),
-}
-
-impl StepKind {
-    pub fn label(&self) -> &'static str {
-        match self {
-            StepKind::Packages(_) => "packages",
-            StepKind::Directory(_) => "directory",
-            StepKind::File(_) => "file",
-            StepKind::Symlink(_) => "symlink",
-            StepKind::Remove(_) => "remove",
-            StepKind::Service(_) => "service",
-            StepKind::PostgresRole(_) => "postgres_role",
-            StepKind::PostgresDatabase(_) => "postgres_database",
-            StepKind::PostgresPassword(_) => "postgres_password",
-            StepKind::PostgresBackup(_) => "postgres_backup",
-            StepKind::Migrate(_) => "migrate",
-            StepKind::Command(_) => "command",
-            StepKind::Health(_) => "health",
-            StepKind::Snapshot(_) => "snapshot",
-            StepKind::Venv(_) => "venv",
-            StepKind::FlaskMigrate(_) => "flask_migrate",
-            StepKind::PostgresReassign(_) => "postgres_reassign",
-            StepKind::Legacy(_) => "legacy",
-            StepKind::Tls(_) => "tls",
-            StepKind::User(_) => "user",
-        }
-    }
 }
 
 /// A recipe with every expression expanded.
@@ -111,7 +61,8 @@ pub fn compile(loaded: &LoadedRecipe, ctx: &tera::Context) -> Result<Compiled, R
         for (i, step) in raw.iter().enumerate() {
             let path = format!("actions.{}[{i}]", action.as_str());
             let name = render_str(&step.name, ctx, &format!("{path}.name"), &mut errs);
-            if let (Some(kind), Some(name)) = (expand_kind(step, ctx, &path, &mut errs), name) {
+            let mut c = Compiler::expanding(&loaded.recipe, &mut errs, ctx);
+            if let (Some(kind), Some(name)) = (step.compile_kind(&mut c, &path), name) {
                 steps.push(Step {
                     id: format!("{}[{i}]", action.as_str()),
                     name,
@@ -134,45 +85,8 @@ pub fn compile(loaded: &LoadedRecipe, ctx: &tera::Context) -> Result<Compiled, R
     })
 }
 
-fn expand_kind(
-    step: &RawStep,
-    ctx: &tera::Context,
-    path: &str,
-    errs: &mut RecipeErrors,
-) -> Option<StepKind> {
-    macro_rules! kind {
-        ($field:ident, $variant:ident) => {
-            if let Some(v) = &step.$field {
-                let p = format!("{path}.{}", stringify!($field));
-                return expand_value(v, ctx, &p, errs).map(StepKind::$variant);
-            }
-        };
-    }
-    kind!(packages, Packages);
-    kind!(directory, Directory);
-    kind!(file, File);
-    kind!(symlink, Symlink);
-    kind!(remove, Remove);
-    kind!(service, Service);
-    kind!(postgres_role, PostgresRole);
-    kind!(postgres_database, PostgresDatabase);
-    kind!(postgres_password, PostgresPassword);
-    kind!(postgres_backup, PostgresBackup);
-    kind!(migrate, Migrate);
-    kind!(command, Command);
-    kind!(health, Health);
-    kind!(snapshot, Snapshot);
-    kind!(venv, Venv);
-    kind!(flask_migrate, FlaskMigrate);
-    kind!(postgres_reassign, PostgresReassign);
-    kind!(legacy, Legacy);
-    kind!(tls, Tls);
-    kind!(user, User);
-    None
-}
-
 /// Round-trip `value` through JSON, rendering every string that holds an expression.
-fn expand_value<T: Serialize + DeserializeOwned>(
+pub(super) fn expand_value<T: Serialize + DeserializeOwned>(
     value: &T,
     ctx: &tera::Context,
     path: &str,

@@ -4,11 +4,13 @@
 //! and column), then the semantic checks and the expansion of `{{ ... }}` expressions in every
 //! step of every action (with the path to the value). Nothing here touches the host.
 
+pub mod compiler;
 pub mod diag;
 pub mod expand;
 pub mod model;
 mod model_webapp;
 mod validate;
+pub mod values;
 
 use std::path::Path;
 

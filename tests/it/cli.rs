@@ -13,12 +13,12 @@ fn run(args: &[&str]) -> Output {
     bin().args(args).output().expect("telem-deploy runs")
 }
 
-fn text(b: &[u8]) -> String {
+pub(crate) fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
 /// A dry run (of the default action) with the recipes of `dir`.
-fn dry_run_with_recipes(dir: &tempfile::TempDir, distro: &str) -> Output {
+pub(crate) fn dry_run_with_recipes(dir: &tempfile::TempDir, distro: &str) -> Output {
     run(&[
         "-d",
         distro,
@@ -31,7 +31,7 @@ fn dry_run_with_recipes(dir: &tempfile::TempDir, distro: &str) -> Output {
 }
 
 /// A copy of the built-in recipes to break.
-fn recipes_copy() -> tempfile::TempDir {
+pub(crate) fn recipes_copy() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     for d in ["clr", "ubuntu", "centos", "debian"] {
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("recipes/{d}.yaml"));

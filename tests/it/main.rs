@@ -19,6 +19,7 @@ mod interrupt;
 mod lived_in;
 mod masking;
 mod package;
+mod recipe_compile;
 #[path = "../support/sandbox.rs"]
 mod sandbox;
 mod shims;

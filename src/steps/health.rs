@@ -7,11 +7,59 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Check, Engine, StepError};
-use crate::recipe::model::HealthStep;
+use serde::{Deserialize, Serialize};
+
+use super::Step;
+use crate::engine::{Check, Engine, StepError};
+use crate::recipe::compiler::Compiler;
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Health {
+    pub path: String,
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// The Host header (the -H domain).
+    pub host: String,
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+    /// The path is behind `--ui-auth`: with it, nginx answers 401 before the app is reached,
+    /// and that answer counts (the app's own answer needs the password).
+    #[serde(default)]
+    pub behind_ui_auth: bool,
+}
+
+fn default_port() -> u16 {
+    80
+}
+
+fn default_timeout() -> u64 {
+    15
+}
+
+impl Step for Health {
+    const KIND: &'static str = "health";
+    type Raw = Health;
+
+    fn compile(raw: &Health, c: &mut Compiler) -> Option<Health> {
+        if !c.waits(&raw.path) && !raw.path.starts_with('/') {
+            c.error("path", "must start with /");
+            return None;
+        }
+        Some(raw.clone())
+    }
+
+    fn check(&self, eng: &Engine) -> Result<Check, StepError> {
+        check(eng, self)
+    }
+
+    fn apply(&self, eng: &Engine) -> Result<(), StepError> {
+        apply(eng, self)
+    }
+}
 
 /// Where the check connects: nginx on 127.0.0.1, or the collector itself with `--tls-only`.
-fn target(eng: &Engine, step: &HealthStep) -> (String, u16) {
+fn target(eng: &Engine, step: &Health) -> (String, u16) {
     let listen = &eng.recipe.recipe.collector.listen;
     if eng.opts.tls_only {
         if let Some((addr, port)) = listen.rsplit_once(':') {
@@ -23,7 +71,7 @@ fn target(eng: &Engine, step: &HealthStep) -> (String, u16) {
     ("127.0.0.1".to_owned(), step.port)
 }
 
-fn url(eng: &Engine, step: &HealthStep) -> String {
+fn url(eng: &Engine, step: &Health) -> String {
     let (addr, port) = target(eng, step);
     let via = if eng.opts.tls_only {
         ", the collector directly: --tls-only leaves nginx no plain HTTP"
@@ -37,11 +85,11 @@ fn url(eng: &Engine, step: &HealthStep) -> String {
 }
 
 /// 401 counts when the path is behind `--ui-auth` and it is on.
-fn answered(eng: &Engine, step: &HealthStep, code: u16) -> bool {
+fn answered(eng: &Engine, step: &Health, code: u16) -> bool {
     code == 200 || (code == 401 && step.behind_ui_auth && eng.opts.ui_auth.is_some())
 }
 
-pub fn check(eng: &Engine, step: &HealthStep) -> Result<Check, StepError> {
+fn check(eng: &Engine, step: &Health) -> Result<Check, StepError> {
     let (addr, port) = target(eng, step);
     match eng.host.http_get(&addr, port, &step.host, &step.path, 2) {
         Ok(200) => Ok(Check::ok(format!("{} answers 200", url(eng, step)))),
@@ -61,7 +109,7 @@ pub fn check(eng: &Engine, step: &HealthStep) -> Result<Check, StepError> {
 }
 
 /// Poll until the endpoint answers 200 or the step's timeout passes.
-pub fn apply(eng: &Engine, step: &HealthStep) -> Result<(), StepError> {
+fn apply(eng: &Engine, step: &Health) -> Result<(), StepError> {
     let deadline = Instant::now() + Duration::from_secs(step.timeout_secs);
     loop {
         let (addr, port) = target(eng, step);

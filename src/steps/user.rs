@@ -2,11 +2,50 @@
 //! state file; an existing user of that name is used as it is and never removed, since
 //! telem-deploy did not create it (another program may run as it).
 
-use super::{Check, Engine, StepError};
-use crate::host::{lookup_user, Cmd};
-use crate::recipe::model::{Presence, UserStep};
+use serde::{Deserialize, Serialize};
 
-fn useradd(step: &UserStep) -> Cmd {
+use super::Step;
+use crate::engine::{Check, Engine, StepError};
+use crate::host::{lookup_user, Cmd};
+use crate::recipe::compiler::Compiler;
+use crate::recipe::model::Presence;
+
+/// A system user with a group of the same name. `present`: created (`useradd --system
+/// --user-group`) when missing, and recorded as created; an existing one is used as it is.
+/// `absent`: removed (`userdel`) only when telem-deploy created it.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    pub name: String,
+    /// The login shell of a new user (a nologin).
+    #[serde(default = "nologin")]
+    pub shell: String,
+    #[serde(default)]
+    pub state: Presence,
+}
+
+fn nologin() -> String {
+    "/usr/sbin/nologin".to_owned()
+}
+
+impl Step for User {
+    const KIND: &'static str = "user";
+    type Raw = User;
+
+    fn compile(raw: &User, _: &mut Compiler) -> Option<User> {
+        Some(raw.clone())
+    }
+
+    fn check(&self, eng: &Engine) -> Result<Check, StepError> {
+        check(eng, self)
+    }
+
+    fn apply(&self, eng: &Engine) -> Result<(), StepError> {
+        apply(eng, self)
+    }
+}
+
+fn useradd(step: &User) -> Cmd {
     Cmd::new([
         "useradd",
         "--system",
@@ -20,7 +59,7 @@ fn useradd(step: &UserStep) -> Cmd {
     ])
 }
 
-fn userdel(step: &UserStep) -> Cmd {
+fn userdel(step: &User) -> Cmd {
     Cmd::new(["userdel", &step.name])
 }
 
@@ -29,7 +68,7 @@ fn exists(eng: &Engine, name: &str) -> bool {
     lookup_user(eng.host, name).is_some() && name.parse::<u32>().is_err()
 }
 
-pub fn check(eng: &Engine, step: &UserStep) -> Result<Check, StepError> {
+fn check(eng: &Engine, step: &User) -> Result<Check, StepError> {
     let ours = eng.state.borrow().users.contains(&step.name);
     let here = exists(eng, &step.name);
     Ok(match (step.state, here, ours) {
@@ -60,7 +99,7 @@ pub fn check(eng: &Engine, step: &UserStep) -> Result<Check, StepError> {
     })
 }
 
-pub fn apply(eng: &Engine, step: &UserStep) -> Result<(), StepError> {
+fn apply(eng: &Engine, step: &User) -> Result<(), StepError> {
     let here = exists(eng, &step.name);
     match step.state {
         Presence::Present if !here => {

@@ -1,10 +1,50 @@
 //! `service` steps: running / stopped / restarted, enabled at boot under systemd, and the
 //! queued reload or restart of a service whose config changed earlier in the run.
 
-use super::{Check, Engine, Manager, StepError};
-use crate::recipe::model::{OnChange, ServiceState, ServiceStep};
+use serde::{Deserialize, Serialize};
 
-pub fn check(eng: &Engine, step: &ServiceStep) -> Result<Check, StepError> {
+use super::Step;
+use crate::engine::{Check, Engine, Manager, StepError};
+use crate::recipe::compiler::Compiler;
+use crate::recipe::model::OnChange;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceState {
+    Running,
+    Stopped,
+    Restarted,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    /// A key of the recipe's `services` map.
+    pub name: String,
+    pub state: ServiceState,
+    /// Start at boot (systemd only).
+    #[serde(default)]
+    pub enabled: Option<bool>,
+}
+
+impl Step for Service {
+    const KIND: &'static str = "service";
+    type Raw = Service;
+
+    fn compile(raw: &Service, c: &mut Compiler) -> Option<Service> {
+        c.service("name", &raw.name).then(|| raw.clone())
+    }
+
+    fn check(&self, eng: &Engine) -> Result<Check, StepError> {
+        check(eng, self)
+    }
+
+    fn apply(&self, eng: &Engine) -> Result<(), StepError> {
+        apply(eng, self)
+    }
+}
+
+fn check(eng: &Engine, step: &Service) -> Result<Check, StepError> {
     let def = eng.service(&step.name).expect("validated service name");
     let running = eng.services.is_running(def).map_err(StepError::host)?;
     let mut changes = Vec::new();
@@ -49,7 +89,7 @@ fn verb(on_change: OnChange) -> &'static str {
     }
 }
 
-pub fn apply(eng: &Engine, step: &ServiceStep) -> Result<(), StepError> {
+fn apply(eng: &Engine, step: &Service) -> Result<(), StepError> {
     let def = eng.service(&step.name).expect("validated service name");
     let running = eng.services.is_running(def).map_err(StepError::host)?;
     let pending = eng.take_pending(&step.name);

@@ -3,15 +3,72 @@
 
 use std::path::Path;
 
-use super::{Check, Engine, StepError};
+use serde::{Deserialize, Serialize};
+
+use super::Step;
+use crate::engine::{Check, Engine, StepError};
 use crate::host::Cmd;
-use crate::recipe::model::CommandStep;
+use crate::recipe::compiler::Compiler;
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Command {
+    /// The argv to run (no shell).
+    pub run: Vec<String>,
+    /// Skip when this command succeeds (already done).
+    #[serde(default)]
+    pub unless: Option<Vec<String>>,
+    /// Run only when this command succeeds.
+    #[serde(default)]
+    pub only_if: Option<Vec<String>>,
+    /// Skip when this path exists.
+    #[serde(default)]
+    pub creates: Option<String>,
+    /// Skip when this path does not exist.
+    #[serde(default)]
+    pub removes: Option<String>,
+    #[serde(default)]
+    pub notify: Vec<String>,
+}
+
+impl Step for Command {
+    const KIND: &'static str = "command";
+    type Raw = Command;
+
+    fn compile(raw: &Command, c: &mut Compiler) -> Option<Command> {
+        let mut ok = true;
+        for (field, argv) in [
+            ("run", Some(&raw.run)),
+            ("unless", raw.unless.as_ref()),
+            ("only_if", raw.only_if.as_ref()),
+        ] {
+            if argv.is_some_and(Vec::is_empty) {
+                c.error(field, "must name a program");
+                ok = false;
+            }
+        }
+        ok &= c.services("notify", &raw.notify);
+        ok.then(|| raw.clone())
+    }
+
+    fn check(&self, eng: &Engine) -> Result<Check, StepError> {
+        check(eng, self)
+    }
+
+    fn apply(&self, eng: &Engine) -> Result<(), StepError> {
+        apply(eng, self)
+    }
+
+    fn notifies(&self) -> &[String] {
+        &self.notify
+    }
+}
 
 /// `Some(reason)` when the guards say the command need not run; `Err` when a guard cannot be
 /// evaluated yet (its program is installed by an earlier step).
 fn skip_reason(
     eng: &Engine,
-    step: &CommandStep,
+    step: &Command,
 ) -> Result<Option<String>, Result<String, StepError>> {
     let exists = |p: &str| {
         eng.host
@@ -65,7 +122,7 @@ fn skip_reason(
     Ok(None)
 }
 
-pub fn check(eng: &Engine, step: &CommandStep) -> Result<Check, StepError> {
+fn check(eng: &Engine, step: &Command) -> Result<Check, StepError> {
     match skip_reason(eng, step) {
         Ok(Some(why)) => Ok(Check::ok(why)),
         Ok(None) => Ok(Check::change1(format!(
@@ -84,7 +141,7 @@ pub fn check(eng: &Engine, step: &CommandStep) -> Result<Check, StepError> {
     }
 }
 
-pub fn apply(eng: &Engine, step: &CommandStep) -> Result<(), StepError> {
+fn apply(eng: &Engine, step: &Command) -> Result<(), StepError> {
     match skip_reason(eng, step) {
         Ok(Some(_)) => Ok(()),
         Ok(None) => eng.run_ok(&Cmd::new(step.run.clone())).map(drop),

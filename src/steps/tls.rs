@@ -4,11 +4,45 @@
 
 use std::path::Path;
 
-use super::files::{ensure_parent, ownership_changes};
-use super::{Check, Engine, StepError};
+use serde::{Deserialize, Serialize};
+
+use super::Step;
+use crate::engine::fs::{ensure_parent, ownership_changes};
+use crate::engine::{Check, Engine, StepError};
 use crate::host::Owner;
-use crate::recipe::model::TlsStep;
+use crate::recipe::compiler::Compiler;
 use crate::tls::{Material, Origin};
+
+/// Install the run's TLS certificate (0644) and private key (0600, root's, never shown).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    pub certificate: String,
+    pub key: String,
+    #[serde(default)]
+    pub notify: Vec<String>,
+}
+
+impl Step for Tls {
+    const KIND: &'static str = "tls";
+    type Raw = Tls;
+
+    fn compile(raw: &Tls, c: &mut Compiler) -> Option<Tls> {
+        c.services("notify", &raw.notify).then(|| raw.clone())
+    }
+
+    fn check(&self, eng: &Engine) -> Result<Check, StepError> {
+        check(eng, self)
+    }
+
+    fn apply(&self, eng: &Engine) -> Result<(), StepError> {
+        apply(eng, self)
+    }
+
+    fn notifies(&self) -> &[String] {
+        &self.notify
+    }
+}
 
 const CERT_MODE: u32 = 0o644;
 const KEY_MODE: u32 = 0o600;
@@ -27,7 +61,7 @@ fn material<'e>(eng: &'e Engine) -> Result<&'e Material, StepError> {
     })
 }
 
-pub fn check(eng: &Engine, step: &TlsStep) -> Result<Check, StepError> {
+fn check(eng: &Engine, step: &Tls) -> Result<Check, StepError> {
     let m = material(eng)?;
     let mut changes = Vec::new();
     let cert_path = Path::new(&step.certificate);
@@ -89,7 +123,7 @@ pub fn check(eng: &Engine, step: &TlsStep) -> Result<Check, StepError> {
 
 /// The key first: nginx is reloaded only once both are in place (the notification runs after
 /// the site step), and a key without its certificate serves nothing.
-pub fn apply(eng: &Engine, step: &TlsStep) -> Result<(), StepError> {
+fn apply(eng: &Engine, step: &Tls) -> Result<(), StepError> {
     let m = material(eng)?;
     let key_path = Path::new(&step.key);
     let cert_path = Path::new(&step.certificate);

@@ -2,43 +2,60 @@
 //! nothing foreign in it), what it set aside (a replaced system file, a removed default site)
 //! comes back, and what it did not create stays.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use super::files::owner;
-use super::{Check, Engine, StepError};
+use serde::{Deserialize, Serialize};
+
+use super::Step;
+use crate::engine::fs::{exists, save};
+use crate::engine::{Check, Engine, StepError};
 use crate::host::{FileKind, FileMeta};
-use crate::recipe::model::RemoveStep;
-use crate::state::{Saved, SAVED_DIR};
+use crate::recipe::compiler::Compiler;
+use crate::state::Saved;
 
-/// Set aside what is at `path` so uninstall can put it back.
-pub(super) fn save(eng: &Engine, path: &str, meta: &FileMeta) -> Result<(), StepError> {
-    if eng.state.borrow().saved.contains_key(path) {
-        return eng.host.remove(Path::new(path)).map_err(StepError::host);
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Remove {
+    pub path: String,
+    /// Remove whatever is there and keep it, so that uninstall can put it back (e.g. the
+    /// distro's default site). Without it, only what telem-deploy created or replaced is
+    /// removed, and what it set aside for this path is restored.
+    #[serde(default)]
+    pub save: bool,
+    #[serde(default)]
+    pub notify: Vec<String>,
+    /// A directory whose whole tree telem-deploy made (a venv, a snapshot): it goes with
+    /// everything in it. Without `tree`, a directory telem-deploy created goes only when all
+    /// it holds is telem-deploy's (recorded in the state file, or one of `daemon_files`);
+    /// else those go and the directory stays, with what the operator (or another program)
+    /// put there.
+    #[serde(default)]
+    pub tree: bool,
+    /// Names of the files the tool's daemons write in this directory (logs, pid files); a
+    /// trailing `*` matches any suffix (`collector.log*`: rotated logs too).
+    #[serde(default)]
+    pub daemon_files: Vec<String>,
+}
+
+impl Step for Remove {
+    const KIND: &'static str = "remove";
+    type Raw = Remove;
+
+    fn compile(raw: &Remove, c: &mut Compiler) -> Option<Remove> {
+        c.services("notify", &raw.notify).then(|| raw.clone())
     }
-    let saved = match &meta.kind {
-        FileKind::Symlink(t) => {
-            eng.host.remove(Path::new(path)).map_err(StepError::host)?;
-            Saved::Symlink {
-                target: t.display().to_string(),
-            }
-        }
-        _ => {
-            let dir = Path::new(SAVED_DIR);
-            eng.host
-                .mkdir(dir, &owner("root", "root", "0700"))
-                .map_err(StepError::host)?;
-            let backup: PathBuf = dir.join(path.trim_start_matches('/').replace('/', "%"));
-            eng.host
-                .rename(Path::new(path), &backup)
-                .map_err(StepError::host)?;
-            Saved::File {
-                backup: backup.display().to_string(),
-            }
-        }
-    };
-    eng.update_state(|s| {
-        s.saved.insert(path.to_owned(), saved);
-    })
+
+    fn check(&self, eng: &Engine) -> Result<Check, StepError> {
+        check_remove(eng, self)
+    }
+
+    fn apply(&self, eng: &Engine) -> Result<(), StepError> {
+        apply_remove(eng, self)
+    }
+
+    fn notifies(&self) -> &[String] {
+        &self.notify
+    }
 }
 
 /// What removing a directory telem-deploy created would take: the entries that are its own
@@ -55,7 +72,7 @@ fn daemon_file(patterns: &[String], name: &str) -> bool {
     })
 }
 
-fn dir_contents(eng: &Engine, step: &RemoveStep) -> Result<DirContents, StepError> {
+fn dir_contents(eng: &Engine, step: &Remove) -> Result<DirContents, StepError> {
     let state = eng.state.borrow();
     let mut c = DirContents {
         ours: Vec::new(),
@@ -86,7 +103,7 @@ enum Removal {
     Bundled,
 }
 
-fn removal(eng: &Engine, step: &RemoveStep, meta: &FileMeta) -> Result<Removal, StepError> {
+fn removal(eng: &Engine, step: &Remove, meta: &FileMeta) -> Result<Removal, StepError> {
     if is_bundled_collector(eng, &step.path) {
         return Ok(Removal::Bundled);
     }
@@ -124,7 +141,7 @@ fn list(names: &[String]) -> String {
     s
 }
 
-pub fn check_remove(eng: &Engine, step: &RemoveStep) -> Result<Check, StepError> {
+fn check_remove(eng: &Engine, step: &Remove) -> Result<Check, StepError> {
     let meta = eng
         .host
         .stat(Path::new(&step.path))
@@ -180,7 +197,7 @@ pub fn check_remove(eng: &Engine, step: &RemoveStep) -> Result<Check, StepError>
     Ok(Check::change(changes))
 }
 
-pub fn apply_remove(eng: &Engine, step: &RemoveStep) -> Result<(), StepError> {
+fn apply_remove(eng: &Engine, step: &Remove) -> Result<(), StepError> {
     let path = Path::new(&step.path);
     let meta = eng.host.stat(path).map_err(StepError::host)?;
     if step.save {
@@ -225,13 +242,4 @@ pub fn apply_remove(eng: &Engine, step: &RemoveStep) -> Result<(), StepError> {
         s.created.remove(&step.path);
         s.saved.remove(&step.path);
     })
-}
-
-/// Is there anything at `path`?
-pub(super) fn exists(eng: &Engine, path: &str) -> Result<bool, StepError> {
-    Ok(eng
-        .host
-        .stat(Path::new(path))
-        .map_err(StepError::host)?
-        .is_some())
 }

@@ -1,12 +1,72 @@
-//! `packages` steps: install what is missing (never reinstall), or on `-u` remove what this
-//! tool installed and nothing the operator already had: only the recorded packages whose
-//! removal takes nothing else (asked of the package manager first, see `pkg::removal_plan`).
+//! `packages` steps: `present` installs what is missing of one set (never reinstalls);
+//! `absent` (on `-u`) removes what this tool installed, of every set, and nothing the operator
+//! already had: only the recorded packages whose removal takes nothing else (asked of the
+//! package manager first, see `pkg::removal_plan`).
 
-use super::{Check, Engine, StepError};
-use crate::recipe::model::{PackagesStep, Presence};
+use serde::{Deserialize, Serialize};
+
+use super::Step;
+use crate::engine::{pkg, Check, Engine, Status, StepError};
+use crate::recipe::compiler::{keys, Compiler};
+use crate::recipe::model::{PackageManagerKind, Presence};
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Packages {
+    /// A key of the recipe's `packages` map: the set `present` installs. `absent` does not
+    /// read it: it removes every package telem-deploy recorded, whatever their set (so an
+    /// action has at most one `absent` step).
+    pub set: String,
+    #[serde(default)]
+    pub state: Presence,
+    /// Repository packages to install first (yum: `epel-release`).
+    #[serde(default)]
+    pub repositories: Vec<String>,
+}
+
+impl Step for Packages {
+    const KIND: &'static str = "packages";
+    type Raw = Packages;
+
+    fn compile(raw: &Packages, c: &mut Compiler) -> Option<Packages> {
+        let known = c.waits(&raw.set) || c.recipe().packages.contains_key(&raw.set);
+        if !known {
+            let sets = keys(&c.recipe().packages);
+            c.error(
+                "set",
+                format!("unknown package set `{}` (the recipe's sets are: {sets})", raw.set),
+            );
+            return None;
+        }
+        Some(raw.clone())
+    }
+
+    fn check(&self, eng: &Engine) -> Result<Check, StepError> {
+        check(eng, self)
+    }
+
+    fn apply(&self, eng: &Engine) -> Result<(), StepError> {
+        apply(eng, self)
+    }
+
+    /// `-u` refuses before the first change when the package manager cannot tell what the
+    /// removal would take.
+    fn preflight(&self, eng: &Engine) -> Result<(), StepError> {
+        if self.state != Presence::Absent {
+            return Ok(());
+        }
+        eng.removal_plan().map(drop).map_err(|e| StepError {
+            message: format!(
+                "cannot tell which packages -u may remove, so nothing was changed: {}",
+                e.message
+            ),
+            ..e
+        })
+    }
+}
 
 /// The names of the set on this target (of alternatives, the one its catalogue knows).
-fn wanted(eng: &Engine, step: &PackagesStep) -> Vec<String> {
+fn wanted(eng: &Engine, step: &Packages) -> Vec<String> {
     eng.recipe
         .recipe
         .packages
@@ -27,7 +87,7 @@ fn record_interrupted(eng: &Engine) -> Result<(), StepError> {
     })
 }
 
-fn missing(eng: &Engine, step: &PackagesStep) -> Result<Vec<String>, StepError> {
+fn missing(eng: &Engine, step: &Packages) -> Result<Vec<String>, StepError> {
     let names = wanted(eng, step);
     let installed = eng
         .pm
@@ -39,9 +99,9 @@ fn missing(eng: &Engine, step: &PackagesStep) -> Result<Vec<String>, StepError> 
         .collect())
 }
 
-pub fn check(eng: &Engine, step: &PackagesStep) -> Result<Check, StepError> {
+fn check(eng: &Engine, step: &Packages) -> Result<Check, StepError> {
     let verb = match eng.pm.kind {
-        crate::recipe::model::PackageManagerKind::Swupd => "bundle",
+        PackageManagerKind::Swupd => "bundle",
         _ => "package",
     };
     match step.state {
@@ -94,7 +154,7 @@ pub fn check(eng: &Engine, step: &PackagesStep) -> Result<Check, StepError> {
                     changes.push(format!("no {verb} installed by telem-deploy is left"));
                 }
                 return Ok(Check {
-                    status: super::Status::Ok,
+                    status: Status::Ok,
                     changes,
                     diff: None,
                 });
@@ -105,14 +165,14 @@ pub fn check(eng: &Engine, step: &PackagesStep) -> Result<Check, StepError> {
 }
 
 /// One line per kept package: what the tool installed but leaves, and why.
-fn kept_lines(verb: &str, plan: &super::pkg::RemovalPlan) -> Vec<String> {
+fn kept_lines(verb: &str, plan: &pkg::RemovalPlan) -> Vec<String> {
     plan.kept
         .iter()
         .map(|(p, why)| format!("keep {verb} {p} (installed by telem-deploy): {why}"))
         .collect()
 }
 
-pub fn apply(eng: &Engine, step: &PackagesStep) -> Result<(), StepError> {
+fn apply(eng: &Engine, step: &Packages) -> Result<(), StepError> {
     match step.state {
         Presence::Present => {
             let missing = missing(eng, step)?;

@@ -4,10 +4,38 @@
 
 use std::path::Path;
 
-use super::{Check, Engine, StepError};
-use crate::recipe::model::LegacyStep;
+use serde::{Deserialize, Serialize};
 
-pub fn check(eng: &Engine, step: &LegacyStep) -> Result<Check, StepError> {
+use super::Step;
+use crate::engine::{Check, Engine, StepError};
+use crate::recipe::compiler::Compiler;
+
+/// Report an installation of the old deploy.sh (any of `paths` exists) in the plan.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Legacy {
+    pub paths: Vec<String>,
+}
+
+impl Step for Legacy {
+    const KIND: &'static str = "legacy";
+    type Raw = Legacy;
+
+    fn compile(raw: &Legacy, _: &mut Compiler) -> Option<Legacy> {
+        Some(raw.clone())
+    }
+
+    fn check(&self, eng: &Engine) -> Result<Check, StepError> {
+        check(eng, self)
+    }
+
+    /// The plan has said it; the steps after it do the adopting.
+    fn apply(&self, _: &Engine) -> Result<(), StepError> {
+        Ok(())
+    }
+}
+
+fn check(eng: &Engine, step: &Legacy) -> Result<Check, StepError> {
     let mut found = Vec::new();
     for p in &step.paths {
         if eng
