@@ -3,22 +3,29 @@
 //! Data flows one way: `cli` (raw flags) → `options` (resolved) → `recipe` (YAML, expanded)
 //! → `engine` (check, then change only what differs, through the `host` boundary) → `report`.
 
+// What the tests and the binary use; everything else is the crate's own, so the compiler
+// reports what nothing uses.
 pub mod app;
 pub mod cli;
-pub mod context;
-pub mod engine;
-pub mod error;
 pub mod host;
-pub mod htpasswd;
-pub mod options;
-pub mod password;
-pub mod progress;
 pub mod recipe;
-pub mod render;
-pub mod report;
-pub mod secret;
-pub mod state;
 pub mod tls;
+
+pub(crate) mod context;
+pub(crate) mod engine;
+pub(crate) mod error;
+pub(crate) mod executor;
+pub(crate) mod failure;
+pub(crate) mod htpasswd;
+pub(crate) mod options;
+pub(crate) mod password;
+pub(crate) mod plan;
+pub(crate) mod progress;
+pub(crate) mod render;
+pub(crate) mod report;
+pub(crate) mod secret;
+pub(crate) mod secrets;
+pub(crate) mod state;
 
 use std::ffi::OsString;
 

@@ -1,14 +1,17 @@
 //! Resolved options: the raw `Cli` turned into what the program runs on.
 //!
-//! Here the distro is detected (through the `Host`), the password source chosen, the domain
-//! checked and the colour decided. Conflicts and bad values become usage errors (exit 2).
+//! Here the distro is detected (through the `Host`), its recipe loaded (which may turn the web
+//! UI on), the service manager chosen, the password source chosen, the domain checked and the
+//! colour decided. Conflicts and bad values become usage errors (exit 2).
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-use crate::cli::{Action, Cli, ColorChoice, Distro, Format, SourceType};
+use crate::cli::{Action, Cli, ColorChoice, Distro, Format, ServiceManagerArg, SourceType};
+use crate::engine::Manager;
 use crate::error::Error;
-use crate::host::Host;
+use crate::host::{systemd_is_pid1, Host};
+use crate::recipe::{self, LoadedRecipe};
 use crate::secret::Secret;
 
 /// Where the database password comes from when it is given explicitly.
@@ -19,12 +22,6 @@ pub enum PasswordSource {
     Env,
     /// Not given: reuse the stored one, prompt, or generate.
     Implicit,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ServiceManagerChoice {
-    Systemd,
-    Direct,
 }
 
 #[derive(Debug, Clone)]
@@ -40,13 +37,14 @@ pub struct Options {
     pub format: Format,
     pub yes: bool,
     pub password_source: PasswordSource,
-    pub recipes: Option<PathBuf>,
     pub templates: Option<PathBuf>,
     pub detailed_exitcode: bool,
     pub no_backup: bool,
     pub collector_bin: Option<PathBuf>,
     /// The legacy web UI (`--webapp`, or `webapp.enabled` in the recipe).
     pub webapp: bool,
+    /// How services are run: `--service-manager`, else systemd when it is PID 1.
+    pub manager: Manager,
     /// `--pip-index-url`: pip's index for the web UI's requirements.
     pub pip_index_url: Option<String>,
     /// `--webapp-requirements FILE`: the web UI's requirements, whatever the snapshot has.
@@ -65,7 +63,8 @@ pub struct Options {
 }
 
 impl Options {
-    pub fn resolve(cli: Cli, host: &dyn Host) -> Result<Options, Error> {
+    /// The options of one run, and the recipe they select.
+    pub fn resolve(cli: Cli, host: &dyn Host) -> Result<(Options, LoadedRecipe), Error> {
         let tls = crate::tls::choice(&cli)?;
         let domain = cli.host.unwrap_or_default();
         check_domain(&domain)?;
@@ -124,7 +123,22 @@ impl Options {
         let interactive = cli.format == Format::Human
             && std::io::stdin().is_terminal()
             && std::io::stderr().is_terminal();
-        Ok(Options {
+        let manager = match cli.service_manager {
+            ServiceManagerArg::Systemd => Manager::Systemd,
+            ServiceManagerArg::Direct => Manager::Direct,
+            ServiceManagerArg::Auto if systemd_is_pid1(host) => Manager::Systemd,
+            ServiceManagerArg::Auto => Manager::Direct,
+        };
+        let loaded = recipe::load(distro, cli.recipes.as_deref())?;
+        // `webapp.enabled: true` in the recipe turns the web UI on as --webapp does.
+        let webapp = cli.webapp || loaded.recipe.webapp.as_ref().is_some_and(|w| w.enabled);
+        if webapp && loaded.recipe.webapp.is_none() {
+            return Err(Error::Usage(format!(
+                "--webapp: {} has no `webapp` section",
+                loaded.file
+            )));
+        }
+        let opts = Options {
             action: cli.action,
             distro,
             domain,
@@ -136,12 +150,12 @@ impl Options {
             format: cli.format,
             yes: cli.yes,
             password_source,
-            recipes: cli.recipes,
             templates: cli.templates,
             detailed_exitcode: cli.detailed_exitcode,
             no_backup: cli.no_backup,
             collector_bin: cli.collector_bin,
-            webapp: cli.webapp,
+            webapp,
+            manager,
             pip_index_url: cli.pip_index_url,
             webapp_requirements: cli.webapp_requirements,
             ui_auth: cli.ui_auth,
@@ -151,7 +165,8 @@ impl Options {
             verbose: cli.verbose,
             color,
             interactive,
-        })
+        };
+        Ok((opts, loaded))
     }
 
     /// The summary block deploy.sh printed before acting.

@@ -217,10 +217,6 @@ impl Host for LocalHost {
         self.apply_owner(path, owner)
     }
 
-    fn chown(&self, path: &Path, owner: &Owner) -> HostResult<()> {
-        self.apply_owner(path, owner)
-    }
-
     fn symlink(&self, target: &Path, path: &Path) -> HostResult<()> {
         let tmp = temp_sibling(path);
         let _ = fs::remove_file(&tmp);

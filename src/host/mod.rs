@@ -204,8 +204,6 @@ pub trait Host {
     fn write(&self, path: &Path, contents: &[u8], owner: &Owner) -> HostResult<()>;
     /// Create a directory (and missing parents) and set its owner and mode.
     fn mkdir(&self, path: &Path, owner: &Owner) -> HostResult<()>;
-    /// Set owner and mode of an existing path.
-    fn chown(&self, path: &Path, owner: &Owner) -> HostResult<()>;
     /// Make `path` a symlink to `target`, replacing what is there atomically.
     fn symlink(&self, target: &Path, path: &Path) -> HostResult<()>;
     /// Remove a file, symlink or directory tree; absent is fine.

@@ -316,17 +316,6 @@ impl Host for FakeHost {
         Ok(())
     }
 
-    fn chown(&self, path: &Path, owner: &Owner) -> HostResult<()> {
-        let (uid, gid) = self.ids(owner)?;
-        let mut w = self.world.borrow_mut();
-        let n = w
-            .files
-            .get_mut(path)
-            .ok_or_else(|| HostError(format!("chown {}: no such file", path.display())))?;
-        (n.uid, n.gid, n.mode) = (uid, gid, owner.mode);
-        Ok(())
-    }
-
     fn symlink(&self, target: &Path, path: &Path) -> HostResult<()> {
         self.world.borrow_mut().files.insert(
             path.to_owned(),
