@@ -318,7 +318,8 @@ pub enum Presence {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PackagesStep {
-    /// A key of the recipe's `packages` map.
+    /// A key of the recipe's `packages` map: what `present` installs. `absent` ignores it and
+    /// removes every package the state file records (see engine/packages.rs).
     pub set: String,
     #[serde(default)]
     pub state: Presence,
