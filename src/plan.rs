@@ -58,7 +58,7 @@ impl Plan {
         let facts = Facts::gather(host, &loaded.recipe);
         let mut vars = context::vars(&loaded.recipe, opts, tls);
         vars.insert("os", &facts.os_vars());
-        let recipe = recipe::compile(loaded, &vars)?;
+        let recipe = recipe::compile(loaded, &vars).map_err(|e| loaded.locate(e))?;
         Ok(Plan {
             recipe,
             templates,
