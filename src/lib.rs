@@ -1,7 +1,10 @@
 //! telem-deploy: declarative, idempotent provisioning of a Clear Linux telemetry backend.
 //!
-//! Data flows one way: `cli` (raw flags) → `options` (resolved) → `recipe` (YAML, expanded)
-//! → `engine` (check, then change only what differs, through the `host` boundary) → `report`.
+//! Data flows one way (see `app`): `cli` (raw flags) → `options` (resolved, with the `recipe`
+//! they select) → `plan` (the recipe compiled with the target's facts) → `engine` (check, then
+//! change only what differs, through the `host` boundary) with the run's `secrets` → the
+//! `executor`'s loop (check only, or apply) → `report`. A step fails with a
+//! [`failure::StepError`]; the run ends with an [`Error`] and its exit code.
 
 // What the tests and the binary use; everything else is the crate's own, so the compiler
 // reports what nothing uses.
