@@ -66,42 +66,9 @@ impl Options {
     /// The options of one run, and the recipe they select.
     pub fn resolve(cli: Cli, host: &dyn Host) -> Result<(Options, LoadedRecipe), Error> {
         let tls = crate::tls::choice(&cli)?;
-        let domain = cli.host.unwrap_or_default();
+        let domain = cli.host.clone().unwrap_or_default();
         check_domain(&domain)?;
-        if let Some(user) = &cli.ui_auth {
-            check_ui_user(user)?;
-        }
-        // Read only by the actions that install it (uninstall merely compares its path).
-        if let Some(bin) = &cli.collector_bin {
-            if matches!(cli.action, Action::Install | Action::Deploy) {
-                check_collector_bin(bin)?;
-            }
-        }
-        if cli.source_type == SourceType::Git {
-            crate::engine::snaplinks::check_repo(&cli.repo)
-                .map_err(|e| Error::Usage(format!("-r/--repo: {e}")))?;
-            if cli.source.is_empty()
-                || cli.source.starts_with('-')
-                || cli.source.chars().any(char::is_control)
-            {
-                return Err(Error::Usage(format!(
-                    "invalid value '{}' for '--source': a branch, tag or commit id",
-                    cli.source.escape_default()
-                )));
-            }
-        }
-        if let Some(url) = &cli.pip_index_url {
-            if url.is_empty() || url.chars().any(char::is_whitespace) {
-                return Err(Error::Usage(format!(
-                    "invalid value '{url}' for '--pip-index-url <URL>': a URL without spaces"
-                )));
-            }
-        }
-        if cli.detailed_exitcode && !cli.dry_run {
-            return Err(Error::Usage(
-                "--detailed-exitcode only applies with --dry-run".into(),
-            ));
-        }
+        check_flags(&cli)?;
         let password_source = if let Some(f) = cli.db_password_file {
             PasswordSource::File(f)
         } else if cli.db_password_stdin {
@@ -123,21 +90,9 @@ impl Options {
         let interactive = cli.format == Format::Human
             && std::io::stdin().is_terminal()
             && std::io::stderr().is_terminal();
-        let manager = match cli.service_manager {
-            ServiceManagerArg::Systemd => Manager::Systemd,
-            ServiceManagerArg::Direct => Manager::Direct,
-            ServiceManagerArg::Auto if systemd_is_pid1(host) => Manager::Systemd,
-            ServiceManagerArg::Auto => Manager::Direct,
-        };
+        let manager = service_manager(cli.service_manager, host);
         let loaded = recipe::load(distro, cli.recipes.as_deref())?;
-        // `webapp.enabled: true` in the recipe turns the web UI on as --webapp does.
-        let webapp = cli.webapp || loaded.recipe.webapp.as_ref().is_some_and(|w| w.enabled);
-        if webapp && loaded.recipe.webapp.is_none() {
-            return Err(Error::Usage(format!(
-                "--webapp: {} has no `webapp` section",
-                loaded.file
-            )));
-        }
+        let webapp = web_ui(cli.webapp, &loaded)?;
         let opts = Options {
             action: cli.action,
             distro,
@@ -209,6 +164,70 @@ impl Options {
         crate::password::check_usable(&pw, crate::password::Kind::Database, self.webapp)?;
         Ok(Some(pw))
     }
+}
+
+/// The flags checked on their own: the web UI user, the collector binary, the snapshot's
+/// repository and branch, pip's index, `--detailed-exitcode`.
+fn check_flags(cli: &Cli) -> Result<(), Error> {
+    if let Some(user) = &cli.ui_auth {
+        check_ui_user(user)?;
+    }
+    // Read only by the actions that install it (uninstall merely compares its path).
+    if let Some(bin) = &cli.collector_bin {
+        if matches!(cli.action, Action::Install | Action::Deploy) {
+            check_collector_bin(bin)?;
+        }
+    }
+    if cli.source_type == SourceType::Git {
+        crate::engine::snaplinks::check_repo(&cli.repo)
+            .map_err(|e| Error::Usage(format!("-r/--repo: {e}")))?;
+        if cli.source.is_empty()
+            || cli.source.starts_with('-')
+            || cli.source.chars().any(char::is_control)
+        {
+            return Err(Error::Usage(format!(
+                "invalid value '{}' for '--source': a branch, tag or commit id",
+                cli.source.escape_default()
+            )));
+        }
+    }
+    if let Some(url) = &cli.pip_index_url {
+        if url.is_empty() || url.chars().any(char::is_whitespace) {
+            return Err(Error::Usage(format!(
+                "invalid value '{url}' for '--pip-index-url <URL>': a URL without spaces"
+            )));
+        }
+    }
+    if cli.detailed_exitcode && !cli.dry_run {
+        return Err(Error::Usage(
+            "--detailed-exitcode only applies with --dry-run".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// `--service-manager`, where `auto` is systemd when it is PID 1.
+fn service_manager(arg: ServiceManagerArg, host: &dyn Host) -> Manager {
+    match arg {
+        ServiceManagerArg::Systemd => Manager::Systemd,
+        ServiceManagerArg::Direct => Manager::Direct,
+        ServiceManagerArg::Auto if systemd_is_pid1(host) => Manager::Systemd,
+        ServiceManagerArg::Auto => Manager::Direct,
+    }
+}
+
+/// The web UI is deployed with `--webapp` or when the recipe says `webapp.enabled: true`;
+/// either way the recipe needs its `webapp` section.
+fn web_ui(flag: bool, loaded: &LoadedRecipe) -> Result<bool, Error> {
+    let webapp = loaded.recipe.webapp.as_ref();
+    let on = flag || webapp.is_some_and(|w| w.enabled);
+    if on && webapp.is_none() {
+        return Err(Error::Usage(format!(
+            "--webapp: {} has no `webapp` section",
+            loaded.file
+        )));
+    }
+    Ok(on)
 }
 
 /// The web UI password, if given: `--ui-password-file`, then `TELEM_UI_PASSWORD`.
