@@ -130,14 +130,26 @@ pub fn merge(layers: Vec<(String, Layer)>, errs: &mut RecipeErrors) -> Option<(R
             }
         };
     }
+    // Every missing section is reported, then the first one ends the merge.
+    let (distro, package_manager, web_server) = (
+        required!(distro),
+        required!(package_manager),
+        required!(web_server),
+    );
+    let (nginx, postgres, database, collector) = (
+        required!(nginx),
+        required!(postgres),
+        required!(database),
+        required!(collector),
+    );
     let recipe = Recipe {
-        distro: required!(distro)?,
-        package_manager: required!(package_manager)?,
-        web_server: required!(web_server)?,
-        nginx: required!(nginx)?,
-        postgres: required!(postgres)?,
-        database: required!(database)?,
-        collector: required!(collector)?,
+        distro: distro?,
+        package_manager: package_manager?,
+        web_server: web_server?,
+        nginx: nginx?,
+        postgres: postgres?,
+        database: database?,
+        collector: collector?,
         packages: top.packages,
         webapp: top.webapp,
         services: top.services,

@@ -93,18 +93,6 @@ pub fn load(distro: Distro, dir: Option<&Path>) -> Result<LoadedRecipe, RecipeEr
     build(layers, distro)
 }
 
-/// A recipe of one file that builds on nothing (`base` is refused).
-pub fn parse(file: &str, source: &str, distro: Distro) -> Result<LoadedRecipe, RecipeErrors> {
-    let layer: Layer =
-        serde_yaml::from_str(source).map_err(|e| RecipeErrors::from_yaml(file, source, &e))?;
-    if layer.base.is_some() {
-        let mut errs = RecipeErrors::new(file);
-        errs.at_path("base", "a recipe given as text builds on nothing");
-        return Err(errs);
-    }
-    build(vec![(file.to_owned(), layer)], distro)
-}
-
 /// Merge `layers` (the base first, the distro's file last) and check the result.
 fn build(layers: Vec<(String, Layer)>, distro: Distro) -> Result<LoadedRecipe, RecipeErrors> {
     let file = layers.last().map(|(f, _)| f.clone()).unwrap_or_default();
@@ -188,6 +176,32 @@ mod tests {
         assert_eq!(
             own.file,
             dir.path().join("debian.yaml").display().to_string()
+        );
+    }
+
+    #[test]
+    fn every_missing_section_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("debian.yaml"),
+            "distro: debian\npackage_manager: apt\n",
+        )
+        .unwrap();
+        let err = load(Distro::Debian, Some(dir.path()))
+            .unwrap_err()
+            .to_string();
+        for section in ["web_server", "nginx", "postgres", "database", "collector"] {
+            assert!(
+                err.contains(&format!(
+                    ": {section}: missing (in the recipe and in every file it builds on)"
+                )),
+                "{section}: {err}"
+            );
+        }
+        let file = dir.path().join("debian.yaml");
+        assert!(
+            err.ends_with(&format!("5 problems in {}", file.display())),
+            "{err}"
         );
     }
 

@@ -451,3 +451,17 @@ fn a_recipe_that_is_not_utf8_or_is_a_directory_is_refused() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn json_output_is_one_document_even_when_the_options_are_refused() {
+    // Refused while resolving the options (before the recipe, the plan or any step).
+    let out = run(&["-H", "bad host", "--dry-run", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(2));
+    let doc: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("stdout is one JSON document");
+    assert_eq!(doc["format"], "telem-deploy/error");
+    assert_eq!(doc["error"]["exit_code"], 2);
+    let message = doc["error"]["message"].as_str().unwrap();
+    assert!(message.contains("'-H <DOMAIN>'"), "{message}");
+    assert!(text(&out.stderr).contains("error: invalid value 'bad host'"));
+}
