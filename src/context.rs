@@ -3,20 +3,19 @@
 //! rendered).
 
 use crate::cli::SourceType;
-use crate::engine::Manager;
 use crate::options::Options;
 use crate::recipe::Recipe;
 
 pub const DEFAULT_TELEMETRY_ID: &str = "6907c830-eed9-4ce9-81ae-76daf8d88f0f";
 
-pub fn vars(recipe: &Recipe, opts: &Options, manager: Manager, tls: bool) -> tera::Context {
+pub fn vars(recipe: &Recipe, opts: &Options, tls: bool) -> tera::Context {
     let mut ctx = tera::Context::new();
     ctx.insert("domain", &opts.domain);
     ctx.insert("distro", opts.distro.as_str());
     ctx.insert("action", opts.action.as_str());
     ctx.insert("purge", &opts.purge);
     ctx.insert("webapp_enabled", &opts.webapp);
-    ctx.insert("service_manager", manager.name());
+    ctx.insert("service_manager", opts.manager.name());
     ctx.insert("tls", &tls);
     ctx.insert("tls_only", &(tls && opts.tls_only));
     ctx.insert("telemetry_id", DEFAULT_TELEMETRY_ID);

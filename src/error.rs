@@ -4,8 +4,7 @@
 //! 3 (only with `--dry-run --detailed-exitcode`) changes pending. Messages never contain a
 //! secret: callers redact before building an error.
 
-use std::fmt;
-
+use crate::failure::StepError;
 use crate::recipe::RecipeErrors;
 
 #[derive(Debug, thiserror::Error)]
@@ -26,9 +25,9 @@ pub enum Error {
     #[error("{0}")]
     NotConfirmed(String),
 
-    /// A step failed while applying (or was blocked by a precondition).
-    #[error("{0}")]
-    Step(StepFailure),
+    /// A step failed while applying (or was blocked by a precondition): which step, and why.
+    #[error("step '{step}' failed: {error}")]
+    Step { step: String, error: StepError },
 
     /// Anything else that stops the run (host I/O the tool cannot do without).
     #[error("{0}")]
@@ -39,34 +38,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Usage(_) | Error::Recipe(_) | Error::Template(_) | Error::NotConfirmed(_) => 2,
-            Error::Step(_) | Error::Other(_) => 1,
+            Error::Step { .. } | Error::Other(_) => 1,
         }
-    }
-}
-
-/// What the user needs to fix a failed step: which step, which command, what it said.
-#[derive(Debug, Clone)]
-pub struct StepFailure {
-    pub step: String,
-    pub message: String,
-    pub command: Option<String>,
-    pub stderr_tail: Option<String>,
-}
-
-impl fmt::Display for StepFailure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "step '{}' failed: {}", self.step, self.message)?;
-        if let Some(cmd) = &self.command {
-            write!(f, "\n  command: {cmd}")?;
-        }
-        if let Some(tail) = &self.stderr_tail {
-            if !tail.trim().is_empty() {
-                write!(f, "\n  stderr:")?;
-                for line in tail.lines() {
-                    write!(f, "\n    {line}")?;
-                }
-            }
-        }
-        Ok(())
     }
 }

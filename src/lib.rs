@@ -1,27 +1,36 @@
 //! telem-deploy: declarative, idempotent provisioning of a Clear Linux telemetry backend.
 //!
-//! Data flows one way: `cli` (raw flags) → `options` (resolved) → `recipe` (YAML, expanded and
-//! compiled into typed steps) → `engine` (check, then change only what differs, through the
-//! `host` boundary) → `report`. Each kind of step is one file of `steps`; how to add one:
-//! ARCHITECTURE.md.
+//! Data flows one way (see `app`): `cli` (raw flags) → `options` (resolved, with the `recipe`
+//! they select) → `plan` (the recipe compiled with the target's facts) → `engine` (check, then
+//! change only what differs, through the `host` boundary) with the run's `secrets` → the
+//! `executor`'s loop (check only, or apply) → `report`. Each kind of step is one file of `steps`; how to add one:
+//! ARCHITECTURE.md. A step fails with a
+//! [`failure::StepError`]; the run ends with an [`Error`] and its exit code.
 
+// What the tests and the binary use; everything else is the crate's own, so the compiler
+// reports what nothing uses.
 pub mod app;
 pub mod cli;
-pub mod context;
-pub mod engine;
-pub mod error;
 pub mod host;
-pub mod htpasswd;
-pub mod options;
-pub mod password;
-pub mod progress;
 pub mod recipe;
-pub mod render;
-pub mod report;
-pub mod secret;
-pub mod state;
-pub mod steps;
 pub mod tls;
+
+pub(crate) mod context;
+pub(crate) mod engine;
+pub(crate) mod error;
+pub(crate) mod executor;
+pub(crate) mod failure;
+pub(crate) mod htpasswd;
+pub(crate) mod options;
+pub(crate) mod password;
+pub(crate) mod plan;
+pub(crate) mod progress;
+pub(crate) mod render;
+pub(crate) mod report;
+pub(crate) mod secret;
+pub(crate) mod secrets;
+pub(crate) mod state;
+pub(crate) mod steps;
 
 use std::ffi::OsString;
 

@@ -1,14 +1,17 @@
 //! Resolved options: the raw `Cli` turned into what the program runs on.
 //!
-//! Here the distro is detected (through the `Host`), the password source chosen, the domain
-//! checked and the colour decided. Conflicts and bad values become usage errors (exit 2).
+//! Here the distro is detected (through the `Host`), its recipe loaded (which may turn the web
+//! UI on), the service manager chosen, the password source chosen, the domain checked and the
+//! colour decided. Conflicts and bad values become usage errors (exit 2).
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-use crate::cli::{Action, Cli, ColorChoice, Distro, Format, SourceType};
+use crate::cli::{Action, Cli, ColorChoice, Distro, Format, ServiceManagerArg, SourceType};
+use crate::engine::Manager;
 use crate::error::Error;
-use crate::host::Host;
+use crate::host::{systemd_is_pid1, Host};
+use crate::recipe::{self, LoadedRecipe};
 use crate::secret::Secret;
 
 /// Where the database password comes from when it is given explicitly.
@@ -19,12 +22,6 @@ pub enum PasswordSource {
     Env,
     /// Not given: reuse the stored one, prompt, or generate.
     Implicit,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ServiceManagerChoice {
-    Systemd,
-    Direct,
 }
 
 #[derive(Debug, Clone)]
@@ -40,13 +37,14 @@ pub struct Options {
     pub format: Format,
     pub yes: bool,
     pub password_source: PasswordSource,
-    pub recipes: Option<PathBuf>,
     pub templates: Option<PathBuf>,
     pub detailed_exitcode: bool,
     pub no_backup: bool,
     pub collector_bin: Option<PathBuf>,
     /// The legacy web UI (`--webapp`, or `webapp.enabled` in the recipe).
     pub webapp: bool,
+    /// How services are run: `--service-manager`, else systemd when it is PID 1.
+    pub manager: Manager,
     /// `--pip-index-url`: pip's index for the web UI's requirements.
     pub pip_index_url: Option<String>,
     /// `--webapp-requirements FILE`: the web UI's requirements, whatever the snapshot has.
@@ -65,44 +63,12 @@ pub struct Options {
 }
 
 impl Options {
-    pub fn resolve(cli: Cli, host: &dyn Host) -> Result<Options, Error> {
+    /// The options of one run, and the recipe they select.
+    pub fn resolve(cli: Cli, host: &dyn Host) -> Result<(Options, LoadedRecipe), Error> {
         let tls = crate::tls::choice(&cli)?;
-        let domain = cli.host.unwrap_or_default();
+        let domain = cli.host.clone().unwrap_or_default();
         check_domain(&domain)?;
-        if let Some(user) = &cli.ui_auth {
-            check_ui_user(user)?;
-        }
-        // Read only by the actions that install it (uninstall merely compares its path).
-        if let Some(bin) = &cli.collector_bin {
-            if matches!(cli.action, Action::Install | Action::Deploy) {
-                check_collector_bin(bin)?;
-            }
-        }
-        if cli.source_type == SourceType::Git {
-            crate::engine::snaplinks::check_repo(&cli.repo)
-                .map_err(|e| Error::Usage(format!("-r/--repo: {e}")))?;
-            if cli.source.is_empty()
-                || cli.source.starts_with('-')
-                || cli.source.chars().any(char::is_control)
-            {
-                return Err(Error::Usage(format!(
-                    "invalid value '{}' for '--source': a branch, tag or commit id",
-                    cli.source.escape_default()
-                )));
-            }
-        }
-        if let Some(url) = &cli.pip_index_url {
-            if url.is_empty() || url.chars().any(char::is_whitespace) {
-                return Err(Error::Usage(format!(
-                    "invalid value '{url}' for '--pip-index-url <URL>': a URL without spaces"
-                )));
-            }
-        }
-        if cli.detailed_exitcode && !cli.dry_run {
-            return Err(Error::Usage(
-                "--detailed-exitcode only applies with --dry-run".into(),
-            ));
-        }
+        check_flags(&cli)?;
         let password_source = if let Some(f) = cli.db_password_file {
             PasswordSource::File(f)
         } else if cli.db_password_stdin {
@@ -124,7 +90,10 @@ impl Options {
         let interactive = cli.format == Format::Human
             && std::io::stdin().is_terminal()
             && std::io::stderr().is_terminal();
-        Ok(Options {
+        let manager = service_manager(cli.service_manager, host);
+        let loaded = recipe::load(distro, cli.recipes.as_deref())?;
+        let webapp = web_ui(cli.webapp, &loaded)?;
+        let opts = Options {
             action: cli.action,
             distro,
             domain,
@@ -136,12 +105,12 @@ impl Options {
             format: cli.format,
             yes: cli.yes,
             password_source,
-            recipes: cli.recipes,
             templates: cli.templates,
             detailed_exitcode: cli.detailed_exitcode,
             no_backup: cli.no_backup,
             collector_bin: cli.collector_bin,
-            webapp: cli.webapp,
+            webapp,
+            manager,
             pip_index_url: cli.pip_index_url,
             webapp_requirements: cli.webapp_requirements,
             ui_auth: cli.ui_auth,
@@ -151,7 +120,8 @@ impl Options {
             verbose: cli.verbose,
             color,
             interactive,
-        })
+        };
+        Ok((opts, loaded))
     }
 
     /// The summary block deploy.sh printed before acting.
@@ -194,6 +164,70 @@ impl Options {
         crate::password::check_usable(&pw, crate::password::Kind::Database, self.webapp)?;
         Ok(Some(pw))
     }
+}
+
+/// The flags checked on their own: the web UI user, the collector binary, the snapshot's
+/// repository and branch, pip's index, `--detailed-exitcode`.
+fn check_flags(cli: &Cli) -> Result<(), Error> {
+    if let Some(user) = &cli.ui_auth {
+        check_ui_user(user)?;
+    }
+    // Read only by the actions that install it (uninstall merely compares its path).
+    if let Some(bin) = &cli.collector_bin {
+        if matches!(cli.action, Action::Install | Action::Deploy) {
+            check_collector_bin(bin)?;
+        }
+    }
+    if cli.source_type == SourceType::Git {
+        crate::engine::snaplinks::check_repo(&cli.repo)
+            .map_err(|e| Error::Usage(format!("-r/--repo: {e}")))?;
+        if cli.source.is_empty()
+            || cli.source.starts_with('-')
+            || cli.source.chars().any(char::is_control)
+        {
+            return Err(Error::Usage(format!(
+                "invalid value '{}' for '--source': a branch, tag or commit id",
+                cli.source.escape_default()
+            )));
+        }
+    }
+    if let Some(url) = &cli.pip_index_url {
+        if url.is_empty() || url.chars().any(char::is_whitespace) {
+            return Err(Error::Usage(format!(
+                "invalid value '{url}' for '--pip-index-url <URL>': a URL without spaces"
+            )));
+        }
+    }
+    if cli.detailed_exitcode && !cli.dry_run {
+        return Err(Error::Usage(
+            "--detailed-exitcode only applies with --dry-run".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// `--service-manager`, where `auto` is systemd when it is PID 1.
+fn service_manager(arg: ServiceManagerArg, host: &dyn Host) -> Manager {
+    match arg {
+        ServiceManagerArg::Systemd => Manager::Systemd,
+        ServiceManagerArg::Direct => Manager::Direct,
+        ServiceManagerArg::Auto if systemd_is_pid1(host) => Manager::Systemd,
+        ServiceManagerArg::Auto => Manager::Direct,
+    }
+}
+
+/// The web UI is deployed with `--webapp` or when the recipe says `webapp.enabled: true`;
+/// either way the recipe needs its `webapp` section.
+fn web_ui(flag: bool, loaded: &LoadedRecipe) -> Result<bool, Error> {
+    let webapp = loaded.recipe.webapp.as_ref();
+    let on = flag || webapp.is_some_and(|w| w.enabled);
+    if on && webapp.is_none() {
+        return Err(Error::Usage(format!(
+            "--webapp: {} has no `webapp` section",
+            loaded.file
+        )));
+    }
+    Ok(on)
 }
 
 /// The web UI password, if given: `--ui-password-file`, then `TELEM_UI_PASSWORD`.

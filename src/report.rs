@@ -5,7 +5,8 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use crate::engine::{Check, Status, StepError};
+use crate::engine::{Check, Status};
+use crate::failure::StepError;
 use crate::recipe::Step;
 
 /// Version of the JSON document; bumped on incompatible changes.
@@ -24,7 +25,7 @@ pub struct Report {
     pub steps: Vec<StepReport>,
     pub summary: Summary,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<ErrorReport>,
+    pub error: Option<StepError>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -85,7 +86,7 @@ pub struct StepReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub diff: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<ErrorReport>,
+    pub error: Option<StepError>,
 }
 
 impl StepReport {
@@ -101,23 +102,12 @@ impl StepReport {
             error: None,
         }
     }
-}
 
-#[derive(Debug, Clone, Serialize)]
-pub struct ErrorReport {
-    pub message: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub command: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub stderr: Option<String>,
-}
-
-impl From<&StepError> for ErrorReport {
-    fn from(e: &StepError) -> ErrorReport {
-        ErrorReport {
-            message: e.message.clone(),
-            command: e.command.clone(),
-            stderr: e.stderr_tail.clone(),
+    /// A step that failed (in its preflight, check or change).
+    pub fn failed(step: &Step, error: &StepError) -> StepReport {
+        StepReport {
+            error: Some(error.clone()),
+            ..StepReport::new(step, Outcome::Failed, None)
         }
     }
 }
@@ -201,7 +191,7 @@ impl Style {
             if let Some(c) = &e.command {
                 out.push_str(&format!("           command: {c}\n"));
             }
-            if let Some(t) = &e.stderr {
+            if let Some(t) = &e.stderr_tail {
                 for line in t.lines() {
                     out.push_str(&format!("           | {line}\n"));
                 }

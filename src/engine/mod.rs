@@ -1,12 +1,13 @@
 //! The engine: for each step, `check` (is the host already in the desired state, and if not,
 //! what would change?) and `apply` (change only what differs).
 //!
-//! A dry run calls only `check`. Checks change nothing the tool manages: they read the host
-//! and run commands that only ask (package queries, `git ls-remote`, `migrate --check`, and
-//! the `unless`/`only_if` guards of `command` steps, which the recipe vouches for);
-//! everything that changes the host is in `apply`. What each kind checks and applies is its
-//! own file under `src/steps/`; `check`, `apply`, `notifies` and `preflight` here dispatch to
-//! it. Services notified by a changed file are queued and reloaded or restarted once, at
+//! A dry run calls only `check`. A check changes nothing on the host, but it does run commands
+//! there that read it: the recipe's guards (`unless`, `only_if`; a recipe must keep them free of
+//! side effects), the package manager's queries and its removal simulation, queries through the
+//! PostgreSQL admin child, the collector's `migrate --check`, `git ls-remote` for a snapshot.
+//! Everything that changes the host, the state file included, is in `apply` and in the
+//! handlers. What each kind checks and applies is its own file under `src/steps/`; `check`,
+//! `apply`, `notifies` and `preflight` here dispatch to it. Services notified by a changed file are queued and reloaded or restarted once, at
 //! their `service` step or at the end of the run (also when a later step failed).
 
 pub mod facts;
@@ -21,21 +22,24 @@ pub mod snapshot;
 pub mod svc;
 pub mod venv;
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::host::{Cmd, CmdOutput, Host, HostError};
+use crate::host::{Cmd, CmdOutput, Host};
 use crate::options::Options;
+use crate::plan::Plan;
 use crate::recipe::expand::Compiled;
 use crate::recipe::model::{Condition, ServiceDef};
 use crate::recipe::Step;
 use crate::render::Templates;
 use crate::secret::Secret;
+use crate::secrets::Secrets;
 use crate::state::State;
 
+pub use crate::failure::StepError;
 pub use svc::Manager;
 
 /// What a check found.
@@ -96,48 +100,18 @@ impl Check {
     }
 }
 
-/// Why a step failed: a message, and the command and its stderr when there was one.
-#[derive(Debug, Clone)]
-pub struct StepError {
-    pub message: String,
-    pub command: Option<String>,
-    pub stderr_tail: Option<String>,
-}
-
-impl StepError {
-    pub fn msg(m: impl Into<String>) -> StepError {
-        StepError {
-            message: m.into(),
-            command: None,
-            stderr_tail: None,
-        }
-    }
-    pub fn host(e: HostError) -> StepError {
-        StepError::msg(e.0)
-    }
-    pub fn command(cmd: &Cmd, out: &CmdOutput) -> StepError {
-        let how = match out.code {
-            Some(c) => format!("exited with status {c}"),
-            None => "was killed by a signal".to_owned(),
-        };
-        StepError {
-            message: format!("`{}` {how}", cmd.argv[0]),
-            command: Some(cmd.display()),
-            stderr_tail: Some(out.tail()),
-        }
-    }
-}
-
 pub const INSTALL_FIRST: &str =
     "run the install action first (no collector config with the database password)";
 
-/// Everything the steps need, for one run of one action.
+/// Everything the steps need, for one run of one action: the options, the plan, the state
+/// file and, from [`Engine::with_secrets`] on, the run's secrets.
 pub struct Engine<'a> {
     pub host: &'a dyn Host,
     pub opts: &'a Options,
     pub recipe: &'a Compiled,
     pub templates: &'a Templates,
-    /// The recipe's variables for templates (no secrets in it).
+    /// The recipe's variables for templates (no secrets in it but the web UI's user-file line,
+    /// which `shown_vars` masks).
     pub vars: tera::Context,
     pub pm: pkg::PackageManager,
     pub services: svc::Services<'a>,
@@ -153,49 +127,55 @@ pub struct Engine<'a> {
     /// htpasswd line), with the value a plan shows in their place.
     pub shown_vars: Vec<(String, String)>,
     /// What the target is (release, RHEL or a rebuild, firewall, package catalogue).
-    pub facts: facts::Facts,
+    pub facts: &'a facts::Facts,
     /// The certificate and key of `--tls-cert`/`--tls-key` or `--tls-self-signed`.
-    pub tls_material: Option<crate::tls::Material>,
+    pub tls_material: &'a Option<crate::tls::Material>,
     pub state: RefCell<State>,
     pending: RefCell<BTreeSet<String>>,
-    applying: Cell<bool>,
     /// What `-u` removes and keeps, asked of the package manager once per run.
     removal: RefCell<Option<Result<pkg::RemovalPlan, String>>>,
 }
 
 impl<'a> Engine<'a> {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        host: &'a dyn Host,
-        opts: &'a Options,
-        recipe: &'a Compiled,
-        templates: &'a Templates,
-        vars: tera::Context,
-        manager: Manager,
-        state: State,
-        tls: bool,
-    ) -> Engine<'a> {
+    /// The engine for `plan` on `host`, with the state file as it was read; reloads and
+    /// restarts an earlier run still owed are queued.
+    pub fn new(host: &'a dyn Host, opts: &'a Options, plan: &'a Plan, state: State) -> Engine<'a> {
         let pending = RefCell::new(state.pending.clone());
         Engine {
             host,
             opts,
-            recipe,
-            templates,
-            vars,
-            pm: pkg::PackageManager::new(recipe.recipe.package_manager),
-            services: svc::Services { host, manager },
+            recipe: &plan.recipe,
+            templates: &plan.templates,
+            vars: plan.vars.clone(),
+            pm: pkg::PackageManager::new(plan.recipe.recipe.package_manager),
+            services: svc::Services {
+                host,
+                manager: opts.manager,
+            },
             password: None,
             stored_password: None,
             needs_install: false,
-            tls,
+            tls: plan.tls,
             shown_vars: Vec::new(),
-            facts: facts::Facts::default(),
-            tls_material: None,
+            facts: &plan.facts,
+            tls_material: &plan.tls_material,
             state: RefCell::new(state),
             pending,
-            applying: Cell::new(false),
             removal: RefCell::new(None),
         }
+    }
+
+    /// The engine with the run's secrets, resolved once (after the steps were selected,
+    /// since only the steps say whether the database password is needed).
+    pub fn with_secrets(mut self, secrets: Secrets) -> Engine<'a> {
+        self.password = secrets.password;
+        self.stored_password = secrets.stored_password;
+        self.needs_install = secrets.needs_install;
+        if let Some(ui) = secrets.ui_htpasswd {
+            self.vars.insert(crate::secrets::UI_HTPASSWD, &ui.line);
+            self.shown_vars = vec![(crate::secrets::UI_HTPASSWD.to_owned(), ui.shown)];
+        }
+        self
     }
 
     /// Which recorded packages `-u` removes (and which it keeps): computed once per run, from
@@ -273,13 +253,7 @@ impl<'a> Engine<'a> {
     }
 
     pub fn apply(&self, step: &Step) -> Result<(), StepError> {
-        self.applying.set(true);
         step.kind.apply(self)
-    }
-
-    /// True while applying (checks then may wait for services; in a dry run they never do).
-    pub fn is_applying(&self) -> bool {
-        self.applying.get()
     }
 
     /// Services a step's change notifies.

@@ -90,6 +90,7 @@ fn link_map(links: &[Link]) -> HashMap<PathBuf, &str> {
         .collect()
 }
 
+#[cfg(test)]
 /// Does this link, alone, lead out of `keep` (see [`refuse`], which also follows the
 /// snapshot's other links)?
 pub fn escapes(link: &Link, keep: &str) -> bool {

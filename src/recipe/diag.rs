@@ -2,12 +2,20 @@
 //!
 //! Parse errors come from serde_yaml (which knows the position); semantic errors name the path
 //! to the value (`actions.install[3].service.name`). All of them are collected and shown at once.
+//! A recipe builds on other files (see `layers`): an error names the file it is in, and for a
+//! step written in a slot or in a base's action, also the step's place in the run's action.
 
 use std::fmt;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecipeError {
-    /// `path: message` for semantic errors, serde's message for parse errors.
+    /// The file the problem is in, when it is not the one of [`RecipeErrors::file`].
+    pub file: Option<String>,
+    /// The path to the value (`actions.install[3].file.mode`), for semantic errors.
+    pub path: Option<String>,
+    /// The step's id in the run (`install[29]`), when the path is in a slot or a base's action.
+    pub step: Option<String>,
+    /// What is wrong (serde's message for parse errors).
     pub message: String,
     /// 1-based line and column, when known.
     pub position: Option<(usize, usize)>,
@@ -33,10 +41,42 @@ impl RecipeErrors {
     /// A semantic error at a path (`actions.install[3].file.mode`).
     pub fn at_path(&mut self, path: &str, message: impl fmt::Display) {
         self.errors.push(RecipeError {
-            message: format!("{path}: {message}"),
+            file: None,
+            path: Some(path.to_owned()),
+            step: None,
+            message: message.to_string(),
             position: None,
             source_line: None,
         });
+    }
+
+    /// Add the problems of another file.
+    pub fn take(&mut self, other: RecipeErrors) {
+        for mut e in other.errors {
+            if other.file != self.file {
+                e.file.get_or_insert_with(|| other.file.clone());
+            }
+            self.errors.push(e);
+        }
+    }
+
+    /// Point each problem at the file and path where the value is written (`origins`), and a
+    /// step's at its id in the run.
+    pub fn locate(mut self, origins: &super::layers::Origins) -> RecipeErrors {
+        for e in &mut self.errors {
+            let Some(path) = &e.path else { continue };
+            let Some((merged, origin, rest)) = origins.find(path) else {
+                continue;
+            };
+            if origin.path != merged {
+                e.step = merged.strip_prefix("actions.").map(str::to_owned);
+            }
+            if origin.file != self.file {
+                e.file = Some(origin.file.clone());
+            }
+            e.path = Some(format!("{}{rest}", origin.path));
+        }
+        self
     }
 
     /// A parse error from serde_yaml, with the source text for the offending line.
@@ -52,6 +92,9 @@ impl RecipeErrors {
         RecipeErrors {
             file: file.into(),
             errors: vec![RecipeError {
+                file: None,
+                path: None,
+                step: None,
                 message,
                 position,
                 source_line,
@@ -78,10 +121,19 @@ impl fmt::Display for RecipeErrors {
             if i > 0 {
                 writeln!(f)?;
             }
+            let file = e.file.as_deref().unwrap_or(&self.file);
             match e.position {
-                Some((line, col)) => write!(f, "error: {}:{line}:{col}: {}", self.file, e.message)?,
-                None => write!(f, "error: {}: {}", self.file, e.message)?,
+                Some((line, col)) => write!(f, "error: {file}:{line}:{col}: ")?,
+                None => write!(f, "error: {file}: ")?,
             }
+            if let Some(path) = &e.path {
+                write!(f, "{path}")?;
+                if let Some(step) = &e.step {
+                    write!(f, " (step {step})")?;
+                }
+                write!(f, ": ")?;
+            }
+            write!(f, "{}", e.message)?;
             if let (Some((line, col)), Some(text)) = (e.position, &e.source_line) {
                 let gutter = line.to_string().len();
                 write!(f, "\n{:gutter$} |", "")?;

@@ -1,7 +1,8 @@
-//! `packages` steps: `present` installs what is missing of one set (never reinstalls);
-//! `absent` (on `-u`) removes what this tool installed, of every set, and nothing the operator
-//! already had: only the recorded packages whose removal takes nothing else (asked of the
-//! package manager first, see `pkg::removal_plan`).
+//! `packages` steps: `present` installs what is missing of the step's set (never reinstalls);
+//! `absent` (on `-u`) ignores the set and removes what the state file records this tool
+//! installed, of every set and what their installs pulled in, and nothing the operator already
+//! had: only the recorded packages whose removal takes nothing else (asked of the package
+//! manager first, see `pkg::removal_plan`).
 
 use serde::{Deserialize, Serialize};
 

@@ -90,12 +90,12 @@ fn a_bad_recipe_fails_before_changing_anything() {
     let host = FakeHost::fresh("debian", false);
     let before = host.world.borrow().clone();
     let dir = tempfile::tempdir().unwrap();
-    let src =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes/debian.yaml"))
-            .unwrap();
-    // The last step of install refers to a service that does not exist.
+    let recipes = Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes");
+    std::fs::copy(recipes.join("debian.yaml"), dir.path().join("debian.yaml")).unwrap();
+    let src = std::fs::read_to_string(recipes.join("shared.yaml")).unwrap();
+    // The health check, late in install, has a path nginx cannot serve.
     std::fs::write(
-        dir.path().join("debian.yaml"),
+        dir.path().join("shared.yaml"),
         src.replace("health: { path: /healthz", "health: { path: healthz"),
     )
     .unwrap();
@@ -118,7 +118,9 @@ fn a_bad_recipe_fails_before_changing_anything() {
     );
     assert_eq!(code, 2, "{err}");
     assert!(
-        err.contains("actions.install[30].health.path: must start with /"),
+        err.contains(
+            "shared.yaml: actions.install[21].health.path (step install[30]): must start with /"
+        ),
         "{err}"
     );
     assert_eq!(*host.world.borrow(), before, "nothing changed");

@@ -30,14 +30,24 @@ pub(crate) fn dry_run_with_recipes(dir: &tempfile::TempDir, distro: &str) -> Out
     ])
 }
 
-/// A copy of the built-in recipes to break.
+/// A copy of the built-in recipes to break (the distros' files and the shared one).
 pub(crate) fn recipes_copy() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    for d in ["clr", "ubuntu", "centos", "debian"] {
+    for d in ["clr", "ubuntu", "centos", "debian", "shared"] {
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("recipes/{d}.yaml"));
         std::fs::copy(src, dir.path().join(format!("{d}.yaml"))).unwrap();
     }
     dir
+}
+
+/// Replace the first `from` of `dir`'s `file` by `to`; the file's text after the change.
+fn break_recipe(dir: &tempfile::TempDir, file: &str, from: &str, to: &str) -> String {
+    let path = dir.path().join(file);
+    let src = std::fs::read_to_string(&path).unwrap();
+    assert!(src.contains(from), "{from:?} in {file}");
+    let broken = src.replacen(from, to, 1);
+    std::fs::write(&path, &broken).unwrap();
+    broken
 }
 
 #[test]
@@ -247,7 +257,7 @@ fn a_corrupted_recipe_reports_file_line_column_and_the_line() {
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
     let expected = format!(
-        "error: {}:{line}:7: actions.install[0]: unknown field `pakages`, expected one of",
+        "error: {}:{line}:7: slots.prepare[0]: unknown field `pakages`, expected one of",
         file.display()
     );
     assert!(err.contains(&expected), "want {expected:?} in:\n{err}");
@@ -261,49 +271,157 @@ fn a_corrupted_recipe_reports_file_line_column_and_the_line() {
 #[test]
 fn every_semantic_problem_of_a_recipe_is_reported_at_once() {
     let dir = recipes_copy();
-    let file = dir.path().join("ubuntu.yaml");
-    let src = std::fs::read_to_string(&file)
-        .unwrap()
-        .replacen("packages: { set: base }", "packages: { set: basics }", 1)
-        .replacen(
-            "service: { name: nginx, state: running, enabled: true }",
-            "service: { name: apache, state: running }",
-            1,
-        )
-        .replacen("mode: \"0750\"", "mode: \"rwx\"", 1);
-    std::fs::write(&file, src).unwrap();
+    // One in Ubuntu's own file, two in the Debian file it builds on, one in the shared file;
+    // a step that two actions use is reported for each.
+    break_recipe(
+        &dir,
+        "ubuntu.yaml",
+        "packages: { set: webapp }",
+        "packages: { set: basics }",
+    );
+    break_recipe(&dir, "debian.yaml", "mode: \"0755\"", "mode: \"rwx\"");
+    break_recipe(&dir, "debian.yaml", "slots:\n", "slots:\n  unused: []\n");
+    break_recipe(
+        &dir,
+        "shared.yaml",
+        "service: { name: nginx, state: running, enabled: true }",
+        "service: { name: apache, state: running }",
+    );
     let out = dry_run_with_recipes(&dir, "ubuntu");
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
-    let f = file.display();
+    let (ubuntu, debian, shared) = (
+        dir.path().join("ubuntu.yaml"),
+        dir.path().join("debian.yaml"),
+        dir.path().join("shared.yaml"),
+    );
+    let (u, d, s) = (ubuntu.display(), debian.display(), shared.display());
     for want in [
-        format!("error: {f}: actions.install[0].packages.set: unknown package set `basics`"),
-        format!("error: {f}: actions.install[29].service.name: unknown service `apache`"),
-        // A step shared by a YAML anchor is reported where it is used.
-        format!("error: {f}: actions.deploy[14].service.name: unknown service `apache`"),
-        format!("error: {f}: actions.install[14].directory.mode: `rwx` is not an octal mode"),
-        format!("5 problems in {f}"),
+        format!("error: {d}: slots.unused: no action uses this slot"),
+        format!("error: {u}: slots.webapp_packages[1].packages.set (step install[32]): unknown package set `basics`"),
+        // A step written once and used by two actions is reported where each uses it.
+        format!("error: {u}: slots.deploy_webapp_packages[1].packages.set (step deploy[17]): unknown package set `basics`"),
+        format!("error: {s}: actions.install[20].service.name (step install[29]): unknown service `apache`"),
+        format!("error: {s}: actions.deploy[14].service.name: unknown service `apache`"),
+        format!("error: {d}: slots.webapp_services[0].directory.mode (step install[41]): `rwx` is not an octal mode"),
+        format!("7 problems in {u}"),
     ] {
         assert!(err.contains(&want), "want {want:?} in:\n{err}");
     }
 }
 
 #[test]
-fn an_undefined_variable_in_a_recipe_names_its_path() {
+fn a_problem_of_the_schema_names_the_file_line_and_column_shared_or_distro() {
     let dir = recipes_copy();
-    let file = dir.path().join("clr.yaml");
-    let src = std::fs::read_to_string(&file).unwrap().replacen(
-        "{{ collector.config_dir }}",
-        "{{ collector.confdir }}",
-        1,
+    let src = break_recipe(
+        &dir,
+        "shared.yaml",
+        "  backup_dir: /var",
+        "  backup_dri: /var",
     );
-    std::fs::write(&file, src).unwrap();
+    let line = src.lines().position(|l| l.contains("backup_dri")).unwrap() + 1;
+    let out = dry_run_with_recipes(&dir, "centos");
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    let want = format!(
+        "error: {}:{line}:3: database: unknown field `backup_dri`",
+        dir.path().join("shared.yaml").display()
+    );
+    assert!(err.contains(&want), "want {want:?} in:\n{err}");
+    assert!(
+        err.contains(&format!("{line} |   backup_dri: /var")),
+        "{err}"
+    );
+
+    let dir = recipes_copy();
+    let src = break_recipe(
+        &dir,
+        "ubuntu.yaml",
+        "      when: [webapp]\n      command:",
+        "      when: [webapp]\n      comand:",
+    );
+    let line = src.lines().position(|l| l.contains("comand:")).unwrap() + 1;
+    let out = dry_run_with_recipes(&dir, "ubuntu");
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    let want = format!(
+        "error: {}:{line}:7: slots.webapp_packages[0]: unknown field `comand`",
+        dir.path().join("ubuntu.yaml").display()
+    );
+    assert!(err.contains(&want), "want {want:?} in:\n{err}");
+}
+
+#[test]
+fn slots_are_declared_and_a_recipe_builds_on_files_of_its_own_directory() {
+    let dir = recipes_copy();
+    break_recipe(
+        &dir,
+        "shared.yaml",
+        "    - slot: firewall\n",
+        "    - slot: firewalls\n",
+    );
     let out = dry_run_with_recipes(&dir, "clr");
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
+    let s = dir.path().join("shared.yaml");
+    for want in [
+        format!("error: {}: actions.install[19].slot: unknown slot `firewalls` (declare it under `slots`;", s.display()),
+        format!("error: {}: slots.firewall: no action uses this slot", s.display()),
+    ] {
+        assert!(err.contains(&want), "want {want:?} in:\n{err}");
+    }
+
+    // --recipes DIR: the files a recipe builds on come from DIR too, never from the built-in ones.
+    let dir = recipes_copy();
+    std::fs::remove_file(dir.path().join("shared.yaml")).unwrap();
+    let out = dry_run_with_recipes(&dir, "debian");
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
     assert!(
-        err.contains(".directory.path: ") && err.contains("collector.confdir"),
+        err.contains(&format!(
+            "error: {}: (file): cannot read",
+            dir.path().join("shared.yaml").display()
+        )),
         "{err}"
+    );
+    break_recipe(&dir, "debian.yaml", "base: shared", "base: ../shared");
+    let out = dry_run_with_recipes(&dir, "debian");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("base: `../shared`: a file name without"),
+        "{}",
+        text(&out.stderr)
+    );
+    break_recipe(&dir, "debian.yaml", "base: ../shared", "base: ubuntu");
+    let out = dry_run_with_recipes(&dir, "debian");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("base: `debian`: builds on itself"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn an_undefined_variable_in_a_recipe_names_its_path() {
+    let dir = recipes_copy();
+    break_recipe(
+        &dir,
+        "shared.yaml",
+        "{{ collector.config_dir }}",
+        "{{ collector.confdir }}",
+    );
+    let out = dry_run_with_recipes(&dir, "clr");
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    // Where it is written (the shared file), and where the run uses it (clr's install[20]).
+    let want = format!(
+        "error: {}: actions.install[6].directory.path (step install[20]): ",
+        dir.path().join("shared.yaml").display()
+    );
+    assert!(
+        err.contains(&want) && err.contains("collector.confdir"),
+        "want {want:?} in:\n{err}"
     );
 }
 
@@ -332,4 +450,18 @@ fn a_recipe_that_is_not_utf8_or_is_a_directory_is_refused() {
         "{}",
         text(&out.stderr)
     );
+}
+
+#[test]
+fn json_output_is_one_document_even_when_the_options_are_refused() {
+    // Refused while resolving the options (before the recipe, the plan or any step).
+    let out = run(&["-H", "bad host", "--dry-run", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(2));
+    let doc: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("stdout is one JSON document");
+    assert_eq!(doc["format"], "telem-deploy/error");
+    assert_eq!(doc["error"]["exit_code"], 2);
+    let message = doc["error"]["message"].as_str().unwrap();
+    assert!(message.contains("'-H <DOMAIN>'"), "{message}");
+    assert!(text(&out.stderr).contains("error: invalid value 'bad host'"));
 }

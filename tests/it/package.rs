@@ -111,8 +111,9 @@ fn debian_package_installs_documents_and_leaves_the_backend_on_removal() {
         "ls /usr/share/doc/telem-deploy/recipes /usr/share/doc/telem-deploy/templates",
     );
     rep.check(
-        docs.as_ref()
-            .is_ok_and(|d| d.contains("debian.yaml") && d.contains("nginx.conf.tera")),
+        docs.as_ref().is_ok_and(|d| {
+            d.contains("debian.yaml") && d.contains("shared.yaml") && d.contains("nginx.conf.tera")
+        }),
         format!("recipes and templates as documentation: {docs:?}"),
     );
     let version = sh(&sb, "telem-deploy --version");

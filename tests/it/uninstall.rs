@@ -245,28 +245,41 @@ fn uninstall_keeps_the_collector_binary_the_running_tool_installs_from() {
 /// existed, never recorded) and logged to /var/log/telemetry.
 fn older_recipe(distro: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let src = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("recipes/{distro}.yaml")),
-    )
-    .unwrap();
+    let read = |name: &str| {
+        std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("recipes/{name}.yaml")),
+        )
+        .unwrap()
+    };
+    // The collector's user and log directory, and the step that moves off the old one, are
+    // in the shared file.
+    let once = |text: String, from: &str, to: &str| {
+        assert!(text.contains(from), "{from:?}");
+        text.replacen(from, to, 1)
+    };
+    let old_shared = [
+        ("  user: telem-collector\n  group: telem-collector\n", "  user: telemetry\n  group: telemetry\n"),
+        ("  log_dir: /var/log/telem-collector\n", "  log_dir: /var/log/telemetry\n"),
+        (
+            "    - name: Remove the collector's log directory of an older telem-deploy (/var/log/telemetry, telemetrics-client's)\n      remove: { path: /var/log/telemetry, daemon_files: [\"collector.log*\"] }\n",
+            "",
+        ),
+    ]
+    .into_iter()
+    .fold(read("shared"), |text, (from, to)| once(text, from, to));
+    // The user step is the distro's.
+    let src = read(distro);
     let shell = if distro == "debian" {
         "/usr/sbin/nologin"
     } else {
         "/sbin/nologin"
     };
-    let old = src
-        .replace("  user: telem-collector\n  group: telem-collector\n", "  user: telemetry\n  group: telemetry\n")
-        .replace("  log_dir: /var/log/telem-collector\n", "  log_dir: /var/log/telemetry\n")
-        .replace(
-            "    - name: Remove the collector's log directory of an older telem-deploy (/var/log/telemetry, telemetrics-client's)\n      remove: { path: /var/log/telemetry, daemon_files: [\"collector.log*\"] }\n",
-            "",
-        )
-        .replace(
-            &format!("      user: {{ name: \"{{{{ collector.user }}}}\", shell: {shell} }}\n"),
-            &format!("      command:\n        run: [useradd, --system, --user-group, --home-dir, /nonexistent, --no-create-home, --shell, {shell}, \"{{{{ collector.user }}}}\"]\n        unless: [id, -u, \"{{{{ collector.user }}}}\"]\n"),
-        );
-    assert_ne!(old, src);
+    let old = src.replace(
+        &format!("      user: {{ name: \"{{{{ collector.user }}}}\", shell: {shell} }}\n"),
+        &format!("      command:\n        run: [useradd, --system, --user-group, --home-dir, /nonexistent, --no-create-home, --shell, {shell}, \"{{{{ collector.user }}}}\"]\n        unless: [id, -u, \"{{{{ collector.user }}}}\"]\n"),
+    );
     assert!(old.contains("useradd"), "the old user step");
+    std::fs::write(dir.path().join("shared.yaml"), old_shared).unwrap();
     std::fs::write(dir.path().join(format!("{distro}.yaml")), old).unwrap();
     dir
 }

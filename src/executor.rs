@@ -1,0 +1,142 @@
+//! The loop of a run. Every selected step is checked; in apply mode a step that differs is
+//! changed (its notified services owed first, queued after). Applying refuses before the first
+//! change when a step's preflight does, stops at the first failure, and always ends with the
+//! queued reloads and restarts. A check-only run (the dry run) shows what it would do.
+
+use crate::engine::{Check, Engine, Status};
+use crate::failure::StepError;
+use crate::progress::Progress;
+use crate::recipe::Step;
+use crate::report::{Outcome, StepReport, Style};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Check only: change nothing, show what would change (`--dry-run`).
+    Check,
+    /// Check, then change what differs.
+    Apply,
+}
+
+/// What the loop did: one report per step, and the first failure with the name of its step.
+pub struct Ran {
+    pub steps: Vec<StepReport>,
+    pub failure: Option<(String, StepError)>,
+}
+
+/// Run `steps` in `mode`; `progress` shows each step as it finishes (apply mode only).
+pub fn run(
+    eng: &Engine,
+    steps: &[&Step],
+    mode: Mode,
+    progress: Option<&Progress>,
+    style: &Style,
+) -> Ran {
+    let mut ran = Ran {
+        steps: Vec::with_capacity(steps.len()),
+        failure: None,
+    };
+    if mode == Mode::Apply {
+        refuse_before_any_change(eng, steps, &mut ran);
+    }
+    for (i, step) in steps.iter().enumerate() {
+        if ran.failure.is_some() {
+            break;
+        }
+        if let Some(p) = progress {
+            p.start(i, &step.name);
+        }
+        let report = match mode {
+            Mode::Check => check_only(eng, step),
+            Mode::Apply => match check_and_apply(eng, step) {
+                Ok((outcome, check)) => StepReport::new(step, outcome, Some(check)),
+                Err(e) => {
+                    let r = StepReport::failed(step, &e);
+                    ran.failure = Some((step.name.clone(), e));
+                    r
+                }
+            },
+        };
+        if let Some(p) = progress {
+            p.finish(style, i, steps.len(), &report);
+        }
+        ran.steps.push(report);
+    }
+    for step in &steps[ran.steps.len()..] {
+        ran.steps.push(StepReport::new(step, Outcome::NotRun, None));
+    }
+    if mode == Mode::Apply {
+        // Queued reloads and restarts run even after a failure.
+        for r in eng.flush_handlers() {
+            match r {
+                Ok(done) => note(progress, &done),
+                Err((name, e)) => {
+                    note(
+                        progress,
+                        &format!("handler for {name} failed: {}", e.message),
+                    );
+                    ran.failure.get_or_insert((format!("restart {name}"), e));
+                }
+            }
+        }
+    }
+    if let Some(p) = progress {
+        p.clear();
+    }
+    ran
+}
+
+/// Whatever would make a later step refuse is found before the first step changes anything:
+/// the steps before it are not run, it fails.
+fn refuse_before_any_change(eng: &Engine, steps: &[&Step], ran: &mut Ran) {
+    let refused = steps
+        .iter()
+        .enumerate()
+        .find_map(|(i, s)| eng.preflight(s).err().map(|e| (i, e)));
+    if let Some((i, e)) = refused {
+        for before in &steps[..i] {
+            ran.steps
+                .push(StepReport::new(before, Outcome::NotRun, None));
+        }
+        ran.steps.push(StepReport::failed(steps[i], &e));
+        ran.failure = Some((steps[i].name.clone(), e));
+    }
+}
+
+/// A dry run's step: what its check finds (a refusing preflight shows as blocked, a check that
+/// cannot be made yet as unknown); a change queues what it would notify.
+fn check_only(eng: &Engine, step: &Step) -> StepReport {
+    let check = match eng.preflight(step) {
+        // What the run would refuse with, before changing anything.
+        Err(e) => Check::blocked(e.message),
+        Ok(()) => eng.check(step).unwrap_or_else(|e| Check {
+            status: Status::Unknown,
+            changes: vec![format!("cannot check yet: {}", e.message)],
+            diff: None,
+        }),
+    };
+    if check.status == Status::Change {
+        eng.queue(eng.notifies(step));
+    }
+    StepReport::new(step, check.status.into(), Some(check))
+}
+
+/// An applied step: unchanged when its check is ok, else changed (a blocked step fails).
+fn check_and_apply(eng: &Engine, step: &Step) -> Result<(Outcome, Check), StepError> {
+    let check = eng.check(step)?;
+    match check.status {
+        Status::Ok => Ok((Outcome::Ok, check)),
+        Status::Blocked => Err(StepError::msg(check.changes.join("; "))),
+        Status::Change | Status::Unknown => {
+            eng.owe(eng.notifies(step))?;
+            eng.apply(step)?;
+            eng.queue(eng.notifies(step));
+            Ok((Outcome::Changed, check))
+        }
+    }
+}
+
+fn note(progress: Option<&Progress>, text: &str) {
+    if let Some(p) = progress {
+        p.note(text);
+    }
+}
