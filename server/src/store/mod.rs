@@ -55,6 +55,25 @@ pub fn describe_pool(e: &deadpool_postgres::PoolError) -> String {
     }
 }
 
+/// How long startup and the commands wait for a database that is still starting.
+pub const STARTUP_WAIT: Duration = Duration::from_secs(10);
+
+/// A connection from `pool`, retrying for up to [`STARTUP_WAIT`] while the database is still
+/// starting (refused connections, "the database system is starting up"). An error waiting
+/// cannot cure ([`is_permanent`]: authentication, a missing database) is returned at once.
+pub async fn wait_for_connection(
+    pool: &Pool,
+) -> Result<deadpool_postgres::Object, deadpool_postgres::PoolError> {
+    let deadline = tokio::time::Instant::now() + STARTUP_WAIT;
+    loop {
+        match pool.get().await {
+            Ok(client) => return Ok(client),
+            Err(e) if tokio::time::Instant::now() >= deadline || is_permanent(&e) => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
 /// A connection failure waiting cannot cure: authentication (SQLSTATE class 28) or a missing
 /// database (3D000).
 pub fn is_permanent(e: &deadpool_postgres::PoolError) -> bool {

@@ -10,8 +10,8 @@ use deadpool_postgres::Pool;
 
 use super::html::UiError;
 use super::records::{params, Pairs};
-use crate::http::AppState;
 use crate::record::format_ts;
+use crate::state::AppState;
 use crate::store::ui_queries::{csv_chunk, UiFilter, CSV_COLUMNS};
 use crate::store::StoreError;
 

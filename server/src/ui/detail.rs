@@ -5,8 +5,8 @@ use axum::extract::{Path, State};
 use axum::response::Response;
 
 use super::html::{esc, page, Ctx, UiError};
-use crate::http::AppState;
 use crate::record::format_ts;
+use crate::state::AppState;
 use crate::store::ui_queries::record_detail;
 
 /// A timestamp column shown with its calendar form next to the stored number.

@@ -18,7 +18,7 @@ mod stats;
 use axum::routing::get;
 use axum::Router;
 
-use crate::http::AppState;
+use crate::state::AppState;
 
 pub use records::list as records_page;
 

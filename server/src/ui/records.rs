@@ -6,8 +6,8 @@ use axum::response::Response;
 
 use super::filter::Params;
 use super::html::{esc, page, Ctx, UiError};
-use crate::http::AppState;
 use crate::record::format_ts;
+use crate::state::AppState;
 use crate::store::ui_queries::{list_records, stored_records_estimate, ListRow, Page};
 
 pub fn now() -> f64 {

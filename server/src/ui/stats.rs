@@ -11,7 +11,7 @@ use super::chart::{columns, hbars, Bar};
 use super::filter::Params;
 use super::html::{page, Ctx, UiError};
 use super::records::{now, params, Pairs};
-use crate::http::AppState;
+use crate::state::AppState;
 use crate::store::ui_queries::{
     breakdown, count_by_build, database_identity, overview as load_overview, Counts,
 };
