@@ -1,6 +1,7 @@
 //! PostgreSQL storage: the connection pool, embedded migrations, the group-commit writer, the
 //! read queries and the retention purge. Nothing here knows about HTTP.
 
+mod filter;
 mod migrate;
 mod query;
 mod retention;
@@ -16,8 +17,9 @@ use tokio_postgres::NoTls;
 
 use crate::config::Config;
 
+pub use filter::{Classification, Filter};
 pub use migrate::{migrate, schema_status, SchemaStatus, MIGRATIONS};
-pub use query::{count_records, query_records, RecordFilter};
+pub use query::{query_records, RecordFilter};
 pub use retention::{purge, retention_plan, PurgeRule, PurgeSummary};
 pub use writer::{Writer, WriterOptions};
 

@@ -12,7 +12,8 @@ use super::html::UiError;
 use super::records::{params, Pairs};
 use crate::record::format_ts;
 use crate::state::AppState;
-use crate::store::ui_queries::{csv_chunk, UiFilter, CSV_COLUMNS};
+use crate::store::ui_queries::{csv_chunk, CSV_COLUMNS};
+use crate::store::Filter;
 use crate::store::StoreError;
 
 const CHUNK: i64 = 2000;
@@ -66,7 +67,7 @@ fn line(out: &mut String, cells: impl Iterator<Item = String>) {
 /// Where the stream stands: the id to continue below, or done.
 struct Cursor {
     pool: Pool,
-    filter: UiFilter,
+    filter: Filter,
     before: Option<i32>,
     done: bool,
     header: bool,

@@ -1,11 +1,12 @@
 //! The records filters as they travel in a query string: parsed and checked into a
-//! [`UiFilter`] (a bad value is a 400 naming the parameter), echoed back into links and the
+//! [`Filter`] (a bad value is a 400 naming the parameter), echoed back into links and the
 //! filter form. Empty parameters mean "no filter" (that is what an empty form field sends).
 
 use chrono::{NaiveDate, NaiveDateTime};
 
 use super::html::{esc, query_string};
-use crate::store::ui_queries::{Page, UiFilter};
+use crate::store::ui_queries::Page;
+use crate::store::{Classification, Filter};
 
 pub const DEFAULT_LIMIT: i64 = 50;
 pub const MAX_LIMIT: i64 = 500;
@@ -24,7 +25,7 @@ pub const SINCE: &[(&str, &str, i64)] = &[
 pub struct Params {
     /// Filter parameters exactly as sent (name, value), non-empty ones only.
     pub given: Vec<(&'static str, String)>,
-    pub filter: UiFilter,
+    pub filter: Filter,
     pub page: Option<Page>,
     pub limit: i64,
 }
@@ -33,7 +34,7 @@ impl Default for Params {
     fn default() -> Self {
         Self {
             given: Vec::new(),
-            filter: UiFilter::default(),
+            filter: Filter::default(),
             page: None,
             limit: DEFAULT_LIMIT,
         }
@@ -125,7 +126,9 @@ impl Params {
                 }
             };
             match name {
-                "classification" => f.classification = Some(text(name, value.trim())?),
+                "classification" => {
+                    f.classification = Some(Classification::pattern(&text(name, value.trim())?))
+                }
                 "severity" => {
                     f.severity = Some(
                         value
@@ -257,7 +260,10 @@ mod tests {
             0.0,
         )
         .unwrap();
-        assert_eq!(p.filter.classification.as_deref(), Some("org/probe/*"));
+        assert_eq!(
+            p.filter.classification,
+            Some(Classification::Glob("org/probe/*".into()))
+        );
         assert_eq!(p.filter.severity, Some(3));
         assert_eq!(p.filter.build, None);
         assert_eq!(p.filter.from, Some(1767312000.0));
