@@ -121,7 +121,7 @@ mod tests {
                 Bar {
                     label: "a<b>".into(),
                     value: 10,
-                    href: Some("./records?x=1".into()),
+                    href: Some("./records?x=1&y=2".into()),
                 },
                 Bar {
                     label: "b".into(),
@@ -135,7 +135,9 @@ mod tests {
         assert!(svg.contains(&format!("width=\"{}\"", BAR_W / 2)));
         assert!(svg.contains("a&lt;b&gt;") && !svg.contains("a<b>"));
         assert!(svg.contains("By &lt;x&gt;"));
-        assert!(svg.contains("<a href=\"./records?x=1\">"));
+        assert!(svg.contains("<a href=\"./records?x=1&amp;y=2\">"));
+        // SVG shapes are closed elements (an unclosed one would swallow what follows).
+        assert_eq!(svg.matches("<rect").count(), svg.matches("</rect>").count());
     }
 
     #[test]

@@ -191,6 +191,28 @@ impl IntoResponse for UiError {
 mod tests {
     use super::*;
 
+    async fn text_of(response: Response) -> String {
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20).await;
+        String::from_utf8(body.unwrap().to_vec()).unwrap()
+    }
+
+    /// Values a template interpolates come out as text, in element content and attributes.
+    #[tokio::test]
+    async fn pages_escape_what_they_interpolate() {
+        let evil = "<script>alert('x')</script>&\"";
+        let escaped = "&lt;script&gt;alert('x')&lt;/script&gt;&amp;&quot;";
+        let ctx = Ctx::new("/records", None);
+        let html = text_of(page(&ctx, evil, html! { p title=(evil) { (evil) } })).await;
+        assert!(!html.contains("<script"), "{html}");
+        assert!(html.contains(&format!("<title>{escaped} · Telemetry</title>")));
+        assert!(html.contains(&format!("<p title=\"{escaped}\">{escaped}</p>")));
+        let error = text_of(UiError::BadRequest(evil.into()).into_response()).await;
+        assert!(
+            error.contains(&format!("<p class=\"err\">{escaped}</p>")),
+            "{error}"
+        );
+    }
+
     #[test]
     fn links_are_relative_or_use_the_forwarded_prefix() {
         assert_eq!(Ctx::new("/", None).href("records"), "./records");
