@@ -64,6 +64,21 @@ pub struct RecordsQuery {
 /// One filter field of [`RecordsQuery`] (a chart's bars each set one).
 pub type Field = fn(&mut RecordsQuery) -> &mut String;
 
+/// The filter fields, in form order.
+const FILTERS: [Field; 11] = [
+    |q| &mut q.classification,
+    |q| &mut q.severity,
+    |q| &mut q.build,
+    |q| &mut q.machine_id,
+    |q| &mut q.system_name,
+    |q| &mut q.platform,
+    |q| &mut q.arch,
+    |q| &mut q.since,
+    |q| &mut q.from,
+    |q| &mut q.to,
+    |q| &mut q.q,
+];
+
 impl RecordsQuery {
     /// The query string (`build=31870&n=20`), empty for the defaults.
     pub fn encode(&self) -> String {
@@ -142,42 +157,44 @@ fn id(value: &str) -> Option<i32> {
     value.parse::<i32>().ok().filter(|n| *n >= 0)
 }
 
+/// The query's filters, checked. `now` is unix seconds (for `since`).
+fn filter(q: &RecordsQuery, now: f64) -> Result<Filter, String> {
+    const TIME: &str = "expected YYYY-MM-DD[ HH:MM[:SS]] (UTC)";
+    let since = given(
+        "since",
+        &q.since,
+        |v| SINCE.iter().find(|s| s.0 == v).map(|s| now - s.2 as f64),
+        "expected 1h, 24h, 7d or 30d",
+    )?;
+    let from = given("from", &q.from, |v| parse_time(v, false), TIME)?;
+    // The payload search is not trimmed: a leading space may be what is searched.
+    let search = text("q", &q.q)?.map(|_| q.q.clone());
+    Ok(Filter {
+        classification: text("classification", &q.classification)?
+            .map(|c| Classification::pattern(&c)),
+        severity: given(
+            "severity",
+            &q.severity,
+            |v| v.parse().ok().filter(|n| (1..=4).contains(n)),
+            "expected 1 to 4",
+        )?,
+        build: text("build", &q.build)?,
+        machine_id: text("machine_id", &q.machine_id)?,
+        system_name: text("system_name", &q.system_name)?,
+        platform: text("platform", &q.platform)?,
+        arch: text("arch", &q.arch)?,
+        // The later of `since` and `from`.
+        from: since.into_iter().chain(from).reduce(f64::max),
+        to: given("to", &q.to, |v| parse_time(v, true), TIME)?,
+        within_secs: None,
+        text: search,
+    })
+}
+
 impl Params {
     /// Checks a records query. `now` is unix seconds.
-    pub fn parse(query: &RecordsQuery, now: f64) -> Result<Self, String> {
-        let q = query;
-        let mut f = Filter {
-            classification: text("classification", &q.classification)?
-                .map(|c| Classification::pattern(&c)),
-            severity: given(
-                "severity",
-                &q.severity,
-                |v| v.parse().ok().filter(|n| (1..=4).contains(n)),
-                "expected 1 to 4",
-            )?,
-            build: text("build", &q.build)?,
-            machine_id: text("machine_id", &q.machine_id)?,
-            system_name: text("system_name", &q.system_name)?,
-            platform: text("platform", &q.platform)?,
-            arch: text("arch", &q.arch)?,
-            ..Filter::default()
-        };
-        let since = given(
-            "since",
-            &q.since,
-            |v| SINCE.iter().find(|s| s.0 == v).map(|s| now - s.2 as f64),
-            "expected 1h, 24h, 7d or 30d",
-        )?;
-        const TIME: &str = "expected YYYY-MM-DD[ HH:MM[:SS]] (UTC)";
-        let from = given("from", &q.from, |v| parse_time(v, false), TIME)?;
-        // The later of `since` and `from`.
-        f.from = since.into_iter().chain(from).reduce(f64::max);
-        f.to = given("to", &q.to, |v| parse_time(v, true), TIME)?;
-        if !q.q.trim().is_empty() {
-            // The payload search is not trimmed: a leading space may be what is searched.
-            text("q", &q.q)?;
-            f.text = Some(q.q.clone());
-        }
+    pub fn parse(q: &RecordsQuery, now: f64) -> Result<Self, String> {
+        let filter = filter(q, now)?;
         let limit = given(
             "n",
             &q.n,
@@ -192,25 +209,9 @@ impl Params {
             (None, Some(id)) => Some(Page::After(id)),
             (None, None) => None,
         };
-        fn blank(v: &str) -> &str {
-            if v.trim().is_empty() {
-                ""
-            } else {
-                v
-            }
-        }
-        let query = RecordsQuery {
-            classification: blank(&q.classification).into(),
-            severity: blank(&q.severity).into(),
-            build: blank(&q.build).into(),
-            machine_id: blank(&q.machine_id).into(),
-            system_name: blank(&q.system_name).into(),
-            platform: blank(&q.platform).into(),
-            arch: blank(&q.arch).into(),
-            since: blank(&q.since).into(),
-            from: blank(&q.from).into(),
-            to: blank(&q.to).into(),
-            q: blank(&q.q).into(),
+        // What links start from: the filters as given (blank ones dropped), the page size
+        // unless it is the default, no keyset position.
+        let mut query = RecordsQuery {
             n: if limit == DEFAULT_LIMIT {
                 String::new()
             } else {
@@ -218,10 +219,17 @@ impl Params {
             },
             before: String::new(),
             after: String::new(),
+            ..q.clone()
         };
+        for field in FILTERS {
+            let value = field(&mut query);
+            if value.trim().is_empty() {
+                value.clear();
+            }
+        }
         Ok(Params {
             query,
-            filter: f,
+            filter,
             page,
             limit,
         })
