@@ -13,7 +13,7 @@ pub mod record;
 pub mod serve;
 pub mod state;
 pub mod store;
-pub mod ui;
+pub(crate) mod ui;
 
 use std::ffi::OsString;
 use std::process::ExitCode;

@@ -11,5 +11,5 @@ pub use charts::{
     breakdown, count_by_build, database_identity, overview, Breakdown, Counts, Overview,
 };
 pub use csv::{csv_chunk, CSV_COLUMNS};
-pub use detail::{record_detail, DETAIL_COLUMNS};
-pub use records::{list_records, stored_records_estimate, ListPage, ListRow, Page, EXCERPT_CHARS};
+pub use detail::record_detail;
+pub use records::{list_records, stored_records_estimate, ListPage, ListRow, Page};
