@@ -3,9 +3,9 @@
 
 use deadpool_postgres::Pool;
 
-use super::super::filter::{refs, where_sql, Filter};
-use super::super::rollup::{self, Dimension, Window};
-use super::super::StoreError;
+use crate::store::filter::{refs, where_sql, Filter};
+use crate::store::rollup::{self, Dimension, Window};
+use crate::store::StoreError;
 
 /// (value, count) pairs, largest count first.
 pub type Counts = Vec<(String, i64)>;

@@ -3,8 +3,8 @@
 use deadpool_postgres::Pool;
 use tokio_postgres::Row;
 
-use super::super::filter::{where_sql, Binds, Filter};
-use super::super::StoreError;
+use crate::store::filter::{where_sql, Binds, Filter};
+use crate::store::StoreError;
 
 /// CSV columns, in order (the export's header line).
 pub const CSV_COLUMNS: &[&str] = &[

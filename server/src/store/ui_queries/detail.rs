@@ -2,7 +2,7 @@
 
 use deadpool_postgres::Pool;
 
-use super::super::StoreError;
+use crate::store::StoreError;
 
 /// Every column of one record, as text, in schema order (`None` = SQL NULL).
 pub const DETAIL_COLUMNS: &[&str] = &[

@@ -5,8 +5,8 @@
 use deadpool_postgres::Pool;
 use tokio_postgres::Row;
 
-use super::super::filter::{where_sql, Binds, Filter};
-use super::super::StoreError;
+use crate::store::filter::{where_sql, Binds, Filter};
+use crate::store::StoreError;
 
 /// Which page of the newest-first list: keyset positions, never an offset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
