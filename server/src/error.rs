@@ -20,6 +20,14 @@ pub enum RunError {
 }
 
 impl RunError {
+    /// The database could not be reached (after [`crate::store::wait_for_connection`]).
+    pub fn cannot_connect(e: deadpool_postgres::PoolError) -> Self {
+        RunError::Database(format!(
+            "cannot connect: {}",
+            crate::store::describe_pool(&e)
+        ))
+    }
+
     pub fn exit_code(&self) -> u8 {
         match self {
             RunError::Config(_) => 2,

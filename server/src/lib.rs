@@ -12,12 +12,12 @@ pub mod probe;
 pub mod purge;
 pub mod record;
 pub mod serve;
+pub mod state;
 pub mod store;
-pub mod ui;
+pub(crate) mod ui;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::Parser;
 
@@ -124,19 +124,9 @@ async fn execute(command: Command, config: Config) -> Result<(), RunError> {
 
 /// Gets a connection, waiting a bounded time for a database that is still starting.
 async fn connect(pool: &deadpool_postgres::Pool) -> Result<deadpool_postgres::Object, RunError> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        match pool.get().await {
-            Ok(client) => return Ok(client),
-            Err(e) if tokio::time::Instant::now() >= deadline || store::is_permanent(&e) => {
-                return Err(RunError::Database(format!(
-                    "cannot connect: {}",
-                    store::describe_pool(&e)
-                )))
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-        }
-    }
+    store::wait_for_connection(pool)
+        .await
+        .map_err(RunError::cannot_connect)
 }
 
 async fn migrate(config: &Config) -> Result<(), RunError> {

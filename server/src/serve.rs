@@ -23,24 +23,11 @@ pub struct App {
     header_timeout: Duration,
 }
 
-/// How long startup waits for the database to accept connections.
-const STARTUP_WAIT: Duration = Duration::from_secs(10);
-
 /// Waits (bounded) until the database answers, then checks the schema version.
 pub async fn check_database(pool: &Pool) -> Result<(), RunError> {
-    let deadline = tokio::time::Instant::now() + STARTUP_WAIT;
-    let client = loop {
-        match pool.get().await {
-            Ok(client) => break client,
-            Err(e) if tokio::time::Instant::now() >= deadline || store::is_permanent(&e) => {
-                return Err(RunError::Database(format!(
-                    "cannot connect: {}",
-                    store::describe_pool(&e)
-                )))
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-        }
-    };
+    let client = store::wait_for_connection(pool)
+        .await
+        .map_err(RunError::cannot_connect)?;
     let status = schema_status(&client)
         .await
         .map_err(|e| RunError::Database(store::describe(&e)))?;

@@ -6,7 +6,7 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use super::error::AppError;
-use super::AppState;
+use crate::state::AppState;
 use crate::store::{query_records, RecordFilter};
 
 fn parse_pairs(query: Option<&str>) -> Result<Vec<(String, String)>, AppError> {

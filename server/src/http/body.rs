@@ -7,45 +7,17 @@
 //! [`BUDGET_WAIT`] for it, then gets 503: its bytes stay in the kernel's socket buffer, not in
 //! the collector. The reservation is returned when the request is answered.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use http_body_util::BodyExt;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OwnedSemaphorePermit;
 
 pub use crate::config::SMALL_BODY_BYTES;
+pub use crate::state::BodyBudget;
 
 /// How long a body may wait for room in the budget before it gets 503.
 pub const BUDGET_WAIT: Duration = Duration::from_secs(1);
-
-/// Bytes of request bodies the collector holds at once, beyond the first
-/// [`SMALL_BODY_BYTES`] of each.
-#[derive(Clone, Debug)]
-pub struct BodyBudget {
-    bytes: Arc<Semaphore>,
-}
-
-impl BodyBudget {
-    pub fn new(bytes: usize) -> Self {
-        Self {
-            bytes: Arc::new(Semaphore::new(bytes.min(Semaphore::MAX_PERMITS))),
-        }
-    }
-
-    /// Bytes of the budget not reserved now.
-    pub fn available(&self) -> usize {
-        self.bytes.available_permits()
-    }
-
-    async fn reserve(&self, bytes: usize) -> Option<OwnedSemaphorePermit> {
-        let n = u32::try_from(bytes).ok()?;
-        tokio::time::timeout(BUDGET_WAIT, self.bytes.clone().acquire_many_owned(n))
-            .await
-            .ok()?
-            .ok()
-    }
-}
 
 pub enum BodyError {
     TooLarge,
@@ -81,7 +53,7 @@ pub async fn read_body(
         Some(total) if total > small => {
             reservation = Some(
                 budget
-                    .reserve(total - small)
+                    .reserve(total - small, BUDGET_WAIT)
                     .await
                     .ok_or(BodyError::Overloaded)?,
             );
@@ -108,7 +80,7 @@ pub async fn read_body(
                 let total = declared.unwrap_or(limit).clamp(needed, limit);
                 reservation = Some(
                     budget
-                        .reserve(total - small)
+                        .reserve(total - small, BUDGET_WAIT)
                         .await
                         .ok_or(BodyError::Overloaded)?,
                 );

@@ -12,8 +12,8 @@ use axum::Json;
 
 use super::body::{read_body, BodyError};
 use super::error::AppError;
-use super::AppState;
 use crate::record::{self, Field, RawRecord};
+use crate::state::AppState;
 
 /// Record requests handled at once before new ones get a 503 (memory bound: each holds its body).
 const MAX_IN_FLIGHT: i64 = 4096;

@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::AppState;
+use crate::state::AppState;
 use crate::store::schema_status;
 
 pub async fn healthz() -> &'static str {

@@ -1,4 +1,5 @@
-//! The HTTP surface: routes, shared state and limits. Handlers parse, validate and hand
+//! The HTTP surface: routes (the web UI's among them, from `crate::ui`) and limits; the
+//! state handlers share is `crate::state`. Handlers parse, validate and hand
 //! records to the store; they never touch SQL themselves.
 
 mod api;
@@ -7,31 +8,12 @@ mod collect;
 mod error;
 mod health;
 
-use std::sync::Arc;
-
 use axum::routing::{get, post};
 use axum::Router;
-use deadpool_postgres::Pool;
 
-use crate::metrics::Metrics;
-use crate::store::Writer;
-
+/// Re-exported for `serve` and the tests, which build the router from it.
+pub use crate::state::AppState;
 pub use error::AppError;
-
-/// What every handler shares.
-#[derive(Clone)]
-pub struct AppState {
-    pub writer: Writer,
-    /// The readers' pool (web UI, query API): bounded, with a statement timeout.
-    pub pool: Pool,
-    /// The writer's pool, for readiness checks (ready means "records can be stored").
-    pub writer_pool: Pool,
-    pub metrics: Arc<Metrics>,
-    pub telemetry_id: Arc<str>,
-    pub body_limit: usize,
-    /// Bytes of large request bodies held at once (`body_budget_bytes`).
-    pub body_budget: body::BodyBudget,
-}
 
 /// The complete router; tests drive it with `tower::ServiceExt::oneshot`, no socket needed.
 pub fn router(state: AppState) -> Router {

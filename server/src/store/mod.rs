@@ -1,6 +1,7 @@
 //! PostgreSQL storage: the connection pool, embedded migrations, the group-commit writer, the
 //! read queries and the retention purge. Nothing here knows about HTTP.
 
+mod filter;
 mod migrate;
 mod query;
 mod retention;
@@ -16,8 +17,9 @@ use tokio_postgres::NoTls;
 
 use crate::config::Config;
 
+pub use filter::{Classification, Filter};
 pub use migrate::{migrate, payload_search_index, schema_status, SchemaStatus, MIGRATIONS};
-pub use query::{count_records, query_records, RecordFilter};
+pub use query::{query_records, RecordFilter};
 pub use retention::{purge, retention_plan, PurgeRule, PurgeSummary};
 pub use writer::{Writer, WriterOptions};
 
@@ -52,6 +54,25 @@ pub fn describe_pool(e: &deadpool_postgres::PoolError) -> String {
     match e {
         deadpool_postgres::PoolError::Backend(e) => describe(e),
         other => other.to_string(),
+    }
+}
+
+/// How long startup and the commands wait for a database that is still starting.
+pub const STARTUP_WAIT: Duration = Duration::from_secs(10);
+
+/// A connection from `pool`, retrying for up to [`STARTUP_WAIT`] while the database is still
+/// starting (refused connections, "the database system is starting up"). An error waiting
+/// cannot cure ([`is_permanent`]: authentication, a missing database) is returned at once.
+pub async fn wait_for_connection(
+    pool: &Pool,
+) -> Result<deadpool_postgres::Object, deadpool_postgres::PoolError> {
+    let deadline = tokio::time::Instant::now() + STARTUP_WAIT;
+    loop {
+        match pool.get().await {
+            Ok(client) => return Ok(client),
+            Err(e) if tokio::time::Instant::now() >= deadline || is_permanent(&e) => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
     }
 }
 

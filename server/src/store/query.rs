@@ -1,10 +1,11 @@
 //! Read queries for the API: the upstream `/api/records` filters, checked as pure data first
-//! ([`RecordFilter::from_pairs`]), then turned into one parameterised SELECT.
+//! ([`RecordFilter::from_pairs`]), then turned into one parameterised SELECT (the conditions
+//! by [`Filter::sql`], as for the web UI).
 
 use deadpool_postgres::Pool;
-use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
+use super::filter::{where_sql, Binds, Classification, Filter};
 use super::StoreError;
 use crate::record::{format_ts, RecordView};
 
@@ -12,15 +13,10 @@ use crate::record::{format_ts, RecordView};
 pub const MAX_CREATED_IN_SECS: i64 = 30 * 24 * 3600;
 pub const MAX_LIMIT: i64 = 1000;
 
-/// Checked filters of `GET /api/records`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Checked filters of `GET /api/records`: which records, and the page.
+#[derive(Debug, Clone, PartialEq)]
 pub struct RecordFilter {
-    pub severity: Option<i32>,
-    pub classification: Option<String>,
-    pub build: Option<String>,
-    pub machine_id: Option<String>,
-    /// Only records received within this many seconds.
-    pub created_in_secs: Option<i64>,
+    pub filter: Filter,
     /// Only records with a smaller id (paging).
     pub from_id: Option<i32>,
     pub limit: i64,
@@ -29,11 +25,7 @@ pub struct RecordFilter {
 impl Default for RecordFilter {
     fn default() -> Self {
         Self {
-            severity: None,
-            classification: None,
-            build: None,
-            machine_id: None,
-            created_in_secs: None,
+            filter: Filter::default(),
             from_id: None,
             limit: MAX_LIMIT,
         }
@@ -60,61 +52,42 @@ impl RecordFilter {
     /// Checks query-string pairs; unknown parameters are ignored, as upstream did. The error
     /// message names the parameter.
     pub fn from_pairs(pairs: &[(String, String)]) -> Result<Self, String> {
-        let mut f = Self::default();
+        let mut r = Self::default();
+        let f = &mut r.filter;
         let mut days = None;
         let mut secs = None;
         for (key, value) in pairs {
             match key.as_str() {
                 "severity" => f.severity = Some(int_in(key, value, 1, 4)? as i32),
-                "classification" => f.classification = Some(text(key, value)?),
+                "classification" => {
+                    f.classification = Some(Classification::Exact(text(key, value)?))
+                }
                 "build" => f.build = Some(text(key, value)?),
                 "machine_id" => f.machine_id = Some(text(key, value)?),
                 "created_in_days" => days = Some(int_in(key, value, 0, 30)?),
                 "created_in_sec" => secs = Some(int_in(key, value, 0, MAX_CREATED_IN_SECS)?),
-                "from_id" => f.from_id = Some(int_in(key, value, 1, i64::from(i32::MAX))? as i32),
-                "limit" => f.limit = int_in(key, value, 1, MAX_LIMIT)?,
+                "from_id" => r.from_id = Some(int_in(key, value, 1, i64::from(i32::MAX))? as i32),
+                "limit" => r.limit = int_in(key, value, 1, MAX_LIMIT)?,
                 _ => {}
             }
         }
-        f.created_in_secs = secs.or(days.map(|d| d * 24 * 3600));
-        Ok(f)
+        f.within_secs = secs.or(days.map(|d| d * 24 * 3600));
+        Ok(r)
     }
 
-    /// The WHERE clause and its parameters.
-    fn where_clause(&self) -> (String, Vec<Box<dyn ToSql + Sync + Send>>) {
-        let mut conditions = Vec::new();
-        let mut params: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
-        let mut push = |sql: &str, p: Box<dyn ToSql + Sync + Send>| {
-            params.push(p);
-            conditions.push(sql.replace('?', &format!("${}", params.len())));
-        };
-        if let Some(v) = self.severity {
-            push("severity = ?", Box::new(v));
+    /// The SELECT and its parameters.
+    fn statement(&self) -> (String, Binds) {
+        let mut binds = Binds::default();
+        let mut conditions = self.filter.sql(&mut binds);
+        if let Some(id) = self.from_id {
+            conditions.push(format!("id < {}", binds.bind(id)));
         }
-        if let Some(v) = &self.classification {
-            push("classification = ?", Box::new(v.clone()));
-        }
-        if let Some(v) = &self.build {
-            push("build = ?", Box::new(v.clone()));
-        }
-        if let Some(v) = &self.machine_id {
-            push("machine_id = ?", Box::new(v.clone()));
-        }
-        if let Some(v) = self.created_in_secs {
-            push(
-                "timestamp_server >= extract(epoch FROM now()) - ?::int8",
-                Box::new(v),
-            );
-        }
-        if let Some(v) = self.from_id {
-            push("id < ?", Box::new(v));
-        }
-        let clause = if conditions.is_empty() {
-            String::new()
-        } else {
-            format!(" WHERE {}", conditions.join(" AND "))
-        };
-        (clause, params)
+        let limit = binds.bind(self.limit);
+        let sql = format!(
+            "SELECT {COLUMNS} FROM records{} ORDER BY id DESC LIMIT {limit}",
+            where_sql(&conditions)
+        );
+        (sql, binds)
     }
 }
 
@@ -152,24 +125,9 @@ pub async fn query_records(
     filter: &RecordFilter,
 ) -> Result<Vec<RecordView>, StoreError> {
     let client = pool.get().await?;
-    let (clause, mut params) = filter.where_clause();
-    params.push(Box::new(filter.limit));
-    let sql = format!(
-        "SELECT {COLUMNS} FROM records{clause} ORDER BY id DESC LIMIT ${}",
-        params.len()
-    );
-    let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as _).collect();
-    let rows = client.query(&sql, &refs).await?;
+    let (sql, binds) = filter.statement();
+    let rows = client.query(&sql, &binds.refs()).await?;
     Ok(rows.iter().map(view).collect())
-}
-
-/// Number of stored records (for the UI page and tests).
-pub async fn count_records(pool: &Pool) -> Result<i64, StoreError> {
-    let client = pool.get().await?;
-    Ok(client
-        .query_one("SELECT count(*) FROM records", &[])
-        .await?
-        .get(0))
 }
 
 #[cfg(test)]
@@ -230,15 +188,26 @@ mod tests {
         let f = RecordFilter::from_pairs(&pairs(&[("limit", "200"), ("created_in_days", "2")]))
             .unwrap();
         assert_eq!(f.limit, 200);
-        assert_eq!(f.created_in_secs, Some(2 * 86400));
+        assert_eq!(f.filter.within_secs, Some(2 * 86400));
         assert_eq!(RecordFilter::from_pairs(&[]).unwrap().limit, 1000);
     }
 
     #[test]
-    fn where_clause_numbers_parameters() {
-        let f = RecordFilter::from_pairs(&pairs(&[("severity", "2"), ("from_id", "9")])).unwrap();
-        let (clause, params) = f.where_clause();
-        assert_eq!(clause, " WHERE severity = $1 AND id < $2");
-        assert_eq!(params.len(), 2);
+    fn the_statement_numbers_parameters() {
+        let f = RecordFilter::from_pairs(&pairs(&[
+            ("from_id", "9"),
+            ("severity", "2"),
+            ("classification", "a/b/*"),
+        ]))
+        .unwrap();
+        let (sql, binds) = f.statement();
+        assert!(
+            sql.ends_with(
+                " FROM records WHERE classification = $1 AND severity = $2 AND id < $3 \
+                 ORDER BY id DESC LIMIT $4"
+            ),
+            "{sql}"
+        );
+        assert_eq!(binds.refs().len(), 4);
     }
 }

@@ -7,7 +7,8 @@
 
 use deadpool_postgres::Client;
 
-use super::ui_queries::{refs, Counts, UiFilter};
+use super::filter::{refs, Filter as UiFilter};
+use super::ui_queries::Counts;
 use super::StoreError;
 
 /// What the records are counted by.

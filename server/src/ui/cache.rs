@@ -9,6 +9,8 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use maud::{html, Markup};
+
 use crate::store::StoreError;
 
 pub const FRESH: Duration = Duration::from_secs(60);
@@ -90,14 +92,11 @@ where
 }
 
 /// "as of N s ago" for a page footer, or nothing for a fresh value.
-pub fn age_note(age: Duration) -> String {
-    if age.as_secs() < 1 {
-        String::new()
-    } else {
-        format!(
-            "<p><small>Counts as of {} s ago (refreshed every {} s).</small></p>",
-            age.as_secs(),
-            FRESH.as_secs()
-        )
+pub fn age_note(age: Duration) -> Markup {
+    html! {
+        @if age.as_secs() >= 1 {
+            p { small { "Counts as of " (age.as_secs()) " s ago (refreshed every "
+                (FRESH.as_secs()) " s)." } }
+        }
     }
 }

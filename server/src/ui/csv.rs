@@ -1,6 +1,7 @@
-//! `GET /records.csv?<filters>`: the whole filtered set as CSV (RFC 4180, header line first),
-//! newest first, streamed in keyset chunks so neither side holds the set in memory and no
-//! connection is held between chunks.
+//! `GET /records.csv?<filters>`: the whole filtered set as CSV (RFC 4180, header line first,
+//! written by the `csv` crate), newest first, streamed in keyset chunks so neither side holds
+//! the set in memory and no connection is held between chunks. Text cells a spreadsheet would
+//! run as formulas are neutralised first.
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -9,10 +10,11 @@ use axum::response::{IntoResponse, Response};
 use deadpool_postgres::Pool;
 
 use super::html::UiError;
-use super::records::{params, Pairs};
-use crate::http::AppState;
+use super::records::{params, Given};
 use crate::record::format_ts;
-use crate::store::ui_queries::{csv_chunk, UiFilter, CSV_COLUMNS};
+use crate::state::AppState;
+use crate::store::ui_queries::{csv_chunk, CSV_COLUMNS};
+use crate::store::Filter;
 use crate::store::StoreError;
 
 const CHUNK: i64 = 2000;
@@ -42,31 +44,39 @@ fn neutralised(value: String) -> String {
     }
 }
 
-/// One CSV field: quoted when it holds a comma, quote or line break.
-fn field(out: &mut String, value: &str) {
-    if value.contains([',', '"', '\n', '\r']) {
-        out.push('"');
-        out.push_str(&value.replace('"', "\"\""));
-        out.push('"');
-    } else {
-        out.push_str(value);
-    }
+/// A CSV writer into memory: fields quoted only when they hold a comma, quote or line break,
+/// lines ended by CRLF (RFC 4180).
+fn writer() -> csv::Writer<Vec<u8>> {
+    csv::WriterBuilder::new()
+        .quote_style(csv::QuoteStyle::Necessary)
+        .terminator(csv::Terminator::CRLF)
+        .from_writer(Vec::new())
 }
 
-fn line(out: &mut String, cells: impl Iterator<Item = String>) {
-    for (i, cell) in cells.enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        field(out, &cell);
+/// The CSV lines of `rows` (cells in [`CSV_COLUMNS`] order), text cells neutralised and
+/// timestamps formatted.
+fn lines(header: bool, rows: Vec<(i32, Vec<Option<String>>)>) -> csv::Result<Vec<u8>> {
+    let mut out = writer();
+    if header {
+        out.write_record(CSV_COLUMNS)?;
     }
-    out.push_str("\r\n");
+    for (_, cells) in rows {
+        out.write_record(cells.into_iter().enumerate().map(|(i, v)| {
+            let v = v.unwrap_or_default();
+            match (CSV_COLUMNS[i], v.parse::<f64>()) {
+                ("ts_reception" | "ts_capture", Ok(secs)) => format_ts(secs),
+                (column, _) if NUMERIC_COLUMNS.contains(&column) => v,
+                _ => neutralised(v),
+            }
+        }))?;
+    }
+    out.into_inner().map_err(|e| e.into_error().into())
 }
 
 /// Where the stream stands: the id to continue below, or done.
 struct Cursor {
     pool: Pool,
-    filter: UiFilter,
+    filter: Filter,
     before: Option<i32>,
     done: bool,
     header: bool,
@@ -76,11 +86,7 @@ async fn next_chunk(mut c: Cursor) -> Option<(Result<Bytes, StoreError>, Cursor)
     if c.done {
         return None;
     }
-    let mut out = String::new();
-    if c.header {
-        c.header = false;
-        line(&mut out, CSV_COLUMNS.iter().map(|s| s.to_string()));
-    }
+    let header = std::mem::take(&mut c.header);
     let rows = match csv_chunk(&c.pool, &c.filter, c.before, CHUNK).await {
         Ok(rows) => rows,
         Err(e) => {
@@ -93,36 +99,21 @@ async fn next_chunk(mut c: Cursor) -> Option<(Result<Bytes, StoreError>, Cursor)
     c.before = rows.last().map(|(id, _)| *id);
     // Formatting 2,000 rows is CPU work of its own: off the async workers, so requests (and
     // records) on the same worker are not kept waiting behind an export.
-    let formatted = tokio::task::spawn_blocking(move || {
-        for (_, cells) in rows {
-            let cells = cells.into_iter().enumerate().map(|(i, v)| {
-                let v = v.unwrap_or_default();
-                match (CSV_COLUMNS[i], v.parse::<f64>()) {
-                    ("ts_reception" | "ts_capture", Ok(secs)) => format_ts(secs),
-                    (column, _) if NUMERIC_COLUMNS.contains(&column) => v,
-                    _ => neutralised(v),
-                }
-            });
-            line(&mut out, cells);
-        }
-        out
-    })
-    .await;
-    match formatted {
-        Ok(out) => Some((Ok(Bytes::from(out)), c)),
-        Err(e) => {
-            tracing::warn!(error = %e, "CSV export failed");
-            c.done = true;
-            Some((
-                Err(StoreError::Unavailable("CSV formatting failed".into())),
-                c,
-            ))
-        }
-    }
+    let error = match tokio::task::spawn_blocking(move || lines(header, rows)).await {
+        Ok(Ok(out)) => return Some((Ok(Bytes::from(out)), c)),
+        Ok(Err(e)) => e.to_string(),
+        Err(e) => e.to_string(),
+    };
+    tracing::warn!(%error, "CSV export failed");
+    c.done = true;
+    Some((
+        Err(StoreError::Unavailable("CSV formatting failed".into())),
+        c,
+    ))
 }
 
-pub async fn export(State(state): State<AppState>, pairs: Pairs) -> Result<Response, UiError> {
-    let p = params(pairs)?;
+pub async fn export(State(state): State<AppState>, given: Given) -> Result<Response, UiError> {
+    let p = params(given)?;
     let cursor = Cursor {
         pool: state.pool.clone(),
         filter: p.filter,
@@ -159,14 +150,30 @@ mod tests {
 
     #[test]
     fn fields_are_quoted_only_when_needed() {
-        let mut out = String::new();
-        line(
-            &mut out,
-            ["a", "b,c", "say \"hi\"", "x\ny", ""]
-                .iter()
-                .map(|s| s.to_string()),
+        let mut out = writer();
+        out.write_record(["a", "b,c", "say \"hi\"", "x\ny", "", "'q", " s"])
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(out.into_inner().unwrap()).unwrap(),
+            "a,\"b,c\",\"say \"\"hi\"\"\",\"x\ny\",,'q, s\r\n"
         );
-        assert_eq!(out, "a,\"b,c\",\"say \"\"hi\"\"\",\"x\ny\",\r\n");
+    }
+
+    #[test]
+    fn lines_neutralise_text_and_format_times() {
+        let mut cells: Vec<Option<String>> = vec![None; CSV_COLUMNS.len()];
+        cells[0] = Some("7".into());
+        cells[1] = Some("0".into());
+        cells[3] = Some("-1".into());
+        cells[4] = Some("=1+1".into());
+        cells[CSV_COLUMNS.len() - 1] = Some("@x,y".into());
+        let out = String::from_utf8(lines(true, vec![(7, cells)]).unwrap()).unwrap();
+        let (header, line) = out.split_once("\r\n").unwrap();
+        assert_eq!(header, CSV_COLUMNS.join(","));
+        assert_eq!(
+            line,
+            "7,1970-01-01 00:00:00 UTC,,-1,'=1+1,,,,,,,,,,,,,,\"'@x,y\"\r\n"
+        );
     }
 
     #[test]

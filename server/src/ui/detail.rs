@@ -1,21 +1,21 @@
-//! `GET /records/<id>`: every column of one record and its full payload, preformatted and
-//! escaped.
+//! `GET /records/<id>`: every column of one record and its full payload, preformatted.
 
 use axum::extract::{Path, State};
 use axum::response::Response;
+use maud::{html, Markup};
 
-use super::html::{esc, page, Ctx, UiError};
-use crate::http::AppState;
+use super::html::{page, Ctx, UiError};
 use crate::record::format_ts;
+use crate::state::AppState;
 use crate::store::ui_queries::record_detail;
 
 /// A timestamp column shown with its calendar form next to the stored number.
-fn show(column: &str, value: &str) -> String {
+fn show(column: &str, value: &str) -> Markup {
     match (column, value.parse::<f64>()) {
         ("timestamp_server" | "timestamp_client", Ok(secs)) => {
-            format!("{} <small>({})</small>", esc(&format_ts(secs)), esc(value))
+            html! { (format_ts(secs)) " " small { "(" (value) ")" } }
         }
-        _ => esc(value),
+        _ => html! { (value) },
     }
 }
 
@@ -30,20 +30,25 @@ pub async fn detail(
     let Some((fields, payload)) = record_detail(&state.pool, id_num).await? else {
         return Err(UiError::NotFound(id));
     };
-    let mut body = format!("<h1>Record {id_num}</h1><table id=\"fields\">");
-    for (column, value) in &fields {
-        let cell = match value {
-            Some(v) => show(column, v),
-            None => "<i>NULL</i>".to_string(),
-        };
-        body.push_str(&format!("<tr><th>{column}</th><td>{cell}</td></tr>\n"));
-    }
-    body.push_str(&format!(
-        "</table><h2>Payload ({} bytes)</h2><pre id=\"payload\">{}</pre>\
-         <p><a href=\"{}\">« records</a></p>",
-        payload.len(),
-        esc(&payload),
-        ctx.href("records")
-    ));
-    Ok(page(&ctx, &format!("Record {id_num}"), &body))
+    let body = html! {
+        h1 { "Record " (id_num) }
+        table #fields {
+            @for (column, value) in &fields {
+                tr {
+                    th { (column) }
+                    td {
+                        @match value {
+                            Some(v) => (show(column, v)),
+                            None => i { "NULL" },
+                        }
+                    }
+                }
+                "\n"
+            }
+        }
+        h2 { "Payload (" (payload.len()) " bytes)" }
+        pre #payload { (payload) }
+        p { a href=(ctx.href("records")) { "« records" } }
+    };
+    Ok(page(&ctx, &format!("Record {id_num}"), body))
 }

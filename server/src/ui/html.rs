@@ -1,52 +1,16 @@
-//! The page frame and the one escaping function every piece of user-controlled text passes
-//! through ([`esc`]), link building that works at `/` or under a proxy prefix ([`Ctx`]), and
-//! the UI's error pages. Nothing here may emit unescaped record data.
+//! The page frame ([`page`]), links that work at `/` or under a proxy prefix ([`Ctx`]), and
+//! the UI's error pages. Pages are maud templates: every value they interpolate is
+//! HTML-escaped, so record data cannot become markup; the only `PreEscaped` text is the
+//! constant style sheet below.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use maud::{html, Markup, PreEscaped, DOCTYPE};
 
+use super::filter::RecordsQuery;
 use crate::store::StoreError;
-
-/// HTML-escapes text for element content and quoted attribute values.
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// Percent-encodes a query-string component (RFC 3986 unreserved characters stay).
-pub fn enc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// `a=1&b=x%20y` from pairs, skipping empty values.
-pub fn query_string(pairs: &[(&str, String)]) -> String {
-    pairs
-        .iter()
-        .filter(|(_, v)| !v.is_empty())
-        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
-        .collect::<Vec<_>>()
-        .join("&")
-}
 
 /// Where the UI's root is, seen from the current page: `X-Forwarded-Prefix` (a proxy that
 /// serves us under a prefix) gives an absolute root, else links are relative to the request
@@ -91,9 +55,17 @@ impl Ctx {
         Self { root }
     }
 
-    /// A link to `path` (relative to the UI root, e.g. `records?build=1`), HTML-escaped.
+    /// A link to `path` (relative to the UI root, e.g. `records/5`); templates escape it.
     pub fn href(&self, path: &str) -> String {
-        esc(&format!("{}{path}", self.root))
+        format!("{}{path}", self.root)
+    }
+
+    /// A link to the page `path` with `query` as its query string (none when it is empty).
+    pub fn query(&self, path: &str, query: &RecordsQuery) -> String {
+        match query.encode() {
+            q if q.is_empty() => self.href(path),
+            q => format!("{}{path}?{q}", self.root),
+        }
     }
 }
 
@@ -130,20 +102,30 @@ const NAV: &[(&str, &str)] = &[
     ("stats", "Stats"),
 ];
 
-/// A complete HTML page. `body` must already be escaped HTML.
-pub fn page(ctx: &Ctx, title: &str, body: &str) -> Response {
-    let nav: String = NAV
-        .iter()
-        .map(|(path, label)| format!("<a href=\"{}\">{label}</a>", ctx.href(path)))
-        .collect();
-    let html = format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width\">\
-         <title>{} · Telemetry</title><style>{STYLE}</style></head>\
-         <body><header><b>Telemetry</b>{nav}</header><main>{body}</main></body></html>\n",
-        esc(title)
-    );
-    html_response(StatusCode::OK, html)
+/// A complete HTML page around `body`.
+pub fn page(ctx: &Ctx, title: &str, body: Markup) -> Response {
+    let html = html! {
+        (DOCTYPE) "\n"
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width";
+                title { (title) " · Telemetry" }
+                style { (PreEscaped(STYLE)) }
+            }
+            body {
+                header {
+                    b { "Telemetry" }
+                    @for (path, label) in NAV {
+                        a href=(ctx.href(path)) { (label) }
+                    }
+                }
+                main { (body) }
+            }
+        }
+        "\n"
+    };
+    html_response(StatusCode::OK, html.into_string())
 }
 
 fn html_response(status: StatusCode, html: String) -> Response {
@@ -189,13 +171,19 @@ impl IntoResponse for UiError {
                 )
             }
         };
-        let html = format!(
-            "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-             <title>{status}</title><style>{STYLE}</style></head><body><main>\
-             <h1>{status}</h1><p class=\"err\">{}</p></main></body></html>\n",
-            esc(&text)
-        );
-        html_response(status, html)
+        let html = html! {
+            (DOCTYPE) "\n"
+            html lang="en" {
+                head {
+                    meta charset="utf-8";
+                    title { (status) }
+                    style { (PreEscaped(STYLE)) }
+                }
+                body { main { h1 { (status) } p.err { (text) } } }
+            }
+            "\n"
+        };
+        html_response(status, html.into_string())
     }
 }
 
@@ -203,11 +191,25 @@ impl IntoResponse for UiError {
 mod tests {
     use super::*;
 
-    #[test]
-    fn escapes_markup_and_quotes() {
-        assert_eq!(
-            esc("<script>alert('x')</script>&\""),
-            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;&quot;"
+    async fn text_of(response: Response) -> String {
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20).await;
+        String::from_utf8(body.unwrap().to_vec()).unwrap()
+    }
+
+    /// Values a template interpolates come out as text, in element content and attributes.
+    #[tokio::test]
+    async fn pages_escape_what_they_interpolate() {
+        let evil = "<script>alert('x')</script>&\"";
+        let escaped = "&lt;script&gt;alert('x')&lt;/script&gt;&amp;&quot;";
+        let ctx = Ctx::new("/records", None);
+        let html = text_of(page(&ctx, evil, html! { p title=(evil) { (evil) } })).await;
+        assert!(!html.contains("<script"), "{html}");
+        assert!(html.contains(&format!("<title>{escaped} · Telemetry</title>")));
+        assert!(html.contains(&format!("<p title=\"{escaped}\">{escaped}</p>")));
+        let error = text_of(UiError::BadRequest(evil.into()).into_response()).await;
+        assert!(
+            error.contains(&format!("<p class=\"err\">{escaped}</p>")),
+            "{error}"
         );
     }
 
@@ -242,17 +244,5 @@ mod tests {
                 "{bad:?}"
             );
         }
-    }
-
-    #[test]
-    fn query_strings_are_percent_encoded() {
-        assert_eq!(
-            query_string(&[
-                ("c", "a/b/*".into()),
-                ("q", String::new()),
-                ("t", "x y&z".into())
-            ]),
-            "c=a%2Fb%2F%2A&t=x%20y%26z"
-        );
     }
 }

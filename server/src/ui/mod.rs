@@ -3,14 +3,17 @@
 //! (`/records/<id>`), CSV export (`/records.csv`), charts (`/builds`, `/stats`,
 //! `/overview`). Every link is relative to the request
 //! path or built from `X-Forwarded-Prefix`, so the UI works at `/` or under a proxy prefix.
-//! All user-controlled text goes through [`html::esc`]; pages are sent with a CSP that forbids
-//! scripts. Handlers only read: nothing here writes to the database.
+//! Pages are maud templates, which escape every value they interpolate; query strings are
+//! [`filter::RecordsQuery`] serialised with serde_urlencoded; the CSV is written by the `csv`
+//! crate. Pages are sent with a CSP that forbids scripts. Handlers only read: nothing here
+//! writes to the database.
 
 mod cache;
 mod chart;
 mod csv;
 mod detail;
 pub mod filter;
+mod form;
 pub mod html;
 mod records;
 mod stats;
@@ -18,7 +21,7 @@ mod stats;
 use axum::routing::get;
 use axum::Router;
 
-use crate::http::AppState;
+use crate::state::AppState;
 
 pub use records::list as records_page;
 

@@ -1,70 +1,66 @@
 //! `GET /` and `GET /records`: the newest records, filtered, paged by id (keyset, no OFFSET),
 //! with a link to the CSV export of the same filtered set.
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::response::Response;
+use maud::{html, Markup};
 
-use super::filter::Params;
-use super::html::{esc, page, Ctx, UiError};
-use crate::http::AppState;
+use super::filter::{Field, Params, RecordsQuery};
+use super::form;
+use super::html::{page, Ctx, UiError};
 use crate::record::format_ts;
+use crate::state::AppState;
 use crate::store::ui_queries::{list_records, stored_records_estimate, ListRow, Page};
 
 pub fn now() -> f64 {
     chrono::Utc::now().timestamp_micros() as f64 / 1e6
 }
 
-/// Query-string pairs, or a 400 page for a malformed query string.
-pub type Pairs = Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>;
+/// The records query of a request, or a 400 page for a malformed query string.
+pub type Given = Result<Query<RecordsQuery>, QueryRejection>;
 
-pub fn params(pairs: Pairs) -> Result<Params, UiError> {
-    let Query(pairs) = pairs.map_err(|_| UiError::BadRequest("malformed query string".into()))?;
-    Params::parse(&pairs, now()).map_err(UiError::BadRequest)
+pub fn params(given: Given) -> Result<Params, UiError> {
+    let Query(query) = given.map_err(|e| {
+        let why = std::error::Error::source(&e).map_or_else(String::new, |s| format!(": {s}"));
+        UiError::BadRequest(format!("malformed query string{why}"))
+    })?;
+    Params::parse(&query, now()).map_err(UiError::BadRequest)
 }
 
-fn opt(v: &Option<String>) -> String {
-    esc(v.as_deref().unwrap_or(""))
-}
-
-fn row(ctx: &Ctx, r: &ListRow) -> String {
-    let detail = ctx.href(&format!("records/{}", r.id));
-    let by = |name: &'static str, value: &str| {
-        format!(
-            "<a href=\"{}\">{}</a>",
-            ctx.href(&format!(
-                "records?{}",
-                Params::default().link(&[(name, value.into())])
-            )),
-            esc(value)
-        )
+fn row(ctx: &Ctx, r: &ListRow) -> Markup {
+    // A link to the records with this value, whatever else is filtered now.
+    let by = |field: Field, value: &str| {
+        html! {
+            a href=(ctx.query("records", &RecordsQuery::default().with(field, value))) { (value) }
+        }
     };
-    let severity = r.severity.map(|s| s.to_string()).unwrap_or_default();
-    let ellipsis = if r.truncated { "…" } else { "" };
-    format!(
-        "<tr><td class=\"num\"><a href=\"{detail}\">{}</a></td><td class=\"t\">{}</td>\
-         <td class=\"num sev{severity}\">{severity}</td><td>{}</td><td>{}</td><td>{}</td>\
-         <td>{}</td><td>{}</td><td>{}</td><td class=\"ex\">{}{ellipsis}</td></tr>\n",
-        r.id,
-        esc(&format_ts(r.ts_server)),
-        by("classification", &r.classification),
-        by("build", &r.build),
-        r.machine_id
-            .as_deref()
-            .map(|m| by("machine_id", m))
-            .unwrap_or_default(),
-        opt(&r.system_name),
-        opt(&r.host_type),
-        opt(&r.arch),
-        esc(&r.excerpt),
-    )
+    html! {
+        tr {
+            td.num { a href=(ctx.href(&format!("records/{}", r.id))) { (r.id) } }
+            td.t { (format_ts(r.ts_server)) }
+            @let severity = r.severity.map(|s| s.to_string()).unwrap_or_default();
+            td class={ "num sev" (severity) } { (severity) }
+            td { (by(|q| &mut q.classification, &r.classification)) }
+            td { (by(|q| &mut q.build, &r.build)) }
+            td {
+                @if let Some(m) = &r.machine_id { (by(|q| &mut q.machine_id, m)) }
+            }
+            td { (r.system_name.as_deref().unwrap_or("")) }
+            td { (r.host_type.as_deref().unwrap_or("")) }
+            td { (r.arch.as_deref().unwrap_or("")) }
+            td.ex { (r.excerpt) @if r.truncated { "…" } }
+        }
+        "\n"
+    }
 }
 
 pub async fn list(
     State(state): State<AppState>,
     ctx: Ctx,
-    pairs: Pairs,
+    given: Given,
 ) -> Result<Response, UiError> {
-    let p = params(pairs)?;
+    let p = params(given)?;
     let result = list_records(
         &state.pool,
         &p.filter,
@@ -73,60 +69,46 @@ pub async fn list(
     )
     .await?;
     let (stored, exact) = stored_records_estimate(&state.pool).await?;
-    let mut body = format!(
-        "<h1>Records</h1><p>Stored records: {}{stored}. Newest first{}.</p>",
-        if exact { "" } else { "~" },
-        if p.filter.is_empty() {
-            ""
-        } else {
-            ", filtered"
+    let filtered = !p.filter.is_empty();
+    let at = |field: Field, id: i32| ctx.query("records", &p.query.with(field, &id.to_string()));
+    let body = html! {
+        h1 { "Records" }
+        p {
+            "Stored records: " @if !exact { "~" } (stored) ". Newest first"
+            @if filtered { ", filtered" } "."
         }
-    );
-    body.push_str(&p.form(&ctx.href("records")));
-    let csv = ctx.href(&format!("records.csv?{}", p.link(&[])));
-    if result.rows.is_empty() {
-        body.push_str("<p>No records match.</p>");
-    } else {
-        body.push_str(
-            "<table id=\"records\"><thead><tr><th>id</th><th>received (UTC)</th><th>sev</th>\
-             <th>classification</th><th>build</th><th>machine</th><th>system</th>\
-             <th>platform</th><th>arch</th><th>payload</th></tr></thead><tbody>\n",
-        );
-        for r in &result.rows {
-            body.push_str(&row(&ctx, r));
+        (form::filters(&p.query, &ctx.href("records")))
+        @if result.rows.is_empty() {
+            p { "No records match." }
+        } @else {
+            table #records {
+                thead {
+                    tr {
+                        th { "id" } th { "received (UTC)" } th { "sev" } th { "classification" }
+                        th { "build" } th { "machine" } th { "system" } th { "platform" }
+                        th { "arch" } th { "payload" }
+                    }
+                }
+                tbody {
+                    "\n"
+                    @for r in &result.rows { (row(&ctx, r)) }
+                }
+            }
         }
-        body.push_str("</tbody></table>");
-    }
-    let mut pager = Vec::new();
-    if p.page.is_some() {
-        pager.push(format!(
-            "<a href=\"{}\">« newest</a>",
-            ctx.href(&format!("records?{}", p.link(&[])))
-        ));
-    }
-    if let Some(id) = result.newer {
-        pager.push(format!(
-            "<a rel=\"prev\" href=\"{}\">‹ newer</a>",
-            ctx.href(&format!("records?{}", p.link(&[("after", id.to_string())])))
-        ));
-    }
-    if let Some(id) = result.older {
-        pager.push(format!(
-            "<a rel=\"next\" href=\"{}\">older ›</a>",
-            ctx.href(&format!(
-                "records?{}",
-                p.link(&[("before", id.to_string())])
-            ))
-        ));
-    }
-    pager.push(format!(
-        "<a href=\"{csv}\">CSV of all {} records</a>",
-        if p.filter.is_empty() {
-            "stored"
-        } else {
-            "matching"
+        p.pager {
+            @if p.page.is_some() {
+                a href=(ctx.query("records", &p.query)) { "« newest" }
+            }
+            @if let Some(id) = result.newer {
+                a rel="prev" href=(at(|q| &mut q.after, id)) { "‹ newer" }
+            }
+            @if let Some(id) = result.older {
+                a rel="next" href=(at(|q| &mut q.before, id)) { "older ›" }
+            }
+            a href=(ctx.query("records.csv", &p.query)) {
+                "CSV of all " @if filtered { "matching" } @else { "stored" } " records"
+            }
         }
-    ));
-    body.push_str(&format!("<p class=\"pager\">{}</p>", pager.join("")));
-    Ok(page(&ctx, "Records", &body))
+    };
+    Ok(page(&ctx, "Records", body))
 }

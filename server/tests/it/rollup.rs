@@ -5,7 +5,7 @@
 //! queries built on them agree with counting the records themselves, also for time windows
 //! that start mid-hour.
 
-use telem_collector::store::{self, build_pool, ui_queries};
+use telem_collector::store::{self, build_pool, ui_queries, Classification, Filter};
 use tokio_postgres::Client;
 
 use crate::harness::{config, header_request, migrated_db, send_raw, TestServer};
@@ -275,7 +275,7 @@ async fn migration_fills_the_counts_and_charts_agree_with_a_scan() {
     .await;
     assert_eq!(o.top_classifications, top);
 
-    let unfiltered = ui_queries::UiFilter::default();
+    let unfiltered = Filter::default();
     let b = ui_queries::breakdown(&pool, &unfiltered).await.unwrap();
     assert_eq!(b.total, count(0.0).await);
     let platforms: Vec<(String, i64)> = pairs(
@@ -297,8 +297,8 @@ async fn migration_fills_the_counts_and_charts_agree_with_a_scan() {
     assert_eq!(builds, scanned);
 
     // Filtered by a classification glob (and a start time): still from the counts, still exact.
-    let filter = ui_queries::UiFilter {
-        classification: Some("org.test/c*".into()),
+    let filter = Filter {
+        classification: Some(Classification::pattern("org.test/c*")),
         from: Some(now - 9.5 * 86400.0),
         ..Default::default()
     };
