@@ -18,6 +18,7 @@ pub(crate) mod ui;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 
