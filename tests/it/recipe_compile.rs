@@ -8,9 +8,9 @@ use crate::cli::{dry_run_with_recipes, recipes_copy, text};
 use crate::fake_host::FakeHost;
 use crate::golden::run;
 
-/// Edit `<distro>.yaml` of `dir`; every replacement must apply.
-fn edit(dir: &Path, distro: &str, replacements: &[(&str, &str)]) -> PathBuf {
-    let file = dir.join(format!("{distro}.yaml"));
+/// Edit `<name>.yaml` of `dir` (a distro's file or `shared`); every replacement must apply.
+fn edit(dir: &Path, name: &str, replacements: &[(&str, &str)]) -> PathBuf {
+    let file = dir.join(format!("{name}.yaml"));
     let mut src = std::fs::read_to_string(&file).unwrap();
     for (from, to) in replacements {
         assert!(src.contains(from), "{from:?} not in {}", file.display());
@@ -23,9 +23,10 @@ fn edit(dir: &Path, distro: &str, replacements: &[(&str, &str)]) -> PathBuf {
 #[test]
 fn templated_values_that_expand_to_garbage_are_refused_with_their_path() {
     let dir = recipes_copy();
+    // The steps are written in the shared file that debian.yaml builds on.
     let file = edit(
         dir.path(),
-        "debian",
+        "shared",
         &[
             // -t is git: "gitball" is neither (it used to be cloned as git).
             (
@@ -55,8 +56,10 @@ fn templated_values_that_expand_to_garbage_are_refused_with_their_path() {
         ),
     ] {
         let found = err.lines().any(|l| {
+            // `error: FILE: actions.install[I].KIND (step install[J]): PROBLEM`
             l.starts_with(&format!("error: {f}: actions.install["))
-                && l.ends_with(&format!("].{kind}: {problem}"))
+                && l.contains(&format!("].{kind} (step install["))
+                && l.ends_with(&format!("]): {problem}"))
         });
         assert!(found, "want {kind}: {problem} with its path in:\n{err}");
     }
@@ -67,7 +70,7 @@ fn a_file_with_two_sources_or_a_wrong_distro_is_refused() {
     let dir = recipes_copy();
     let file = edit(
         dir.path(),
-        "ubuntu",
+        "shared",
         &[(
             "template: nginx.conf.tera,",
             "template: nginx.conf.tera, collector_binary: true,",
@@ -78,8 +81,9 @@ fn a_file_with_two_sources_or_a_wrong_distro_is_refused() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
         err.contains(&format!("error: {}: actions.install[", file.display()))
+            && err.contains("].file (step install[")
             && err.contains(
-                "].file: needs exactly one of `template`, `copy_from`, `collector_binary: true`"
+                "]): needs exactly one of `template`, `copy_from`, `collector_binary: true`"
             ),
         "{err}"
     );
@@ -108,7 +112,7 @@ fn a_templated_mode_is_used_once_expanded() {
     let dir = recipes_copy();
     edit(
         dir.path(),
-        "debian",
+        "shared",
         &[(
             "group: \"{{ collector.group }}\", mode: \"0750\"",
             "group: \"{{ collector.group }}\", mode: \"{{ '07' ~ '11' }}\"",

@@ -255,6 +255,17 @@ async fn pages_work_in_headless_chromium() {
         );
         assert_eq!(send_raw(server.addr, &request).await.status, 201);
     }
+    // A hello record of the test's own, so the filter and detail checks hold without the
+    // shared vectors (the repository's fixtures hold no hello record).
+    let request = header_request(
+        "/v2/collector",
+        &[
+            ("classification", "org.clearlinux/hello/world"),
+            ("event_id", "000000000000000000000000000000fe"),
+        ],
+        b"hello world, from the UI test",
+    );
+    assert_eq!(send_raw(server.addr, &request).await.status, 201);
     let request = header_request(
         "/",
         &[
