@@ -7,6 +7,7 @@ pub mod config;
 pub mod conn;
 pub mod error;
 pub mod http;
+pub mod listen;
 pub mod metrics;
 pub mod probe;
 pub mod purge;
@@ -83,6 +84,18 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         }
         return probe::run(&req, Duration::from_secs(*timeout), *any_status);
     }
+    // Before any thread starts: taking the inherited socket edits the environment.
+    let inherited = if matches!(command, Command::Serve) {
+        match listen::Inherited::take() {
+            Ok(inherited) => inherited,
+            Err(e) => {
+                eprintln!("telem-collector: the inherited listening socket (fd 3): {e}");
+                return ExitCode::from(1);
+            }
+        }
+    } else {
+        listen::Inherited::None
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -93,7 +106,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(execute(command, config)) {
+    match runtime.block_on(execute(command, config, inherited)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
@@ -113,9 +126,13 @@ fn init_logging(level: &str) {
         .try_init();
 }
 
-async fn execute(command: Command, config: Config) -> Result<(), RunError> {
+async fn execute(
+    command: Command,
+    config: Config,
+    inherited: listen::Inherited,
+) -> Result<(), RunError> {
     match command {
-        Command::Serve => serve::serve(config).await,
+        Command::Serve => serve::serve(config, inherited).await,
         Command::Migrate { check: false } => migrate(&config).await,
         Command::Migrate { check: true } => migrate_check(&config).await,
         Command::Purge { dry_run } => purge(&config, dry_run).await,

@@ -1,6 +1,7 @@
 //! The `serve` command: connect, refuse a schema that is behind, start the group-commit
-//! writer and the daily purge, listen on TCP or a unix socket, and shut down gracefully on
-//! SIGTERM/SIGINT (stop accepting, answer every in-flight request, flush the last batch).
+//! writer and the daily purge, listen on TCP or a unix socket (or the one inherited as fd 3),
+//! and shut down gracefully on SIGTERM/SIGINT (stop accepting, answer every in-flight request,
+//! flush the last batch). SIGUSR2 hands the socket over to a new binary (`listen`).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -11,8 +12,10 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, Listen};
+use crate::conn::Stop;
 use crate::error::RunError;
 use crate::http::{router, AppState};
+use crate::listen::Inherited;
 use crate::metrics::Metrics;
 use crate::store::{self, schema_status, Writer, WriterOptions};
 
@@ -77,19 +80,29 @@ impl App {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        crate::conn::serve(listener, router(self.state), self.header_timeout, shutdown).await;
-        let _ = self.writer_task.await;
+        self.serve_on(listener, async {
+            shutdown.await;
+            Stop::Now
+        })
+        .await;
         Ok(())
     }
 
-    async fn serve_unix(
+    /// Serves on `listener` until `stop` resolves, then flushes the writer.
+    async fn serve_on<L: axum::serve::Listener>(
         self,
-        listener: UnixListener,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
-        crate::conn::serve(listener, router(self.state), self.header_timeout, shutdown).await;
+        listener: L,
+        stop: impl Future<Output = Stop>,
+    ) -> Stop {
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+        let stop = async move {
+            let s = stop.await;
+            let _ = stop_tx.send(s);
+            s
+        };
+        crate::conn::serve(listener, router(self.state), self.header_timeout, stop).await;
         let _ = self.writer_task.await;
-        Ok(())
+        stop_rx.await.unwrap_or(Stop::Now)
     }
 }
 
@@ -122,19 +135,82 @@ async fn allocator_janitor() {
     }
 }
 
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("installing a SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
-    tracing::info!("shutting down: finishing in-flight requests");
+/// How long an old process serves its open connections after a handover: longer than nginx
+/// keeps an idle upstream connection (20 s) and than the collector's own idle timeout.
+fn handover_drain(config: &Config) -> Duration {
+    config.header_timeout * 2
 }
 
-/// The `serve` command.
-pub async fn serve(config: Config) -> Result<(), RunError> {
+/// Resolves on SIGTERM or SIGINT (`Stop::Now`), or on SIGUSR2 once a new process serves on
+/// `socket` (`Stop::Handover`). A failed upgrade is logged and the collector goes on serving.
+async fn stop_signal(socket: std::os::fd::OwnedFd, drain: Duration) -> Stop {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    let mut usr2 = signal(SignalKind::user_defined2()).expect("installing a SIGUSR2 handler");
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+            _ = usr2.recv() => {
+                let fd = match socket.try_clone() {
+                    Ok(fd) => fd,
+                    Err(e) => {
+                        tracing::error!("upgrade: cannot duplicate the listening socket: {e}");
+                        continue;
+                    }
+                };
+                tracing::info!("upgrade: starting the new binary");
+                match tokio::task::spawn_blocking(move || crate::listen::spawn_successor(fd)).await {
+                    Ok(Ok(pid)) => {
+                        tracing::info!(
+                            pid,
+                            "upgrade: the new process serves; draining open connections (up to {} s)",
+                            drain.as_secs()
+                        );
+                        return Stop::Handover { drain };
+                    }
+                    Ok(Err(e)) => tracing::error!("upgrade failed, still serving: {e}"),
+                    Err(e) => tracing::error!("upgrade failed, still serving: {e}"),
+                }
+            }
+        }
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+    Stop::Now
+}
+
+/// The listening socket: the inherited one, or a new one on the configured address.
+enum Socket {
+    Tcp(std::net::TcpListener),
+    Unix(std::os::unix::net::UnixListener),
+}
+
+fn open_socket(config: &Config, inherited: Inherited) -> Result<Socket, RunError> {
+    match (inherited, &config.listen) {
+        (Inherited::Tcp(l), _) => Ok(Socket::Tcp(l)),
+        (Inherited::Unix(l), _) => Ok(Socket::Unix(l)),
+        (Inherited::None, Listen::Tcp(addr)) => {
+            let listener = listen_tcp(*addr)
+                .map_err(|e| RunError::Io(format!("cannot listen on {addr}: {e}")))?;
+            let std = listener
+                .into_std()
+                .map_err(|e| RunError::Io(format!("cannot listen on {addr}: {e}")))?;
+            Ok(Socket::Tcp(std))
+        }
+        (Inherited::None, Listen::Unix(path)) => {
+            let _ = std::fs::remove_file(path);
+            let listener = std::os::unix::net::UnixListener::bind(path)
+                .map_err(|e| RunError::Io(format!("cannot listen on {}: {e}", path.display())))?;
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))
+                .map_err(|e| RunError::Io(format!("cannot chmod {}: {e}", path.display())))?;
+            Ok(Socket::Unix(listener))
+        }
+    }
+}
+
+/// The `serve` command. `inherited` is the socket a parent passed (see `listen`).
+pub async fn serve(config: Config, inherited: Inherited) -> Result<(), RunError> {
     use std::os::unix::fs::MetadataExt;
     if std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0) {
         tracing::warn!("running as root: run the collector as an unprivileged user");
@@ -147,29 +223,38 @@ pub async fn serve(config: Config) -> Result<(), RunError> {
         store::build_pool(&config),
         config.clone(),
     ));
-    let result = match &config.listen {
-        Listen::Tcp(addr) => {
-            let listener = listen_tcp(*addr)
-                .map_err(|e| RunError::Io(format!("cannot listen on {addr}: {e}")))?;
+    let io = |e: std::io::Error| RunError::Io(format!("listening socket: {e}"));
+    let drain = handover_drain(&config);
+    let stop = match open_socket(&config, inherited)? {
+        Socket::Tcp(std) => {
+            std.set_nonblocking(true).map_err(io)?;
+            let handover = std.try_clone().map_err(io)?;
+            let listener = TcpListener::from_std(std).map_err(io)?;
             tracing::info!(listen = %config.listen, "telem-collector {} serving", env!("CARGO_PKG_VERSION"));
-            app.serve_tcp(listener, shutdown_signal()).await
+            crate::listen::report_ready();
+            app.serve_on(listener, stop_signal(handover.into(), drain))
+                .await
         }
-        Listen::Unix(path) => {
-            let _ = std::fs::remove_file(path);
-            let listener = UnixListener::bind(path)
-                .map_err(|e| RunError::Io(format!("cannot listen on {}: {e}", path.display())))?;
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))
-                .map_err(|e| RunError::Io(format!("cannot chmod {}: {e}", path.display())))?;
+        Socket::Unix(std) => {
+            std.set_nonblocking(true).map_err(io)?;
+            let handover = std.try_clone().map_err(io)?;
+            let listener = UnixListener::from_std(std).map_err(io)?;
             tracing::info!(listen = %config.listen, "telem-collector {} serving", env!("CARGO_PKG_VERSION"));
-            let r = app.serve_unix(listener, shutdown_signal()).await;
-            let _ = std::fs::remove_file(path);
-            r
+            crate::listen::report_ready();
+            let stop = app
+                .serve_on(listener, stop_signal(handover.into(), drain))
+                .await;
+            if let (Stop::Now, Listen::Unix(path)) = (stop, &config.listen) {
+                let _ = std::fs::remove_file(path);
+            }
+            stop
         }
     };
     purge.abort();
     janitor.abort();
-    result.map_err(|e| RunError::Io(e.to_string()))?;
-    tracing::info!("stopped");
+    match stop {
+        Stop::Now => tracing::info!("stopped"),
+        Stop::Handover { .. } => tracing::info!("stopped: handed over to the new process"),
+    }
     Ok(())
 }

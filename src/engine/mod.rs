@@ -12,6 +12,7 @@
 
 pub mod facts;
 pub(crate) mod fs;
+mod handover;
 pub(crate) mod mask;
 pub mod pgadmin;
 pub mod pkg;

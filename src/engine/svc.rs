@@ -113,6 +113,7 @@ impl Services<'_> {
                     user,
                     pid_file,
                     log_file,
+                    ..
                 } => self.start_daemon(command, user, pid_file, log_file),
             },
         }
@@ -162,6 +163,14 @@ impl Services<'_> {
                 run_ok(self.host, &Cmd::new(["nginx", "-s", "reload"])).map(drop)
             }
             (Manager::Direct, Direct::PgCtlcluster {}) => self.each_cluster("reload"),
+            (
+                Manager::Direct,
+                Direct::Daemon {
+                    handover: true,
+                    pid_file,
+                    ..
+                },
+            ) => super::handover::upgrade(self, def, pid_file),
             (Manager::Direct, _) => self.restart(def),
         }
     }
@@ -213,7 +222,7 @@ impl Services<'_> {
     }
 
     /// The pid in `pid_file` if that process is alive (zombies count as dead).
-    fn pid_alive(&self, pid_file: &str) -> Result<Option<u32>, HostError> {
+    pub(super) fn pid_alive(&self, pid_file: &str) -> Result<Option<u32>, HostError> {
         let Some(bytes) = self.host.read(Path::new(pid_file))? else {
             return Ok(None);
         };
@@ -223,7 +232,7 @@ impl Services<'_> {
         Ok(self.process_alive(pid)?.then_some(pid))
     }
 
-    fn process_alive(&self, pid: u32) -> Result<bool, HostError> {
+    pub(super) fn process_alive(&self, pid: u32) -> Result<bool, HostError> {
         let stat = self.host.read(Path::new(&format!("/proc/{pid}/stat")))?;
         Ok(stat.is_some_and(|s| {
             let s = String::from_utf8_lossy(&s);

@@ -149,6 +149,7 @@ impl Host for LocalHost {
         let sig = match signal {
             super::Signal::Term => S::SIGTERM,
             super::Signal::Kill => S::SIGKILL,
+            super::Signal::Usr2 => S::SIGUSR2,
         };
         let pid = i32::try_from(pid).map_err(|_| HostError(format!("bad pid {pid}")))?;
         match kill(nix::unistd::Pid::from_raw(pid), sig) {

@@ -174,6 +174,8 @@ pub struct Owner {
 pub enum Signal {
     Term,
     Kill,
+    /// telem-collector's binary upgrade (it hands its listening socket to a new process).
+    Usr2,
 }
 
 /// A failure to talk to the host (not a command's non-zero exit, which is a `CmdOutput`).

@@ -187,6 +187,10 @@ pub enum Direct {
         user: String,
         pid_file: String,
         log_file: String,
+        /// The daemon upgrades in place on SIGUSR2 (telem-collector: a new process takes over
+        /// its listening socket, the old one drains and exits): its reload is that upgrade.
+        #[serde(default)]
+        handover: bool,
     },
 }
 

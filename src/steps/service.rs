@@ -1,4 +1,4 @@
-//! `service` steps: running / stopped / restarted, enabled at boot under systemd, and the
+//! `service` steps: running / stopped / restarted / reloaded, enabled at boot under systemd, and the
 //! queued reload or restart of a service whose config changed earlier in the run.
 
 use serde::{Deserialize, Serialize};
@@ -14,6 +14,9 @@ pub enum ServiceState {
     Running,
     Stopped,
     Restarted,
+    /// Reloaded when running (nginx: new workers, no dropped connection; the collector: its
+    /// binary upgrade), else started.
+    Reloaded,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -57,6 +60,8 @@ fn check(eng: &Engine, step: &Service) -> Result<Check, StepError> {
         )),
         (ServiceState::Stopped, true) => changes.push(format!("stop {}", def.unit)),
         (ServiceState::Restarted, _) => changes.push(format!("restart {}", def.unit)),
+        (ServiceState::Reloaded, true) => changes.push(format!("reload {}", def.unit)),
+        (ServiceState::Reloaded, false) => changes.push(format!("start {}", def.unit)),
         _ => {}
     }
     if let (Some(want), Some(is)) = (
@@ -101,6 +106,8 @@ fn apply(eng: &Engine, step: &Service) -> Result<(), StepError> {
         },
         ServiceState::Stopped if running => eng.services.stop(def)?,
         ServiceState::Restarted => eng.services.restart(def)?,
+        ServiceState::Reloaded if running => eng.services.reload(def)?,
+        ServiceState::Reloaded => eng.services.start(def)?,
         _ => {}
     }
     eng.settle(&step.name)?;

@@ -196,8 +196,8 @@ fn a_restart_owed_by_a_killed_run_is_done_by_the_next() {
     let (code, plan, _) = run(&host, &[&deploy[..], &["--dry-run"]].concat());
     assert_eq!(code, 0, "{plan}");
     assert!(
-        plan.contains("restart telem-collector (its configuration changed)"),
-        "the plan shows the owed restart: {plan}"
+        plan.contains("reload telem-collector (its configuration changed)"),
+        "the plan shows the owed reload (the collector's in-place upgrade): {plan}"
     );
     host.log.borrow_mut().clear();
     let (code, out, _) = run(&host, &deploy);
@@ -222,7 +222,7 @@ fn a_restart_owed_by_a_killed_run_is_done_by_the_next() {
         &host,
         &[&deploy[..], &["--dry-run", "--detailed-exitcode"]].concat(),
     );
-    assert!(!plan.contains("restart telem-collector"), "{plan}");
+    assert!(!plan.contains("reload telem-collector"), "{plan}");
 }
 
 #[test]

@@ -265,7 +265,12 @@ impl Host for FakeHost {
                 let w = self.world.borrow();
                 p >= 100 && p < w.next_pid && !w.dead.contains(&p)
             });
-            return Ok(alive.then(|| format!("{pid} (daemon) S 1").into_bytes()));
+            // A whole stat line: state, parent, process group (its own), ..., start time
+            // (its pid: a later process started later).
+            return Ok(alive.then(|| {
+                format!("{pid} (daemon) S 1 {pid} {pid} 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 {pid}")
+                    .into_bytes()
+            }));
         }
         Ok(self
             .world

@@ -8,6 +8,7 @@ mod deploy_password;
 mod docs;
 mod e2e;
 mod e2e_promises;
+mod e2e_restarts;
 mod e2e_support;
 mod e2e_tls;
 mod facts;

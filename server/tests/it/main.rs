@@ -3,6 +3,7 @@
 
 mod cli;
 mod faults;
+mod handover;
 mod hardening;
 mod harness;
 mod load;

@@ -352,6 +352,7 @@ impl Host for SshHost {
         let sig = match signal {
             Signal::Term => "TERM",
             Signal::Kill => "KILL",
+            Signal::Usr2 => "USR2",
         };
         // A process that is gone already is fine.
         let body = format!("kill -s {sig} {pid} 2>/dev/null || [ ! -d /proc/{pid} ]");
