@@ -59,7 +59,7 @@ _telem__collector() {
 
     case "${cmd}" in
         telem__collector)
-            opts="-h -V --config --listen --database-url --database-password-file --telemetry-id --body-limit-bytes --header-timeout-secs --writer-connections --reader-connections --read-statement-timeout-ms --body-budget-bytes --pool-size --batch-max-records --batch-max-wait-ms --retention-max-days --retention-purge-time --log-level --retention-classifications --help --version serve migrate purge check-config probe help"
+            opts="-h -V --config --listen --database-url --database-password-file --telemetry-id --body-limit-bytes --header-timeout-secs --writer-connections --reader-connections --read-statement-timeout-ms --body-budget-bytes --pool-size --batch-max-records --batch-max-wait-ms --payload-search-index --retention-max-days --retention-purge-time --log-level --retention-classifications --help --version serve migrate purge check-config probe help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -121,6 +121,10 @@ _telem__collector() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --payload-search-index)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --retention-max-days)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -145,7 +149,7 @@ _telem__collector() {
             return 0
             ;;
         telem__subcmd__collector__subcmd__check__subcmd__config)
-            opts="-h --config --listen --database-url --database-password-file --telemetry-id --body-limit-bytes --header-timeout-secs --writer-connections --reader-connections --read-statement-timeout-ms --body-budget-bytes --pool-size --batch-max-records --batch-max-wait-ms --retention-max-days --retention-purge-time --log-level --retention-classifications --help"
+            opts="-h --config --listen --database-url --database-password-file --telemetry-id --body-limit-bytes --header-timeout-secs --writer-connections --reader-connections --read-statement-timeout-ms --body-budget-bytes --pool-size --batch-max-records --batch-max-wait-ms --payload-search-index --retention-max-days --retention-purge-time --log-level --retention-classifications --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -204,6 +208,10 @@ _telem__collector() {
                     return 0
                     ;;
                 --batch-max-wait-ms)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --payload-search-index)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -329,7 +337,7 @@ _telem__collector() {
             return 0
             ;;
         telem__subcmd__collector__subcmd__migrate)
-            opts="-h --check --config --listen --database-url --database-password-file --telemetry-id --body-limit-bytes --header-timeout-secs --writer-connections --reader-connections --read-statement-timeout-ms --body-budget-bytes --pool-size --batch-max-records --batch-max-wait-ms --retention-max-days --retention-purge-time --log-level --retention-classifications --help"
+            opts="-h --check --config --listen --database-url --database-password-file --telemetry-id --body-limit-bytes --header-timeout-secs --writer-connections --reader-connections --read-statement-timeout-ms --body-budget-bytes --pool-size --batch-max-records --batch-max-wait-ms --payload-search-index --retention-max-days --retention-purge-time --log-level --retention-classifications --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -391,6 +399,10 @@ _telem__collector() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --payload-search-index)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --retention-max-days)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -415,7 +427,7 @@ _telem__collector() {
             return 0
             ;;
         telem__subcmd__collector__subcmd__probe)
-            opts="-h --host-header --timeout --any-status --config --listen --database-url --database-password-file --telemetry-id --body-limit-bytes --header-timeout-secs --writer-connections --reader-connections --read-statement-timeout-ms --body-budget-bytes --pool-size --batch-max-records --batch-max-wait-ms --retention-max-days --retention-purge-time --log-level --retention-classifications --help"
+            opts="-h --host-header --timeout --any-status --config --listen --database-url --database-password-file --telemetry-id --body-limit-bytes --header-timeout-secs --writer-connections --reader-connections --read-statement-timeout-ms --body-budget-bytes --pool-size --batch-max-records --batch-max-wait-ms --payload-search-index --retention-max-days --retention-purge-time --log-level --retention-classifications --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -485,6 +497,10 @@ _telem__collector() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --payload-search-index)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --retention-max-days)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -509,7 +525,7 @@ _telem__collector() {
             return 0
             ;;
         telem__subcmd__collector__subcmd__purge)
-            opts="-h --dry-run --config --listen --database-url --database-password-file --telemetry-id --body-limit-bytes --header-timeout-secs --writer-connections --reader-connections --read-statement-timeout-ms --body-budget-bytes --pool-size --batch-max-records --batch-max-wait-ms --retention-max-days --retention-purge-time --log-level --retention-classifications --help"
+            opts="-h --dry-run --config --listen --database-url --database-password-file --telemetry-id --body-limit-bytes --header-timeout-secs --writer-connections --reader-connections --read-statement-timeout-ms --body-budget-bytes --pool-size --batch-max-records --batch-max-wait-ms --payload-search-index --retention-max-days --retention-purge-time --log-level --retention-classifications --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -568,6 +584,10 @@ _telem__collector() {
                     return 0
                     ;;
                 --batch-max-wait-ms)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --payload-search-index)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -595,7 +615,7 @@ _telem__collector() {
             return 0
             ;;
         telem__subcmd__collector__subcmd__serve)
-            opts="-h --config --listen --database-url --database-password-file --telemetry-id --body-limit-bytes --header-timeout-secs --writer-connections --reader-connections --read-statement-timeout-ms --body-budget-bytes --pool-size --batch-max-records --batch-max-wait-ms --retention-max-days --retention-purge-time --log-level --retention-classifications --help"
+            opts="-h --config --listen --database-url --database-password-file --telemetry-id --body-limit-bytes --header-timeout-secs --writer-connections --reader-connections --read-statement-timeout-ms --body-budget-bytes --pool-size --batch-max-records --batch-max-wait-ms --payload-search-index --retention-max-days --retention-purge-time --log-level --retention-classifications --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -654,6 +674,10 @@ _telem__collector() {
                     return 0
                     ;;
                 --batch-max-wait-ms)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --payload-search-index)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

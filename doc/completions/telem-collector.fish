@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_telem_collector_global_optspecs
-    string join \n config= listen= database-url= database-password-file= telemetry-id= body-limit-bytes= header-timeout-secs= writer-connections= reader-connections= read-statement-timeout-ms= body-budget-bytes= pool-size= batch-max-records= batch-max-wait-ms= retention-max-days= retention-purge-time= log-level= retention-classifications= h/help V/version
+    string join \n config= listen= database-url= database-password-file= telemetry-id= body-limit-bytes= header-timeout-secs= writer-connections= reader-connections= read-statement-timeout-ms= body-budget-bytes= pool-size= batch-max-records= batch-max-wait-ms= payload-search-index= retention-max-days= retention-purge-time= log-level= retention-classifications= h/help V/version
 end
 
 function __fish_telem_collector_needs_command
@@ -38,6 +38,7 @@ complete -c telem-collector -n "__fish_telem_collector_needs_command" -l body-bu
 complete -c telem-collector -n "__fish_telem_collector_needs_command" -l pool-size -d 'Deprecated: reader_connections' -r
 complete -c telem-collector -n "__fish_telem_collector_needs_command" -l batch-max-records -r
 complete -c telem-collector -n "__fish_telem_collector_needs_command" -l batch-max-wait-ms -r
+complete -c telem-collector -n "__fish_telem_collector_needs_command" -l payload-search-index -r
 complete -c telem-collector -n "__fish_telem_collector_needs_command" -l retention-max-days -r
 complete -c telem-collector -n "__fish_telem_collector_needs_command" -l retention-purge-time -r
 complete -c telem-collector -n "__fish_telem_collector_needs_command" -l log-level -r
@@ -64,6 +65,7 @@ complete -c telem-collector -n "__fish_telem_collector_using_subcommand serve" -
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand serve" -l pool-size -d 'Deprecated: reader_connections' -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand serve" -l batch-max-records -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand serve" -l batch-max-wait-ms -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand serve" -l payload-search-index -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand serve" -l retention-max-days -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand serve" -l retention-purge-time -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand serve" -l log-level -r
@@ -83,6 +85,7 @@ complete -c telem-collector -n "__fish_telem_collector_using_subcommand migrate"
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand migrate" -l pool-size -d 'Deprecated: reader_connections' -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand migrate" -l batch-max-records -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand migrate" -l batch-max-wait-ms -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand migrate" -l payload-search-index -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand migrate" -l retention-max-days -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand migrate" -l retention-purge-time -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand migrate" -l log-level -r
@@ -103,6 +106,7 @@ complete -c telem-collector -n "__fish_telem_collector_using_subcommand purge" -
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand purge" -l pool-size -d 'Deprecated: reader_connections' -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand purge" -l batch-max-records -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand purge" -l batch-max-wait-ms -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand purge" -l payload-search-index -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand purge" -l retention-max-days -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand purge" -l retention-purge-time -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand purge" -l log-level -r
@@ -123,6 +127,7 @@ complete -c telem-collector -n "__fish_telem_collector_using_subcommand check-co
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand check-config" -l pool-size -d 'Deprecated: reader_connections' -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand check-config" -l batch-max-records -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand check-config" -l batch-max-wait-ms -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand check-config" -l payload-search-index -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand check-config" -l retention-max-days -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand check-config" -l retention-purge-time -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand check-config" -l log-level -r
@@ -144,6 +149,7 @@ complete -c telem-collector -n "__fish_telem_collector_using_subcommand probe" -
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand probe" -l pool-size -d 'Deprecated: reader_connections' -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand probe" -l batch-max-records -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand probe" -l batch-max-wait-ms -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand probe" -l payload-search-index -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand probe" -l retention-max-days -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand probe" -l retention-purge-time -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand probe" -l log-level -r
