@@ -160,15 +160,7 @@ fn log_tail(svc: &Services, def: &ServiceDef) -> Option<String> {
     let Direct::Daemon { log_file, .. } = &def.direct else {
         return None;
     };
-    let log = svc
-        .host
-        .read(Path::new(log_file))
-        .ok()
-        .flatten()
-        .unwrap_or_default();
-    let text = String::from_utf8_lossy(&log);
-    let lines: Vec<&str> = text.lines().collect();
-    Some(lines[lines.len().saturating_sub(10)..].join("\n"))
+    Some(svc.log_tail(log_file))
 }
 
 #[cfg(test)]

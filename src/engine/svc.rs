@@ -269,24 +269,29 @@ impl Services<'_> {
         let deadline = Instant::now() + Duration::from_millis(700);
         while Instant::now() < deadline {
             if !self.process_alive(pid).map_err(StepError::host)? {
-                let log = self
-                    .host
-                    .read(Path::new(log_file))
-                    .ok()
-                    .flatten()
-                    .unwrap_or_default();
-                let text = String::from_utf8_lossy(&log);
-                let lines: Vec<&str> = text.lines().collect();
                 return Err(StepError {
                     message: format!("{} exited right after starting", command[0]),
                     command: Some(cmd.display()),
-                    stderr_tail: Some(lines[lines.len().saturating_sub(10)..].join("\n")),
+                    stderr_tail: Some(self.log_tail(log_file)),
                 });
             }
             std::thread::yield_now();
             std::thread::sleep(Duration::from_millis(50));
         }
         Ok(())
+    }
+
+    /// The last ten lines of a daemon's log file (empty when it cannot be read).
+    pub(crate) fn log_tail(&self, log_file: &str) -> String {
+        let log = self
+            .host
+            .read(Path::new(log_file))
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let text = String::from_utf8_lossy(&log);
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(10)..].join("\n")
     }
 
     fn stop_pid(&self, pid_file: &str) -> Result<(), StepError> {
