@@ -13,80 +13,22 @@
 mod explain;
 mod private_dir;
 pub mod script;
+mod settings;
+mod stat;
 mod target;
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+pub use settings::{SshSettings, DEFAULT_PROBE};
 pub use target::{Target, TargetError};
 
-use super::{Cmd, CmdOutput, FileKind, FileMeta, Host, HostError, HostResult, Owner, Signal};
+use super::{Cmd, CmdOutput, FileMeta, Host, HostError, HostResult, Owner, Signal};
 use explain::{explain_connect_failure, explain_lost, tail};
 use private_dir::PrivateDir;
 use script::{quote, quote_path, Script};
-
-/// Where the installed collector is, for the health probe (`telem-collector probe`).
-pub const DEFAULT_PROBE: &str = "/usr/local/bin/telem-collector";
-
-/// Options the tool sets itself: passing them through `--ssh-option` is refused.
-const OWN_OPTIONS: [&str; 3] = ["controlmaster", "controlpath", "controlpersist"];
-
-/// How to reach a target, besides its address.
-#[derive(Debug, Clone)]
-pub struct SshSettings {
-    /// `--ssh-option` values, as for `ssh -o` (e.g. `ProxyJump=bastion`).
-    pub options: Vec<String>,
-    /// `BatchMode=yes` (never prompt): the default when there is no terminal.
-    pub batch_mode: bool,
-    /// The program run on the target for `http_get` (the installed collector's `probe`).
-    pub probe: String,
-    /// Seconds a master connection stays after its last use (also bounds how long one left
-    /// behind by a killed run lingers).
-    pub persist_secs: u32,
-}
-
-impl Default for SshSettings {
-    fn default() -> Self {
-        SshSettings {
-            options: Vec::new(),
-            batch_mode: !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()),
-            probe: DEFAULT_PROBE.to_owned(),
-            persist_secs: 120,
-        }
-    }
-}
-
-impl SshSettings {
-    pub fn with_options(options: Vec<String>) -> SshSettings {
-        SshSettings {
-            options,
-            ..SshSettings::default()
-        }
-    }
-}
-
-/// Refuse `--ssh-option`s that would undo what this module relies on.
-fn check_options(options: &[String]) -> HostResult<()> {
-    for opt in options {
-        let (key, value) = opt
-            .split_once(['=', ' '])
-            .map(|(k, v)| (k.trim(), v.trim()))
-            .ok_or_else(|| HostError(format!("--ssh-option `{opt}`: expected KEY=VALUE")))?;
-        let key_lc = key.to_ascii_lowercase();
-        if OWN_OPTIONS.contains(&key_lc.as_str()) {
-            return Err(HostError(format!(
-                "--ssh-option `{key}` is set by telem-deploy itself (one private master connection per target)"
-            )));
-        }
-        if key_lc == "stricthostkeychecking" && !value.eq_ignore_ascii_case("yes") {
-            return Err(HostError(format!(
-                "--ssh-option `{opt}`: unknown host keys are never accepted silently; add the key to known_hosts after checking its fingerprint"
-            )));
-        }
-    }
-    Ok(())
-}
+use settings::check_options;
+use stat::parse_stat;
 
 /// A target reached over one multiplexed SSH connection.
 #[derive(Debug)]
@@ -275,35 +217,6 @@ impl Drop for SshHost {
             .unchecked()
             .run();
     }
-}
-
-/// Parse `stat -c '%f %u %g %s'` (+ the link target on the next line).
-fn parse_stat(path: &Path, out: &str) -> HostResult<FileMeta> {
-    let bad = || {
-        HostError(format!(
-            "unexpected stat output for {}: {out:?}",
-            path.display()
-        ))
-    };
-    let (first, rest) = out.split_once('\n').unwrap_or((out, ""));
-    let f: Vec<&str> = first.split_whitespace().collect();
-    if f.len() != 4 {
-        return Err(bad());
-    }
-    let raw = u32::from_str_radix(f[0], 16).map_err(|_| bad())?;
-    let kind = match raw & 0o170000 {
-        0o100000 => FileKind::File,
-        0o040000 => FileKind::Dir,
-        0o120000 => FileKind::Symlink(PathBuf::from(rest.strip_suffix('\n').unwrap_or(rest))),
-        _ => FileKind::Other,
-    };
-    Ok(FileMeta {
-        kind,
-        uid: f[1].parse().map_err(|_| bad())?,
-        gid: f[2].parse().map_err(|_| bad())?,
-        mode: raw & 0o7777,
-        size: f[3].parse().map_err(|_| bad())?,
-    })
 }
 
 /// A temporary sibling of `path` (same directory, so the final `mv` is a rename).
@@ -560,57 +473,5 @@ impl Host for SshHost {
             .run();
         let _ = std::fs::remove_file(&sock);
         result
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn options_that_would_weaken_the_connection_are_refused() {
-        for (opt, why) in [
-            ("StrictHostKeyChecking=no", "never accepted silently"),
-            (
-                "stricthostkeychecking accept-new",
-                "never accepted silently",
-            ),
-            ("ControlPath=/tmp/x", "set by telem-deploy"),
-            ("ControlMaster=no", "set by telem-deploy"),
-            ("ProxyJump", "KEY=VALUE"),
-        ] {
-            let err = check_options(&[opt.to_owned()]).unwrap_err();
-            assert!(err.0.contains(why), "{opt}: {err}");
-        }
-        check_options(&[
-            "ProxyJump=bastion".to_owned(),
-            "StrictHostKeyChecking=yes".to_owned(),
-            "IdentityFile=/root/.ssh/deploy".to_owned(),
-        ])
-        .unwrap();
-    }
-
-    #[test]
-    fn stat_output_parses_into_metadata() {
-        let p = Path::new("/x");
-        let m = parse_stat(p, "81a4 0 33 12\n").unwrap();
-        assert_eq!(
-            m,
-            FileMeta {
-                kind: FileKind::File,
-                uid: 0,
-                gid: 33,
-                mode: 0o644,
-                size: 12
-            }
-        );
-        let m = parse_stat(p, "a1ff 0 0 9\n../a b\n").unwrap();
-        assert_eq!(m.kind, FileKind::Symlink(PathBuf::from("../a b")));
-        assert_eq!(
-            parse_stat(p, "41ed 0 0 4096\n").unwrap().kind,
-            FileKind::Dir
-        );
-        assert_eq!(parse_stat(p, "43e8 0 0 40\n").unwrap().mode, 0o1750);
-        assert!(parse_stat(p, "garbage").is_err());
     }
 }
