@@ -192,6 +192,11 @@ impl HostError {
 pub type HostResult<T> = Result<T, HostError>;
 
 pub trait Host {
+    /// How many round trips to the machine this host has made so far (SSH), or None where
+    /// that is not counted (the local machine).
+    fn round_trips(&self) -> Option<u64> {
+        None
+    }
     /// Run a command to completion.
     fn run(&self, cmd: &Cmd) -> HostResult<CmdOutput>;
     /// Start a daemon detached from this process (own process group, stdin closed, output

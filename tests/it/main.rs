@@ -27,6 +27,7 @@ mod shims;
 mod shims_support;
 mod ssh_host;
 mod ssh_support;
+mod targets;
 mod tls;
 mod uninstall;
 mod uninstall_packages;
