@@ -78,8 +78,7 @@ pub fn run_targets<'h>(
 /// result document has been written.
 fn run(cli: Cli, host: &dyn Host, io: &mut Io, reported: &mut bool) -> Result<u8, Error> {
     let prepared = prepare(cli, host, io)?;
-    let mut given = Given::default();
-    settle(&prepared.opts, prepared.needs, &mut given, io)?;
+    let given = settle(&prepared.opts, prepared.needs, io)?;
     let done = {
         let sink = std::sync::Mutex::new(&mut *io.err);
         let lines = |text: &str| {
@@ -130,19 +129,16 @@ pub(crate) fn prepare(cli: Cli, host: &dyn Host, io: &mut Io) -> Result<Prepared
     })
 }
 
-/// Before anything changes anywhere: the confirmation of a destructive action, then the
-/// passwords some target needs (asked once, for all).
-pub(crate) fn settle(
-    opts: &Options,
-    needs: Needs,
-    given: &mut Given,
-    io: &mut Io,
-) -> Result<(), Error> {
-    if opts.dry_run {
-        return Ok(());
+/// On the controller, once for all targets, before anything changes anywhere: the passwords
+/// given (read), the confirmation of a destructive action, then the passwords some target
+/// needs (asked).
+pub(crate) fn settle(opts: &Options, needs: Needs, io: &mut Io) -> Result<Given, Error> {
+    let mut given = Given::read(opts, needs, io.err)?;
+    if !opts.dry_run {
+        confirm(opts, io)?;
+        needs.ask(opts, &mut given)?;
     }
-    confirm(opts, io)?;
-    needs.ask(opts, given)
+    Ok(given)
 }
 
 fn selected<'p>(eng: &Engine, plan: &'p Plan, opts: &Options) -> Vec<&'p Step> {

@@ -199,16 +199,19 @@ pub fn run<'h>(
         }
     }
 
-    // 2. Once, before any target changes: the confirmation, the passwords.
-    let mut given = Given::default();
+    // 2. Once, before any target changes: the passwords given, the confirmation, the
+    //    passwords asked for.
     let ready: Vec<&Prepared> = planned
         .iter()
         .filter_map(|p| p.prepared.as_ref().ok())
         .collect();
-    if let Some(first) = ready.first() {
-        let needs = ready.iter().fold(Needs::default(), |n, p| n.any(p.needs));
-        app::settle(&first.opts, needs, &mut given, io)?;
-    }
+    let given = match ready.first() {
+        Some(first) => {
+            let needs = ready.iter().fold(Needs::default(), |n, p| n.any(p.needs));
+            app::settle(&first.opts, needs, io)?
+        }
+        None => Given::default(),
+    };
 
     // 3. Check or change every planned target.
     let opts_of_first = ready.first().map(|p| p.opts.clone());
@@ -329,8 +332,11 @@ pub fn run<'h>(
                 .collect();
             write!(
                 io.out,
-                "{} targets: {} {verb}, {} failed",
-                total.targets, total.ok, total.failed
+                "{} target{}: {} {verb}, {} failed",
+                total.targets,
+                if total.targets == 1 { "" } else { "s" },
+                total.ok,
+                total.failed
             )
             .ok();
             if failed_list.is_empty() {

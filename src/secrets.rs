@@ -3,6 +3,8 @@
 //! file (`--ui-auth`). Only applying asks or generates; a dry run shows what it does not know
 //! as `********`.
 
+use std::io::Write;
+
 use crate::cli::Action;
 use crate::error::Error;
 use crate::executor::Mode;
@@ -34,13 +36,15 @@ pub struct UiLine {
     pub shown: String,
 }
 
-/// The secrets given to the whole run on the controller, shared by every target: the explicit
-/// passwords (read at most once, when a target first needs them) and the ones asked for once,
-/// before any target is touched ([`Needs`]).
+/// The secrets given to the whole run on the controller, shared by every target: read once
+/// and asked once, before any target changes ([`crate::app::settle`]).
 #[derive(Default)]
 pub struct Given {
-    db: std::sync::OnceLock<Result<Option<Secret>, String>>,
-    ui: std::sync::OnceLock<Result<Option<Secret>, String>>,
+    /// `--db-password-file`, `--db-password-stdin` or `TELEM_DB_PASSWORD` (not yet checked
+    /// against a target's web UI: see [`password::check_usable`]).
+    pub db: Option<Secret>,
+    /// `--ui-password-file` or `TELEM_UI_PASSWORD`.
+    pub ui: Option<Secret>,
     /// The database password typed at the prompt, for targets that have none.
     pub prompted_db: Option<Secret>,
     /// The web UI password typed at the prompt, for targets whose user file lacks it.
@@ -48,34 +52,45 @@ pub struct Given {
 }
 
 impl Given {
-    /// `--db-password-file`, `--db-password-stdin` or `TELEM_DB_PASSWORD`, checked for
-    /// `opts` (a web UI refuses more).
+    /// Read the explicitly given passwords some target uses; warnings go to `warn`. A dry run
+    /// does not consume stdin: the plan is the same with any password.
+    pub fn read(opts: &Options, needs: Needs, warn: &mut dyn Write) -> Result<Given, Error> {
+        let db = if needs.uses_db_password
+            && !(opts.dry_run && opts.password_source == PasswordSource::Stdin)
+        {
+            opts.read_explicit_password(warn)?
+        } else {
+            None
+        };
+        let ui = if opts.ui_auth.is_some() {
+            crate::options::explicit_ui_password(opts, warn)?
+        } else {
+            None
+        };
+        Ok(Given {
+            db,
+            ui,
+            ..Given::default()
+        })
+    }
+
+    /// The explicit database password, checked for `opts` (a web UI refuses more).
     fn db_password(&self, opts: &Options) -> Result<Option<Secret>, Error> {
-        let raw = self
-            .db
-            .get_or_init(|| opts.read_explicit_password().map_err(|e| e.to_string()));
-        match raw {
-            Err(msg) => Err(Error::Usage(msg.clone())),
-            Ok(None) => Ok(None),
-            Ok(Some(pw)) => {
+        match &self.db {
+            Some(pw) => {
                 password::check_usable(pw, password::Kind::Database, opts.webapp)?;
                 Ok(Some(pw.clone()))
             }
+            None => Ok(None),
         }
-    }
-
-    /// `--ui-password-file` or `TELEM_UI_PASSWORD`.
-    fn ui_password(&self, opts: &Options) -> Result<Option<Secret>, Error> {
-        let raw = self
-            .ui
-            .get_or_init(|| crate::options::explicit_ui_password(opts).map_err(|e| e.to_string()));
-        raw.clone().map_err(Error::Usage)
     }
 }
 
 /// What a target would have to be asked for: found while planning, asked once for all targets.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Needs {
+    /// Some step holds or sets the database password.
+    pub uses_db_password: bool,
     /// Applying sets the database password, none is given and the target stores none.
     pub db_password: bool,
     /// `--ui-auth USER` while applying, no password given, and the target's user file has no
@@ -86,11 +101,15 @@ pub struct Needs {
 impl Needs {
     /// What applying `steps` on `host` needs that was not given (reads only).
     pub fn of(opts: &Options, host: &dyn Host, recipe: &Recipe, steps: &[&Step]) -> Needs {
+        let uses_db_password = steps.iter().any(|s| uses_password(s));
         if opts.dry_run {
-            return Needs::default();
+            return Needs {
+                uses_db_password,
+                ..Needs::default()
+            };
         }
         let db_password = opts.password_source == PasswordSource::Implicit
-            && steps.iter().any(|s| uses_password(s))
+            && uses_db_password
             && password::stored(host, &recipe.collector.config).is_none();
         let ui_password = opts.ui_auth.as_ref().is_some_and(|user| {
             opts.ui_password_file.is_none()
@@ -98,6 +117,7 @@ impl Needs {
                 && htpasswd::existing(host, &recipe.nginx.htpasswd, user).is_none()
         });
         Needs {
+            uses_db_password,
             db_password,
             ui_password,
         }
@@ -105,6 +125,7 @@ impl Needs {
 
     pub fn any(self, other: Needs) -> Needs {
         Needs {
+            uses_db_password: self.uses_db_password || other.uses_db_password,
             db_password: self.db_password || other.db_password,
             ui_password: self.ui_password || other.ui_password,
         }
@@ -147,10 +168,7 @@ impl Secrets {
         let ui_htpasswd = ui_line(opts, host, &recipe.nginx.htpasswd, given)?;
         let any_password = steps.iter().any(|s| uses_password(s));
         let stored_password = password::stored(host, &recipe.collector.config);
-        // A dry run does not consume stdin: the plan is the same with any password.
-        let explicit = if any_password
-            && !(mode == Mode::Check && opts.password_source == PasswordSource::Stdin)
-        {
+        let explicit = if any_password {
             given.db_password(opts)?
         } else {
             None
@@ -202,8 +220,8 @@ fn ui_line(
         return Ok(None);
     };
     let existing = htpasswd::existing(host, path, user);
-    let password = match given.ui_password(opts)? {
-        Some(p) => Some(p),
+    let password = match &given.ui {
+        Some(p) => Some(p.clone()),
         None if opts.dry_run || existing.is_some() => None,
         None => match &given.prompted_ui {
             Some(p) => Some(p.clone()),
