@@ -54,6 +54,10 @@ macro_rules! delegate {
 }
 
 impl Host for Returned<'_> {
+    fn is_local(&self) -> bool {
+        false
+    }
+
     delegate! {
         run(cmd: &telem_deploy::host::Cmd) -> telem_deploy::host::HostResult<telem_deploy::host::CmdOutput>;
         spawn_detached(cmd: &telem_deploy::host::Cmd, log: &Path) -> telem_deploy::host::HostResult<u32>;
@@ -395,4 +399,73 @@ fn bad_targets_and_ssh_options_are_usage_errors() {
         assert_eq!(code, 2, "{args:?}: {err}");
         assert!(err.contains(says), "{args:?}: {err}");
     }
+}
+
+/// `-t tarball -s PATH` names the controller's file: on a remote target it is hashed and
+/// listed here, and sent over only when applying.
+#[test]
+fn a_tarball_snapshot_is_read_on_the_controller_and_sent_to_a_remote_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("telemetrics-backend/telemetryui");
+    std::fs::create_dir_all(&tree).unwrap();
+    std::fs::write(tree.join("requirements.txt"), "Flask==2.2.5\n").unwrap();
+    let tarball = dir.path().join("ui.tar");
+    let st = std::process::Command::new("tar")
+        .arg("-cf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(dir.path())
+        .arg("telemetrics-backend")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let sha = {
+        use sha2::Digest;
+        format!(
+            "{:x}",
+            sha2::Sha256::digest(std::fs::read(&tarball).unwrap())
+        )
+    };
+    let fleet = Fleet::new(vec![("root@ui", Some(FakeHost::fresh("debian", false)))]);
+    let pw = golden::password_file();
+    let tar = tarball.to_str().unwrap();
+    let args = [
+        "-a",
+        "install",
+        "-H",
+        "localhost",
+        "--db-password-file",
+        pw.path().to_str().unwrap(),
+        "--webapp",
+        "-t",
+        "tarball",
+        "-s",
+        tar,
+    ];
+    let before = fleet.with("root@ui", |h| h.world.borrow().clone());
+    let (code, out, err) = fleet.run(&[&args[..], &["--dry-run"]].concat());
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains(&format!("tarball {tar}")), "{out}");
+    fleet.with("root@ui", |h| {
+        assert!(
+            *h.world.borrow() == before,
+            "the dry run changed the target"
+        );
+    });
+    let (code, out, err) = fleet.run(&args);
+    assert_eq!(code, 0, "{out}\n{err}");
+    fleet.with("root@ui", |h| {
+        let w = h.world.borrow();
+        let marker = &w.files[Path::new("/var/www/telemetry/telemetryui/.telem-snapshot")];
+        let text = String::from_utf8_lossy(&marker.content);
+        assert!(text.starts_with(&format!("sha256:{sha}")), "{text}");
+        assert!(
+            !w.files.contains_key(Path::new(tar)),
+            "the tarball is not looked for on the target"
+        );
+    });
+    let (code, out, err) = fleet.run(&[&args[..], &["--dry-run", "--format", "json"]].concat());
+    assert_eq!(code, 0, "{err}");
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(doc["targets"][0]["report"]["summary"]["change"], 0, "{out}");
 }
