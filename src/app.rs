@@ -36,7 +36,6 @@ pub fn run_cli(cli: Cli, host: &dyn Host, io: &mut Io) -> Result<u8, Error> {
             clap_complete::generate(*shell, &mut cmd, "telem-deploy", io.out);
             return Ok(0);
         }
-        Some(Command::PgAdmin) => return Ok(crate::engine::pgadmin::serve_stdin()),
         None => {}
     }
     let format = cli.format;

@@ -208,9 +208,6 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Internal: PostgreSQL administration as the postgres OS user (reads a request on stdin).
-    #[command(name = "__pg-admin", hide = true)]
-    PgAdmin,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, ValueEnum)]

@@ -16,17 +16,11 @@ _telem__deploy() {
             ",$1")
                 cmd="telem__deploy"
                 ;;
-            telem__deploy,__pg-admin)
-                cmd="telem__deploy__subcmd____pg__subcmd__admin"
-                ;;
             telem__deploy,completions)
                 cmd="telem__deploy__subcmd__completions"
                 ;;
             telem__deploy,help)
                 cmd="telem__deploy__subcmd__help"
-                ;;
-            telem__deploy__subcmd__help,__pg-admin)
-                cmd="telem__deploy__subcmd__help__subcmd____pg__subcmd__admin"
                 ;;
             telem__deploy__subcmd__help,completions)
                 cmd="telem__deploy__subcmd__help__subcmd__completions"
@@ -41,7 +35,7 @@ _telem__deploy() {
 
     case "${cmd}" in
         telem__deploy)
-            opts="-a -d -H -r -s -t -u -h -y -v -V --action --distro --host --repo --source --type --purge --help --plan --dry-run --format --yes --db-password-file --db-password-stdin --recipes --templates --detailed-exitcode --no-backup --collector-bin --ui-auth --tls-cert --tls-key --tls-self-signed --tls-only --ui-password-file --webapp --pip-index-url --webapp-requirements --service-manager --target --targets --ssh-option --parallel --verbose --color --version completions __pg-admin help"
+            opts="-a -d -H -r -s -t -u -h -y -v -V --action --distro --host --repo --source --type --purge --help --plan --dry-run --format --yes --db-password-file --db-password-stdin --recipes --templates --detailed-exitcode --no-backup --collector-bin --ui-auth --tls-cert --tls-key --tls-self-signed --tls-only --ui-password-file --webapp --pip-index-url --webapp-requirements --service-manager --verbose --color --version completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -143,40 +137,10 @@ _telem__deploy() {
                     COMPREPLY=($(compgen -W "auto systemd direct" -- "${cur}"))
                     return 0
                     ;;
-                --target)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --targets)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --ssh-option)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --parallel)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 --color)
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
                     ;;
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        telem__subcmd__deploy__subcmd____pg__subcmd__admin)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
                 *)
                     COMPREPLY=()
                     ;;
@@ -199,22 +163,8 @@ _telem__deploy() {
             return 0
             ;;
         telem__subcmd__deploy__subcmd__help)
-            opts="completions __pg-admin help"
+            opts="completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        telem__subcmd__deploy__subcmd__help__subcmd____pg__subcmd__admin)
-            opts=""
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

@@ -3,8 +3,8 @@
 //!
 //! A dry run calls only `check`. A check changes nothing on the host, but it does run commands
 //! there that read it: the recipe's guards (`unless`, `only_if`; a recipe must keep them free of
-//! side effects), the package manager's queries and its removal simulation, queries through the
-//! PostgreSQL admin child, the collector's `migrate --check`, `git ls-remote` for a snapshot.
+//! side effects), the package manager's queries and its removal simulation, read-only queries
+//! through psql as the cluster's OS user, the collector's `migrate --check`, `git ls-remote` for a snapshot.
 //! Everything that changes the host, the state file included, is in `apply` and in the
 //! handlers. What each kind checks and applies is its own file under `src/steps/`; `check`,
 //! `apply`, `notifies` and `preflight` here dispatch to it. Services notified by a changed file are queued and reloaded or restarted once, at
@@ -15,6 +15,7 @@ pub(crate) mod fs;
 mod handover;
 pub(crate) mod mask;
 pub mod pgadmin;
+pub mod pgsql;
 pub mod pkg;
 mod pkg_graph;
 pub(crate) mod postgres;

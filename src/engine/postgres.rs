@@ -1,6 +1,6 @@
-//! The cluster as the PostgreSQL steps reach it: admin queries through the `pgadmin` child
-//! (as the cluster's OS user, over its socket), and the `unknown` a check says while the
-//! server cannot be reached yet.
+//! The cluster as the PostgreSQL steps reach it: admin queries through psql (`pgadmin.rs`, as
+//! the cluster's OS user, over its socket), and the `unknown` a check says while the server
+//! cannot be reached yet.
 
 use super::pgadmin::{Op, PgAdmin, Response};
 use super::{Check, Engine, StepError};
@@ -19,7 +19,7 @@ pub(crate) fn admin<'a>(eng: &'a Engine) -> PgAdmin<'a> {
 }
 
 /// Run a read-only admin query; when the server cannot be reached yet, the `unknown` check
-/// that says why (e.g. the admin child may not execute this binary).
+/// that says why (e.g. psql's "connection to server ... failed", or no psql yet).
 pub(crate) fn query(eng: &Engine, op: Op) -> Result<Response, Check> {
     // No postgres user yet: the package that creates it comes in an earlier step.
     if crate::host::lookup_user(eng.host, &eng.recipe.recipe.postgres.os_user).is_none() {

@@ -343,9 +343,18 @@ pub(super) fn pg_login_at(
             // The error text of the postgres crate never contains the password.
             _ => Err(HostError(format!(
                 "PostgreSQL at {addr}:{port}: {}",
-                crate::engine::pgadmin::describe(&e)
+                describe(&e)
             ))),
         },
+    }
+}
+
+/// The server's reason for an error (`password authentication failed for user "telemetry"`),
+/// else the driver's message: the postgres crate alone says only "db error".
+fn describe(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(d) => d.message().to_owned(),
+        None => e.to_string(),
     }
 }
 

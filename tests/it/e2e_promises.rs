@@ -1,7 +1,7 @@
 //! Issue 10 items 1, 2, 3 and 5 on a real fresh Debian root (one sandbox for all, for CI time):
 //!
-//! - a dry run writes nothing: the binaries sit in a root-only 0700 directory (so the
-//!   PostgreSQL admin child cannot reach them by path), and every action × every distro (clr
+//! - a dry run writes nothing: the binaries sit in a root-only 0700 directory (nothing the
+//!   tool runs as another user needs them), and every action × every distro (clr
 //!   and centos with the shims of tests/shims) runs `--dry-run` on the fresh root, on the
 //!   installed root, and after a "reboot" (daemons stopped, /run emptied), each under host
 //!   strace recording every call that creates, writes, renames or removes a path: none may
@@ -160,7 +160,7 @@ fn dry_round(sb: &Sandbox, rep: &mut Report, label: &str, distros: &[&str]) {
                 ),
             );
             if label == "installed root" && *distro == "debian" && action == "install" {
-                // The PostgreSQL checks ran (through the admin child, as postgres).
+                // The PostgreSQL checks ran (psql as postgres, read-only).
                 let plan = text(&out.stdout);
                 rep.check(
                     plan.contains("role telemetry exists")

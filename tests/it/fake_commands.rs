@@ -1,6 +1,6 @@
 //! The commands the fake host understands, interpreted against its `World`: package
 //! managers (installing creates the users and files a real package would), systemctl,
-//! pg_ctlcluster, nginx, the `__pg-admin` child and the guards recipes use. An unknown command
+//! pg_ctlcluster, nginx, psql (fake_psql.rs) and the guards recipes use. An unknown command
 //! fails the test, so the fake never guesses.
 
 use std::path::Path;
@@ -31,7 +31,7 @@ impl FakeHost {
         let a: Vec<&str> = cmd.argv.iter().map(String::as_str).collect();
         let prog = Path::new(a[0]).file_name().unwrap().to_str().unwrap();
         match (prog, &a[1..]) {
-            (_, ["__pg-admin"]) => self.pg_admin(cmd.stdin.as_deref().unwrap_or_default()),
+            ("psql", args) => self.psql(cmd, args),
             ("dpkg-query", ["-W", format]) if format.contains("${Depends}") => {
                 let w = self.world.borrow();
                 let line = |p: &String| {
@@ -429,54 +429,6 @@ impl FakeHost {
 
     pub(crate) fn pg_running(&self) -> bool {
         self.world.borrow().running.contains("postgresql")
-    }
-
-    fn pg_admin(&self, stdin: &[u8]) -> HostResult<CmdOutput> {
-        let req: serde_json::Value = serde_json::from_slice(stdin).expect("pg-admin request");
-        if !self.pg_running() {
-            return ok(r#"{"error":"connection refused"}"#);
-        }
-        let op = &req["op"];
-        let s = |k: &str| op[k].as_str().unwrap_or_default().to_owned();
-        let mut w = self.world.borrow_mut();
-        let resp = match op["op"].as_str().unwrap() {
-            "role_exists" => serde_json::json!({ "exists": w.roles.contains_key(&s("role")) }),
-            "database" => {
-                serde_json::json!({ "exists": w.databases.contains_key(&s("name")), "owner": w.databases.get(&s("name")) })
-            }
-            "create_role" => {
-                w.roles.insert(s("role"), None);
-                serde_json::json!({})
-            }
-            "drop_role" => {
-                w.roles.remove(&s("role"));
-                serde_json::json!({})
-            }
-            "owned_by" => serde_json::json!({ "count": w.postgres_owned }),
-            "reassign" => {
-                w.postgres_owned = 0;
-                serde_json::json!({})
-            }
-            "create_database" | "alter_database_owner" => {
-                w.databases.insert(s("name"), s("owner"));
-                serde_json::json!({})
-            }
-            "drop_database" => {
-                w.databases.remove(&s("name"));
-                w.schema_current = false;
-                serde_json::json!({})
-            }
-            "set_verifier" => {
-                assert!(
-                    s("verifier").starts_with("SCRAM-SHA-256$"),
-                    "only verifiers reach the server"
-                );
-                w.roles.insert(s("role"), Some(s("verifier")));
-                serde_json::json!({})
-            }
-            other => panic!("unexpected pg-admin op {other}"),
-        };
-        ok(&resp.to_string())
     }
 
     fn service_name(unit: &str) -> String {

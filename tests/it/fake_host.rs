@@ -117,12 +117,6 @@ impl FakeHost {
         } else {
             host.put("/proc/1/comm", "bash\n");
         }
-        // The test binary's own directories, so __pg-admin is reachable by the postgres user.
-        if let Ok(exe) = std::env::current_exe() {
-            for dir in exe.ancestors().skip(1) {
-                host.dir(&dir.display().to_string());
-            }
-        }
         host
     }
 

@@ -14,6 +14,7 @@ mod e2e_tls;
 mod facts;
 mod fake_commands;
 mod fake_host;
+mod fake_psql;
 mod golden;
 mod hostile_input;
 mod interrupt;
