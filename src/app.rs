@@ -8,6 +8,7 @@
 use std::io::Write;
 
 use crate::cli::{Action, Cli, Command, Format};
+use crate::controller::Bundle;
 use crate::engine::Engine;
 use crate::error::Error;
 use crate::executor::{self, Mode};
@@ -70,7 +71,8 @@ fn run(cli: Cli, host: &dyn Host, io: &mut Io, reported: &mut bool) -> Result<u8
     .ok();
     let plan = Plan::build(&opts, &loaded, host, io.err)?;
     let state = State::load(host).map_err(|e| Error::Other(e.0))?;
-    let eng = Engine::new(host, &opts, &plan, state);
+    let bundle = Bundle::new(opts.collector_bin.as_deref());
+    let eng = Engine::new(host, &opts, &plan, state, &bundle);
     let steps: Vec<&Step> = plan
         .steps(opts.action)
         .iter()

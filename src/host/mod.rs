@@ -238,6 +238,12 @@ pub trait Host {
         password: &str,
         database: &str,
     ) -> HostResult<bool>;
+    /// Is the host the machine telem-deploy runs on (so a path on it is a path here)?
+    /// Only then may the engine compare a host path with a controller file (the bundled
+    /// collector); a remote host never shares a file with the controller.
+    fn is_local(&self) -> bool {
+        false
+    }
 }
 
 /// Does the host's PID 1 look like systemd?

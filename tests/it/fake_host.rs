@@ -5,7 +5,7 @@
 //! "installed" fixture is made by really applying `install` to a fresh fake host. Every
 //! command is logged; an unknown command fails the test, so the fake never guesses.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -45,11 +45,21 @@ pub struct World {
     pub depends: BTreeMap<String, Vec<String>>,
     /// The package manager's removal simulation fails (a broken dpkg state, say).
     pub simulation_fails: bool,
+    /// `apt-get update` fails (an unreachable mirror).
+    pub refresh_fails: bool,
+    /// What `uname -m` says.
+    pub machine: String,
 }
 
 pub struct FakeHost {
     pub world: RefCell<World>,
+    /// Every command run (as shown to people), detached daemon and signal.
     pub log: RefCell<Vec<String>>,
+    /// Every path read with `Host::read`.
+    pub reads: RefCell<Vec<PathBuf>>,
+    /// The fake stands for the machine telem-deploy runs on (as `LocalHost`, with `-H
+    /// localhost`) unless a test makes it a remote one.
+    pub local: Cell<bool>,
 }
 
 const PASSWD: &str = "root:x:0:0:root:/root:/bin/bash\n";
@@ -87,9 +97,12 @@ impl FakeHost {
             world: RefCell::new(World {
                 next_pid: 100,
                 depends,
+                machine: "x86_64".into(),
                 ..World::default()
             }),
             log: RefCell::default(),
+            reads: RefCell::default(),
+            local: Cell::new(true),
         };
         // Directories every distro has.
         for d in [
@@ -192,6 +205,10 @@ impl Host for FakeHost {
         self.interpret(cmd)
     }
 
+    fn is_local(&self) -> bool {
+        self.local.get()
+    }
+
     fn spawn_detached(&self, cmd: &Cmd, log: &Path) -> HostResult<u32> {
         self.log
             .borrow_mut()
@@ -256,6 +273,7 @@ impl Host for FakeHost {
     }
 
     fn read(&self, path: &Path) -> HostResult<Option<Vec<u8>>> {
+        self.reads.borrow_mut().push(path.to_owned());
         if let Some(pid) = path
             .to_str()
             .and_then(|p| p.strip_prefix("/proc/"))
