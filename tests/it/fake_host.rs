@@ -55,8 +55,8 @@ pub struct FakeHost {
     pub world: RefCell<World>,
     /// Every command run (as shown to people), detached daemon and signal.
     pub log: RefCell<Vec<String>>,
-    /// Every path read with `Host::read`.
-    pub reads: RefCell<Vec<PathBuf>>,
+    /// Every `Host::read` and `Host::stat`, as `read PATH` and `stat PATH`.
+    pub looked_at: RefCell<Vec<String>>,
     /// The fake stands for the machine telem-deploy runs on (as `LocalHost`, with `-H
     /// localhost`) unless a test makes it a remote one.
     pub local: Cell<bool>,
@@ -101,7 +101,7 @@ impl FakeHost {
                 ..World::default()
             }),
             log: RefCell::default(),
-            reads: RefCell::default(),
+            looked_at: RefCell::default(),
             local: Cell::new(true),
         };
         // Directories every distro has.
@@ -273,7 +273,9 @@ impl Host for FakeHost {
     }
 
     fn read(&self, path: &Path) -> HostResult<Option<Vec<u8>>> {
-        self.reads.borrow_mut().push(path.to_owned());
+        self.looked_at
+            .borrow_mut()
+            .push(format!("read {}", path.display()));
         if let Some(pid) = path
             .to_str()
             .and_then(|p| p.strip_prefix("/proc/"))
@@ -300,6 +302,9 @@ impl Host for FakeHost {
     }
 
     fn stat(&self, path: &Path) -> HostResult<Option<FileMeta>> {
+        self.looked_at
+            .borrow_mut()
+            .push(format!("stat {}", path.display()));
         Ok(self.world.borrow().files.get(path).map(|n| FileMeta {
             kind: n.kind.clone(),
             uid: n.uid,
