@@ -8,6 +8,7 @@
 use std::io::Write;
 
 use crate::cli::{Action, Cli, Command, Format};
+use crate::controller::Bundle;
 use crate::engine::Engine;
 use crate::error::Error;
 use crate::executor::{self, Mode};
@@ -76,7 +77,8 @@ pub fn run_targets<'h>(
 /// One run on one machine: prepare, ask, execute, report. `reported` is set once the plan or
 /// result document has been written.
 fn run(cli: Cli, host: &dyn Host, io: &mut Io, reported: &mut bool) -> Result<u8, Error> {
-    let prepared = prepare(cli, host, io)?;
+    let bundle = Bundle::new(cli.collector_bin.as_deref());
+    let prepared = prepare(cli, host, &bundle, io)?;
     let given = settle(&prepared.opts, prepared.needs, io)?;
     let done = {
         let sink = std::sync::Mutex::new(&mut *io.err);
@@ -86,7 +88,7 @@ fn run(cli: Cli, host: &dyn Host, io: &mut Io, reported: &mut bool) -> Result<u8
             }
         };
         let reporter = Reporter::new(&prepared.opts, &lines);
-        execute(prepared, host, &given, &reporter, "")?
+        execute(prepared, host, &given, &bundle, &reporter, "")?
     };
     emit(&done.report, &done.opts, io, done.mode);
     *reported = true;
@@ -105,7 +107,12 @@ pub(crate) struct Prepared {
 /// Options, plan, state, the selected steps and what the web UI's steps refuse: reads only,
 /// nothing on the machine changes. The options' summary goes to `io` (stdout, or stderr with
 /// `--format json`).
-pub(crate) fn prepare(cli: Cli, host: &dyn Host, io: &mut Io) -> Result<Prepared, Error> {
+pub(crate) fn prepare(
+    cli: Cli,
+    host: &dyn Host,
+    bundle: &Bundle,
+    io: &mut Io,
+) -> Result<Prepared, Error> {
     let (opts, loaded) = Options::resolve(cli, host)?;
     let summary = opts.summary();
     match opts.format {
@@ -115,7 +122,7 @@ pub(crate) fn prepare(cli: Cli, host: &dyn Host, io: &mut Io) -> Result<Prepared
     .ok();
     let plan = Plan::build(&opts, &loaded, host, io.err)?;
     let state = State::load(host).map_err(|e| Error::Other(e.0))?;
-    let eng = Engine::new(host, &opts, &plan, state.clone());
+    let eng = Engine::new(host, &opts, &plan, state.clone(), bundle);
     let steps = selected(&eng, &plan, &opts);
     webapp_preflight(&eng, &steps)?;
     let needs = Needs::of(&opts, host, &plan.recipe.recipe, &steps);
@@ -173,6 +180,7 @@ pub(crate) fn execute(
     prepared: Prepared,
     host: &dyn Host,
     given: &Given,
+    bundle: &Bundle,
     reporter: &Reporter,
     label: &str,
 ) -> Result<Done, Error> {
@@ -184,7 +192,7 @@ pub(crate) fn execute(
     } else {
         Mode::Apply
     };
-    let eng = Engine::new(host, &opts, &plan, state);
+    let eng = Engine::new(host, &opts, &plan, state, bundle);
     let steps = selected(&eng, &plan, &opts);
     let secrets = Secrets::resolve(&opts, host, &plan.recipe.recipe, &steps, mode, given)?;
     let eng = eng.with_secrets(secrets);

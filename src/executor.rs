@@ -45,7 +45,7 @@ pub fn run(
         if let Some(p) = progress {
             p.start(i, &step.name);
         }
-        let report = match mode {
+        let mut report = match mode {
             Mode::Check => check_only(eng, step),
             Mode::Apply => match check_and_apply(eng, step) {
                 Ok((outcome, check)) => StepReport::new(step, outcome, Some(check)),
@@ -56,9 +56,11 @@ pub fn run(
                 }
             },
         };
+        report.notes = eng.take_notes();
         if let Some(p) = progress {
             p.finish(style, i, steps.len(), &report);
         }
+        notes(progress, &report.notes);
         ran.steps.push(report);
     }
     for step in &steps[ran.steps.len()..] {
@@ -66,7 +68,9 @@ pub fn run(
     }
     if mode == Mode::Apply {
         // Queued reloads and restarts run even after a failure.
-        for r in eng.flush_handlers() {
+        let results = eng.flush_handlers();
+        notes(progress, &eng.take_notes());
+        for r in results {
             match r {
                 Ok(done) => note(progress, &done),
                 Err((name, e)) => {
@@ -138,5 +142,12 @@ fn check_and_apply(eng: &Engine, step: &Step) -> Result<(Outcome, Check), StepEr
 fn note(progress: Option<&Progress>, text: &str) {
     if let Some(p) = progress {
         p.note(text);
+    }
+}
+
+/// What a step (or the handlers) told the operator (`Engine::note`).
+fn notes(progress: Option<&Progress>, texts: &[String]) {
+    for text in texts {
+        note(progress, text);
     }
 }

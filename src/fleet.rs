@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use crate::app::{self, Done, Io, Prepared};
 use crate::cli::{Cli, Format};
+use crate::controller::Bundle;
 use crate::error::Error;
 use crate::executor::Mode;
 use crate::host::ssh::{SshHost, SshSettings, Target};
@@ -163,6 +164,8 @@ pub fn run<'h>(
     let format = cli.format;
     let dry_run = cli.dry_run;
     let action = cli.action;
+    // The collector binary to install, read (once) on this machine for every target.
+    let bundle = &Bundle::new(cli.collector_bin.as_deref());
 
     // 1. Connect and plan every target: reads only.
     let planned: Vec<Planned<'h>> = parallel_map(parallel, labels.clone(), |_, label| {
@@ -175,7 +178,7 @@ pub fn run<'h>(
                     out: &mut out,
                     err: &mut err,
                 };
-                let prepared = app::prepare(cli.clone(), host.as_ref(), &mut tio);
+                let prepared = app::prepare(cli.clone(), host.as_ref(), bundle, &mut tio);
                 (Some(host), prepared)
             }
         };
@@ -230,7 +233,7 @@ pub fn run<'h>(
             let prepared = std::mem::replace(&mut p.prepared, Err(Error::Other(String::new())));
             let (done, trips) = match (prepared, p.host.as_deref(), &reporter) {
                 (Ok(prepared), Some(host), Some(reporter)) => {
-                    let done = app::execute(prepared, host, given, reporter, &label);
+                    let done = app::execute(prepared, host, given, bundle, reporter, &label);
                     (Some(done), host.round_trips())
                 }
                 (Err(e), host, _) => {

@@ -16,6 +16,7 @@ pub mod recipe;
 pub mod tls;
 
 pub(crate) mod context;
+pub(crate) mod controller;
 pub(crate) mod engine;
 pub(crate) mod error;
 pub(crate) mod executor;

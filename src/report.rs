@@ -87,6 +87,9 @@ pub struct StepReport {
     pub diff: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<StepError>,
+    /// What the step told the operator while it ran (a backup written, a warning).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 impl StepReport {
@@ -100,6 +103,7 @@ impl StepReport {
             changes,
             diff,
             error: None,
+            notes: Vec::new(),
         }
     }
 

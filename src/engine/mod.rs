@@ -24,12 +24,12 @@ pub mod snapshot;
 pub mod svc;
 pub mod venv;
 
-use std::cell::RefCell;
+use std::cell::{OnceCell, RefCell};
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::controller::Bundle;
 use crate::host::{Cmd, CmdOutput, Host};
 use crate::options::Options;
 use crate::plan::Plan;
@@ -132,10 +132,17 @@ pub struct Engine<'a> {
     pub facts: &'a facts::Facts,
     /// The certificate and key of `--tls-cert`/`--tls-key` or `--tls-self-signed`.
     pub tls_material: &'a Option<crate::tls::Material>,
+    /// The collector binary this run installs (the controller's, shared by every target).
+    pub bundle: &'a Bundle,
     pub state: RefCell<State>,
     pending: RefCell<BTreeSet<String>>,
     /// What `-u` removes and keeps, asked of the package manager once per run.
     removal: RefCell<Option<Result<pkg::RemovalPlan, String>>>,
+    /// The target's `uname -m`, asked once per run.
+    machine: OnceCell<Result<String, String>>,
+    /// What steps and handlers tell the operator (through the reporter), until the executor
+    /// takes them.
+    notes: RefCell<Vec<String>>,
 }
 
 impl<'a> Engine<'a> {
@@ -150,9 +157,15 @@ impl<'a> Engine<'a> {
         }
     }
 
-    /// The engine for `plan` on `host`, with the state file as it was read; reloads and
-    /// restarts an earlier run still owed are queued.
-    pub fn new(host: &'a dyn Host, opts: &'a Options, plan: &'a Plan, state: State) -> Engine<'a> {
+    /// The engine for `plan` on `host`, with the state file as it was read and the collector
+    /// `bundle` of the controller; reloads and restarts an earlier run still owed are queued.
+    pub fn new(
+        host: &'a dyn Host,
+        opts: &'a Options,
+        plan: &'a Plan,
+        state: State,
+        bundle: &'a Bundle,
+    ) -> Engine<'a> {
         let pending = RefCell::new(state.pending.clone());
         Engine {
             host,
@@ -172,9 +185,12 @@ impl<'a> Engine<'a> {
             shown_vars: Vec::new(),
             facts: &plan.facts,
             tls_material: &plan.tls_material,
+            bundle,
             state: RefCell::new(state),
             pending,
             removal: RefCell::new(None),
+            machine: OnceCell::new(),
+            notes: RefCell::new(Vec::new()),
         }
     }
 
@@ -361,15 +377,28 @@ impl<'a> Engine<'a> {
         state.save(self.host).map_err(StepError::host)
     }
 
-    /// The collector binary to install: `--collector-bin`, else the one next to telem-deploy.
-    pub fn bundled_collector(&self) -> PathBuf {
-        self.opts.collector_bin.clone().unwrap_or_else(|| {
-            std::env::current_exe()
-                .ok()
-                .and_then(|p| p.parent().map(Path::to_path_buf))
-                .unwrap_or_default()
-                .join("telem-collector")
-        })
+    /// The target's machine as `uname -m` names it (asked once per run).
+    pub fn machine(&self) -> Result<String, StepError> {
+        let known = self.machine.get_or_init(|| {
+            let cmd = Cmd::new(["uname", "-m"]);
+            match self.host.run(&cmd) {
+                Ok(out) if out.success() => Ok(out.stdout_text().trim().to_owned()),
+                Ok(out) => Err(format!("`uname -m` failed: {}", out.tail().trim())),
+                Err(e) => Err(e.0),
+            }
+        });
+        known.clone().map_err(StepError::msg)
+    }
+
+    /// Tell the operator something about this step (a backup written, a warning): shown
+    /// under the step while applying and kept in its report.
+    pub fn note(&self, text: impl Into<String>) {
+        self.notes.borrow_mut().push(text.into());
+    }
+
+    /// The notes since the last call (the executor's, after each step and the handlers).
+    pub fn take_notes(&self) -> Vec<String> {
+        std::mem::take(&mut *self.notes.borrow_mut())
     }
 
     pub fn run_ok(&self, cmd: &Cmd) -> Result<CmdOutput, StepError> {

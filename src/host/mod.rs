@@ -197,11 +197,6 @@ pub trait Host {
     fn round_trips(&self) -> Option<u64> {
         None
     }
-    /// This machine is the one the tool runs on (the controller): files named on the command
-    /// line are then on it.
-    fn is_local(&self) -> bool {
-        false
-    }
     /// Run a command to completion.
     fn run(&self, cmd: &Cmd) -> HostResult<CmdOutput>;
     /// Start a daemon detached from this process (own process group, stdin closed, output
@@ -248,6 +243,12 @@ pub trait Host {
         password: &str,
         database: &str,
     ) -> HostResult<bool>;
+    /// Is the host the machine telem-deploy runs on (so a path on it is a path here)?
+    /// Only then may the engine compare a host path with a controller file (the bundled
+    /// collector); a remote host never shares a file with the controller.
+    fn is_local(&self) -> bool {
+        false
+    }
 }
 
 /// Does the host's PID 1 look like systemd?

@@ -28,24 +28,78 @@ pub enum Uploaded {
 pub struct Remote {
     /// `uname -m`
     pub machine: String,
-    /// SHA-256 (hex) of the regular file there, if any.
-    pub sha256: Option<String>,
-    /// `user group mode` (octal) of that file.
-    pub owner: Option<(String, String, u32)>,
+    pub found: Found,
 }
 
-/// `uname -m`, and the SHA-256, owner and mode of `dest` when it is a regular file.
-/// The path is passed as `$1` of the script, never pasted into it.
+/// What is at the path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Found {
+    Nothing,
+    /// Something that is not a regular file (a directory, a symlink, a device).
+    Other,
+    File(RemoteFile),
+}
+
+/// A regular file on the host, as `sha256sum` and `stat` see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteFile {
+    /// SHA-256, hex.
+    pub sha256: String,
+    /// Owner and group names (`UNKNOWN` for an id without a name, as `stat` prints it).
+    pub user: String,
+    pub group: String,
+    pub uid: u32,
+    pub gid: u32,
+    /// Permission bits.
+    pub mode: u32,
+    pub size: u64,
+}
+
+impl RemoteFile {
+    /// Is it owned by `want`'s user (by name, or by a numeric id)?
+    pub fn user_is(&self, want: &Owner) -> bool {
+        self.user == want.user || want.user == self.uid.to_string()
+    }
+
+    /// Is its group `want`'s (by name, or by a numeric id)?
+    pub fn group_is(&self, want: &Owner) -> bool {
+        self.group == want.group || want.group == self.gid.to_string()
+    }
+
+    /// Owner, group and mode all as `want` says.
+    pub fn owned_as(&self, want: &Owner) -> bool {
+        self.user_is(want) && self.group_is(want) && self.mode == want.mode
+    }
+}
+
+impl Remote {
+    /// The regular file there, if that is what is there.
+    pub fn file(&self) -> Option<&RemoteFile> {
+        match &self.found {
+            Found::File(f) => Some(f),
+            _ => None,
+        }
+    }
+}
+
+/// The script of [`inspect`]: `$1` is the path (never pasted into the script). Prints
+/// `uname -m`; then for a regular file `sha256sum`'s line and `stat -c '%U %G %a %u %g %s'`;
+/// for anything else there, a line `-`; for nothing, nothing.
+pub const INSPECT_SCRIPT: &str = r#"uname -m || exit 1
+if [ -f "$1" ] && [ ! -L "$1" ]; then
+  sha256sum < "$1" || exit 1
+  stat -c '%U %G %a %u %g %s' -- "$1" || exit 1
+elif [ -e "$1" ] || [ -L "$1" ]; then
+  echo -
+fi"#;
+
+/// `uname -m`, and what is at `dest`: for a regular file its SHA-256, owner, mode and size.
+/// One round trip; the file is hashed on the host, never sent back.
 pub fn inspect(host: &dyn Host, dest: &Path) -> HostResult<Remote> {
     let dest_s = dest
         .to_str()
         .ok_or_else(|| HostError(format!("{} is not valid UTF-8", dest.display())))?;
-    let script = r#"uname -m || exit 1
-if [ -f "$1" ] && [ ! -L "$1" ]; then
-  sha256sum < "$1" || exit 1
-  stat -c '%U %G %a' -- "$1" || exit 1
-fi"#;
-    let out = host.run(&Cmd::new(["sh", "-c", script, "sh", dest_s]))?;
+    let out = host.run(&Cmd::new(["sh", "-c", INSPECT_SCRIPT, "sh", dest_s]))?;
     if !out.success() {
         return Err(HostError(format!(
             "cannot inspect {}: {}",
@@ -53,25 +107,38 @@ fi"#;
             out.tail().trim()
         )));
     }
-    let text = out.stdout_text();
-    let mut lines = text.lines();
-    let machine = lines.next().unwrap_or_default().trim().to_owned();
-    let sha256 = lines
-        .next()
-        .and_then(|l| l.split_whitespace().next())
-        .map(str::to_owned);
-    let owner = lines.next().and_then(|l| {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        match f[..] {
-            [u, g, m] => Some((u.to_owned(), g.to_owned(), u32::from_str_radix(m, 8).ok()?)),
-            _ => None,
-        }
-    });
-    Ok(Remote {
-        machine,
-        sha256,
-        owner,
+    parse_inspect(&out.stdout_text()).ok_or_else(|| {
+        HostError(format!(
+            "cannot inspect {}: unexpected output",
+            dest.display()
+        ))
     })
+}
+
+fn parse_inspect(text: &str) -> Option<Remote> {
+    let mut lines = text.lines();
+    let machine = lines.next()?.trim().to_owned();
+    let found = match lines.next().map(str::trim) {
+        None => Found::Nothing,
+        Some("-") => Found::Other,
+        Some(sum) => {
+            let sha256 = sum.split_whitespace().next()?.to_owned();
+            let f: Vec<&str> = lines.next()?.split_whitespace().collect();
+            let [user, group, mode, uid, gid, size] = f[..] else {
+                return None;
+            };
+            Found::File(RemoteFile {
+                sha256,
+                user: user.to_owned(),
+                group: group.to_owned(),
+                uid: uid.parse().ok()?,
+                gid: gid.parse().ok()?,
+                mode: u32::from_str_radix(mode, 8).ok()?,
+                size: size.parse().ok()?,
+            })
+        }
+    };
+    Some(Remote { machine, found })
 }
 
 /// The SHA-256 of `bytes`, hex.
@@ -108,9 +175,8 @@ pub fn upload(
 ) -> HostResult<Uploaded> {
     let remote = inspect(host, dest)?;
     check_arch(what, contents, &remote.machine)?;
-    if remote.sha256.as_deref() == Some(sha256_hex(contents).as_str()) {
-        let want = (owner.user.clone(), owner.group.clone(), owner.mode);
-        if remote.owner.as_ref() == Some(&want) {
+    if let Some(file) = remote.file().filter(|f| f.sha256 == sha256_hex(contents)) {
+        if file.owned_as(owner) {
             return Ok(Uploaded::Unchanged);
         }
         host.chown(dest, owner)?;
@@ -132,6 +198,22 @@ mod tests {
             sha256_hex(b"abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+    }
+
+    #[test]
+    fn inspect_output_is_parsed_and_odd_output_refused() {
+        let r = parse_inspect("aarch64\nabc  -\nroot staff 4755 0 50 123\n").unwrap();
+        assert_eq!(r.machine, "aarch64");
+        let f = r.file().unwrap();
+        assert_eq!(
+            (f.sha256.as_str(), f.user.as_str(), f.group.as_str()),
+            ("abc", "root", "staff")
+        );
+        assert_eq!((f.mode, f.uid, f.gid, f.size), (0o4755, 0, 50, 123));
+        assert_eq!(parse_inspect("x86_64\n").unwrap().found, Found::Nothing);
+        assert_eq!(parse_inspect("x86_64\n-\n").unwrap().found, Found::Other);
+        assert_eq!(parse_inspect(""), None);
+        assert_eq!(parse_inspect("x86_64\nabc  -\nroot root 755\n"), None);
     }
 
     #[test]
@@ -169,7 +251,7 @@ mod tests {
         };
         let r = inspect(&host, &dest).unwrap();
         assert_eq!(r.machine, std::env::consts::ARCH);
-        assert_eq!(r.sha256, None);
+        assert_eq!(r.found, Found::Nothing);
         let me = std::fs::read(std::env::current_exe().unwrap()).unwrap();
         let first = upload(&host, "this binary", &me, &dest, &owner).unwrap();
         assert_eq!(
@@ -179,10 +261,28 @@ mod tests {
             }
         );
         assert_eq!(std::fs::read(&dest).unwrap(), me);
+        let file = inspect(&host, &dest).unwrap().file().cloned().unwrap();
+        assert_eq!(file.sha256, sha256_hex(&me));
+        assert_eq!((file.mode, file.size), (0o755, me.len() as u64));
+        assert!(file.owned_as(&owner), "{file:?}");
+        let numeric = Owner {
+            user: file.uid.to_string(),
+            group: file.gid.to_string(),
+            mode: 0o755,
+        };
+        assert!(
+            file.owned_as(&numeric),
+            "numeric ids count as the same owner"
+        );
         assert_eq!(
             upload(&host, "this binary", &me, &dest, &owner).unwrap(),
             Uploaded::Unchanged
         );
+        // Not a regular file: a directory, a symlink (even to a regular file).
+        assert_eq!(inspect(&host, &dir).unwrap().found, Found::Other);
+        let link = dir.join("link");
+        std::os::unix::fs::symlink(&dest, &link).unwrap();
+        assert_eq!(inspect(&host, &link).unwrap().found, Found::Other);
         let owner644 = Owner {
             mode: 0o644,
             ..owner

@@ -1,5 +1,6 @@
 //! `file` steps: a file rendered from a template, copied from the host, or the bundled
-//! collector binary, with its owner and mode.
+//! collector binary (`collector`: compared by SHA-256 on the host, uploaded), with its owner
+//! and mode.
 //!
 //! Files are compared by content, owner and mode; the plan shows a unified diff with every
 //! secret masked by its place (`mask`). Writes are atomic; the first replaced system file is kept as
@@ -8,6 +9,8 @@
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
+
+mod collector;
 
 use super::Step;
 use crate::engine::fs::{ensure_parent, owner, ownership_changes, unified_diff};
@@ -121,6 +124,13 @@ impl Step for File {
                 None
             }
         };
+        if raw.collector_binary && (raw.backup || raw.validate.is_some()) {
+            // The binary is compared by its SHA-256 on the host, never read back to keep a copy.
+            c.error(
+                "",
+                "`backup` and `validate` are for config files, not `collector_binary: true`",
+            );
+        }
         let notified = c.services("notify", &raw.notify);
         let validate = match &raw.validate {
             Some(v) => Some(c.parse("validate", v)?),
@@ -139,12 +149,25 @@ impl Step for File {
         })
     }
 
+    fn preflight(&self, eng: &Engine) -> Result<(), StepError> {
+        match self.source {
+            Source::CollectorBinary => collector::preflight(eng),
+            _ => Ok(()),
+        }
+    }
+
     fn check(&self, eng: &Engine) -> Result<Check, StepError> {
-        check_file(eng, self)
+        match self.source {
+            Source::CollectorBinary => collector::check(eng, self),
+            _ => check_file(eng, self),
+        }
     }
 
     fn apply(&self, eng: &Engine) -> Result<(), StepError> {
-        apply_file(eng, self)
+        match self.source {
+            Source::CollectorBinary => collector::apply(eng, self),
+            _ => apply_file(eng, self),
+        }
     }
 
     fn notifies(&self) -> &[String] {
@@ -192,37 +215,11 @@ fn desired(eng: &Engine, step: &File, how: Render) -> Result<Desired, StepError>
                 None => Desired::NotYet(format!("{src} is installed by an earlier step")),
             },
         ),
-        Source::CollectorBinary => {
-            let bin = eng.bundled_collector();
-            match read_binary(&bin) {
-                Ok(b) => Ok(Desired::Bytes(b)),
-                Err(e) => Err(StepError::msg(format!(
-                    "the bundled collector {} cannot be read ({e}); build it or pass --collector-bin PATH",
-                    bin.display()
-                ))),
-            }
-        }
+        // Compared by its SHA-256 on the host, never read back: see `collector`.
+        Source::CollectorBinary => Err(StepError::msg(
+            "the collector binary is checked and installed by its own code, not rendered",
+        )),
     }
-}
-
-/// A regular file of at most [`COLLECTOR_BIN_LIMIT`] bytes (a device such as /dev/zero would
-/// be read until memory runs out).
-fn read_binary(path: &Path) -> std::io::Result<Vec<u8>> {
-    use crate::options::COLLECTOR_BIN_LIMIT;
-    use std::io::{Error, Read};
-    let file = std::fs::File::open(path)?;
-    let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Err(Error::other("not a regular file"));
-    }
-    let mut bytes = Vec::new();
-    file.take(COLLECTOR_BIN_LIMIT + 1).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > COLLECTOR_BIN_LIMIT {
-        return Err(Error::other(format!(
-            "larger than {COLLECTOR_BIN_LIMIT} bytes"
-        )));
-    }
-    Ok(bytes)
 }
 
 /// What a file step should write, and what a plan shows of it.
@@ -288,7 +285,6 @@ fn check_file(eng: &Engine, step: &File) -> Result<Check, StepError> {
         Some(m) if m.kind == FileKind::File => eng.host.read(path).map_err(StepError::host)?,
         _ => None,
     };
-    let binary = step.source == Source::CollectorBinary;
     let (mut changes, diff) = match (&meta, &old) {
         (_, None) => {
             let what = match meta {
@@ -304,7 +300,7 @@ fn check_file(eng: &Engine, step: &File) -> Result<Check, StepError> {
                 "{what} {} ({size}{}:{} {})",
                 step.path, want_own.user, want_own.group, step.mode
             );
-            let diff = (!binary).then(|| want.diff(&step.path, b"")).flatten();
+            let diff = want.diff(&step.path, b"");
             (vec![line], diff)
         }
         (_, Some(old)) if *old != want.bytes => {
@@ -332,17 +328,7 @@ fn check_file(eng: &Engine, step: &File) -> Result<Check, StepError> {
 /// What updating a regular file that holds `old` changes, and the diff a plan shows.
 fn updated(eng: &Engine, step: &File, want: &Wanted, old: &[u8]) -> (Vec<String>, Option<String>) {
     let mut changes = vec![format!("update {}", step.path)];
-    let diff = match step.source {
-        Source::CollectorBinary => {
-            changes.push(format!(
-                "binary differs ({} → {} bytes)",
-                old.len(),
-                want.bytes.len()
-            ));
-            None
-        }
-        _ => want.diff(&step.path, old),
-    };
+    let diff = want.diff(&step.path, old);
     if step.backup && !eng.state.borrow().owns(&step.path) {
         changes.push(format!("keep the original as {}.telem-orig", step.path));
     }

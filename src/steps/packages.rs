@@ -199,10 +199,10 @@ fn apply(eng: &Engine, step: &Packages) -> Result<(), StepError> {
                 // A stale or unreachable index is not fatal: the install below says if it matters.
                 let out = eng.host.run(&refresh).map_err(StepError::host)?;
                 if !out.success() {
-                    eprintln!(
+                    eng.note(format!(
                         "warning: `{}` failed; installing from the current package lists",
                         refresh.display()
-                    );
+                    ));
                 }
             }
             // Recorded before installing: a run killed mid-install still knows what it asked

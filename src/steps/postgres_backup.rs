@@ -92,7 +92,10 @@ impl Step for PostgresBackup {
             ])
             .user(&pg.os_user);
             eng.run_ok(&cmd)?;
-            eprintln!("backup of database {} written to {file_s}", self.database);
+            eng.note(format!(
+                "backup of database {} written to {file_s}",
+                self.database
+            ));
             Ok(())
     }
 }

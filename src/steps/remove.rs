@@ -120,11 +120,11 @@ fn removal(eng: &Engine, step: &Remove, meta: &FileMeta) -> Result<Removal, Step
 
 /// Is `path` the collector binary this very telem-deploy installs (`--collector-bin`, or the
 /// one next to it)? Run from /usr/local/bin after an install from a build directory, that is
-/// the installed one: removing it would leave the tool unable to install again.
+/// the installed one: removing it would leave the tool unable to install again. Only a target
+/// that is this machine can hold the controller's file; on another one a path is never
+/// compared with a local one.
 fn is_bundled_collector(eng: &Engine, path: &str) -> bool {
-    let bundled = eng.bundled_collector();
-    let canonical = std::fs::canonicalize(&bundled).unwrap_or_else(|_| bundled.clone());
-    bundled == Path::new(path) || canonical == Path::new(path)
+    eng.host.is_local() && eng.bundle.is_local_file(Path::new(path))
 }
 
 fn list(names: &[String]) -> String {

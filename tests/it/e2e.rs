@@ -73,6 +73,20 @@ fn debian_lifecycle() {
         new.len() == 1,
         format!("resetdb wrote backups {new:?} under {BACKUPS}"),
     );
+    // The engine's note of it is in the step's report (JSON), not loose on stderr.
+    let noted = run.json["steps"].as_array().is_some_and(|steps| {
+        steps.iter().any(|s| {
+            s["kind"] == "postgres_backup"
+                && s["notes"].as_array().is_some_and(|n| {
+                    n.iter().any(|n| {
+                        n.as_str().is_some_and(|n| {
+                            n.starts_with("backup of database telemetry written to")
+                        })
+                    })
+                })
+        })
+    });
+    rep.check(noted, "resetdb's result does not note the backup it wrote");
     if let Some(file) = new.first() {
         let dump = sh(
             &sb,

@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+use telem_deploy::host::upload;
 use telem_deploy::host::{Cmd, CmdOutput, FileKind, HostResult};
 
 use crate::fake_host::{FakeHost, Node};
@@ -25,6 +26,37 @@ fn code(c: i32) -> HostResult<CmdOutput> {
 }
 
 impl FakeHost {
+    /// What `host::upload::inspect`'s script prints, as the real `uname -m`, `sha256sum` and
+    /// `stat -c '%U %G %a %u %g %s'` would: the file is hashed here, never read by the caller.
+    fn inspect(&self, path: &str) -> String {
+        let w = self.world.borrow();
+        let mut out = format!("{}\n", w.machine);
+        match w.files.get(Path::new(path)) {
+            None => {}
+            Some(n) if n.kind != FileKind::File => out.push_str("-\n"),
+            Some(n) => {
+                let name = |file: &str, id: u32| {
+                    String::from_utf8_lossy(&w.files[Path::new(file)].content)
+                        .lines()
+                        .map(|l| l.split(':').collect::<Vec<_>>())
+                        .find(|f| f.len() >= 3 && f[2] == id.to_string())
+                        .map_or_else(|| "UNKNOWN".to_owned(), |f| f[0].to_owned())
+                };
+                out.push_str(&format!("{}  -\n", upload::sha256_hex(&n.content)));
+                out.push_str(&format!(
+                    "{} {} {:o} {} {} {}\n",
+                    name("/etc/passwd", n.uid),
+                    name("/etc/group", n.gid),
+                    n.mode,
+                    n.uid,
+                    n.gid,
+                    n.content.len()
+                ));
+            }
+        }
+        out
+    }
+
     /// Run `cmd` against the world (`Host::run` of the fake).
     pub(crate) fn interpret(&self, cmd: &Cmd) -> HostResult<CmdOutput> {
         self.log.borrow_mut().push(cmd.display());
@@ -116,7 +148,16 @@ impl FakeHost {
                     .collect();
                 ok(&out)
             }
+            ("apt-get", [.., "update"]) if self.world.borrow().refresh_fails => Ok(CmdOutput {
+                code: Some(100),
+                stdout: Vec::new(),
+                stderr: b"E: Failed to fetch http://deb.debian.org/debian/dists/bookworm/InRelease".to_vec(),
+            }),
             ("apt-get", [.., "update"]) => ok(""),
+            ("uname", ["-m"]) => ok(&format!("{}\n", self.world.borrow().machine)),
+            ("sh", ["-c", script, "sh", path]) if *script == upload::INSPECT_SCRIPT => {
+                ok(&self.inspect(path))
+            }
             ("apt-get" | "swupd" | "yum", rest)
                 if rest.contains(&"install") || rest.contains(&"bundle-add") =>
             {

@@ -5,7 +5,7 @@
 //! "installed" fixture is made by really applying `install` to a fresh fake host. Every
 //! command is logged; an unknown command fails the test, so the fake never guesses.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -45,11 +45,21 @@ pub struct World {
     pub depends: BTreeMap<String, Vec<String>>,
     /// The package manager's removal simulation fails (a broken dpkg state, say).
     pub simulation_fails: bool,
+    /// `apt-get update` fails (an unreachable mirror).
+    pub refresh_fails: bool,
+    /// What `uname -m` says.
+    pub machine: String,
 }
 
 pub struct FakeHost {
     pub world: RefCell<World>,
+    /// Every command run (as shown to people), detached daemon and signal.
     pub log: RefCell<Vec<String>>,
+    /// Every `Host::read` and `Host::stat`, as `read PATH` and `stat PATH`.
+    pub looked_at: RefCell<Vec<String>>,
+    /// The fake stands for the machine telem-deploy runs on (as `LocalHost`, with `-H
+    /// localhost`) unless a test makes it a remote one.
+    pub local: Cell<bool>,
 }
 
 const PASSWD: &str = "root:x:0:0:root:/root:/bin/bash\n";
@@ -87,9 +97,12 @@ impl FakeHost {
             world: RefCell::new(World {
                 next_pid: 100,
                 depends,
+                machine: "x86_64".into(),
                 ..World::default()
             }),
             log: RefCell::default(),
+            looked_at: RefCell::default(),
+            local: Cell::new(true),
         };
         // Directories every distro has.
         for d in [
@@ -182,13 +195,12 @@ impl FakeHost {
 }
 
 impl Host for FakeHost {
-    /// The fake stands for the machine the tool runs on.
-    fn is_local(&self) -> bool {
-        true
-    }
-
     fn run(&self, cmd: &Cmd) -> HostResult<CmdOutput> {
         self.interpret(cmd)
+    }
+
+    fn is_local(&self) -> bool {
+        self.local.get()
     }
 
     fn spawn_detached(&self, cmd: &Cmd, log: &Path) -> HostResult<u32> {
@@ -255,6 +267,9 @@ impl Host for FakeHost {
     }
 
     fn read(&self, path: &Path) -> HostResult<Option<Vec<u8>>> {
+        self.looked_at
+            .borrow_mut()
+            .push(format!("read {}", path.display()));
         if let Some(pid) = path
             .to_str()
             .and_then(|p| p.strip_prefix("/proc/"))
@@ -281,6 +296,9 @@ impl Host for FakeHost {
     }
 
     fn stat(&self, path: &Path) -> HostResult<Option<FileMeta>> {
+        self.looked_at
+            .borrow_mut()
+            .push(format!("stat {}", path.display()));
         Ok(self.world.borrow().files.get(path).map(|n| FileMeta {
             kind: n.kind.clone(),
             uid: n.uid,

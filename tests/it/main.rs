@@ -2,6 +2,7 @@
 
 mod adopt;
 mod apply;
+mod bundle;
 mod catalog;
 mod cli;
 mod deploy_password;

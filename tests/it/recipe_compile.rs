@@ -88,6 +88,25 @@ fn a_file_with_two_sources_or_a_wrong_distro_is_refused() {
         "{err}"
     );
 
+    // The collector binary is compared by its SHA-256 on the host: no backup copy, no
+    // config test.
+    let dir = recipes_copy();
+    edit(
+        dir.path(),
+        "shared",
+        &[(
+            "collector_binary: true, mode: \"0755\"",
+            "collector_binary: true, backup: true, mode: \"0755\"",
+        )],
+    );
+    let out = dry_run_with_recipes(&dir, "ubuntu");
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("`backup` and `validate` are for config files, not `collector_binary: true`"),
+        "{err}"
+    );
+
     // A distro that is none is a schema error, with its line and column.
     let file = edit(dir.path(), "clr", &[("distro: clr", "distro: clear")]);
     let out = dry_run_with_recipes(&dir, "clr");
