@@ -155,12 +155,20 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        let _ = as_postgres(&self.bin.join("pg_ctl"))
+        let stop = as_postgres(&self.bin.join("pg_ctl"))
             .arg("-D")
             .arg(self.base.join("data"))
             .args(["-m", "fast", "-w", "stop"])
             .output();
-        let _ = std::fs::remove_dir_all(&self.base);
+        if !stop.as_ref().is_ok_and(|o| o.status.success()) {
+            eprintln!(
+                "stopping the test cluster in {}: {stop:?}",
+                self.base.display()
+            );
+        }
+        if let Err(e) = std::fs::remove_dir_all(&self.base) {
+            eprintln!("removing {}: {e}", self.base.display());
+        }
     }
 }
 
