@@ -146,7 +146,9 @@ struct Planned<'h> {
     prepared: Result<Prepared, Error>,
     out: Vec<u8>,
     err: Vec<u8>,
-    started: Instant,
+    /// Wall time of this target: connecting and planning, then changing (not the time it
+    /// waited for the others in between).
+    seconds: f64,
 }
 
 /// A target after its run: what planning left, how the run ended (None when it could not
@@ -187,7 +189,7 @@ pub fn run<'h>(
             prepared,
             out,
             err,
-            started,
+            seconds: started.elapsed().as_secs_f64(),
         }
     });
     for (label, p) in labels.iter().zip(&planned) {
@@ -233,7 +235,10 @@ pub fn run<'h>(
             let prepared = std::mem::replace(&mut p.prepared, Err(Error::Other(String::new())));
             let (done, trips) = match (prepared, p.host.as_deref(), &reporter) {
                 (Ok(prepared), Some(host), Some(reporter)) => {
+                    // Its own time: planning, and changing from when the changes began.
+                    let began = Instant::now();
                     let done = app::execute(prepared, host, given, bundle, reporter, &label);
+                    p.seconds += began.elapsed().as_secs_f64();
                     (Some(done), host.round_trips())
                 }
                 (Err(e), host, _) => {
@@ -252,7 +257,7 @@ pub fn run<'h>(
     let mut results = Vec::new();
     let mut blocks = Vec::new();
     for (label, (planned, done, trips)) in labels.iter().zip(finished) {
-        let seconds = planned.started.elapsed().as_secs_f64();
+        let seconds = planned.seconds;
         let mut block = planned.out;
         let (report, outcome) = match (planned.prepared, done) {
             (_, Some(Ok(done))) => {

@@ -58,6 +58,9 @@ pub enum Command {
         #[arg(long)]
         any_status: bool,
     },
+    /// Internal: run the shell scripts telem-deploy sends over one SSH session (see agent.rs).
+    #[command(hide = true)]
+    Agent,
 }
 
 /// One flag per config key (overriding file and environment).

@@ -2,6 +2,7 @@
 //! as the upstream collector did, stores them in PostgreSQL with group commit, and serves the
 //! query API, health and metrics endpoints. `main` only maps [`run`]'s result to an exit code.
 
+pub mod agent;
 pub mod cli;
 pub mod config;
 pub mod conn;
@@ -36,6 +37,10 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
+    // The agent needs no configuration (and reads none).
+    if cli.command == Some(Command::Agent) {
+        return agent::run();
+    }
     // With a URL, the probe needs no configuration (and reads none).
     if let Some(Command::Probe {
         url: Some(url),
@@ -136,7 +141,7 @@ async fn execute(
         Command::Migrate { check: false } => migrate(&config).await,
         Command::Migrate { check: true } => migrate_check(&config).await,
         Command::Purge { dry_run } => purge(&config, dry_run).await,
-        Command::CheckConfig | Command::Probe { .. } => Ok(()),
+        Command::CheckConfig | Command::Probe { .. } | Command::Agent => Ok(()),
     }
 }
 

@@ -53,10 +53,30 @@ fn commands_files_and_uploads_over_ssh() {
     let host = t.connect().unwrap_or_else(|e| panic!("connect: {e}"));
     let connect_time = started.elapsed();
 
+    exercise(&host);
+    eprintln!(
+        "ssh: connect {connect_time:?}, {} round trips in {:?}",
+        host.round_trips(),
+        started.elapsed()
+    );
+
+    // The control socket lives in a private directory, gone with the connection.
+    use std::os::unix::fs::PermissionsExt;
+    let private = host.private_dir().to_path_buf();
+    let mode = std::fs::metadata(&private).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700, "{}", private.display());
+    assert!(private.join("cm").exists(), "the control socket");
+    drop(host);
+    assert!(!private.exists(), "{} left behind", private.display());
+}
+
+/// Every `Host` method over the connection: arguments, statuses, stdin, users, files,
+/// symlinks, daemons, secrets, uploads.
+fn exercise(host: &telem_deploy::host::ssh::SshHost) {
     // Arguments arrive byte for byte; nothing in them is run by a shell.
     let mut argv = vec!["printf", "%s\\0"];
     argv.extend(NASTY);
-    let got = run_ok(&host, &argv);
+    let got = run_ok(host, &argv);
     let words: Vec<&str> = got.split('\0').collect();
     assert_eq!(&words[..NASTY.len()], NASTY);
     assert_eq!(host.stat(Path::new("/tmp/injected")).unwrap(), None);
@@ -77,7 +97,7 @@ fn commands_files_and_uploads_over_ssh() {
     let bytes: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
     let out = host.run(&Cmd::new(["cat"]).stdin(bytes.clone())).unwrap();
     assert_eq!(out.stdout, bytes);
-    assert_eq!(run_ok(&host, &["pwd"]).trim(), "/root");
+    assert_eq!(run_ok(host, &["pwd"]).trim(), "/root");
     let as_nobody = Cmd::new(["sh", "-c", "id -u; id -G; pwd"]).user("nobody");
     assert_eq!(
         host.run(&as_nobody).unwrap().stdout_text(),
@@ -91,6 +111,18 @@ fn commands_files_and_uploads_over_ssh() {
     assert!(err.0.contains("no such user `no-such-user`"), "{err}");
     assert!(host.which("sh").is_some_and(|p| p.ends_with("sh")));
     assert_eq!(host.which("no-such-program"), None);
+    // A shell builtin is found where `which` finds it locally: a file on PATH.
+    for builtin in ["test", "kill", "printf"] {
+        let found = host.which(builtin);
+        assert!(
+            found
+                .as_ref()
+                .is_some_and(|p| p.is_absolute() && p.ends_with(builtin)),
+            "{builtin}: {found:?}"
+        );
+    }
+    assert_eq!(host.which("/bin/sh"), Some(PathBuf::from("/bin/sh")));
+    assert_eq!(host.which("/etc/hostname"), None, "not executable");
 
     // Directories and files: owner, mode, contents; the write replaces the file by a rename.
     let dir = PathBuf::from("/srv/telem dir/it's");
@@ -110,7 +142,7 @@ fn commands_files_and_uploads_over_ssh() {
         (m.kind, m.uid, m.gid, m.mode, m.size),
         (FileKind::File, 0, 65534, 0o640, bytes.len() as u64)
     );
-    let inode = |p: &Path| run_ok(&host, &["stat", "-c", "%i", p.to_str().unwrap()]);
+    let inode = |p: &Path| run_ok(host, &["stat", "-c", "%i", p.to_str().unwrap()]);
     let before = inode(&file);
     host.write(&file, b"second", &owner("root", "root", 0o600))
         .unwrap();
@@ -149,7 +181,7 @@ fn commands_files_and_uploads_over_ssh() {
         Some(FileKind::Symlink(PathBuf::from("/etc/some target")))
     );
     assert_eq!(
-        run_ok(&host, &["ls", "-A", "/tmp"]),
+        run_ok(host, &["ls", "-A", "/tmp"]),
         "",
         "nothing moved into /tmp"
     );
@@ -194,26 +226,58 @@ fn commands_files_and_uploads_over_ssh() {
     // One round trip over the master connection (a figure for doc/ssh.md).
     let t = Instant::now();
     for _ in 0..20 {
-        run_ok(&host, &["true"]);
+        run_ok(host, &["true"]);
     }
     eprintln!("ssh: a round trip takes {:?}", t.elapsed() / 20);
 
-    secrets_stay_out_of_argv_and_environment(&host);
-    uploads(&host);
+    secrets_stay_out_of_argv_and_environment(host);
+    uploads(host);
+}
+
+/// The same, through the installed collector's agent (one session for every command); a lost
+/// connection is reported the same way, and the next command reconnects.
+#[test]
+fn commands_files_and_uploads_through_the_agent() {
+    let Some(t) = SshTarget::start("agent") else {
+        return;
+    };
+    let (_, collector) = crate::e2e_support::binaries();
+    t.sb.copy_in(&collector, "/usr/local/bin/").unwrap();
+    let host = t.connect().unwrap_or_else(|e| panic!("connect: {e}"));
+    assert_eq!(run_ok(&host, &["echo", "up"]), "up\n");
+    assert!(
+        host.uses_agent(),
+        "the installed collector offers the agent"
+    );
+    let started = Instant::now();
+    exercise(&host);
+    assert!(host.uses_agent());
+    let trips = host.round_trips();
+    let t0 = Instant::now();
+    for _ in 0..20 {
+        run_ok(&host, &["true"]);
+    }
     eprintln!(
-        "ssh: connect {connect_time:?}, {} round trips in {:?}",
-        host.round_trips(),
+        "ssh agent: a round trip takes {:?}; the exercise {:?}",
+        t0.elapsed() / 20,
         started.elapsed()
     );
+    assert_eq!(host.round_trips(), trips + 20, "one round trip per command");
 
-    // The control socket lives in a private directory, gone with the connection.
-    use std::os::unix::fs::PermissionsExt;
-    let private = host.private_dir().to_path_buf();
-    let mode = std::fs::metadata(&private).unwrap().permissions().mode();
-    assert_eq!(mode & 0o777, 0o700, "{}", private.display());
-    assert!(private.join("cm").exists(), "the control socket");
-    drop(host);
-    assert!(!private.exists(), "{} left behind", private.display());
+    t.kill_sshd();
+    let err = host.run(&Cmd::new(["echo", "down"])).unwrap_err().0;
+    assert!(
+        err.contains("lost the SSH connection to root@[::1]:2222"),
+        "{err}"
+    );
+    let out = t.sb.exec(&["/usr/sbin/sshd"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(run_ok(&host, &["echo", "back"]), "back\n");
+    assert!(host.uses_agent(), "the agent again after the reconnection");
 }
 
 /// Every /proc/*/cmdline and environ on the target holding the secret (read from stdin), but

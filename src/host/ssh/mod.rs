@@ -10,6 +10,7 @@
 //! a secret in an argv or environment (local or remote: they go on stdin), or let a lost
 //! connection pass for a command's exit status (see [`script::wrap`]).
 
+mod agent;
 mod explain;
 mod private_dir;
 pub mod script;
@@ -19,6 +20,7 @@ mod target;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 pub use settings::{SshSettings, DEFAULT_PROBE};
 pub use target::{Target, TargetError};
@@ -39,7 +41,34 @@ pub struct SshHost {
     /// Ends every wrapped script's stderr (random per connection, see [`script::wrap`]).
     marker: String,
     round_trips: AtomicU64,
+    /// The session of the target's agent, once it offers one (see [`agent`]).
+    agent: Mutex<AgentState>,
 }
+
+/// Whether commands go to a running agent.
+#[derive(Default)]
+enum AgentState {
+    /// Not asked yet.
+    #[default]
+    Untried,
+    /// The target had none to offer when `round_trips` was this (asked again later: the
+    /// collector may have been installed since).
+    Absent(u64),
+    Running(agent::Agent),
+}
+
+impl std::fmt::Debug for AgentState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AgentState::Untried => "Untried",
+            AgentState::Absent(_) => "Absent",
+            AgentState::Running(_) => "Running",
+        })
+    }
+}
+
+/// Round trips between two offers of the agent while the target has none.
+const AGENT_RETRY: u64 = 24;
 
 impl SshHost {
     /// Open the master connection (authentication and host key check happen here, so their
@@ -58,6 +87,7 @@ impl SshHost {
             dir,
             marker,
             round_trips: AtomicU64::new(0),
+            agent: Mutex::default(),
         };
         host.start_master()?;
         Ok(host)
@@ -142,8 +172,12 @@ impl SshHost {
         Err(HostError(explain_connect_failure(&self.target, &said)))
     }
 
-    /// Run a script to its end over the connection; `Err` when the connection failed.
+    /// Run a script to its end over the connection (through the agent when the target runs
+    /// one); `Err` when the connection failed.
     pub fn run_script(&self, script: &Script) -> HostResult<CmdOutput> {
+        if let Some(out) = self.through_agent(script)? {
+            return Ok(out);
+        }
         let wrapped = script::wrap(&script.body, &self.marker);
         // Reconnects on its own (`auto`) when the master has gone (idle, or a lost link).
         let persist = format!("ControlPersist={}", self.settings.persist_secs);
@@ -166,6 +200,60 @@ impl SshHost {
                 stderr,
             }),
             None => Err(HostError(explain_lost(&self.target, &out.stderr))),
+        }
+    }
+
+    /// Whether commands go to the target's agent: `agent` in the settings, and its collector
+    /// offers one.
+    pub fn uses_agent(&self) -> bool {
+        matches!(
+            *self.agent.lock().unwrap_or_else(|e| e.into_inner()),
+            AgentState::Running(_)
+        )
+    }
+
+    /// `script` run by the agent, when the target runs one (started here when it is time to
+    /// ask); `None` to run it in a session of its own.
+    fn through_agent(&self, script: &Script) -> HostResult<Option<CmdOutput>> {
+        if !self.settings.agent {
+            return Ok(None);
+        }
+        let mut state = self.agent.lock().unwrap_or_else(|e| e.into_inner());
+        let trips = self.round_trips();
+        let ask = match *state {
+            AgentState::Untried => true,
+            AgentState::Absent(at) => trips >= at + AGENT_RETRY,
+            AgentState::Running(_) => false,
+        };
+        if ask {
+            self.round_trips.fetch_add(1, Ordering::Relaxed);
+            let remote = format!("exec {} agent", quote(&self.settings.probe)?);
+            let persist = format!("ControlPersist={}", self.settings.persist_secs);
+            let expr = self.ssh(
+                &["-o", "ControlMaster=auto", "-o", &persist, "-T"],
+                Some(&remote),
+            );
+            *state = match agent::Agent::start(expr, &self.dir.0.join("agent.log")) {
+                Some(a) => AgentState::Running(a),
+                None => AgentState::Absent(trips + 1),
+            };
+        }
+        let AgentState::Running(agent) = &mut *state else {
+            return Ok(None);
+        };
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
+        match agent.call(script) {
+            Ok(a) => Ok(Some(CmdOutput {
+                code: Some(a.code),
+                stdout: a.stdout,
+                stderr: a.stderr,
+            })),
+            Err(_) => {
+                // Its session is gone: the next command asks again (ssh reconnects).
+                *state = AgentState::Absent(0);
+                let said = std::fs::read(self.dir.0.join("agent.log")).unwrap_or_default();
+                Err(HostError(explain_lost(&self.target, &said)))
+            }
         }
     }
 
@@ -208,6 +296,8 @@ impl SshHost {
 
 impl Drop for SshHost {
     fn drop(&mut self) {
+        // The agent's session first, then the master.
+        *self.agent.get_mut().unwrap_or_else(|e| e.into_inner()) = AgentState::Untried;
         // Ends the master; the private directory goes with `self.dir`.
         let _ = self
             .ssh(&["-O", "exit"], None)
@@ -282,8 +372,13 @@ impl Host for SshHost {
         if program.starts_with('-') {
             return None;
         }
-        let out = self.sh(format!("command -v {q}"), Vec::new()).ok()?;
-        let path = out.stdout_text().trim().to_owned();
+        // The executable file on PATH, as `which` finds it locally: not `command -v`, which
+        // names a shell builtin (`test`, `kill`) by its name alone.
+        let body = format!(
+            "p={q}\nset -f\ncase $p in */*) [ -f \"$p\" ] && [ -x \"$p\" ] && printf '%s\\n' \"$p\"; exit;; esac\nIFS=:\nfor d in $PATH; do\n  [ -n \"$d\" ] || d=.\n  if [ -f \"$d/$p\" ] && [ -x \"$d/$p\" ]; then printf '%s\\n' \"$d/$p\"; exit 0; fi\ndone\nexit 1"
+        );
+        let out = self.sh(body, Vec::new()).ok()?;
+        let path = out.stdout_text().trim_end_matches('\n').to_owned();
         (out.success() && path.starts_with('/')).then(|| PathBuf::from(path))
     }
 

@@ -23,6 +23,10 @@ pub struct SshSettings {
     /// Seconds a master connection stays after its last use (also bounds how long one left
     /// behind by a killed run lingers).
     pub persist_secs: u32,
+    /// Send commands to the installed collector's `agent` over one session (see
+    /// `ssh::agent`) once the target has it; `TELEM_DEPLOY_SSH_AGENT=0` turns it off (a
+    /// session per command, as on a fresh machine).
+    pub agent: bool,
 }
 
 impl Default for SshSettings {
@@ -32,6 +36,7 @@ impl Default for SshSettings {
             batch_mode: !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()),
             probe: DEFAULT_PROBE.to_owned(),
             persist_secs: 120,
+            agent: std::env::var_os("TELEM_DEPLOY_SSH_AGENT").is_none_or(|v| v != "0"),
         }
     }
 }
