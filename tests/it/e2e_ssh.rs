@@ -222,8 +222,10 @@ fn allowed_write(path: &str) -> bool {
 }
 
 /// The lines of a `-y` trace of [`WRITE_CALLS`] that changed a file other than the allowed
-/// ones (failed calls do not count).
-fn file_writes(lines: &[String]) -> Vec<String> {
+/// ones (failed calls do not count). `root`: the sandbox's root as the host sees it (the
+/// prefix of the paths strace resolves; removed, so paths read as inside).
+fn file_writes(lines: &[String], root: &Path) -> Vec<String> {
+    let root = root.to_string_lossy().into_owned();
     let quoted = |l: &str| -> Vec<String> {
         l.split('"')
             .enumerate()
@@ -240,6 +242,7 @@ fn file_writes(lines: &[String]) -> Vec<String> {
     };
     let mut found = Vec::new();
     for l in lines {
+        let l = &l.replace(&format!("<{root}/"), "</").replace(&format!("<{root}>"), "</>");
         let Some(paren) = l.find('(') else { continue };
         let call = l[..paren].trim();
         let Some(eq) = l.rfind(") = ") else { continue };
@@ -267,7 +270,7 @@ fn file_writes(lines: &[String]) -> Vec<String> {
             _ => quoted(l),
         };
         if paths.is_empty() || paths.iter().any(|p| !allowed_write(p)) {
-            found.push(l.clone());
+            found.push(l.to_string());
         }
     }
     found
@@ -404,6 +407,7 @@ fn lab_links_the_controller_to_each_sandbox() {
                 text(&out.stderr)
             ),
         );
+        controls(&lab, &mut inner);
         let holder = lab.netns();
         let names: Vec<String> = lab.targets.iter().map(|t| t.sb.name().to_owned()).collect();
         *left.lock().unwrap() = Some((holder, names, inner));
@@ -428,6 +432,77 @@ fn lab_links_the_controller_to_each_sandbox() {
         rep.check(!dir.exists(), format!("{} is left", dir.display()));
     }
     rep.finish();
+}
+
+/// The lab test's checks of the tools the scenarios rely on, each against a positive control:
+/// the write detector (strace of sshd) and the root listing see a session that writes a file
+/// and nothing for one that only reads; the cut script drops the connection (ssh's 255) and
+/// leaves the listener; the recipes with the cut step load.
+fn controls(lab: &Lab, rep: &mut Report) {
+    let sb = &lab.targets[0].sb;
+    let before = root_listing(sb);
+    if which("strace").is_some() {
+        let dir = lab.dir.path().join("control-trace");
+        let tracer = Tracer::attach(
+            sshd_host_pid(sb),
+            &dir,
+            &["-y", "-s", "64", "-e", WRITE_CALLS],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let read = lab.ssh(0, &["cat", "/etc/hostname", "/etc/os-release"]);
+        let write = lab.ssh(0, &["sh", "-c", "'echo x > /root/lab-probe'"]);
+        let lines = tracer.stop();
+        rep.check(
+            read.status.success() && write.status.success(),
+            format!("control sessions: {read:?} {write:?}"),
+        );
+        let writes = file_writes(&lines, sb.root());
+        rep.check(
+            !writes.is_empty() && writes.iter().all(|l| l.contains("/root/lab-probe")),
+            format!(
+                "the write detector: want only /root/lab-probe, found:\n  {}",
+                writes.join("\n  ")
+            ),
+        );
+    } else {
+        let write = lab.ssh(0, &["sh", "-c", "'echo x > /root/lab-probe'"]);
+        rep.check(
+            write.status.success(),
+            format!("control session: {write:?}"),
+        );
+    }
+    let diff = listing_diff(&before, &root_listing(sb));
+    rep.check(
+        diff.len() == 1 && diff[0].starts_with("+ /root/lab-probe file 644 0:0 size 2 "),
+        format!(
+            "the root listing: want only + /root/lab-probe, found:\n  {}",
+            diff.join("\n  ")
+        ),
+    );
+    let script = format!("'{}'", CUT_SCRIPT.replace('\'', "'\\''"));
+    let cut = lab.ssh(0, &["sh", "-c", &script]);
+    rep.check(
+        cut.status.code() == Some(255),
+        format!(
+            "the cut script over ssh: {:?} {}",
+            cut.status.code(),
+            text(&cut.stderr)
+        ),
+    );
+    let again = lab.ssh(0, &["true"]);
+    rep.check(
+        again.status.success(),
+        format!("ssh after the cut: {again:?}"),
+    );
+    let dir = recipes_with_a_cut(lab.dir.path());
+    let loaded = telem_deploy::recipe::load(telem_deploy::cli::Distro::Debian, Some(&dir));
+    rep.check(
+        loaded.is_ok(),
+        format!(
+            "the recipes with the cut step: {:?}",
+            loaded.err().map(|e| e.to_string())
+        ),
+    );
 }
 
 /// Issue 16, one target: dry run (nothing written there or here), install with a nasty
@@ -494,7 +569,7 @@ fn one_remote_target_lives_its_whole_life() {
                 .any(|l| l.contains("execve(") || l.contains("openat(")),
             "the dry run's trace is empty: strace saw no session",
         );
-        let writes = file_writes(&lines);
+        let writes = file_writes(&lines, sb.root());
         rep.check(
             writes.is_empty(),
             format!(
@@ -655,28 +730,34 @@ fn one_remote_target_lives_its_whole_life() {
     rep.finish();
 }
 
-/// Where the cut happens: a `command` step added to a copy of the recipes (first in the
+/// Where the cut happens: a `command` step ([`cut_step`]) added to a copy of the recipes (first in the
 /// `firewall` slot, after the site is enabled, before nginx is (re)loaded) that, on a target
 /// holding [`CUT_MARKER`], kills the sshd session processes it runs under: the SSH connection
 /// is gone at that step boundary, deterministically.
 const CUT_MARKER: &str = "/root/telem-cut-link";
-const CUT_STEP: &str = r#"    - name: "test: cut this target's SSH link here (when /root/telem-cut-link exists)"
-      command:
-        run:
-          - sh
-          - -c
-          - |
-            l=$(cat /run/sshd.pid); p=$$; k=
-            while [ "$p" -gt 1 ]; do
-              [ "$(cat /proc/$p/comm)" = sshd ] && [ "$p" != "$l" ] && k="$k $p"
-              n=; while read -r key val; do [ "$key" = PPid: ] && n=$val; done < /proc/$p/status
-              p=${n:-1}
-            done
-            kill -KILL $k
-        only_if: [test, -e, /root/telem-cut-link]
-"#;
+/// The shell script of [`CUT_STEP`]: kill -KILL every sshd process it descends from but the
+/// listener (the session's privileged monitor and its child).
+const CUT_SCRIPT: &str = r#"l=$(cat /run/sshd.pid); p=$$; k=
+while [ "$p" -gt 1 ]; do
+  [ "$(cat /proc/$p/comm)" = sshd ] && [ "$p" != "$l" ] && k="$k $p"
+  n=; while read -r key val; do [ "$key" = PPid: ] && n=$val; done < /proc/$p/status
+  p=${n:-1}
+done
+kill -KILL $k"#;
 
-/// A copy of recipes/ with [`CUT_STEP`]; its directory.
+/// The step (YAML, indented for the slot's list) running [`CUT_SCRIPT`] when [`CUT_MARKER`]
+/// exists on the target.
+fn cut_step() -> String {
+    let script: String = CUT_SCRIPT
+        .lines()
+        .map(|l| format!("            {l}\n"))
+        .collect();
+    format!(
+        "    - name: \"test: cut this target's SSH link here (when {CUT_MARKER} exists)\"\n      command:\n        run:\n          - sh\n          - -c\n          - |\n{script}        only_if: [test, -e, {CUT_MARKER}]\n"
+    )
+}
+
+/// A copy of recipes/ with [`cut_step`] (debian.yaml); its directory.
 fn recipes_with_a_cut(dir: &Path) -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes");
     let dst = dir.join("recipes");
@@ -688,7 +769,7 @@ fn recipes_with_a_cut(dir: &Path) -> PathBuf {
     let yaml = std::fs::read_to_string(&debian).expect("debian.yaml");
     let anchor = "\n  firewall:\n";
     assert!(yaml.contains(anchor), "debian.yaml has no firewall slot");
-    let yaml = yaml.replacen(anchor, &format!("{anchor}{CUT_STEP}"), 1);
+    let yaml = yaml.replacen(anchor, &format!("{anchor}{}", cut_step()), 1);
     std::fs::write(&debian, yaml).expect("write debian.yaml");
     dst
 }
