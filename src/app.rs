@@ -11,23 +11,24 @@ use crate::cli::{Action, Cli, Command, Format};
 use crate::engine::Engine;
 use crate::error::Error;
 use crate::executor::{self, Mode};
+use crate::failure::StepError;
 use crate::host::Host;
 use crate::options::Options;
 use crate::plan::Plan;
-use crate::progress::Progress;
+use crate::progress::Reporter;
 use crate::recipe::{self, Step};
 use crate::report::{self, Report, Style, Summary};
-use crate::secrets::Secrets;
+use crate::secrets::{Given, Needs, Secrets};
 use crate::state::State;
 
 /// Where output goes: stdout (the plan or the JSON document) and stderr (everything else).
 pub struct Io<'a> {
-    pub out: &'a mut dyn Write,
-    pub err: &'a mut dyn Write,
+    pub out: &'a mut (dyn Write + Send),
+    pub err: &'a mut (dyn Write + Send),
 }
 
-/// Run with parsed arguments against `host`; `Ok` carries the exit code (0, or 3 for pending
-/// changes with `--detailed-exitcode`).
+/// Run with parsed arguments against `host` (or, with `--target`, the machines named there);
+/// `Ok` carries the exit code (0, or 3 for pending changes with `--detailed-exitcode`).
 pub fn run_cli(cli: Cli, host: &dyn Host, io: &mut Io) -> Result<u8, Error> {
     match &cli.command {
         Some(Command::Completions { shell }) => {
@@ -40,7 +41,11 @@ pub fn run_cli(cli: Cli, host: &dyn Host, io: &mut Io) -> Result<u8, Error> {
     }
     let format = cli.format;
     let mut reported = false;
-    let result = run(cli, host, io, &mut reported);
+    let result = match crate::fleet::targets(&cli) {
+        Ok(None) => run(cli, host, io, &mut reported),
+        Ok(Some(targets)) => crate::fleet::run_ssh(cli, targets, io).inspect(|_| reported = true),
+        Err(e) => Err(e),
+    };
     if let (Err(e), Format::Json, false) = (&result, format, reported) {
         // Even a failure before any step leaves one JSON document on stdout.
         let doc = serde_json::json!({
@@ -58,9 +63,50 @@ pub fn run_cli(cli: Cli, host: &dyn Host, io: &mut Io) -> Result<u8, Error> {
     result
 }
 
-/// One run: options, plan, engine, the selected steps, secrets, the loop, the report.
-/// `reported` is set once the plan or result document has been written.
+/// Run with parsed arguments on the targets `labels` (each reached through `connect`), as
+/// `--target` does over SSH: planned and changed in parallel, one document for all.
+pub fn run_targets<'h>(
+    cli: Cli,
+    labels: Vec<String>,
+    connect: crate::fleet::Connect<'_, 'h>,
+    io: &mut Io,
+) -> Result<u8, Error> {
+    crate::fleet::run(cli, labels, connect, io)
+}
+
+/// One run on one machine: prepare, ask, execute, report. `reported` is set once the plan or
+/// result document has been written.
 fn run(cli: Cli, host: &dyn Host, io: &mut Io, reported: &mut bool) -> Result<u8, Error> {
+    let prepared = prepare(cli, host, io)?;
+    let given = settle(&prepared.opts, prepared.needs, io)?;
+    let done = {
+        let sink = std::sync::Mutex::new(&mut *io.err);
+        let lines = |text: &str| {
+            if let Ok(mut err) = sink.lock() {
+                writeln!(err, "{text}").ok();
+            }
+        };
+        let reporter = Reporter::new(&prepared.opts, &lines);
+        execute(prepared, host, &given, &reporter, "")?
+    };
+    emit(&done.report, &done.opts, io, done.mode);
+    *reported = true;
+    done.exit()
+}
+
+/// Everything a target's run is decided by, found with reads only: its options, the plan, its
+/// state file, and what it would need asked.
+pub(crate) struct Prepared {
+    pub opts: Options,
+    plan: Plan,
+    state: State,
+    pub needs: Needs,
+}
+
+/// Options, plan, state, the selected steps and what the web UI's steps refuse: reads only,
+/// nothing on the machine changes. The options' summary goes to `io` (stdout, or stderr with
+/// `--format json`).
+pub(crate) fn prepare(cli: Cli, host: &dyn Host, io: &mut Io) -> Result<Prepared, Error> {
     let (opts, loaded) = Options::resolve(cli, host)?;
     let summary = opts.summary();
     match opts.format {
@@ -70,24 +116,81 @@ fn run(cli: Cli, host: &dyn Host, io: &mut Io, reported: &mut bool) -> Result<u8
     .ok();
     let plan = Plan::build(&opts, &loaded, host, io.err)?;
     let state = State::load(host).map_err(|e| Error::Other(e.0))?;
-    let eng = Engine::new(host, &opts, &plan, state);
-    let steps: Vec<&Step> = plan
-        .steps(opts.action)
+    let eng = Engine::new(host, &opts, &plan, state.clone());
+    let steps = selected(&eng, &plan, &opts);
+    webapp_preflight(&eng, &steps)?;
+    let needs = Needs::of(&opts, host, &plan.recipe.recipe, &steps);
+    drop(eng);
+    Ok(Prepared {
+        opts,
+        plan,
+        state,
+        needs,
+    })
+}
+
+/// On the controller, once for all targets, before anything changes anywhere: the passwords
+/// given (read), the confirmation of a destructive action, then the passwords some target
+/// needs (asked).
+pub(crate) fn settle(opts: &Options, needs: Needs, io: &mut Io) -> Result<Given, Error> {
+    let mut given = Given::read(opts, needs, io.err)?;
+    if !opts.dry_run {
+        confirm(opts, io)?;
+        needs.ask(opts, &mut given)?;
+    }
+    Ok(given)
+}
+
+fn selected<'p>(eng: &Engine, plan: &'p Plan, opts: &Options) -> Vec<&'p Step> {
+    plan.steps(opts.action)
         .iter()
         .filter(|s| eng.applies(s))
-        .collect();
-    webapp_preflight(&eng, &steps)?;
+        .collect()
+}
+
+/// A target's run once planned: its report, and how it ended.
+pub(crate) struct Done {
+    pub opts: Options,
+    pub mode: Mode,
+    pub report: Report,
+    pub failure: Option<(String, StepError)>,
+}
+
+impl Done {
+    /// The exit code of this run alone, or the error it ended with.
+    pub fn exit(self) -> Result<u8, Error> {
+        match (self.mode, self.failure) {
+            (_, Some((step, error))) => Err(Error::Step { step, error }),
+            (Mode::Check, None) if self.opts.detailed_exitcode && self.report.summary.pending() => {
+                Ok(3)
+            }
+            _ => Ok(0),
+        }
+    }
+}
+
+/// The loop on one target: check only (dry run), or apply, with the secrets it needs.
+pub(crate) fn execute(
+    prepared: Prepared,
+    host: &dyn Host,
+    given: &Given,
+    reporter: &Reporter,
+    label: &str,
+) -> Result<Done, Error> {
+    let Prepared {
+        opts, plan, state, ..
+    } = prepared;
     let mode = if opts.dry_run {
         Mode::Check
     } else {
-        // Applying: first the confirmation, before anything else can fail.
-        confirm(&opts, io)?;
         Mode::Apply
     };
-    let secrets = Secrets::resolve(&opts, host, &plan.recipe.recipe, &steps, mode)?;
+    let eng = Engine::new(host, &opts, &plan, state);
+    let steps = selected(&eng, &plan, &opts);
+    let secrets = Secrets::resolve(&opts, host, &plan.recipe.recipe, &steps, mode, given)?;
     let eng = eng.with_secrets(secrets);
     let style = Style { color: opts.color };
-    let progress = (mode == Mode::Apply).then(|| Progress::new(&opts, steps.len()));
+    let progress = (mode == Mode::Apply).then(|| reporter.target(label, steps.len()));
     let ran = executor::run(&eng, &steps, mode, progress.as_ref(), &style);
     let report = Report {
         format: match mode {
@@ -104,13 +207,13 @@ fn run(cli: Cli, host: &dyn Host, io: &mut Io, reported: &mut bool) -> Result<u8
         steps: ran.steps,
         error: ran.failure.as_ref().map(|(_, e)| e.clone()),
     };
-    emit(&report, &opts, &style, io, mode);
-    *reported = true;
-    match (mode, ran.failure) {
-        (_, Some((step, error))) => Err(Error::Step { step, error }),
-        (Mode::Check, None) if opts.detailed_exitcode && report.summary.pending() => Ok(3),
-        _ => Ok(0),
-    }
+    drop(eng);
+    Ok(Done {
+        opts,
+        mode,
+        report,
+        failure: ran.failure,
+    })
 }
 
 /// What the web UI's steps can refuse before anything changes (exit 2, plan and apply
@@ -132,7 +235,9 @@ fn webapp_preflight(eng: &Engine, steps: &[&Step]) -> Result<(), Error> {
     Ok(())
 }
 
-fn emit(report: &Report, opts: &Options, style: &Style, io: &mut Io, mode: Mode) {
+/// The plan (dry run) or the summary (apply), or the JSON document, on stdout.
+pub(crate) fn emit(report: &Report, opts: &Options, io: &mut Io, mode: Mode) {
+    let style = &Style { color: opts.color };
     match opts.format {
         Format::Json => {
             report::write_json(report, io.out).ok();
@@ -147,7 +252,7 @@ fn emit(report: &Report, opts: &Options, style: &Style, io: &mut Io, mode: Mode)
 }
 
 /// resetdb and uninstall destroy data: ask, unless --yes; with no terminal, refuse.
-fn confirm(opts: &Options, io: &mut Io) -> Result<(), Error> {
+pub(crate) fn confirm(opts: &Options, io: &mut Io) -> Result<(), Error> {
     if !opts.action.is_destructive() || opts.yes {
         return Ok(());
     }

@@ -9,6 +9,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::host::ssh::Target;
+
 /// `--version`: this tool's version and that of the telem-collector it ships. Both crates take
 /// the workspace's version, so they cannot drift apart; tests/it/docs.rs checks the built binaries.
 pub const VERSION: &str = concat!(
@@ -19,7 +21,7 @@ pub const VERSION: &str = concat!(
 );
 
 /// Provision a Clear Linux telemetry backend: PostgreSQL, nginx and the telem-collector.
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(
     name = "telem-deploy",
     version = VERSION,
@@ -160,6 +162,33 @@ pub struct Cli {
     #[arg(long, value_enum, default_value_t = ServiceManagerArg::Auto)]
     pub service_manager: ServiceManagerArg,
 
+    /// Provision this machine over SSH instead of the local one: `[USER@]HOST[:PORT]`, an IPv6
+    /// address in brackets; repeatable (several machines in one run). The login user must be
+    /// root. -H keeps its meaning (the domain nginx serves).
+    #[arg(long = "target", value_name = "[USER@]HOST[:PORT]", value_parser = parse_target, help_heading = "Remote machines")]
+    pub target: Vec<Target>,
+
+    /// Read more targets from FILE, one per line (`#` starts a comment).
+    #[arg(
+        long = "targets",
+        value_name = "FILE",
+        help_heading = "Remote machines"
+    )]
+    pub targets_file: Option<PathBuf>,
+
+    /// Pass an option to ssh, as `ssh -o OPT` (e.g. `ProxyJump=bastion`); repeatable. Options
+    /// that would weaken host key checking or replace the tool's master connection are refused.
+    #[arg(
+        long = "ssh-option",
+        value_name = "OPT",
+        help_heading = "Remote machines"
+    )]
+    pub ssh_option: Vec<String>,
+
+    /// How many targets are planned and changed at once.
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256), help_heading = "Remote machines")]
+    pub parallel: u16,
+
     /// More output (commands as they run).
     #[arg(short = 'v', long, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -172,7 +201,7 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum Command {
     /// Print shell completions to stdout.
     Completions {
@@ -269,6 +298,11 @@ pub enum ColorChoice {
     Auto,
     Always,
     Never,
+}
+
+/// `--target`: a usage error (exit 2) that says what is wrong with it.
+fn parse_target(s: &str) -> Result<Target, String> {
+    s.parse::<Target>().map_err(|e| e.to_string())
 }
 
 impl Cli {

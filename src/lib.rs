@@ -20,6 +20,7 @@ pub(crate) mod engine;
 pub(crate) mod error;
 pub(crate) mod executor;
 pub(crate) mod failure;
+pub mod fleet;
 pub(crate) mod htpasswd;
 pub(crate) mod options;
 pub(crate) mod password;
@@ -56,7 +57,7 @@ where
         }
     };
     let host = host::LocalHost;
-    let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr());
+    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
     let mut io = app::Io {
         out: &mut out,
         err: &mut err,

@@ -4,7 +4,7 @@
 //! UI on), the service manager chosen, the password source chosen, the domain checked and the
 //! colour decided. Conflicts and bad values become usage errors (exit 2).
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use crate::cli::{Action, Cli, ColorChoice, Distro, Format, ServiceManagerArg, SourceType};
@@ -140,11 +140,13 @@ impl Options {
         )
     }
 
-    /// The explicitly given password, if any: file, then stdin, then the environment.
-    pub fn explicit_password(&self) -> Result<Option<Secret>, Error> {
+    /// The explicitly given password, if any: file, then stdin, then the environment (not yet
+    /// checked against what the stack can use: see [`crate::password::check_usable`]).
+    /// Warnings (a password file others can read) go to `warn`.
+    pub fn read_explicit_password(&self, warn: &mut dyn Write) -> Result<Option<Secret>, Error> {
         let raw = match &self.password_source {
             PasswordSource::Implicit => return Ok(None),
-            PasswordSource::File(path) => read_password_file("--db-password-file", path)?,
+            PasswordSource::File(path) => read_password_file("--db-password-file", path, warn)?,
             PasswordSource::Stdin => {
                 let mut line = String::new();
                 std::io::stdin().read_line(&mut line).map_err(|e| {
@@ -160,9 +162,7 @@ impl Options {
         if pw.is_empty() {
             return Err(Error::Usage("the database password is empty".into()));
         }
-        let pw = Secret::new(pw);
-        crate::password::check_usable(&pw, crate::password::Kind::Database, self.webapp)?;
-        Ok(Some(pw))
+        Ok(Some(Secret::new(pw)))
     }
 }
 
@@ -230,10 +230,11 @@ fn web_ui(flag: bool, loaded: &LoadedRecipe) -> Result<bool, Error> {
     Ok(on)
 }
 
-/// The web UI password, if given: `--ui-password-file`, then `TELEM_UI_PASSWORD`.
-pub fn explicit_ui_password(opts: &Options) -> Result<Option<Secret>, Error> {
+/// The web UI password, if given: `--ui-password-file`, then `TELEM_UI_PASSWORD`. Warnings go
+/// to `warn`.
+pub fn explicit_ui_password(opts: &Options, warn: &mut dyn Write) -> Result<Option<Secret>, Error> {
     let raw = match &opts.ui_password_file {
-        Some(path) => read_password_file("--ui-password-file", path)?,
+        Some(path) => read_password_file("--ui-password-file", path, warn)?,
         None => match std::env::var(crate::secret::UI_PASSWORD_ENV) {
             Ok(v) => v,
             Err(_) => return Ok(None),
@@ -249,7 +250,7 @@ pub fn explicit_ui_password(opts: &Options) -> Result<Option<Secret>, Error> {
 
 /// The first line of a password file (`flag` names the option in errors). Only a regular
 /// file is read, and only its first [`PASSWORD_FILE_LIMIT`] bytes.
-fn read_password_file(flag: &str, path: &Path) -> Result<String, Error> {
+fn read_password_file(flag: &str, path: &Path, warn: &mut dyn Write) -> Result<String, Error> {
     use std::io::Read;
     use std::os::unix::fs::PermissionsExt;
     let usage = |e: &dyn std::fmt::Display| Error::Usage(format!("{flag} {}: {e}", path.display()));
@@ -259,10 +260,12 @@ fn read_password_file(flag: &str, path: &Path) -> Result<String, Error> {
         return Err(usage(&"not a regular file"));
     }
     if meta.permissions().mode() & 0o004 != 0 {
-        eprintln!(
+        writeln!(
+            warn,
             "warning: {flag} {} is readable by every user; chmod 600 it",
             path.display()
-        );
+        )
+        .ok();
     }
     let mut bytes = Vec::new();
     file.take(PASSWORD_FILE_LIMIT)

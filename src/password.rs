@@ -78,8 +78,10 @@ pub fn prompt(vassal: bool) -> Result<Secret, Error> {
         rpassword::prompt_password(p)
             .map_err(|e| Error::Other(format!("reading the password: {e}")))
     };
+    // Retries are said where the prompt is (the terminal), not on stderr.
+    let mut again = "";
     for _ in 0..3 {
-        let first = read("DB password: (default: postgres): ")?;
+        let first = read(&format!("{again}DB password: (default: postgres): "))?;
         if first.is_empty() {
             return Ok(Secret::new("postgres"));
         }
@@ -88,7 +90,7 @@ pub fn prompt(vassal: bool) -> Result<Secret, Error> {
             check_usable(&pw, Kind::Database, vassal)?;
             return Ok(pw);
         }
-        eprintln!("The passwords differ; try again.");
+        again = "The passwords differ; try again.\n";
     }
     Err(Error::Usage("the passwords entered did not match".into()))
 }
@@ -99,14 +101,15 @@ pub fn prompt_new(prompt: &str) -> Result<Secret, Error> {
         rpassword::prompt_password(p)
             .map_err(|e| Error::Other(format!("reading the password: {e}")))
     };
+    let mut again = "";
     for _ in 0..3 {
-        let first = read(prompt)?;
+        let first = read(&format!("{again}{prompt}"))?;
         if !first.is_empty() && read("Repeat: ")? == first {
             let pw = Secret::new(first);
             check_usable(&pw, Kind::WebUi, false)?;
             return Ok(pw);
         }
-        eprintln!("Empty or different; try again.");
+        again = "Empty or different; try again.\n";
     }
     Err(Error::Usage("no password entered".into()))
 }

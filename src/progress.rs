@@ -1,40 +1,84 @@
-//! Progress while applying: an indicatif spinner per step on a terminal, plain lines otherwise
-//! (CI logs), nothing on stdout in JSON mode.
+//! Progress while applying, per target: an indicatif spinner line on a terminal (one line per
+//! target when there are several), prefixed plain lines otherwise (CI logs), on stderr; nothing
+//! on stdout, which holds the plan or the JSON document.
 
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::cli::Format;
 use crate::options::Options;
 use crate::report::{StepReport, Style};
 
-pub struct Progress {
-    bar: Option<ProgressBar>,
+/// Prints one block of lines (no trailing newline) where plain output goes: the run's stderr.
+pub type Lines<'a> = &'a (dyn Fn(&str) + Sync);
+
+/// Where the progress of every target of a run goes.
+pub struct Reporter<'a> {
+    /// On a terminal: the spinners, one per target.
+    multi: Option<MultiProgress>,
     json: bool,
     verbose: bool,
-    total: usize,
+    lines: Lines<'a>,
 }
 
-impl Progress {
-    pub fn new(opts: &Options, total: usize) -> Progress {
-        let bar = (opts.interactive && opts.format == Format::Human).then(|| {
-            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+impl<'a> Reporter<'a> {
+    pub fn new(opts: &Options, lines: Lines<'a>) -> Reporter<'a> {
+        let multi = (opts.interactive && opts.format == Format::Human)
+            .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+        Reporter {
+            multi,
+            json: opts.format == Format::Json,
+            verbose: opts.verbose > 0,
+            lines,
+        }
+    }
+
+    /// The progress of one target's `total` steps; `label` (the target, or empty for the
+    /// local machine) prefixes its lines.
+    pub fn target(&self, label: &str, total: usize) -> Progress<'_> {
+        let bar = self.multi.as_ref().map(|multi| {
+            let bar = multi.add(ProgressBar::with_draw_target(
+                None,
+                ProgressDrawTarget::hidden(),
+            ));
+            let label = if label.is_empty() {
+                String::new()
+            } else {
+                format!("{label} ")
+            };
             bar.set_style(
-                ProgressStyle::with_template("{spinner} [{prefix}] {msg} ({elapsed})")
-                    .expect("valid template"),
+                ProgressStyle::with_template(&format!(
+                    "{{spinner}} {label}[{{prefix}}] {{msg}} ({{elapsed}})"
+                ))
+                .expect("valid template"),
             );
             bar.enable_steady_tick(Duration::from_millis(120));
             bar
         });
         Progress {
+            reporter: self,
             bar,
-            json: opts.format == Format::Json,
-            verbose: opts.verbose > 0,
+            prefix: if label.is_empty() {
+                String::new()
+            } else {
+                format!("[{label}] ")
+            },
             total,
         }
     }
+}
 
+/// One target's progress.
+pub struct Progress<'r> {
+    reporter: &'r Reporter<'r>,
+    bar: Option<ProgressBar>,
+    /// `[target] ` before every plain line (empty for the local machine).
+    prefix: String,
+    total: usize,
+}
+
+impl Progress<'_> {
     pub fn start(&self, index: usize, name: &str) {
         if let Some(bar) = &self.bar {
             bar.set_prefix(format!("{}/{}", index + 1, self.total));
@@ -47,7 +91,7 @@ impl Progress {
         text.push('\n');
         // Diffs were the dry run's business; while applying they show with -v.
         let brief;
-        let step = if self.verbose {
+        let step = if self.reporter.verbose {
             step
         } else {
             brief = StepReport {
@@ -56,7 +100,7 @@ impl Progress {
             };
             &brief
         };
-        if step.error.is_some() || !self.json {
+        if step.error.is_some() || !self.reporter.json {
             style.details(step, &mut text);
         }
         self.print(text.trim_end());
@@ -68,8 +112,19 @@ impl Progress {
 
     fn print(&self, text: &str) {
         match &self.bar {
-            Some(bar) => bar.println(text),
-            None => eprintln!("{text}"),
+            Some(bar) => {
+                let text = match &self.prefix {
+                    p if p.is_empty() => text.to_owned(),
+                    p => prefixed(p, text),
+                };
+                match &self.reporter.multi {
+                    Some(multi) => {
+                        multi.println(text).ok();
+                    }
+                    None => bar.println(text),
+                }
+            }
+            None => (self.reporter.lines)(&prefixed(&self.prefix, text)),
         }
     }
 
@@ -78,4 +133,15 @@ impl Progress {
             bar.finish_and_clear();
         }
     }
+}
+
+/// Every line of `text` with `prefix` in front.
+pub fn prefixed(prefix: &str, text: &str) -> String {
+    if prefix.is_empty() {
+        return text.to_owned();
+    }
+    text.lines()
+        .map(|l| format!("{prefix}{l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }

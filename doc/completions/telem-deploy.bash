@@ -41,7 +41,7 @@ _telem__deploy() {
 
     case "${cmd}" in
         telem__deploy)
-            opts="-a -d -H -r -s -t -u -h -y -v -V --action --distro --host --repo --source --type --purge --help --plan --dry-run --format --yes --db-password-file --db-password-stdin --recipes --templates --detailed-exitcode --no-backup --collector-bin --ui-auth --tls-cert --tls-key --tls-self-signed --tls-only --ui-password-file --webapp --pip-index-url --webapp-requirements --service-manager --verbose --color --version completions __pg-admin help"
+            opts="-a -d -H -r -s -t -u -h -y -v -V --action --distro --host --repo --source --type --purge --help --plan --dry-run --format --yes --db-password-file --db-password-stdin --recipes --templates --detailed-exitcode --no-backup --collector-bin --ui-auth --tls-cert --tls-key --tls-self-signed --tls-only --ui-password-file --webapp --pip-index-url --webapp-requirements --service-manager --target --targets --ssh-option --parallel --verbose --color --version completions __pg-admin help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -141,6 +141,22 @@ _telem__deploy() {
                     ;;
                 --service-manager)
                     COMPREPLY=($(compgen -W "auto systemd direct" -- "${cur}"))
+                    return 0
+                    ;;
+                --target)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --targets)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ssh-option)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --parallel)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --color)

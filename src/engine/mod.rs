@@ -138,6 +138,17 @@ pub struct Engine<'a> {
 }
 
 impl<'a> Engine<'a> {
+    /// Where files named on the command line are read (a `-t tarball` snapshot,
+    /// `--webapp-requirements`): the controller, which is the target itself when that is this
+    /// machine.
+    pub fn controller(&self) -> &dyn Host {
+        if self.host.is_local() {
+            self.host
+        } else {
+            &crate::host::LocalHost
+        }
+    }
+
     /// The engine for `plan` on `host`, with the state file as it was read; reloads and
     /// restarts an earlier run still owed are queued.
     pub fn new(host: &'a dyn Host, opts: &'a Options, plan: &'a Plan, state: State) -> Engine<'a> {

@@ -5,6 +5,9 @@
 //! kept in a marker file inside the installed snapshot, so a re-run with the same source
 //! changes nothing and another branch or tarball replaces it.
 //!
+//! A tarball (`-t tarball -s PATH`) is the controller's file: on a remote target it is listed
+//! and hashed here and sent over only when applying, into the staging directory.
+//!
 //! A snapshot whose symlinks lead out of it is refused: by `preflight` before anything changes
 //! when it can be read in place (a tarball, a local repository), else after the clone, before
 //! it is swapped in. Git runs under a timeout, over the transports a user means only.
@@ -90,11 +93,11 @@ pub fn preflight(eng: &Engine, step: &Snapshot) -> Result<(), String> {
     let keep = step.subdir.as_deref().unwrap_or("");
     if step.source_type == SourceType::Tarball {
         let path = tarball_path(&step.source);
-        if !matches!(eng.host.stat(Path::new(path)), Ok(Some(_))) {
+        let controller = eng.controller();
+        if !matches!(controller.stat(Path::new(path)), Ok(Some(_))) {
             return Ok(());
         }
-        let out = eng
-            .host
+        let out = controller
             .run(&Cmd::new(["tar", "-tvf", path]))
             .map_err(|e| e.0)?;
         if !out.success() {
@@ -170,7 +173,7 @@ pub(crate) fn wanted(eng: &Engine, step: &Snapshot) -> Result<Result<Wanted, Str
     if step.source_type == SourceType::Tarball {
         let path = tarball_path(&step.source);
         let bytes = eng
-            .host
+            .controller()
             .read(Path::new(path))
             .map_err(StepError::host)?
             .ok_or_else(|| StepError::msg(format!("the tarball {path} does not exist")))?;
@@ -299,6 +302,20 @@ fn owner(user: &str, group: &str, mode: u32) -> Owner {
     }
 }
 
+/// Send the controller's tarball to `to` on the target (inside the staging directory, which
+/// goes with it), the one whose SHA-256 the plan named.
+fn send_tarball(eng: &Engine, step: &Snapshot, to: &str) -> Result<(), StepError> {
+    let path = tarball_path(&step.source);
+    let bytes = eng
+        .controller()
+        .read(Path::new(path))
+        .map_err(StepError::host)?
+        .ok_or_else(|| StepError::msg(format!("the tarball {path} does not exist")))?;
+    eng.host
+        .write(Path::new(to), &bytes, &owner("root", "root", 0o600))
+        .map_err(StepError::host)
+}
+
 /// Unpack or clone into `work`, check and complete the tree, swap it in as `dest`.
 fn stage_and_swap(
     eng: &Engine,
@@ -311,9 +328,15 @@ fn stage_and_swap(
     let src = format!("{work}/src");
     let keep = step.subdir.as_deref().unwrap_or("");
     let id = if step.source_type == SourceType::Tarball {
-        let tarball = tarball_path(&step.source);
         host.mkdir(Path::new(&src), &owner("root", "root", 0o700))
             .map_err(StepError::host)?;
+        let sent = format!("{work}/snapshot.tar");
+        let tarball = if host.is_local() {
+            tarball_path(&step.source)
+        } else {
+            send_tarball(eng, step, &sent)?;
+            &sent
+        };
         let listing = eng
             .run_ok(&Cmd::new(["tar", "-tvf", tarball]))?
             .stdout_text();

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use super::fs::exists;
 use super::{snapshot, Engine, StepError};
-use crate::host::{Cmd, FileKind};
+use crate::host::{Cmd, FileKind, Host};
 use crate::steps::venv::Venv;
 
 /// The requirements last installed into the venv.
@@ -32,8 +32,8 @@ pub(crate) struct Requirements {
 const MAX_REQUIREMENTS: u64 = 1 << 20;
 
 /// A regular file of bounded size (never through a symlink), or `None` when absent.
-fn read_regular(eng: &Engine, path: &str, what: &str) -> Result<Option<Vec<u8>>, StepError> {
-    let Some(meta) = eng.host.stat(Path::new(path)).map_err(StepError::host)? else {
+fn read_regular(host: &dyn Host, path: &str, what: &str) -> Result<Option<Vec<u8>>, StepError> {
+    let Some(meta) = host.stat(Path::new(path)).map_err(StepError::host)? else {
         return Ok(None);
     };
     if meta.kind != FileKind::File || meta.size > MAX_REQUIREMENTS {
@@ -41,7 +41,7 @@ fn read_regular(eng: &Engine, path: &str, what: &str) -> Result<Option<Vec<u8>>,
             "{what} {path} is not a regular file of at most 1 MiB; refusing to read it"
         )));
     }
-    eng.host.read(Path::new(path)).map_err(StepError::host)
+    host.read(Path::new(path)).map_err(StepError::host)
 }
 
 /// The requirements, in this order: `--webapp-requirements`, the snapshot's own, the
@@ -53,9 +53,10 @@ pub(crate) fn requirements(
 ) -> Result<Result<Requirements, String>, StepError> {
     if let Some(flag) = &eng.opts.webapp_requirements {
         let path = flag.to_string_lossy().into_owned();
-        let text = read_regular(eng, &path, "--webapp-requirements")?.ok_or_else(|| {
-            StepError::msg(format!("--webapp-requirements {path} does not exist"))
-        })?;
+        let text =
+            read_regular(eng.controller(), &path, "--webapp-requirements")?.ok_or_else(|| {
+                StepError::msg(format!("--webapp-requirements {path} does not exist"))
+            })?;
         let source = format!("--webapp-requirements {path}");
         return Ok(Ok(Requirements { text, source }));
     }
@@ -75,12 +76,12 @@ pub(crate) fn requirements(
         },
         None => None,
     };
-    if let Some(text) = read_regular(eng, &step.requirements, "the snapshot's")? {
+    if let Some(text) = read_regular(eng.host, &step.requirements, "the snapshot's")? {
         let source = format!("the snapshot's own {}", step.requirements);
         return Ok(Ok(Requirements { text, source }));
     }
     if !step.fallback.is_empty() {
-        let text = read_regular(eng, &step.fallback, "the recipe's webapp.requirements")?
+        let text = read_regular(eng.host, &step.fallback, "the recipe's webapp.requirements")?
             .ok_or_else(|| {
                 StepError::msg(format!(
                     "webapp.requirements {} does not exist",
@@ -137,7 +138,7 @@ pub fn preflight(
     unsupported: &[String],
 ) -> Result<(), String> {
     if let Some(flag) = &eng.opts.webapp_requirements {
-        match eng.host.stat(flag) {
+        match eng.controller().stat(flag) {
             Ok(Some(m)) if m.kind == FileKind::File && m.size <= MAX_REQUIREMENTS => {}
             _ => {
                 return Err(format!(

@@ -91,6 +91,10 @@ fn temp_sibling(path: &Path) -> PathBuf {
 }
 
 impl Host for LocalHost {
+    fn is_local(&self) -> bool {
+        true
+    }
+
     fn run(&self, cmd: &Cmd) -> HostResult<CmdOutput> {
         let mut expr = self
             .expression(cmd)?

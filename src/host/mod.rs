@@ -192,6 +192,16 @@ impl HostError {
 pub type HostResult<T> = Result<T, HostError>;
 
 pub trait Host {
+    /// How many round trips to the machine this host has made so far (SSH), or None where
+    /// that is not counted (the local machine).
+    fn round_trips(&self) -> Option<u64> {
+        None
+    }
+    /// This machine is the one the tool runs on (the controller): files named on the command
+    /// line are then on it.
+    fn is_local(&self) -> bool {
+        false
+    }
     /// Run a command to completion.
     fn run(&self, cmd: &Cmd) -> HostResult<CmdOutput>;
     /// Start a daemon detached from this process (own process group, stdin closed, output

@@ -188,6 +188,11 @@ impl FakeHost {
 }
 
 impl Host for FakeHost {
+    /// The fake stands for the machine the tool runs on.
+    fn is_local(&self) -> bool {
+        true
+    }
+
     fn run(&self, cmd: &Cmd) -> HostResult<CmdOutput> {
         self.interpret(cmd)
     }

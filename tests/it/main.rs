@@ -25,10 +25,12 @@ mod package;
 mod recipe_compile;
 #[path = "../support/sandbox.rs"]
 mod sandbox;
+mod scratch_remote;
 mod shims;
 mod shims_support;
 mod ssh_host;
 mod ssh_support;
+mod targets;
 mod tls;
 mod uninstall;
 mod uninstall_packages;

@@ -27,7 +27,7 @@ use super::{Cmd, CmdOutput, FileMeta, Host, HostError, HostResult, Owner, Signal
 use explain::{explain_connect_failure, explain_lost, tail};
 use private_dir::PrivateDir;
 use script::{quote, quote_path, Script};
-use settings::check_options;
+pub use settings::check_options;
 use stat::parse_stat;
 
 /// A target reached over one multiplexed SSH connection.
@@ -234,6 +234,10 @@ fn temp_sibling(path: &Path) -> HostResult<PathBuf> {
 const MISSING: i32 = 3;
 
 impl Host for SshHost {
+    fn round_trips(&self) -> Option<u64> {
+        Some(SshHost::round_trips(self))
+    }
+
     fn run(&self, cmd: &Cmd) -> HostResult<CmdOutput> {
         let out = self.run_script(&script::command(cmd)?)?;
         if out.code == Some(script::SETUP_FAILED) {

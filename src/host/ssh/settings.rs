@@ -46,7 +46,7 @@ impl SshSettings {
 }
 
 /// Refuse `--ssh-option`s that would undo what this module relies on.
-pub(super) fn check_options(options: &[String]) -> HostResult<()> {
+pub fn check_options(options: &[String]) -> HostResult<()> {
     for opt in options {
         let (key, value) = opt
             .split_once(['=', ' '])

@@ -1,0 +1,471 @@
+//! Many targets in one run (`--target`), on fake hosts: the multi-target JSON document
+//! (golden), one target's failure leaving the others alone, passwords across targets, and the
+//! flags' usage errors. The same runs over real SSH into fresh Debian roots: e2e_ssh.rs.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use telem_deploy::app::{run_cli, run_targets, Io};
+use telem_deploy::cli::Cli;
+use telem_deploy::host::Host;
+
+use crate::fake_host::FakeHost;
+use crate::golden::{self, PASSWORD};
+
+const CONFIG: &str = "/etc/telemetry/collector.toml";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The fake machines of a run, by label, handed out once each; a label without a machine
+/// fails to connect with `why`.
+struct Fleet {
+    hosts: Mutex<Vec<(String, Option<FakeHost>)>>,
+    /// The machines back after the run, to look at.
+    back: Mutex<Vec<(String, FakeHost)>>,
+}
+
+/// A `Host` that gives its fake machine back when the run drops it.
+struct Returned<'a> {
+    label: String,
+    host: Option<FakeHost>,
+    fleet: &'a Fleet,
+}
+
+impl Drop for Returned<'_> {
+    fn drop(&mut self) {
+        if let Some(h) = self.host.take() {
+            self.fleet
+                .back
+                .lock()
+                .unwrap()
+                .push((self.label.clone(), h));
+        }
+    }
+}
+
+macro_rules! delegate {
+    ($($name:ident ( $($arg:ident : $ty:ty),* ) -> $ret:ty;)*) => {
+        $(fn $name(&self, $($arg: $ty),*) -> $ret {
+            self.host.as_ref().expect("host").$name($($arg),*)
+        })*
+    };
+}
+
+impl Host for Returned<'_> {
+    fn is_local(&self) -> bool {
+        false
+    }
+
+    delegate! {
+        run(cmd: &telem_deploy::host::Cmd) -> telem_deploy::host::HostResult<telem_deploy::host::CmdOutput>;
+        spawn_detached(cmd: &telem_deploy::host::Cmd, log: &Path) -> telem_deploy::host::HostResult<u32>;
+        signal(pid: u32, sig: telem_deploy::host::Signal) -> telem_deploy::host::HostResult<()>;
+        which(program: &str) -> Option<PathBuf>;
+        read(path: &Path) -> telem_deploy::host::HostResult<Option<Vec<u8>>>;
+        stat(path: &Path) -> telem_deploy::host::HostResult<Option<telem_deploy::host::FileMeta>>;
+        write(path: &Path, content: &[u8], owner: &telem_deploy::host::Owner) -> telem_deploy::host::HostResult<()>;
+        mkdir(path: &Path, owner: &telem_deploy::host::Owner) -> telem_deploy::host::HostResult<()>;
+        chown(path: &Path, owner: &telem_deploy::host::Owner) -> telem_deploy::host::HostResult<()>;
+        remove(path: &Path) -> telem_deploy::host::HostResult<()>;
+        rename(from: &Path, to: &Path) -> telem_deploy::host::HostResult<()>;
+        symlink(target: &Path, link: &Path) -> telem_deploy::host::HostResult<()>;
+        list_dir(path: &Path) -> telem_deploy::host::HostResult<Vec<String>>;
+        http_get(addr: &str, port: u16, host_header: &str, path: &str, timeout_secs: u64) -> telem_deploy::host::HostResult<u16>;
+        pg_login(addr: &str, port: u16, user: &str, password: &str, database: &str) -> telem_deploy::host::HostResult<bool>;
+    }
+}
+
+impl Fleet {
+    fn new(hosts: Vec<(&str, Option<FakeHost>)>) -> Fleet {
+        Fleet {
+            hosts: Mutex::new(hosts.into_iter().map(|(l, h)| (l.to_owned(), h)).collect()),
+            back: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn labels(&self) -> Vec<String> {
+        self.hosts
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(l, _)| l.clone())
+            .collect()
+    }
+
+    /// Run with `args` on every machine; (exit code, stdout, stderr).
+    fn run(&self, args: &[&str]) -> (u8, String, String) {
+        let collector = root().join("tests/fixtures/telem-collector");
+        let mut argv = vec![
+            "telem-deploy".to_owned(),
+            "--collector-bin".into(),
+            collector.display().to_string(),
+        ];
+        argv.extend(args.iter().map(|s| s.to_string()));
+        let cli = Cli::try_parse_args(argv).expect("valid arguments");
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let connect = |label: &str| -> Result<Box<dyn Host + Send + '_>, String> {
+            let mut hosts = self.hosts.lock().unwrap();
+            let slot = hosts.iter_mut().find(|(l, _)| l == label).expect("label");
+            match slot.1.take() {
+                Some(host) => Ok(Box::new(Returned {
+                    label: label.to_owned(),
+                    host: Some(host),
+                    fleet: self,
+                })),
+                None => Err(format!(
+                    "the host key of {label} is not in known_hosts, and unknown keys are never accepted silently; nothing was done"
+                )),
+            }
+        };
+        let code = {
+            let mut io = Io {
+                out: &mut out,
+                err: &mut err,
+            };
+            match run_targets(cli, self.labels(), &connect, &mut io) {
+                Ok(c) => c,
+                Err(e) => {
+                    err.extend_from_slice(format!("error: {e}\n").as_bytes());
+                    e.exit_code()
+                }
+            }
+        };
+        // Machines go back to their slots for the next run.
+        let back: Vec<_> = std::mem::take(&mut *self.back.lock().unwrap());
+        let mut hosts = self.hosts.lock().unwrap();
+        for (label, host) in back {
+            let slot = hosts.iter_mut().find(|(l, _)| *l == label).expect("label");
+            slot.1 = Some(host);
+        }
+        (
+            code,
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(err).unwrap(),
+        )
+    }
+
+    fn with<T>(&self, label: &str, f: impl FnOnce(&FakeHost) -> T) -> T {
+        let hosts = self.hosts.lock().unwrap();
+        let host = hosts
+            .iter()
+            .find(|(l, _)| l == label)
+            .and_then(|(_, h)| h.as_ref())
+            .expect("machine");
+        f(host)
+    }
+}
+
+fn stored_password(host: &FakeHost) -> Option<String> {
+    let w = host.world.borrow();
+    let node = w.files.get(Path::new(CONFIG))?;
+    let doc: toml::Table = toml::from_str(&String::from_utf8_lossy(&node.content)).ok()?;
+    doc.get("database_password")?.as_str().map(str::to_owned)
+}
+
+/// Wall times vary: zeroed before comparing.
+fn normalized(json: &str) -> String {
+    let mut doc: serde_json::Value = serde_json::from_str(json).expect("one JSON document");
+    for t in doc["targets"].as_array_mut().expect("targets") {
+        assert!(t["seconds"].as_f64().is_some_and(|s| s >= 0.0), "{t}");
+        t["seconds"] = serde_json::json!(0.0);
+    }
+    serde_json::to_string_pretty(&doc).unwrap() + "\n"
+}
+
+#[test]
+fn the_multi_target_document_holds_every_target_and_a_total() {
+    let fleet = Fleet::new(vec![
+        ("root@fresh.example", Some(FakeHost::fresh("debian", true))),
+        ("root@installed.example", Some(golden::installed("debian"))),
+        ("root@unknown-key.example", None),
+    ]);
+    let (code, out, err) = fleet.run(&[
+        "-a",
+        "install",
+        "-H",
+        "localhost",
+        "--dry-run",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 1, "one target failed to connect: {err}");
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(doc["format"], "telem-deploy/targets");
+    assert_eq!(doc["total"]["targets"], 3);
+    assert_eq!(doc["total"]["ok"], 2);
+    assert_eq!(doc["total"]["failed"], 1);
+    let t = &doc["targets"];
+    assert_eq!(t[0]["report"]["format"], "telem-deploy/plan");
+    assert!(t[0]["report"]["summary"]["change"].as_u64().unwrap() > 0);
+    assert_eq!(t[1]["report"]["summary"]["change"], 0, "{}", t[1]);
+    assert_eq!(t[2]["ok"], false);
+    assert!(t[2]["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("not in known_hosts"));
+    assert!(!out.contains(PASSWORD) && !err.contains(PASSWORD));
+    golden_compare("targets/install-dry-run.json", &normalized(&out));
+}
+
+fn golden_compare(name: &str, actual: &str) {
+    let path = root().join("tests/golden").join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}; UPDATE_GOLDEN=1 creates it", path.display()));
+    if expected != actual {
+        let diff = similar::TextDiff::from_lines(expected.as_str(), actual)
+            .unified_diff()
+            .header("golden", "actual")
+            .to_string();
+        panic!("{name} differs from its golden file (UPDATE_GOLDEN=1 to accept):\n{diff}");
+    }
+}
+
+#[test]
+fn one_failing_target_leaves_the_others_converged_and_a_rerun_completes_it() {
+    let fleet = Fleet::new(vec![
+        ("root@a", Some(FakeHost::fresh("debian", true))),
+        ("root@b", Some(FakeHost::fresh("debian", false))),
+        ("root@c", Some(FakeHost::fresh("ubuntu", true))),
+    ]);
+    // b's nginx rejects its configuration: b fails at that step, a and c go on.
+    fleet.with("root@b", |h| h.world.borrow_mut().nginx_rejects = true);
+    let pw = golden::password_file();
+    let pw = pw.path().to_str().unwrap();
+    let args = [
+        "-a",
+        "install",
+        "-H",
+        "localhost",
+        "--db-password-file",
+        pw,
+        "--parallel",
+        "2",
+    ];
+    let (code, out, err) = fleet.run(&args);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(out.contains("== root@a =="), "{out}");
+    assert!(
+        out.trim_end()
+            .ends_with("3 targets: 2 done, 1 failed (root@b)"),
+        "{out}"
+    );
+    // Progress lines name their target; nothing else is interleaved inside a line.
+    for line in err.lines().filter(|l| l.contains("nginx")) {
+        assert!(
+            line.starts_with("[root@a] ")
+                || line.starts_with("[root@b] ")
+                || line.starts_with("[root@c] "),
+            "{line}"
+        );
+    }
+    for label in ["root@a", "root@c"] {
+        assert_eq!(
+            fleet.with(label, stored_password).as_deref(),
+            Some(PASSWORD)
+        );
+    }
+    fleet.with("root@b", |h| h.world.borrow_mut().nginx_rejects = false);
+    let (code, out, err) = fleet.run(&args);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let (code, out, err) = fleet.run(&[
+        "-a",
+        "install",
+        "-H",
+        "localhost",
+        "--dry-run",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    for t in doc["targets"].as_array().unwrap() {
+        assert_eq!(t["report"]["summary"]["change"], 0, "converged: {t}");
+        assert_eq!(t["report"]["summary"]["unknown"], 0, "converged: {t}");
+    }
+}
+
+#[test]
+fn each_target_keeps_its_stored_password_and_new_ones_get_their_own() {
+    let fleet = Fleet::new(vec![
+        ("root@old", Some(golden::installed("debian"))),
+        ("root@new1", Some(FakeHost::fresh("debian", true))),
+        ("root@new2", Some(FakeHost::fresh("debian", true))),
+    ]);
+    // No password given, no terminal: the installed machine keeps its own, each new one gets
+    // a generated one.
+    let (code, out, err) = fleet.run(&["-a", "install", "-H", "localhost"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(
+        fleet.with("root@old", stored_password).as_deref(),
+        Some(PASSWORD)
+    );
+    let new1 = fleet.with("root@new1", stored_password).expect("stored");
+    let new2 = fleet.with("root@new2", stored_password).expect("stored");
+    assert_eq!(new1.len(), 32);
+    assert_ne!(new1, new2, "generated passwords are per machine");
+    assert!(!out.contains(&new1) && !err.contains(&new1));
+    // An explicit password is applied to every target.
+    let pw = golden::password_file();
+    let (code, _, err) = fleet.run(&[
+        "-a",
+        "install",
+        "-H",
+        "localhost",
+        "--db-password-file",
+        pw.path().to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    for label in ["root@old", "root@new1", "root@new2"] {
+        assert_eq!(
+            fleet.with(label, stored_password).as_deref(),
+            Some(PASSWORD)
+        );
+    }
+}
+
+#[test]
+fn a_destructive_action_without_yes_touches_no_target() {
+    let fleet = Fleet::new(vec![
+        ("root@a", Some(golden::installed("debian"))),
+        ("root@b", Some(golden::installed("debian"))),
+    ]);
+    let before: Vec<_> = ["root@a", "root@b"]
+        .iter()
+        .map(|l| fleet.with(l, |h| h.world.borrow().clone()))
+        .collect();
+    let (code, _, err) = fleet.run(&["-a", "uninstall", "-H", "localhost"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("pass --yes"), "{err}");
+    for (l, b) in ["root@a", "root@b"].iter().zip(before) {
+        fleet.with(l, |h| assert!(*h.world.borrow() == b, "{l} changed"));
+    }
+}
+
+/// Usage errors of the remote flags: exit 2 before any connection.
+#[test]
+fn bad_targets_and_ssh_options_are_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("targets");
+    std::fs::write(&file, "root@a\nroot@b;reboot\n").unwrap();
+    let file = file.to_str().unwrap();
+    let empty = dir.path().join("empty");
+    std::fs::write(&empty, "# nobody yet\n").unwrap();
+    let empty = empty.to_str().unwrap();
+    for (args, says) in [
+        (vec!["--target", "root@host;reboot"], "invalid value"),
+        (vec!["--target=-oProxyCommand=x"], "invalid value"),
+        (vec!["--target", "::1"], "invalid value"),
+        (vec!["--target", "a", "--target", "a"], "given twice"),
+        (vec!["--targets", file], ":2:"),
+        (vec!["--targets", empty], "no target"),
+        (vec!["--ssh-option", "ProxyJump=b"], "only with --target"),
+        (
+            vec!["--target", "a", "--ssh-option", "StrictHostKeyChecking=no"],
+            "never accepted silently",
+        ),
+        (
+            vec!["--target", "a", "--ssh-option", "ControlPath=/tmp/x"],
+            "set by telem-deploy itself",
+        ),
+        (vec!["--target", "a", "--parallel", "0"], "invalid value"),
+    ] {
+        let mut argv = vec!["telem-deploy", "-a", "install", "-H", "localhost"];
+        argv.extend(&args);
+        let (code, err) = match Cli::try_parse_args(&argv) {
+            Err(e) => (e.exit_code(), e.to_string()),
+            Ok(cli) => {
+                let host = FakeHost::fresh("debian", true);
+                let (mut out, mut err) = (Vec::new(), Vec::new());
+                let mut io = Io {
+                    out: &mut out,
+                    err: &mut err,
+                };
+                match run_cli(cli, &host, &mut io) {
+                    Ok(c) => (i32::from(c), String::new()),
+                    Err(e) => {
+                        assert!(host.log.borrow().is_empty(), "{args:?} touched the host");
+                        (i32::from(e.exit_code()), e.to_string())
+                    }
+                }
+            }
+        };
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}
+
+/// `-t tarball -s PATH` names the controller's file: on a remote target it is hashed and
+/// listed here, and sent over only when applying.
+#[test]
+fn a_tarball_snapshot_is_read_on_the_controller_and_sent_to_a_remote_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("telemetrics-backend/telemetryui");
+    std::fs::create_dir_all(&tree).unwrap();
+    std::fs::write(tree.join("requirements.txt"), "Flask==2.2.5\n").unwrap();
+    let tarball = dir.path().join("ui.tar");
+    let st = std::process::Command::new("tar")
+        .arg("-cf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(dir.path())
+        .arg("telemetrics-backend")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let sha = {
+        use sha2::Digest;
+        format!(
+            "{:x}",
+            sha2::Sha256::digest(std::fs::read(&tarball).unwrap())
+        )
+    };
+    let fleet = Fleet::new(vec![("root@ui", Some(FakeHost::fresh("debian", false)))]);
+    let pw = golden::password_file();
+    let tar = tarball.to_str().unwrap();
+    let args = [
+        "-a",
+        "install",
+        "-H",
+        "localhost",
+        "--db-password-file",
+        pw.path().to_str().unwrap(),
+        "--webapp",
+        "-t",
+        "tarball",
+        "-s",
+        tar,
+    ];
+    let before = fleet.with("root@ui", |h| h.world.borrow().clone());
+    let (code, out, err) = fleet.run(&[&args[..], &["--dry-run"]].concat());
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains(&format!("tarball {tar}")), "{out}");
+    fleet.with("root@ui", |h| {
+        assert!(
+            *h.world.borrow() == before,
+            "the dry run changed the target"
+        );
+    });
+    let (code, out, err) = fleet.run(&args);
+    assert_eq!(code, 0, "{out}\n{err}");
+    fleet.with("root@ui", |h| {
+        let w = h.world.borrow();
+        let marker = &w.files[Path::new("/var/www/telemetry/telemetryui/.telem-snapshot")];
+        let text = String::from_utf8_lossy(&marker.content);
+        assert!(text.starts_with(&format!("sha256:{sha}")), "{text}");
+        assert!(
+            !w.files.contains_key(Path::new(tar)),
+            "the tarball is not looked for on the target"
+        );
+    });
+    let (code, out, err) = fleet.run(&[&args[..], &["--dry-run", "--format", "json"]].concat());
+    assert_eq!(code, 0, "{err}");
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(doc["targets"][0]["report"]["summary"]["change"], 0, "{out}");
+}
