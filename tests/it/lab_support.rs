@@ -478,6 +478,9 @@ pub struct TargetOutcome {
     pub report: Value,
     /// `error.message` of a failed target.
     pub error: Option<String>,
+    /// The target's own wall time and number of SSH round trips, when the document has them.
+    pub seconds: Option<f64>,
+    pub round_trips: Option<i64>,
 }
 
 /// The only place that knows the field names of the multi-target document (issue 16): adjust
@@ -513,6 +516,8 @@ pub fn parse_targets(doc: &Value) -> Result<(Vec<TargetOutcome>, Value), String>
             exit_code: t["exit_code"].as_i64(),
             report: t["report"].clone(),
             error,
+            seconds: t["seconds"].as_f64(),
+            round_trips: t["ssh_round_trips"].as_i64(),
             target,
         });
     }

@@ -25,7 +25,6 @@ mod package;
 mod recipe_compile;
 #[path = "../support/sandbox.rs"]
 mod sandbox;
-mod scratch_remote;
 mod shims;
 mod shims_support;
 mod ssh_host;
