@@ -897,8 +897,17 @@ fn three_targets_in_parallel_one_cut() {
     }
     expect_target_ok(&mut rep, "re-run after the cut", &run, b);
 
-    // Converged: three at once, then one alone (the figures of issue 16).
-    let run = lab.deploy(&[0, 1, 2], &install, None);
+    // Converged: three at once (named in a --targets file this time), then one alone (the
+    // figures of issue 16).
+    let list = lab.dir.path().join("targets");
+    let lines: String = lab
+        .targets
+        .iter()
+        .map(|t| format!("# {}\n{}\n\n", t.sb.name(), t.target()))
+        .collect();
+    std::fs::write(&list, lines).expect("write the targets file");
+    let from_file = [&install[..], &["--targets", list.to_str().expect("utf-8")]].concat();
+    let run = lab.deploy(&[], &from_file, None);
     figures(
         &mut rep,
         "remote converged re-run (three targets in parallel)",
