@@ -401,6 +401,51 @@ fn pgadmin_workaround(lab: &Lab, rep: &mut Report) {
     }
 }
 
+/// After the install: the password is in no file the install wrote (logs included) but the
+/// collector's config, and in no process's argv or environment on the target.
+fn password_stays_in_the_config(sb: &Sandbox, rep: &mut Report) {
+    fn files(dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            match e.file_type() {
+                Ok(ft) if ft.is_dir() => files(&e.path(), out),
+                Ok(ft) if ft.is_file() => out.push(e.path()),
+                _ => {}
+            }
+        }
+    }
+    let mut written = Vec::new();
+    files(sb.upper_dir(), &mut written);
+    let config = sb.upper_dir().join(CONFIG.trim_start_matches('/'));
+    let holding: Vec<String> = written
+        .iter()
+        .filter(|f| **f != config)
+        .filter(|f| {
+            let body = std::fs::read(f).unwrap_or_default();
+            String::from_utf8_lossy(&body).contains(TOKEN)
+        })
+        .map(|f| f.display().to_string())
+        .collect();
+    rep.check(
+        holding.is_empty() && written.len() > 1000,
+        format!(
+            "files on the target holding the password (of {} written): {holding:?}",
+            written.len()
+        ),
+    );
+    rep.check(
+        std::fs::read_to_string(&config).is_ok_and(|c| c.contains(TOKEN)),
+        "control: the collector's config does not hold the password",
+    );
+    let procs = sh(
+        sb,
+        "grep -l -a -e 'Zq7T[o]k' /proc/[0-9]*/environ /proc/[0-9]*/cmdline 2>/dev/null; true",
+    );
+    rep.check(
+        procs.as_deref() == Ok(""),
+        format!("process environments/argv on the target hold the password: {procs:?}"),
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // The tests
 
@@ -683,6 +728,7 @@ fn one_remote_target_lives_its_whole_life() {
     }
     check_installed(sb, &mut rep, PASSWORD);
     post_records_over_the_link(&lab, 0, &mut rep);
+    password_stays_in_the_config(sb, &mut rep);
 
     // A converged re-run (the password is the one stored there), and the same locally.
     let rerun = lab.deploy(&[0], &["-a", "install", "--yes"], None);
