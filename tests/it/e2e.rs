@@ -127,7 +127,12 @@ fn debian_lifecycle() {
 }
 
 /// Collector healthy through nginx with `records` rows of our machines.
-fn check_running(sb: &crate::sandbox::Sandbox, rep: &mut Report, when: &str, records: usize) {
+pub(crate) fn check_running(
+    sb: &crate::sandbox::Sandbox,
+    rep: &mut Report,
+    when: &str,
+    records: usize,
+) {
     if let Err(e) = healthy(sb) {
         rep.check(false, format!("{when}: {e}"));
     }
@@ -143,7 +148,11 @@ fn check_running(sb: &crate::sandbox::Sandbox, rep: &mut Report, when: &str, rec
 }
 
 /// After `uninstall -u`: nothing of the deployment is left and the package set is the fresh one.
-fn check_uninstalled(sb: &crate::sandbox::Sandbox, rep: &mut Report, fresh: &BTreeSet<String>) {
+pub(crate) fn check_uninstalled(
+    sb: &crate::sandbox::Sandbox,
+    rep: &mut Report,
+    fresh: &BTreeSet<String>,
+) {
     for path in [
         SITE,
         SITE_LINK,

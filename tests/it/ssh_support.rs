@@ -140,30 +140,35 @@ impl SshTarget {
 }
 
 impl SshTarget {
-    /// The host PID of the sandbox's sshd listener (for `strace -p`): the process in the
-    /// sandbox's PID namespace whose PID there is the one in /run/sshd.pid.
+    /// The host PID of the sandbox's sshd listener (for `strace -p`).
     pub fn sshd_host_pid(&self) -> u32 {
-        let out = self.sb.exec(&["cat", "/run/sshd.pid"]);
-        let inner = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-        assert!(!inner.is_empty(), "no /run/sshd.pid");
-        let ns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
-        let sandbox_ns = ns(&self.sb.pid().unwrap().to_string()).expect("sandbox pid ns");
-        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-            let pid = entry.file_name().to_string_lossy().into_owned();
-            if !pid.bytes().all(|b| b.is_ascii_digit()) || ns(&pid).as_ref() != Some(&sandbox_ns) {
-                continue;
-            }
-            let status = std::fs::read_to_string(entry.path().join("status")).unwrap_or_default();
-            let nspid = status
-                .lines()
-                .find_map(|l| l.strip_prefix("NSpid:"))
-                .and_then(|l| l.split_whitespace().last().map(str::to_owned));
-            if nspid.as_deref() == Some(inner.as_str()) {
-                return pid.parse().unwrap();
-            }
-        }
-        panic!("sshd (pid {inner} in the sandbox) not found on the host");
+        sshd_host_pid(&self.sb)
     }
+}
+
+/// The host PID of a sandbox's sshd listener (for `strace -p`): the process in the sandbox's
+/// PID namespace whose PID there is the one in /run/sshd.pid.
+pub fn sshd_host_pid(sb: &Sandbox) -> u32 {
+    let out = sb.exec(&["cat", "/run/sshd.pid"]);
+    let inner = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(!inner.is_empty(), "no /run/sshd.pid");
+    let ns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
+    let sandbox_ns = ns(&sb.pid().unwrap().to_string()).expect("sandbox pid ns");
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let pid = entry.file_name().to_string_lossy().into_owned();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) || ns(&pid).as_ref() != Some(&sandbox_ns) {
+            continue;
+        }
+        let status = std::fs::read_to_string(entry.path().join("status")).unwrap_or_default();
+        let nspid = status
+            .lines()
+            .find_map(|l| l.strip_prefix("NSpid:"))
+            .and_then(|l| l.split_whitespace().last().map(str::to_owned));
+        if nspid.as_deref() == Some(inner.as_str()) {
+            return pid.parse().unwrap();
+        }
+    }
+    panic!("sshd (pid {inner} in the sandbox) not found on the host");
 }
 
 pub fn which(program: &str) -> Option<PathBuf> {

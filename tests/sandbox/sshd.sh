@@ -3,10 +3,12 @@
 #
 #   sshd.sh layer                         print the cached openssh-server layer (a tar; built
 #                                         once per base version, flock-protected)
-#   sshd.sh start NAME PUBKEY [PORT]      install openssh-server offline into sandbox NAME,
+#   sshd.sh start NAME PUBKEY [PORT [ADDR]...]
+#                                         install openssh-server offline into sandbox NAME,
 #                                         authorize PUBKEY (a file) for root, start sshd on
-#                                         127.0.0.1 and ::1 port PORT (2222) in the sandbox's
-#                                         network namespace; print its ed25519 host key line
+#                                         the ADDRs (default 127.0.0.1 and ::1) port PORT (2222)
+#                                         in the sandbox's network namespace; print its ed25519
+#                                         host key line
 #   sshd.sh kill NAME                     kill every sshd process in the sandbox (the listener
 #                                         and the sessions): a lost connection
 #
@@ -19,7 +21,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 SB=$SANDBOX_DIR/sandbox.sh
 
-usage() { sed -n '2,12s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; exit 2; }
+usage() { sed -n '2,14s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; exit 2; }
 
 # The cache of this base version: its .debs, then the installed layer (a tar of a sandbox's
 # upper dir after `dpkg -i`: extracting it takes well under a second, installing 5-15 s).
@@ -94,8 +96,14 @@ cmd_layer() {
 }
 
 cmd_start() {
-    local name=${1:-} pubkey=${2:-} port=${3:-2222} layer
+    local name=${1:-} pubkey=${2:-} port=${3:-2222} layer listen='' a
     [ -n "$name" ] && [ -f "$pubkey" ] || usage
+    shift $(($# < 3 ? $# : 3))
+    [ $# -gt 0 ] || set -- 127.0.0.1 ::1
+    for a in "$@"; do
+        [[ $a =~ ^[0-9A-Fa-f.:]+$ ]] || die "start: not an IP address: $a"
+        listen+=" 'ListenAddress $a'"
+    done
     layer=$(cmd_layer)
     bash "$SB" cp "$name" "$layer" /tmp/sshd-layer.tar
     bash "$SB" cp "$name" "$pubkey" /root/.ssh/authorized_keys
@@ -106,7 +114,7 @@ cmd_start() {
         # A host key of this sandbox's own (the layer has none).
         ssh-keygen -q -t ed25519 -N '' -f /etc/ssh/ssh_host_ed25519_key
         mkdir -p /run/sshd && chmod 755 /run/sshd
-        printf '%s\n' 'Port $port' 'ListenAddress 127.0.0.1' 'ListenAddress ::1' \
+        printf '%s\n' 'Port $port'$listen \
             'HostKey /etc/ssh/ssh_host_ed25519_key' 'PasswordAuthentication no' \
             'KbdInteractiveAuthentication no' 'PermitRootLogin prohibit-password' \
             > /etc/ssh/sshd_config.d/telem-test.conf
