@@ -379,28 +379,6 @@ fn post_records_over_the_link(lab: &Lab, i: usize, rep: &mut Report) {
     }
 }
 
-/// TEMPORARY, opt-in (`TELEM_E2E_SSH_PGADMIN_COPY=1`), until the remote PostgreSQL
-/// administration stops running the controller's own executable (`<current_exe> __pg-admin`)
-/// on the target (doc/ssh.md: psql as the postgres user, SQL on stdin): copies the
-/// controller's telem-deploy to the same path on each target, so the phases after "Create the
-/// database role" can be exercised. Off by default: the tests then show the bug.
-fn pgadmin_workaround(lab: &Lab, rep: &mut Report) {
-    if std::env::var("TELEM_E2E_SSH_PGADMIN_COPY").as_deref() != Ok("1") {
-        return;
-    }
-    let (deploy, _) = binaries();
-    let deploy = deploy.canonicalize().expect("telem-deploy");
-    for t in &lab.targets {
-        rep.time(
-            "copy telem-deploy to the target (TELEM_E2E_SSH_PGADMIN_COPY)",
-            || {
-                t.sb.copy_in(&deploy, deploy.to_str().expect("utf-8"))
-                    .unwrap_or_else(|e| panic!("{e}"))
-            },
-        );
-    }
-}
-
 /// After the install: the password is in no file the install wrote (logs included) but the
 /// collector's config, and in no process's argv or environment on the target.
 fn password_stays_in_the_config(sb: &Sandbox, rep: &mut Report) {
@@ -663,7 +641,6 @@ fn one_remote_target_lives_its_whole_life() {
     }
 
     // Install, every execve on both sides recorded with argv and environment.
-    pgadmin_workaround(&lab, &mut rep);
     let controller_trace = lab.dir.path().join("install-controller.strace");
     let tracer = (!no_strace).then(|| {
         Tracer::attach(
@@ -898,7 +875,6 @@ fn three_targets_in_parallel_one_cut() {
         format!("refused, yet the target changed:\n  {}", diff.join("\n  ")),
     );
     lab.write_known_hosts(&[0, 1, 2]);
-    pgadmin_workaround(&lab, &mut rep);
 
     // Three installs at once; b's link is cut at the marked step.
     let out = b.sb.exec(&["touch", CUT_MARKER]);

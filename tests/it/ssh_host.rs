@@ -122,7 +122,7 @@ fn exercise(host: &telem_deploy::host::ssh::SshHost) {
         );
     }
     assert_eq!(host.which("/bin/sh"), Some(PathBuf::from("/bin/sh")));
-    assert_eq!(host.which("/etc/hostname"), None, "not executable");
+    assert_eq!(host.which("/etc/passwd"), None, "not executable");
 
     // Directories and files: owner, mode, contents; the write replaces the file by a rename.
     let dir = PathBuf::from("/srv/telem dir/it's");
@@ -241,9 +241,17 @@ fn commands_files_and_uploads_through_the_agent() {
     let Some(t) = SshTarget::start("agent") else {
         return;
     };
+    // The agent's collector elsewhere than where `uploads` installs one.
     let (_, collector) = crate::e2e_support::binaries();
-    t.sb.copy_in(&collector, "/usr/local/bin/").unwrap();
-    let host = t.connect().unwrap_or_else(|e| panic!("connect: {e}"));
+    t.sb.copy_in(&collector, "/usr/local/sbin/").unwrap();
+    let settings = telem_deploy::host::ssh::SshSettings {
+        batch_mode: true,
+        probe: "/usr/local/sbin/telem-collector".into(),
+        agent: true,
+        ..telem_deploy::host::ssh::SshSettings::with_options(t.options())
+    };
+    let host = telem_deploy::host::ssh::SshHost::connect(t.target.clone(), settings)
+        .unwrap_or_else(|e| panic!("connect: {e}"));
     assert_eq!(run_ok(&host, &["echo", "up"]), "up\n");
     assert!(
         host.uses_agent(),
@@ -353,11 +361,17 @@ fn uploads(host: &telem_deploy::host::ssh::SshHost) {
     let dest = Path::new("/usr/local/bin/telem-collector");
     let own = owner("root", "root", 0o755);
 
-    // Not installed yet: the health probe says so.
+    // Not installed yet: the health probe says so (through the agent, the probe is the
+    // agent's collector, and nothing listens).
     let err = host
         .http_get("127.0.0.1", 80, "localhost", "/healthz", 2)
         .unwrap_err();
-    assert!(err.0.contains("not installed there yet"), "{err}");
+    let expected = if host.uses_agent() {
+        "Connection refused"
+    } else {
+        "not installed there yet"
+    };
+    assert!(err.0.contains(expected), "{err}");
 
     let t = Instant::now();
     let first = upload::upload(host, "the collector", &bin, dest, &own).unwrap();

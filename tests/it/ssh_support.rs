@@ -117,8 +117,10 @@ impl SshTarget {
     }
 
     pub fn connect(&self) -> HostResult<SshHost> {
+        // A session per command (the agent has its own test).
         let settings = SshSettings {
             batch_mode: true,
+            agent: false,
             ..SshSettings::with_options(self.options())
         };
         SshHost::connect(self.target.clone(), settings)

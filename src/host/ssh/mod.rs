@@ -218,7 +218,13 @@ impl SshHost {
         if !self.settings.agent {
             return Ok(None);
         }
-        let mut state = self.agent.lock().unwrap_or_else(|e| e.into_inner());
+        // One command at a time goes to the agent; one issued while it is busy (another
+        // thread's) gets a session of its own rather than waiting.
+        let mut state = match self.agent.try_lock() {
+            Ok(state) => state,
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return Ok(None),
+        };
         let trips = self.round_trips();
         let ask = match *state {
             AgentState::Untried => true,
