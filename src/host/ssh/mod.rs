@@ -54,7 +54,7 @@ enum AgentState {
     /// The target had none to offer when `round_trips` was this (asked again later: the
     /// collector may have been installed since).
     Absent(u64),
-    Running(agent::Agent),
+    Running(Box<agent::Agent>),
 }
 
 impl std::fmt::Debug for AgentState {
@@ -240,7 +240,7 @@ impl SshHost {
                 Some(&remote),
             );
             *state = match agent::Agent::start(expr, &self.dir.0.join("agent.log")) {
-                Some(a) => AgentState::Running(a),
+                Some(a) => AgentState::Running(Box::new(a)),
                 None => AgentState::Absent(trips + 1),
             };
         }
