@@ -16,6 +16,9 @@ _telem__collector() {
             ",$1")
                 cmd="telem__collector"
                 ;;
+            telem__collector,agent)
+                cmd="telem__collector__subcmd__agent"
+                ;;
             telem__collector,check-config)
                 cmd="telem__collector__subcmd__check__subcmd__config"
                 ;;
@@ -33,6 +36,9 @@ _telem__collector() {
                 ;;
             telem__collector,serve)
                 cmd="telem__collector__subcmd__serve"
+                ;;
+            telem__collector__subcmd__help,agent)
+                cmd="telem__collector__subcmd__help__subcmd__agent"
                 ;;
             telem__collector__subcmd__help,check-config)
                 cmd="telem__collector__subcmd__help__subcmd__check__subcmd__config"
@@ -59,8 +65,98 @@ _telem__collector() {
 
     case "${cmd}" in
         telem__collector)
-            opts="-h -V --config --listen --database-url --database-password-file --telemetry-id --body-limit-bytes --header-timeout-secs --writer-connections --reader-connections --read-statement-timeout-ms --body-budget-bytes --pool-size --batch-max-records --batch-max-wait-ms --payload-search-index --retention-max-days --retention-purge-time --log-level --retention-classifications --help --version serve migrate purge check-config probe help"
+            opts="-h -V --config --listen --database-url --database-password-file --telemetry-id --body-limit-bytes --header-timeout-secs --writer-connections --reader-connections --read-statement-timeout-ms --body-budget-bytes --pool-size --batch-max-records --batch-max-wait-ms --payload-search-index --retention-max-days --retention-purge-time --log-level --retention-classifications --help --version serve migrate purge check-config probe agent help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-password-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --telemetry-id)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --body-limit-bytes)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --header-timeout-secs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --writer-connections)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --reader-connections)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --read-statement-timeout-ms)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --body-budget-bytes)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pool-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --batch-max-records)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --batch-max-wait-ms)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --payload-search-index)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --retention-max-days)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --retention-purge-time)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --retention-classifications)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        telem__subcmd__collector__subcmd__agent)
+            opts="-h --config --listen --database-url --database-password-file --telemetry-id --body-limit-bytes --header-timeout-secs --writer-connections --reader-connections --read-statement-timeout-ms --body-budget-bytes --pool-size --batch-max-records --batch-max-wait-ms --payload-search-index --retention-max-days --retention-purge-time --log-level --retention-classifications --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -239,8 +335,22 @@ _telem__collector() {
             return 0
             ;;
         telem__subcmd__collector__subcmd__help)
-            opts="serve migrate purge check-config probe help"
+            opts="serve migrate purge check-config probe agent help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        telem__subcmd__collector__subcmd__help__subcmd__agent)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

@@ -50,6 +50,7 @@ complete -c telem-collector -n "__fish_telem_collector_needs_command" -f -a "mig
 complete -c telem-collector -n "__fish_telem_collector_needs_command" -f -a "purge" -d 'Delete records older than the retention settings'
 complete -c telem-collector -n "__fish_telem_collector_needs_command" -f -a "check-config" -d 'Load and check the configuration, then exit (0 valid, 2 invalid)'
 complete -c telem-collector -n "__fish_telem_collector_needs_command" -f -a "probe" -d 'Health check with this binary alone (no curl needed): GET the URL, print the status code; exit 0 on 200, 1 otherwise'
+complete -c telem-collector -n "__fish_telem_collector_needs_command" -f -a "agent" -d 'Internal: run the shell scripts telem-deploy sends over one SSH session (see agent.rs)'
 complete -c telem-collector -n "__fish_telem_collector_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand serve" -l config -d 'Config file (TOML); a missing file is fine when env and flags give database_url' -r -F
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand serve" -l listen -d 'HOST:PORT or unix:/PATH' -r
@@ -156,9 +157,30 @@ complete -c telem-collector -n "__fish_telem_collector_using_subcommand probe" -
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand probe" -l retention-classifications -d 'Inline TOML table, e.g. \'{ "org.clearlinux/hello/*" = 7 }\'' -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand probe" -l any-status -d 'Exit 0 on any HTTP answer (the status code is printed); 1 only when none comes'
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand probe" -s h -l help -d 'Print help'
-complete -c telem-collector -n "__fish_telem_collector_using_subcommand help; and not __fish_seen_subcommand_from serve migrate purge check-config probe help" -f -a "serve" -d 'Receive records over HTTP (the default)'
-complete -c telem-collector -n "__fish_telem_collector_using_subcommand help; and not __fish_seen_subcommand_from serve migrate purge check-config probe help" -f -a "migrate" -d 'Apply the embedded schema migrations (idempotent)'
-complete -c telem-collector -n "__fish_telem_collector_using_subcommand help; and not __fish_seen_subcommand_from serve migrate purge check-config probe help" -f -a "purge" -d 'Delete records older than the retention settings'
-complete -c telem-collector -n "__fish_telem_collector_using_subcommand help; and not __fish_seen_subcommand_from serve migrate purge check-config probe help" -f -a "check-config" -d 'Load and check the configuration, then exit (0 valid, 2 invalid)'
-complete -c telem-collector -n "__fish_telem_collector_using_subcommand help; and not __fish_seen_subcommand_from serve migrate purge check-config probe help" -f -a "probe" -d 'Health check with this binary alone (no curl needed): GET the URL, print the status code; exit 0 on 200, 1 otherwise'
-complete -c telem-collector -n "__fish_telem_collector_using_subcommand help; and not __fish_seen_subcommand_from serve migrate purge check-config probe help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand agent" -l config -d 'Config file (TOML); a missing file is fine when env and flags give database_url' -r -F
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand agent" -l listen -d 'HOST:PORT or unix:/PATH' -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand agent" -l database-url -d 'postgres://USER@HOST:PORT/DB (without password)' -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand agent" -l database-password-file -d 'File holding the database password' -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand agent" -l telemetry-id -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand agent" -l body-limit-bytes -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand agent" -l header-timeout-secs -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand agent" -l writer-connections -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand agent" -l reader-connections -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand agent" -l read-statement-timeout-ms -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand agent" -l body-budget-bytes -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand agent" -l pool-size -d 'Deprecated: reader_connections' -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand agent" -l batch-max-records -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand agent" -l batch-max-wait-ms -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand agent" -l payload-search-index -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand agent" -l retention-max-days -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand agent" -l retention-purge-time -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand agent" -l log-level -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand agent" -l retention-classifications -d 'Inline TOML table, e.g. \'{ "org.clearlinux/hello/*" = 7 }\'' -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand agent" -s h -l help -d 'Print help'
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand help; and not __fish_seen_subcommand_from serve migrate purge check-config probe agent help" -f -a "serve" -d 'Receive records over HTTP (the default)'
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand help; and not __fish_seen_subcommand_from serve migrate purge check-config probe agent help" -f -a "migrate" -d 'Apply the embedded schema migrations (idempotent)'
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand help; and not __fish_seen_subcommand_from serve migrate purge check-config probe agent help" -f -a "purge" -d 'Delete records older than the retention settings'
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand help; and not __fish_seen_subcommand_from serve migrate purge check-config probe agent help" -f -a "check-config" -d 'Load and check the configuration, then exit (0 valid, 2 invalid)'
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand help; and not __fish_seen_subcommand_from serve migrate purge check-config probe agent help" -f -a "probe" -d 'Health check with this binary alone (no curl needed): GET the URL, print the status code; exit 0 on 200, 1 otherwise'
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand help; and not __fish_seen_subcommand_from serve migrate purge check-config probe agent help" -f -a "agent" -d 'Internal: run the shell scripts telem-deploy sends over one SSH session (see agent.rs)'
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand help; and not __fish_seen_subcommand_from serve migrate purge check-config probe agent help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
