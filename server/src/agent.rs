@@ -8,7 +8,15 @@
 //!
 //! The protocol, on stdin and stdout, all integers big-endian:
 //! - at start the agent writes the line `telem-collector agent 1\n` (the protocol version);
-//! - a request: `u32` script length, the script, `u64` stdin length, the script's stdin;
+//! - a request: one byte, the operation; `u32` length and bytes of its argument; `u64` length
+//!   and bytes of the script's stdin (empty but for `S`). The operations:
+//!   - `S`: run the argument as `/bin/sh -c SCRIPT`;
+//!   - `R`: read the file at the argument (a path, any bytes): status 0 and its content, 3
+//!     when nothing is there (a dangling symlink included), 1 and why otherwise: what
+//!     `[ -e P ] || exit 3; cat -- P` answers, without starting a process;
+//!   - `T`: the file's metadata, not following a symlink, as `stat -c '%f %u %g %s' -- P`
+//!     prints it, and for a symlink its target on the next line; status 3 when nothing is
+//!     there;
 //! - the answer: `i32` exit status (128 + N for a script killed by signal N, as a shell says
 //!   it), `u64` length and bytes of stdout, `u64` length and bytes of stderr.
 //!
@@ -42,12 +50,14 @@ pub fn serve(mut input: impl Read, mut output: impl Write) -> io::Result<()> {
     output.write_all(HELLO.as_bytes())?;
     output.flush()?;
     loop {
-        let mut len = [0u8; 4];
-        match read_full(&mut input, &mut len)? {
+        let mut op = [0u8; 1];
+        match read_full(&mut input, &mut op)? {
             Filled::None => return Ok(()),
             Filled::Partly => return Err(truncated()),
             Filled::All => {}
         }
+        let mut len = [0u8; 4];
+        input.read_exact(&mut len).map_err(|_| truncated())?;
         let script_len = u32::from_be_bytes(len);
         if script_len > MAX_SCRIPT {
             return Err(io::Error::new(
@@ -59,9 +69,22 @@ pub fn serve(mut input: impl Read, mut output: impl Write) -> io::Result<()> {
         let mut len = [0u8; 8];
         input.read_exact(&mut len).map_err(|_| truncated())?;
         let stdin = read_exact_vec(&mut input, u64::from_be_bytes(len))?;
-        let script = String::from_utf8(script)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "a script not in UTF-8"))?;
-        let (status, out, err) = run_script(&script, stdin);
+        let (status, out, err) = match op[0] {
+            b'S' => {
+                let script = String::from_utf8(script).map_err(|_| {
+                    io::Error::new(io::ErrorKind::InvalidData, "a script not in UTF-8")
+                })?;
+                run_script(&script, stdin)
+            }
+            b'R' => read_file(&path_of(script)),
+            b'T' => stat_file(&path_of(script)),
+            other => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("unknown operation {other:#04x}"),
+                ))
+            }
+        };
         output.write_all(&status.to_be_bytes())?;
         output.write_all(&(out.len() as u64).to_be_bytes())?;
         output.write_all(&out)?;
@@ -106,6 +129,61 @@ fn read_exact_vec(input: &mut impl Read, len: u64) -> io::Result<Vec<u8>> {
         return Err(truncated());
     }
     Ok(buf)
+}
+
+fn path_of(bytes: Vec<u8>) -> std::path::PathBuf {
+    use std::os::unix::ffi::OsStringExt;
+    std::ffi::OsString::from_vec(bytes).into()
+}
+
+/// Status 3: nothing at the path (as the scripts of telem-deploy's SSH host say it).
+const MISSING: i32 = 3;
+
+fn failed(what: &str, path: &std::path::Path, e: &io::Error) -> (i32, Vec<u8>, Vec<u8>) {
+    (
+        1,
+        Vec::new(),
+        format!("{what} {}: {e}\n", path.display()).into_bytes(),
+    )
+}
+
+/// `R`: the file's content (following symlinks), or 3 when nothing is there (also a file that
+/// vanished while read, such as a /proc entry).
+fn read_file(path: &std::path::Path) -> (i32, Vec<u8>, Vec<u8>) {
+    match std::fs::read(path) {
+        Ok(bytes) => (0, bytes, Vec::new()),
+        Err(_) if std::fs::metadata(path).is_err() => (MISSING, Vec::new(), Vec::new()),
+        Err(e) => failed("cat", path, &e),
+    }
+}
+
+/// `T`: `stat -c '%f %u %g %s'` of the path itself, and a symlink's target.
+fn stat_file(path: &std::path::Path) -> (i32, Vec<u8>, Vec<u8>) {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::MetadataExt;
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return (MISSING, Vec::new(), Vec::new()),
+        Err(e) => return failed("stat", path, &e),
+    };
+    let mut out = format!(
+        "{:x} {} {} {}\n",
+        meta.mode(),
+        meta.uid(),
+        meta.gid(),
+        meta.size()
+    )
+    .into_bytes();
+    if meta.file_type().is_symlink() {
+        match std::fs::read_link(path) {
+            Ok(target) => {
+                out.extend_from_slice(target.as_os_str().as_bytes());
+                out.push(b'\n');
+            }
+            Err(e) => return failed("readlink", path, &e),
+        }
+    }
+    (0, out, Vec::new())
 }
 
 /// `/bin/sh -c script` with `stdin` on its standard input; (status, stdout, stderr).
@@ -157,7 +235,11 @@ mod tests {
     use super::*;
 
     fn request(script: &str, stdin: &[u8]) -> Vec<u8> {
-        let mut r = Vec::new();
+        op(b'S', script, stdin)
+    }
+
+    fn op(code: u8, script: &str, stdin: &[u8]) -> Vec<u8> {
+        let mut r = vec![code];
         r.extend_from_slice(&(script.len() as u32).to_be_bytes());
         r.extend_from_slice(script.as_bytes());
         r.extend_from_slice(&(stdin.len() as u64).to_be_bytes());
@@ -200,6 +282,55 @@ mod tests {
         assert_eq!(a[1], (0, b"a\0b".to_vec(), Vec::new()));
         assert_eq!(a[2].0, 128 + 15);
         assert_eq!(a[3].0, 0);
+    }
+
+    /// `R` and `T` answer as the scripts they stand for do (compared with the real `stat`,
+    /// `readlink` and `cat` on the same files).
+    #[test]
+    fn reads_and_stats_answer_as_the_scripts_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"a\0b\n").unwrap();
+        let link = dir.path().join("l");
+        std::os::unix::fs::symlink("f", &link).unwrap();
+        let dangling = dir.path().join("d");
+        std::os::unix::fs::symlink("nowhere", &dangling).unwrap();
+        let missing = dir.path().join("m");
+        let p = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+        let mut input = Vec::new();
+        for path in [&file, &link, &dangling, &missing, &dir.path().to_path_buf()] {
+            input.extend(op(b'R', &p(path), b""));
+            input.extend(op(b'T', &p(path), b""));
+        }
+        let mut out = Vec::new();
+        serve(&input[..], &mut out).unwrap();
+        let a = answers(&out);
+        let script = |body: &str, path: &std::path::Path| {
+            let out = Command::new("sh")
+                .args(["-c", body, "sh", &p(path)])
+                .output()
+                .unwrap();
+            (out.status.code().unwrap(), out.stdout)
+        };
+        const READ: &str = "[ -e \"$1\" ] || exit 3\ncat -- \"$1\" 2>/dev/null || exit 1";
+        const STAT: &str = "[ -e \"$1\" ] || [ -L \"$1\" ] || exit 3\nstat -c '%f %u %g %s' -- \"$1\" || exit 1\nif [ -L \"$1\" ]; then readlink -- \"$1\" || exit 1; fi";
+        for (i, path) in [&file, &link, &dangling, &missing, &dir.path().to_path_buf()]
+            .iter()
+            .enumerate()
+        {
+            let (read, stat) = (&a[2 * i], &a[2 * i + 1]);
+            let (code, bytes) = script(READ, path);
+            assert_eq!(read.0, code, "read {}", path.display());
+            if code == 0 {
+                assert_eq!(read.1, bytes, "read {}", path.display());
+            }
+            assert_eq!(
+                (stat.0, stat.1.clone()),
+                script(STAT, path),
+                "stat {}",
+                path.display()
+            );
+        }
     }
 
     #[test]

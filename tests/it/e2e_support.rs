@@ -23,9 +23,13 @@ pub const MACHINES: [&str; 2] = ["e2e-v2-headers-machine", "e2e-v3-json-machine"
 // ---------------------------------------------------------------------------------------------
 // Sandbox and binaries
 
-/// The built binaries, side by side (as a release ships them).
+/// The built binaries, side by side (as a release ships them); `TELEM_E2E_BIN_DIR` names
+/// another directory holding both (e.g. target/release, for timings of optimized builds).
 pub fn binaries() -> (PathBuf, PathBuf) {
-    let deploy = PathBuf::from(env!("CARGO_BIN_EXE_telem-deploy"));
+    let deploy = match std::env::var_os("TELEM_E2E_BIN_DIR") {
+        Some(dir) => PathBuf::from(dir).join("telem-deploy"),
+        None => PathBuf::from(env!("CARGO_BIN_EXE_telem-deploy")),
+    };
     let collector = deploy.with_file_name("telem-collector");
     assert!(
         collector.is_file(),

@@ -30,6 +30,14 @@ pub(super) struct Agent {
     from: BufReader<os_pipe::PipeReader>,
 }
 
+/// What the agent is asked: a script (with its stdin), or a file read or looked at without
+/// starting a process (answered as the scripts `SshHost::read` and `SshHost::stat` run).
+pub(super) enum Request<'a> {
+    Script(&'a Script),
+    Read(&'a Path),
+    Stat(&'a Path),
+}
+
 /// What one script did, as the agent tells it.
 pub(super) struct Answer {
     pub code: i32,
@@ -78,21 +86,25 @@ impl Agent {
         }
     }
 
-    /// Run one script; `Err` when the connection (or the agent) went away before its answer.
-    pub(super) fn call(&mut self, script: &Script) -> std::io::Result<Answer> {
+    /// Run one request; `Err` when the connection (or the agent) went away before its answer.
+    pub(super) fn call(&mut self, req: &Request) -> std::io::Result<Answer> {
+        use std::os::unix::ffi::OsStrExt;
+        let (op, arg, stdin): (u8, &[u8], &[u8]) = match req {
+            Request::Script(s) => (b'S', s.body.as_bytes(), &s.stdin),
+            Request::Read(p) => (b'R', p.as_os_str().as_bytes(), &[]),
+            Request::Stat(p) => (b'T', p.as_os_str().as_bytes(), &[]),
+        };
         let to = self
             .to
             .as_mut()
             .ok_or_else(|| std::io::Error::other("the agent's input is closed"))?;
-        let mut request = Vec::with_capacity(12 + script.body.len() + script.stdin.len());
-        request.extend_from_slice(
-            &u32::try_from(script.body.len())
-                .map_err(std::io::Error::other)?
-                .to_be_bytes(),
-        );
-        request.extend_from_slice(script.body.as_bytes());
-        request.extend_from_slice(&(script.stdin.len() as u64).to_be_bytes());
-        request.extend_from_slice(&script.stdin);
+        let mut request = Vec::with_capacity(13 + arg.len() + stdin.len());
+        request.push(op);
+        let len = u32::try_from(arg.len()).map_err(std::io::Error::other)?;
+        request.extend_from_slice(&len.to_be_bytes());
+        request.extend_from_slice(arg);
+        request.extend_from_slice(&(stdin.len() as u64).to_be_bytes());
+        request.extend_from_slice(stdin);
         to.write_all(&request)?;
         to.flush()?;
         let mut status = [0u8; 4];

@@ -175,7 +175,7 @@ impl SshHost {
     /// Run a script to its end over the connection (through the agent when the target runs
     /// one); `Err` when the connection failed.
     pub fn run_script(&self, script: &Script) -> HostResult<CmdOutput> {
-        if let Some(out) = self.through_agent(script)? {
+        if let Some(out) = self.through_agent(&agent::Request::Script(script))? {
             return Ok(out);
         }
         let wrapped = script::wrap(&script.body, &self.marker);
@@ -212,9 +212,9 @@ impl SshHost {
         )
     }
 
-    /// `script` run by the agent, when the target runs one (started here when it is time to
+    /// `req` answered by the agent, when the target runs one (started here when it is time to
     /// ask); `None` to run it in a session of its own.
-    fn through_agent(&self, script: &Script) -> HostResult<Option<CmdOutput>> {
+    fn through_agent(&self, req: &agent::Request) -> HostResult<Option<CmdOutput>> {
         if !self.settings.agent {
             return Ok(None);
         }
@@ -248,7 +248,7 @@ impl SshHost {
             return Ok(None);
         };
         self.round_trips.fetch_add(1, Ordering::Relaxed);
-        match agent.call(script) {
+        match agent.call(req) {
             Ok(a) => Ok(Some(CmdOutput {
                 code: Some(a.code),
                 stdout: a.stdout,
@@ -394,7 +394,10 @@ impl Host for SshHost {
         let body = format!(
             "[ -e {q} ] || exit {MISSING}\ncat -- {q} || {{ [ -e {q} ] || exit {MISSING}; exit 1; }}"
         );
-        let out = self.sh(body, Vec::new())?;
+        let out = match self.through_agent(&agent::Request::Read(path))? {
+            Some(out) => out,
+            None => self.sh(body, Vec::new())?,
+        };
         match out.code {
             Some(0) => Ok(Some(out.stdout)),
             Some(MISSING) => Ok(None),
@@ -412,7 +415,10 @@ impl Host for SshHost {
         let body = format!(
             "[ -e {q} ] || [ -L {q} ] || exit {MISSING}\nstat -c '%f %u %g %s' -- {q} || exit 1\nif [ -L {q} ]; then readlink -- {q} || exit 1; fi"
         );
-        let out = self.sh(body, Vec::new())?;
+        let out = match self.through_agent(&agent::Request::Stat(path))? {
+            Some(out) => out,
+            None => self.sh(body, Vec::new())?,
+        };
         match out.code {
             Some(0) => parse_stat(path, &out.stdout_text()).map(Some),
             Some(MISSING) => Ok(None),
