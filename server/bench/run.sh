@@ -24,7 +24,8 @@
 #      PERF=1 samples the collector with perf during the 64-connection run (kernel/user split),
 #      INDEX_COSTS=1 also measures the collector at 64 connections with each secondary index
 #      dropped in turn (the README's index table),
-#      TRGM_FASTUPDATE=on|off sets the payload trigram index's fastupdate (its pending list),
+#      TRGM_OPTIONS="fastupdate = off" (or "gin_pending_list_limit = 256") sets storage options of
+#      the payload trigram index (its GIN pending list),
 #      BIN (collector binary; built with cargo --release when unset), KEEP=1 keeps the work dir.
 set -euo pipefail
 
@@ -73,10 +74,10 @@ else
 fi
 export TELEM_COLLECTOR_LOG_LEVEL=warn
 "$BIN" --config /nonexistent migrate >&2
-if [ -n "${TRGM_FASTUPDATE:-}" ]; then
-  # The payload trigram index's pending list (GIN fastupdate) on or off, to compare.
+if [ -n "${TRGM_OPTIONS:-}" ]; then
+  # Storage options of the payload trigram index (its GIN pending list), to compare.
   psql -X -q -h 127.0.0.1 -p "$PGPORT" -U postgres -d telemetry \
-    -c "ALTER INDEX records_payload_trgm_idx SET (fastupdate = $TRGM_FASTUPDATE)" >&2
+    -c "ALTER INDEX records_payload_trgm_idx SET ($TRGM_OPTIONS)" >&2
 fi
 
 # upstream's own table: the same columns, its primary key, no secondary index, no trigger.

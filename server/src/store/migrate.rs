@@ -35,6 +35,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "record_counts_deltas",
         include_str!("../../migrations/0006_record_counts_deltas.sql"),
     ),
+    (
+        7,
+        "payload_search_pending_list",
+        include_str!("../../migrations/0007_payload_search_pending_list.sql"),
+    ),
 ];
 
 const TRACKING_TABLE: &str = "CREATE TABLE IF NOT EXISTS telem_collector_migrations (
@@ -125,8 +130,14 @@ pub async fn payload_search_index(
     keep: bool,
 ) -> Result<(), tokio_postgres::Error> {
     if keep {
+        // Created as migration 5 does, with migration 7's short pending list.
         client
             .batch_execute(include_str!("../../migrations/0005_payload_search.sql"))
+            .await?;
+        client
+            .batch_execute(include_str!(
+                "../../migrations/0007_payload_search_pending_list.sql"
+            ))
             .await
     } else {
         client

@@ -295,6 +295,18 @@ async fn migrating_a_database_with_old_resends_moves_them_aside() {
     assert!(index.is_some(), "the dedupe index exists");
 }
 
+/// The payload index's storage options (`gin_pending_list_limit=256` from migration 7).
+async fn payload_index_options(client: &tokio_postgres::Client) -> Vec<String> {
+    client
+        .query_one(
+            "SELECT coalesce(reloptions, '{}') FROM pg_class WHERE relname = 'records_payload_trgm_idx'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
 async fn payload_index_exists(client: &tokio_postgres::Client) -> bool {
     client
         .query_one(
@@ -318,6 +330,11 @@ async fn the_payload_index_is_a_choice() {
     assert!(
         payload_index_exists(&client).await,
         "migration 5 creates it (pg_trgm ships with the server)"
+    );
+    // A short pending list: no batch waits for a 4 MB merge (migration 7).
+    assert_eq!(
+        payload_index_options(&client).await,
+        ["gin_pending_list_limit=256"]
     );
     telem_collector::store::payload_search_index(&client, false)
         .await
@@ -345,4 +362,9 @@ async fn the_payload_index_is_a_choice() {
         .await
         .unwrap();
     assert!(payload_index_exists(&client).await, "created again");
+    assert_eq!(
+        payload_index_options(&client).await,
+        ["gin_pending_list_limit=256"],
+        "created again with the short pending list"
+    );
 }
