@@ -78,8 +78,9 @@ pub fn run_targets<'h>(
 /// result document has been written.
 fn run(cli: Cli, host: &dyn Host, io: &mut Io, reported: &mut bool) -> Result<u8, Error> {
     let bundle = Bundle::new(cli.collector_bin.as_deref());
-    let prepared = prepare(cli, host, &bundle, io)?;
-    let given = settle(&prepared.opts, prepared.needs, io)?;
+    let prepared = prepare(cli, host, io)?;
+    let staged = stage(&prepared, host, &bundle)?;
+    let given = settle(&prepared.opts, staged.needs, io)?;
     let done = {
         let sink = std::sync::Mutex::new(&mut *io.err);
         let lines = |text: &str| {
@@ -88,31 +89,24 @@ fn run(cli: Cli, host: &dyn Host, io: &mut Io, reported: &mut bool) -> Result<u8
             }
         };
         let reporter = Reporter::new(&prepared.opts, &lines);
-        execute(prepared, host, &given, &bundle, &reporter, "")?
+        execute(staged, &given, &reporter, "")?
     };
     emit(&done.report, &done.opts, io, done.mode);
     *reported = true;
     done.exit()
 }
 
-/// Everything a target's run is decided by, found with reads only: its options, the plan, its
-/// state file, and what it would need asked.
+/// Everything a target's run is decided by, found with reads only: its options, the plan and
+/// its state file.
 pub(crate) struct Prepared {
     pub opts: Options,
     plan: Plan,
     state: State,
-    pub needs: Needs,
 }
 
-/// Options, plan, state, the selected steps and what the web UI's steps refuse: reads only,
-/// nothing on the machine changes. The options' summary goes to `io` (stdout, or stderr with
-/// `--format json`).
-pub(crate) fn prepare(
-    cli: Cli,
-    host: &dyn Host,
-    bundle: &Bundle,
-    io: &mut Io,
-) -> Result<Prepared, Error> {
+/// Options, plan and state: reads only, nothing on the machine changes. The options' summary
+/// goes to `io` (stdout, or stderr with `--format json`).
+pub(crate) fn prepare(cli: Cli, host: &dyn Host, io: &mut Io) -> Result<Prepared, Error> {
     let (opts, loaded) = Options::resolve(cli, host)?;
     let summary = opts.summary();
     match opts.format {
@@ -122,15 +116,37 @@ pub(crate) fn prepare(
     .ok();
     let plan = Plan::build(&opts, &loaded, host, io.err)?;
     let state = State::load(host).map_err(|e| Error::Other(e.0))?;
-    let eng = Engine::new(host, &opts, &plan, state.clone(), bundle);
-    let steps = selected(&eng, &plan, &opts);
+    Ok(Prepared { opts, plan, state })
+}
+
+/// A prepared target with its engine (one per target and run: what it finds, such as the
+/// packages a removal takes, it finds once), the steps that apply, and what it would need
+/// asked.
+pub(crate) struct Staged<'a> {
+    prepared: &'a Prepared,
+    host: &'a dyn Host,
+    eng: Engine<'a>,
+    steps: Vec<&'a Step>,
+    pub needs: Needs,
+}
+
+/// The engine, the selected steps, what the web UI's steps refuse, what would be asked:
+/// reads only.
+pub(crate) fn stage<'a>(
+    prepared: &'a Prepared,
+    host: &'a dyn Host,
+    bundle: &'a Bundle,
+) -> Result<Staged<'a>, Error> {
+    let Prepared { opts, plan, state } = prepared;
+    let eng = Engine::new(host, opts, plan, state.clone(), bundle);
+    let steps = selected(&eng, plan, opts);
     webapp_preflight(&eng, &steps)?;
-    let needs = Needs::of(&opts, host, &plan.recipe.recipe, &steps);
-    drop(eng);
-    Ok(Prepared {
-        opts,
-        plan,
-        state,
+    let needs = Needs::of(opts, host, &plan.recipe.recipe, &steps);
+    Ok(Staged {
+        prepared,
+        host,
+        eng,
+        steps,
         needs,
     })
 }
@@ -177,24 +193,24 @@ impl Done {
 
 /// The loop on one target: check only (dry run), or apply, with the secrets it needs.
 pub(crate) fn execute(
-    prepared: Prepared,
-    host: &dyn Host,
+    staged: Staged,
     given: &Given,
-    bundle: &Bundle,
     reporter: &Reporter,
     label: &str,
 ) -> Result<Done, Error> {
-    let Prepared {
-        opts, plan, state, ..
-    } = prepared;
+    let Staged {
+        prepared: Prepared { opts, plan, .. },
+        host,
+        eng,
+        steps,
+        ..
+    } = staged;
     let mode = if opts.dry_run {
         Mode::Check
     } else {
         Mode::Apply
     };
-    let eng = Engine::new(host, &opts, &plan, state, bundle);
-    let steps = selected(&eng, &plan, &opts);
-    let secrets = Secrets::resolve(&opts, host, &plan.recipe.recipe, &steps, mode, given)?;
+    let secrets = Secrets::resolve(opts, host, &plan.recipe.recipe, &steps, mode, given)?;
     let eng = eng.with_secrets(secrets);
     let style = Style { color: opts.color };
     let progress = (mode == Mode::Apply).then(|| reporter.target(label, steps.len()));
@@ -216,7 +232,7 @@ pub(crate) fn execute(
     };
     drop(eng);
     Ok(Done {
-        opts,
+        opts: opts.clone(),
         mode,
         report,
         failure: ran.failure,

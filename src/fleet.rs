@@ -9,18 +9,19 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{mpsc, Condvar, Mutex, OnceLock};
 use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::app::{self, Done, Io, Prepared};
+use crate::app::{self, Done, Io};
 use crate::cli::{Cli, Format};
 use crate::controller::Bundle;
 use crate::error::Error;
 use crate::executor::Mode;
 use crate::host::ssh::{SshHost, SshSettings, Target};
 use crate::host::Host;
+use crate::options::Options;
 use crate::progress::{prefixed, Reporter};
 use crate::report::{self, Report};
 use crate::secrets::{Given, Needs};
@@ -139,128 +140,178 @@ struct Document<'a> {
     total: Total,
 }
 
-/// What planning a target left: its connection, its plan (or why there is none), and the
-/// output of its planning (the options' summary, notes).
-struct Planned<'h> {
-    host: Option<BoxedHost<'h>>,
-    prepared: Result<Prepared, Error>,
+/// How one target's run ended: its buffered output (the options' summary), its result (or
+/// why there is none), its own wall time and its SSH round trips.
+struct Outcome {
     out: Vec<u8>,
-    err: Vec<u8>,
-    /// Wall time of this target: connecting and planning, then changing (not the time it
-    /// waited for the others in between).
+    result: Result<Done, Error>,
     seconds: f64,
+    trips: Option<u64>,
 }
 
-/// A target after its run: what planning left, how the run ended (None when it could not
-/// start), and its SSH round trips.
-type Finished<'h> = (Planned<'h>, Option<Result<Done, Error>>, Option<u64>);
+/// What a target tells the controller once planned: what it would need asked (and its
+/// options), or nothing when it failed; and the notes of its planning.
+struct Planned {
+    index: usize,
+    ready: Option<(Needs, Options)>,
+    notes: Vec<u8>,
+}
 
-/// Run `cli` on the targets `labels`, each reached through `connect`.
+/// At most N targets work at once (connecting and planning, or changing); one waiting for the
+/// others between the two holds none.
+struct Permits {
+    free: Mutex<usize>,
+    freed: Condvar,
+}
+
+impl Permits {
+    fn new(n: usize) -> Permits {
+        Permits {
+            free: Mutex::new(n.max(1)),
+            freed: Condvar::new(),
+        }
+    }
+
+    fn acquire(&self) -> Permit<'_> {
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        while *free == 0 {
+            free = self.freed.wait(free).unwrap_or_else(|e| e.into_inner());
+        }
+        *free -= 1;
+        Permit(self)
+    }
+}
+
+struct Permit<'a>(&'a Permits);
+
+/// What the controller settled, once, for every target's thread to wait for: `Some` to go on
+/// with these secrets, `None` when it refused and no target changes anything.
+struct Settled {
+    value: OnceLock<Option<Given>>,
+    set: Mutex<bool>,
+    done: Condvar,
+}
+
+impl Settled {
+    fn new() -> Settled {
+        Settled {
+            value: OnceLock::new(),
+            set: Mutex::new(false),
+            done: Condvar::new(),
+        }
+    }
+
+    fn publish(&self, given: Option<Given>) {
+        self.value.set(given).ok();
+        *self.set.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.done.notify_all();
+    }
+
+    fn wait(&self) -> Option<&Given> {
+        let mut set = self.set.lock().unwrap_or_else(|e| e.into_inner());
+        while !*set {
+            set = self.done.wait(set).unwrap_or_else(|e| e.into_inner());
+        }
+        self.value.get().and_then(Option::as_ref)
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        *self.0.free.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        self.0.freed.notify_one();
+    }
+}
+
+/// Run `cli` on the targets `labels`, each reached through `connect`: one thread per target
+/// for the whole run (its connection and its engine live from planning to changing), at most
+/// `--parallel` of them working at once.
 pub fn run<'h>(
     cli: Cli,
     labels: Vec<String>,
     connect: Connect<'_, 'h>,
     io: &mut Io,
 ) -> Result<u8, Error> {
-    let parallel = usize::from(cli.parallel);
     let format = cli.format;
     let dry_run = cli.dry_run;
     let action = cli.action;
     // The collector binary to install, read (once) on this machine for every target.
     let bundle = &Bundle::new(cli.collector_bin.as_deref());
-
-    // 1. Connect and plan every target: reads only.
-    let planned: Vec<Planned<'h>> = parallel_map(parallel, labels.clone(), |_, label| {
-        let started = Instant::now();
-        let (mut out, mut err) = (Vec::new(), Vec::new());
-        let (host, prepared) = match connect(&label) {
-            Err(e) => (None, Err(Error::Other(e))),
-            Ok(host) => {
-                let mut tio = Io {
-                    out: &mut out,
-                    err: &mut err,
-                };
-                let prepared = app::prepare(cli.clone(), host.as_ref(), bundle, &mut tio);
-                (Some(host), prepared)
-            }
-        };
-        Planned {
-            host,
-            prepared,
-            out,
-            err,
-            seconds: started.elapsed().as_secs_f64(),
+    let permits = &Permits::new(usize::from(cli.parallel));
+    // What the controller settled (None: it refused, and no target changes anything).
+    let settled = &Settled::new();
+    let io = Mutex::new(io);
+    let lines = |text: &str| {
+        if let Ok(mut io) = io.lock() {
+            writeln!(io.err, "{text}").ok();
         }
+    };
+    let reporter = &Reporter::for_run(
+        format,
+        crate::options::interactive(format),
+        cli.verbose,
+        &lines,
+    );
+    let cli = &cli;
+    let (tx, rx) = mpsc::channel::<Planned>();
+    let (outcomes, settling) = std::thread::scope(|scope| {
+        let threads: Vec<_> = labels
+            .iter()
+            .enumerate()
+            .map(|(index, label)| {
+                let tx = tx.clone();
+                scope.spawn(move || {
+                    run_target(
+                        cli, index, label, connect, bundle, permits, settled, reporter, tx,
+                    )
+                })
+            })
+            .collect();
+        drop(tx);
+        // Every target planned (or failed), then settle once, before any changes.
+        let mut planned: Vec<Planned> = rx.iter().collect();
+        planned.sort_by_key(|p| p.index);
+        let mut io = io.lock().unwrap_or_else(|e| e.into_inner());
+        for p in &planned {
+            if !p.notes.is_empty() {
+                let text = String::from_utf8_lossy(&p.notes);
+                let prefix = format!("[{}] ", labels[p.index]);
+                writeln!(io.err, "{}", prefixed(&prefix, text.trim_end())).ok();
+            }
+        }
+        let ready: Vec<&(Needs, Options)> =
+            planned.iter().filter_map(|p| p.ready.as_ref()).collect();
+        let settling = match ready.first() {
+            Some((_, opts)) => {
+                let needs = ready.iter().fold(Needs::default(), |n, (m, _)| n.any(*m));
+                app::settle(opts, needs, &mut io)
+            }
+            None => Ok(Given::default()),
+        };
+        drop(io);
+        let (given, settling) = match settling {
+            Ok(given) => (Some(given), Ok(())),
+            Err(e) => (None, Err(e)),
+        };
+        settled.publish(given);
+        let outcomes: Vec<Outcome> = threads
+            .into_iter()
+            .map(|t| t.join().expect("a target's thread panicked"))
+            .collect();
+        (outcomes, settling)
     });
-    for (label, p) in labels.iter().zip(&planned) {
-        if !p.err.is_empty() {
-            let text = String::from_utf8_lossy(&p.err);
-            writeln!(
-                io.err,
-                "{}",
-                prefixed(&format!("[{label}] "), text.trim_end())
-            )
-            .ok();
-        }
-    }
-
-    // 2. Once, before any target changes: the passwords given, the confirmation, the
-    //    passwords asked for.
-    let ready: Vec<&Prepared> = planned
-        .iter()
-        .filter_map(|p| p.prepared.as_ref().ok())
-        .collect();
-    let given = match ready.first() {
-        Some(first) => {
-            let needs = ready.iter().fold(Needs::default(), |n, p| n.any(p.needs));
-            app::settle(&first.opts, needs, io)?
-        }
-        None => Given::default(),
-    };
-
-    // 3. Check or change every planned target.
-    let opts_of_first = ready.first().map(|p| p.opts.clone());
-    drop(ready);
-    let finished: Vec<Finished<'h>> = {
-        let sink = Mutex::new(&mut *io.err);
-        let lines = |text: &str| {
-            if let Ok(mut err) = sink.lock() {
-                writeln!(err, "{text}").ok();
-            }
-        };
-        let reporter = opts_of_first.as_ref().map(|o| Reporter::new(o, &lines));
-        let given = &given;
-        let work: Vec<(String, Planned<'h>)> = labels.iter().cloned().zip(planned).collect();
-        parallel_map(parallel, work, |_, (label, mut p)| {
-            let prepared = std::mem::replace(&mut p.prepared, Err(Error::Other(String::new())));
-            let (done, trips) = match (prepared, p.host.as_deref(), &reporter) {
-                (Ok(prepared), Some(host), Some(reporter)) => {
-                    // Its own time: planning, and changing from when the changes began.
-                    let began = Instant::now();
-                    let done = app::execute(prepared, host, given, bundle, reporter, &label);
-                    p.seconds += began.elapsed().as_secs_f64();
-                    (Some(done), host.round_trips())
-                }
-                (Err(e), host, _) => {
-                    p.prepared = Err(e);
-                    (None, host.and_then(|h| h.round_trips()))
-                }
-                _ => (None, None),
-            };
-            // Close the connection on this thread, now.
-            p.host = None;
-            (p, done, trips)
-        })
-    };
+    settling?;
+    let io = io.into_inner().unwrap_or_else(|e| e.into_inner());
 
     // 4. Report every target, then the total.
     let mut results = Vec::new();
     let mut blocks = Vec::new();
-    for (label, (planned, done, trips)) in labels.iter().zip(finished) {
-        let seconds = planned.seconds;
-        let mut block = planned.out;
-        let (report, outcome) = match (planned.prepared, done) {
-            (_, Some(Ok(done))) => {
+    for (label, target) in labels.iter().zip(outcomes) {
+        let seconds = target.seconds;
+        let trips = target.trips;
+        let mut block = target.out;
+        let (report, outcome) = match target.result {
+            Ok(done) => {
                 let mut tio = Io {
                     out: &mut block,
                     err: &mut std::io::sink(),
@@ -271,8 +322,7 @@ pub fn run<'h>(
                 let report = done.report.clone();
                 (Some(report), done.exit())
             }
-            (_, Some(Err(e))) | (Err(e), None) => (None, Err(e)),
-            (Ok(_), None) => (None, Err(Error::Other("not run".into()))),
+            Err(e) => (None, Err(e)),
         };
         let (ok, exit_code, error) = match &outcome {
             Ok(code) => (true, *code, None),
@@ -357,6 +407,120 @@ pub fn run<'h>(
     Ok(exit_code(&results))
 }
 
+/// One target's whole run on its own thread: connect and plan (holding a permit), tell the
+/// controller, wait for it to settle, then check or change (holding a permit again).
+#[allow(clippy::too_many_arguments)]
+fn run_target<'h>(
+    cli: &Cli,
+    index: usize,
+    label: &str,
+    connect: Connect<'_, 'h>,
+    bundle: &Bundle,
+    permits: &Permits,
+    settled: &Settled,
+    reporter: &Reporter,
+    tx: mpsc::Sender<Planned>,
+) -> Outcome {
+    let started = Instant::now();
+    let (mut out, mut notes) = (Vec::new(), Vec::new());
+    let permit = permits.acquire();
+    let host = match connect(label) {
+        Ok(host) => host,
+        Err(e) => {
+            drop(permit);
+            let seconds = started.elapsed().as_secs_f64();
+            tx.send(Planned {
+                index,
+                ready: None,
+                notes,
+            })
+            .ok();
+            return Outcome {
+                out,
+                result: Err(Error::Other(e)),
+                seconds,
+                trips: None,
+            };
+        }
+    };
+    let host = host.as_ref();
+    let prepared = {
+        let mut tio = Io {
+            out: &mut out,
+            err: &mut notes,
+        };
+        app::prepare(cli.clone(), host, &mut tio)
+    };
+    let staged = prepared
+        .as_ref()
+        .map_err(|e| Error::Other(e.to_string()))
+        .and_then(|p| app::stage(p, host, bundle));
+    let mut seconds = started.elapsed().as_secs_f64();
+    drop(permit);
+    let staged = match (prepared.as_ref(), staged) {
+        (Ok(p), Ok(staged)) => {
+            tx.send(Planned {
+                index,
+                ready: Some((staged.needs, p.opts.clone())),
+                notes,
+            })
+            .ok();
+            staged
+        }
+        (Err(_), _) => {
+            tx.send(Planned {
+                index,
+                ready: None,
+                notes,
+            })
+            .ok();
+            let result = prepared.map(|_| unreachable!("planning failed"));
+            return Outcome {
+                out,
+                result,
+                seconds,
+                trips: host.round_trips(),
+            };
+        }
+        (Ok(_), Err(e)) => {
+            tx.send(Planned {
+                index,
+                ready: None,
+                notes,
+            })
+            .ok();
+            return Outcome {
+                out,
+                result: Err(e),
+                seconds,
+                trips: host.round_trips(),
+            };
+        }
+    };
+    drop(tx);
+    let Some(given) = settled.wait() else {
+        let result = Err(Error::Other(
+            "not run: the run stopped before any change".into(),
+        ));
+        return Outcome {
+            out,
+            result,
+            seconds,
+            trips: host.round_trips(),
+        };
+    };
+    let _permit = permits.acquire();
+    let began = Instant::now();
+    let result = app::execute(staged, given, reporter, label);
+    seconds += began.elapsed().as_secs_f64();
+    Outcome {
+        out,
+        result,
+        seconds,
+        trips: host.round_trips(),
+    }
+}
+
 /// 0 when every target succeeded (3 with pending changes under `--detailed-exitcode`); when
 /// some failed, their common exit code if they share one and all failed, else 1.
 fn exit_code(results: &[TargetResult]) -> u8 {
@@ -375,51 +539,29 @@ fn exit_code(results: &[TargetResult]) -> u8 {
     }
 }
 
-/// `f` over `items` on at most `n` threads; the results in the order of `items`.
-fn parallel_map<T: Send, R: Send>(
-    n: usize,
-    items: Vec<T>,
-    f: impl Fn(usize, T) -> R + Sync,
-) -> Vec<R> {
-    let len = items.len();
-    let queue = Mutex::new(items.into_iter().enumerate());
-    let results: Mutex<Vec<Option<R>>> = Mutex::new((0..len).map(|_| None).collect());
-    std::thread::scope(|scope| {
-        for _ in 0..n.clamp(1, len.max(1)) {
-            scope.spawn(|| loop {
-                let next = queue.lock().expect("queue").next();
-                let Some((i, item)) = next else { break };
-                let r = f(i, item);
-                results.lock().expect("results")[i] = Some(r);
-            });
-        }
-    });
-    results
-        .into_inner()
-        .expect("results")
-        .into_iter()
-        .map(|r| r.expect("every item ran"))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn parallel_map_keeps_order_and_bounds_threads() {
-        let running = std::sync::atomic::AtomicUsize::new(0);
-        let most = std::sync::atomic::AtomicUsize::new(0);
-        let out = parallel_map(3, (0..20).collect(), |i, x: usize| {
-            let now = running.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-            most.fetch_max(now, std::sync::atomic::Ordering::SeqCst);
-            std::thread::yield_now();
-            running.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-            assert_eq!(i, x);
-            x * 2
+    fn permits_bound_how_many_work_at_once() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let permits = Permits::new(3);
+        let (running, most) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        std::thread::scope(|s| {
+            for _ in 0..12 {
+                s.spawn(|| {
+                    let _p = permits.acquire();
+                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    std::thread::yield_now();
+                    running.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
         });
-        assert_eq!(out, (0..20).map(|x| x * 2).collect::<Vec<_>>());
-        assert!(most.load(std::sync::atomic::Ordering::SeqCst) <= 3);
+        let most = most.load(Ordering::SeqCst);
+        assert!((1..=3).contains(&most), "{most}");
+        assert_eq!(*permits.free.lock().unwrap(), 3, "every permit back");
     }
 
     #[test]

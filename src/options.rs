@@ -87,9 +87,7 @@ impl Options {
                     && std::io::stderr().is_terminal()
             }
         };
-        let interactive = cli.format == Format::Human
-            && std::io::stdin().is_terminal()
-            && std::io::stderr().is_terminal();
+        let interactive = interactive(cli.format);
         let manager = service_manager(cli.service_manager, host);
         let loaded = recipe::load(distro, cli.recipes.as_deref())?;
         let webapp = web_ui(cli.webapp, &loaded)?;
@@ -164,6 +162,11 @@ impl Options {
         }
         Ok(Some(Secret::new(pw)))
     }
+}
+
+/// Prompts and progress bars are allowed: human output, stdin and stderr are terminals.
+pub fn interactive(format: Format) -> bool {
+    format == Format::Human && std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
 }
 
 /// The flags checked on their own: the web UI user, the collector binary, the snapshot's

@@ -24,12 +24,22 @@ pub struct Reporter<'a> {
 
 impl<'a> Reporter<'a> {
     pub fn new(opts: &Options, lines: Lines<'a>) -> Reporter<'a> {
-        let multi = (opts.interactive && opts.format == Format::Human)
+        Reporter::for_run(opts.format, opts.interactive, opts.verbose, lines)
+    }
+
+    /// For a run in `format`, on a terminal or not (`interactive`), with `-v`s.
+    pub fn for_run(
+        format: Format,
+        interactive: bool,
+        verbose: u8,
+        lines: Lines<'a>,
+    ) -> Reporter<'a> {
+        let multi = (interactive && format == Format::Human)
             .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
         Reporter {
             multi,
-            json: opts.format == Format::Json,
-            verbose: opts.verbose > 0,
+            json: format == Format::Json,
+            verbose: verbose > 0,
             lines,
         }
     }
