@@ -80,7 +80,7 @@ fn browse(base: &str, expect: &Expect, chromedriver: &Path, chromium: &Path) {
     // The filter form: a classification glob.
     let input = b.find("input[name=classification]");
     b.type_into(&input, "org.clearlinux/hello/*");
-    b.click(&b.find("form.filters button[type=submit]"));
+    b.click_to_navigate(&b.find("form.filters button[type=submit]"));
     assert!(
         b.url()
             .contains("classification=org.clearlinux%2Fhello%2F*"),

@@ -220,6 +220,33 @@ impl Browser {
         );
     }
 
+    /// Click an element that navigates (a form's submit button) and wait until the browser
+    /// has left `self.url()` and loaded the new page: a click returns once dispatched, and
+    /// under load the navigation may not have begun.
+    pub fn click_to_navigate(&self, element: &str) {
+        let before = self.url();
+        self.click(element);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let ready = self.url() != before && {
+                let state = self.cmd(
+                    "POST",
+                    "/execute/sync",
+                    Some(json!({"script": "return document.readyState", "args": []})),
+                );
+                state.as_str() == Some("complete")
+            };
+            if ready {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no navigation from {before} within 30 s of the click"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// Saves a PNG of the viewport to `path`.
     pub fn screenshot(&self, path: &Path) {
         let b64 = self.cmd("GET", "/screenshot", None);
