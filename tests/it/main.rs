@@ -31,6 +31,7 @@ mod shims;
 mod shims_support;
 mod ssh_host;
 mod ssh_support;
+mod target_watch;
 mod targets;
 mod tls;
 mod uninstall;
