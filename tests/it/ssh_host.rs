@@ -241,6 +241,31 @@ fn commands_files_and_uploads_through_the_agent() {
     let Some(t) = SshTarget::start("agent") else {
         return;
     };
+    // Something else at the collector's path (a machine the operator has used): no greeting,
+    // so every command has its own session, and works.
+    let other = "/usr/local/sbin/not-the-collector";
+    let out = t.sb.sh(&format!(
+        "printf '#!/bin/sh\\necho hello from something else\\n' > {other} && chmod 755 {other}"
+    ));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let settings = telem_deploy::host::ssh::SshSettings {
+        batch_mode: true,
+        probe: other.into(),
+        agent: true,
+        ..telem_deploy::host::ssh::SshSettings::with_options(t.options())
+    };
+    let host = telem_deploy::host::ssh::SshHost::connect(t.target.clone(), settings).unwrap();
+    assert_eq!(run_ok(&host, &["echo", "still"]), "still\n");
+    assert!(
+        !host.uses_agent(),
+        "a program that does not greet is no agent"
+    );
+    drop(host);
+
     // The agent's collector elsewhere than where `uploads` installs one.
     let (_, collector) = crate::e2e_support::binaries();
     t.sb.copy_in(&collector, "/usr/local/sbin/").unwrap();

@@ -179,14 +179,9 @@ impl SshHost {
             return Ok(out);
         }
         let wrapped = script::wrap(&script.body, &self.marker);
-        // Reconnects on its own (`auto`) when the master has gone (idle, or a lost link).
-        let persist = format!("ControlPersist={}", self.settings.persist_secs);
         self.round_trips.fetch_add(1, Ordering::Relaxed);
         let out = self
-            .ssh(
-                &["-o", "ControlMaster=auto", "-o", &persist, "-T"],
-                Some(&wrapped),
-            )
+            .session(&wrapped)
             .stdin_bytes(script.stdin.clone())
             .stdout_capture()
             .stderr_capture()
@@ -201,6 +196,16 @@ impl SshHost {
             }),
             None => Err(HostError(explain_lost(&self.target, &out.stderr))),
         }
+    }
+
+    /// `ssh` running `remote` in a session over the master connection, which reconnects on
+    /// its own (`auto`) when the master has gone (idle, or a lost link).
+    fn session(&self, remote: &str) -> duct::Expression {
+        let persist = format!("ControlPersist={}", self.settings.persist_secs);
+        self.ssh(
+            &["-o", "ControlMaster=auto", "-o", &persist, "-T"],
+            Some(remote),
+        )
     }
 
     /// Whether commands go to the target's agent: `agent` in the settings, and its collector
@@ -233,12 +238,7 @@ impl SshHost {
         };
         if ask {
             self.round_trips.fetch_add(1, Ordering::Relaxed);
-            let remote = format!("exec {} agent", quote(&self.settings.probe)?);
-            let persist = format!("ControlPersist={}", self.settings.persist_secs);
-            let expr = self.ssh(
-                &["-o", "ControlMaster=auto", "-o", &persist, "-T"],
-                Some(&remote),
-            );
+            let expr = self.session(&format!("exec {} agent", quote(&self.settings.probe)?));
             *state = match agent::Agent::start(expr, &self.dir.0.join("agent.log")) {
                 Some(a) => AgentState::Running(Box::new(a)),
                 None => AgentState::Absent(trips + 1),
