@@ -42,6 +42,9 @@ pub fn run_cli(cli: Cli, host: &dyn Host, io: &mut Io) -> Result<u8, Error> {
     let format = cli.format;
     let mut reported = false;
     let result = match crate::fleet::targets(&cli) {
+        Ok(None) if cli.inventory.is_some() => {
+            crate::fleet::inventory::run(cli, io).inspect(|_| reported = true)
+        }
         Ok(None) => run(cli, host, io, &mut reported),
         Ok(Some(targets)) => crate::fleet::run_ssh(cli, targets, io).inspect(|_| reported = true),
         Err(e) => Err(e),
@@ -117,6 +120,11 @@ pub(crate) fn prepare(cli: Cli, host: &dyn Host, io: &mut Io) -> Result<Prepared
     let plan = Plan::build(&opts, &loaded, host, io.err)?;
     let state = State::load(host).map_err(|e| Error::Other(e.0))?;
     Ok(Prepared { opts, plan, state })
+}
+
+/// The database password the prepared target's collector config holds (reads only).
+pub(crate) fn stored_password(prepared: &Prepared, host: &dyn Host) -> Option<crate::secret::Secret> {
+    crate::password::stored(host, &prepared.plan.recipe.recipe.collector.config)
 }
 
 /// A prepared target with its engine (one per target and run: what it finds, such as the

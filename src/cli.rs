@@ -42,7 +42,7 @@ pub struct Cli {
     pub distro: Option<Distro>,
 
     /// Domain name nginx serves (also used for the health check's Host header).
-    #[arg(short = 'H', long = "host", value_name = "DOMAIN", required = true)]
+    #[arg(short = 'H', long = "host", value_name = "DOMAIN", required_unless_present = "inventory")]
     pub host: Option<String>,
 
     /// Repository of the optional legacy web UI snapshot.
@@ -184,6 +184,25 @@ pub struct Cli {
         help_heading = "Remote machines"
     )]
     pub ssh_option: Vec<String>,
+
+    /// Provision the machines of an inventory (YAML): the domain, and hosts with their SSH
+    /// target, private address and roles (db, standby, collector, balancer), in order: the
+    /// database first, then the standby, the collectors and the balancer.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["target", "targets_file"], help_heading = "Remote machines")]
+    pub inventory: Option<PathBuf>,
+
+    /// Only these hosts of the inventory (by name); repeatable.
+    #[arg(long, value_name = "HOST", requires = "inventory", help_heading = "Remote machines")]
+    pub limit: Vec<String>,
+
+    /// `deploy` and `restart` of an inventory: change at most N collectors at once, so the
+    /// others keep serving [default: all at once; 1 with a balancer].
+    #[arg(long, value_name = "N", requires = "inventory", value_parser = clap::value_parser!(u16).range(1..=256), help_heading = "Remote machines")]
+    pub serial: Option<u16>,
+
+    /// The machine's part in an inventory (set by --inventory for each host, never a flag).
+    #[arg(skip)]
+    pub placement: Option<crate::inventory::Placement>,
 
     /// How many targets are planned and changed at once.
     #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256), help_heading = "Remote machines")]

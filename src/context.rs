@@ -36,6 +36,7 @@ pub fn vars(recipe: &Recipe, opts: &Options, tls: bool) -> tera::Context {
     ctx.insert("collector", &recipe.collector);
     ctx.insert("webapp", &recipe.webapp);
     ctx.insert("ui_auth", &opts.ui_auth.is_some());
+    crate::inventory::insert_vars(&mut ctx, opts.placement.as_ref());
     let recipe_index = recipe.webapp.as_ref().map(|w| w.pip_index_url.clone());
     ctx.insert(
         "pip_index_url",

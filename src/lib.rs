@@ -23,6 +23,7 @@ pub(crate) mod executor;
 pub(crate) mod failure;
 pub mod fleet;
 pub(crate) mod htpasswd;
+pub mod inventory;
 pub(crate) mod options;
 pub(crate) mod password;
 pub(crate) mod plan;

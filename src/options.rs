@@ -60,6 +60,17 @@ pub struct Options {
     pub color: bool,
     /// stdin and stderr are terminals (prompts and progress bars are allowed).
     pub interactive: bool,
+    /// The machine's part in an inventory; `None`: the whole backend on this one machine.
+    pub placement: Option<crate::inventory::Placement>,
+}
+
+impl Options {
+    /// This machine's roles (db and collector without an inventory).
+    pub fn roles(&self) -> crate::inventory::Roles {
+        self.placement
+            .as_ref()
+            .map_or(crate::inventory::Roles::SINGLE, |p| p.roles)
+    }
 }
 
 impl Options {
@@ -91,6 +102,25 @@ impl Options {
         let manager = service_manager(cli.service_manager, host);
         let loaded = recipe::load(distro, cli.recipes.as_deref())?;
         let webapp = web_ui(cli.webapp, &loaded)?;
+        if let Some(p) = &cli.placement {
+            let split = p.roles != crate::inventory::Roles::SINGLE;
+            if split && !matches!(distro, Distro::Debian | Distro::Ubuntu) {
+                return Err(Error::Usage(format!(
+                    "{}: the roles {} on {}: only the debian and ubuntu recipes split a backend over several machines so far (one host with db and collector works everywhere)",
+                    p.name,
+                    p.roles.describe(),
+                    distro.as_str()
+                )));
+            }
+        }
+        if let (Some(p), true) = (&cli.placement, webapp) {
+            if p.roles != crate::inventory::Roles::SINGLE {
+                return Err(Error::Usage(format!(
+                    "{}: the legacy web UI (--webapp) runs only on a host with both the db and collector roles",
+                    p.name
+                )));
+            }
+        }
         let opts = Options {
             action: cli.action,
             distro,
@@ -118,6 +148,7 @@ impl Options {
             verbose: cli.verbose,
             color,
             interactive,
+            placement: cli.placement,
         };
         Ok((opts, loaded))
     }
@@ -326,7 +357,7 @@ fn check_ui_user(user: &str) -> Result<(), Error> {
 }
 
 /// A name nginx accepts in `server_name` and that is safe inside a config file.
-fn check_domain(domain: &str) -> Result<(), Error> {
+pub(crate) fn check_domain(domain: &str) -> Result<(), Error> {
     let valid_label = |l: &str| {
         !l.is_empty()
             && l.len() <= 63

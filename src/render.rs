@@ -11,7 +11,7 @@ use tera::{Tera, Value};
 use crate::error::Error;
 
 /// The templates recipes may name.
-pub const TEMPLATE_NAMES: [&str; 7] = [
+pub const TEMPLATE_NAMES: [&str; 9] = [
     "nginx.conf.tera",
     "uwsgi.ini.tera",
     "collector.toml.tera",
@@ -19,9 +19,11 @@ pub const TEMPLATE_NAMES: [&str; 7] = [
     "htpasswd.tera",
     "uwsgi-emperor.service.tera",
     "selinux-uwsgi.cil.tera",
+    "balancer.conf.tera",
+    "db-ca.pem.tera",
 ];
 
-const EMBEDDED: [(&str, &str); 7] = [
+const EMBEDDED: [(&str, &str); 9] = [
     (
         "nginx.conf.tera",
         include_str!("../templates/nginx.conf.tera"),
@@ -47,6 +49,11 @@ const EMBEDDED: [(&str, &str); 7] = [
         "selinux-uwsgi.cil.tera",
         include_str!("../templates/selinux-uwsgi.cil.tera"),
     ),
+    (
+        "balancer.conf.tera",
+        include_str!("../templates/balancer.conf.tera"),
+    ),
+    ("db-ca.pem.tera", include_str!("../templates/db-ca.pem.tera")),
 ];
 
 pub struct Templates {

@@ -271,6 +271,19 @@ impl<'a> Engine<'a> {
             Condition::Available(name) => self.facts.available(name),
             Condition::Not(inner) => !self.holds(inner),
             Condition::TlsManaged => self.tls_material.is_some(),
+            Condition::Db => self.opts.roles().db,
+            Condition::Standby => self.opts.roles().standby,
+            Condition::Postgres => self.opts.roles().db || self.opts.roles().standby,
+            Condition::Collector => self.opts.roles().collector,
+            Condition::Balancer => self.opts.roles().balancer,
+            Condition::Nginx => self.opts.roles().collector || self.opts.roles().balancer,
+            Condition::DbRemote => self.opts.roles().collector && !self.opts.roles().db,
+            Condition::DbClients => self.opts.roles().db
+                && self
+                    .opts
+                    .placement
+                    .as_ref()
+                    .is_some_and(|p| !p.db_clients().is_empty()),
         }
     }
 

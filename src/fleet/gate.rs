@@ -64,6 +64,61 @@ impl Settled {
     }
 }
 
+/// The order of an inventory's waves: a target changes only once every target of the earlier
+/// waves is done, and not at all when one of them failed; within a wave, at most its `serial`
+/// at once.
+pub(super) struct Waves {
+    left: Mutex<Vec<(usize, Vec<String>)>>,
+    done: Condvar,
+    serial: Vec<Permits>,
+}
+
+impl Waves {
+    /// `waves[i]`: the wave of target i; `serial[w]`: how many of wave w change at once.
+    pub(super) fn new(waves: &[usize], serial: impl Fn(usize) -> usize) -> Waves {
+        let count = waves.iter().max().map_or(0, |m| m + 1);
+        let mut left = vec![(0, Vec::new()); count];
+        for w in waves {
+            left[*w].0 += 1;
+        }
+        Waves {
+            left: Mutex::new(left),
+            done: Condvar::new(),
+            serial: (0..count).map(|w| Permits::new(serial(w))).collect(),
+        }
+    }
+
+    /// Wait until every earlier wave is done: `Ok` with a permit of this wave, or the targets
+    /// of earlier waves that failed.
+    pub(super) fn turn(&self, wave: usize) -> Result<Permit<'_>, Vec<String>> {
+        let mut left = self.left.lock().unwrap_or_else(|e| e.into_inner());
+        while left[..wave].iter().any(|(n, _)| *n > 0) {
+            left = self.done.wait(left).unwrap_or_else(|e| e.into_inner());
+        }
+        let failed: Vec<String> = left[..wave]
+            .iter()
+            .flat_map(|(_, f)| f.iter().cloned())
+            .collect();
+        drop(left);
+        if failed.is_empty() {
+            Ok(self.serial[wave].acquire())
+        } else {
+            Err(failed)
+        }
+    }
+
+    /// A target of `wave` is done (`ok`, or failed).
+    pub(super) fn finish(&self, wave: usize, label: &str, ok: bool) {
+        let mut left = self.left.lock().unwrap_or_else(|e| e.into_inner());
+        left[wave].0 -= 1;
+        if !ok {
+            left[wave].1.push(label.to_owned());
+        }
+        drop(left);
+        self.done.notify_all();
+    }
+}
+
 impl Drop for Permit<'_> {
     fn drop(&mut self) {
         *self.0.free.lock().unwrap_or_else(|e| e.into_inner()) += 1;
@@ -94,5 +149,35 @@ mod tests {
         let most = most.load(Ordering::SeqCst);
         assert!((1..=3).contains(&most), "{most}");
         assert_eq!(*permits.free.lock().unwrap(), 3, "every permit back");
+    }
+
+    #[test]
+    fn a_wave_waits_for_the_earlier_ones_and_stops_after_a_failure() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        // Targets 0 (wave 0), 1 and 2 (wave 1), 3 (wave 2).
+        let waves = Waves::new(&[0, 1, 1, 2], |_| 8);
+        let order = Mutex::new(Vec::new());
+        let clock = AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for (i, w) in [(3usize, 2usize), (2, 1), (1, 1), (0, 0)] {
+                let (waves, order, clock) = (&waves, &order, &clock);
+                s.spawn(move || {
+                    let turn = waves.turn(w);
+                    let at = clock.fetch_add(1, Ordering::SeqCst);
+                    order.lock().unwrap().push((i, at, turn.is_ok()));
+                    drop(turn);
+                    // Target 2 fails: wave 2 must not run.
+                    waves.finish(w, &format!("t{i}"), i != 2);
+                });
+            }
+        });
+        let mut order = order.into_inner().unwrap();
+        order.sort();
+        let at = |i: usize| order[i].1;
+        assert!(at(0) < at(1) && at(0) < at(2), "{order:?}");
+        assert!(at(1) < at(3) && at(2) < at(3), "{order:?}");
+        assert!(order[0].2 && order[1].2 && order[2].2, "{order:?}");
+        assert!(!order[3].2, "wave 2 runs after a failure in wave 1: {order:?}");
+        assert_eq!(waves.turn(2).err().unwrap(), ["t2"]);
     }
 }

@@ -10,6 +10,7 @@
 
 mod document;
 mod gate;
+pub mod inventory;
 mod targets;
 
 use std::sync::{mpsc, Mutex};
@@ -23,8 +24,9 @@ use crate::host::ssh::{SshHost, SshSettings, Target};
 use crate::host::Host;
 use crate::options::Options;
 use crate::progress::{prefixed, Reporter};
+use crate::secret::Secret;
 use crate::secrets::{Given, Needs};
-use gate::{Permits, Settled};
+use gate::{Permits, Settled, Waves};
 pub use targets::targets;
 
 /// A target's machine, once connected; moved from the thread that planned it to the one that
@@ -65,8 +67,16 @@ struct Outcome {
 /// options), or nothing when it failed; and the notes of its planning.
 struct Planned {
     index: usize,
-    ready: Option<(Needs, Options)>,
+    ready: Option<Ready>,
     notes: Vec<u8>,
+}
+
+/// A planned target: what it would need asked, its options, and (for a shared password) the
+/// password its collector config holds.
+struct Ready {
+    needs: Needs,
+    opts: Options,
+    stored: Option<Secret>,
 }
 
 /// Run `cli` on the targets `labels`, each reached through `connect`: one thread per target
@@ -78,10 +88,67 @@ pub fn run<'h>(
     connect: Connect<'_, 'h>,
     io: &mut Io,
 ) -> Result<u8, Error> {
+    let jobs = labels
+        .into_iter()
+        .map(|label| Job {
+            label,
+            cli: cli.clone(),
+            wave: 0,
+        })
+        .collect();
+    run_jobs(
+        &cli,
+        Fleet {
+            jobs,
+            serial: Vec::new(),
+            shared_password: false,
+        },
+        connect,
+        io,
+    )
+}
+
+/// One machine of a run: its label, its own arguments (an inventory's host has its placement
+/// in them) and its wave.
+pub struct Job {
+    pub label: String,
+    pub cli: Cli,
+    pub wave: usize,
+}
+
+/// The machines of a run and how they take turns.
+pub struct Fleet {
+    pub jobs: Vec<Job>,
+    /// How many targets of wave i change at once (absent: all).
+    pub serial: Vec<usize>,
+    /// One database password for every target (an inventory's hosts share the database):
+    /// the given one, else the one a target's collector config holds, else one asked for or
+    /// generated once.
+    pub shared_password: bool,
+}
+
+/// Run the `fleet`; `cli` holds what is the run's (format, `--parallel`, the collector
+/// binary, the action).
+pub fn run_jobs<'h>(
+    cli: &Cli,
+    fleet: Fleet,
+    connect: Connect<'_, 'h>,
+    io: &mut Io,
+) -> Result<u8, Error> {
     let format = cli.format;
+    let Fleet {
+        jobs,
+        serial,
+        shared_password,
+    } = fleet;
+    let labels: Vec<String> = jobs.iter().map(|j| j.label.clone()).collect();
     // The collector binary to install, read (once) on this machine for every target.
     let bundle = &Bundle::new(cli.collector_bin.as_deref());
     let permits = &Permits::new(usize::from(cli.parallel));
+    let waves = &Waves::new(
+        &jobs.iter().map(|j| j.wave).collect::<Vec<_>>(),
+        |w| serial.get(w).copied().unwrap_or(usize::MAX),
+    );
     // What the controller settled (None: it refused, and no target changes anything).
     let settled = &Settled::new();
     let io = Mutex::new(io);
@@ -96,19 +163,24 @@ pub fn run<'h>(
         cli.verbose,
         &lines,
     );
-    let cli = &cli;
     let (tx, rx) = mpsc::channel::<Planned>();
+    let shared = Shared {
+        connect,
+        bundle,
+        permits,
+        waves,
+        settled,
+        reporter,
+        shared_password,
+    };
+    let shared = &shared;
     let (outcomes, settling) = std::thread::scope(|scope| {
-        let threads: Vec<_> = labels
+        let threads: Vec<_> = jobs
             .iter()
             .enumerate()
-            .map(|(index, label)| {
+            .map(|(index, job)| {
                 let tx = tx.clone();
-                scope.spawn(move || {
-                    run_target(
-                        cli, index, label, connect, bundle, permits, settled, reporter, tx,
-                    )
-                })
+                scope.spawn(move || run_target(job, index, shared, tx))
             })
             .collect();
         drop(tx);
@@ -123,15 +195,7 @@ pub fn run<'h>(
                 writeln!(io.err, "{}", prefixed(&prefix, text.trim_end())).ok();
             }
         }
-        let ready: Vec<&(Needs, Options)> =
-            planned.iter().filter_map(|p| p.ready.as_ref()).collect();
-        let settling = match ready.first() {
-            Some((_, opts)) => {
-                let needs = ready.iter().fold(Needs::default(), |n, (m, _)| n.any(*m));
-                app::settle(opts, needs, &mut io)
-            }
-            None => Ok(Given::default()),
-        };
+        let settling = settle(&planned, shared_password, &mut io);
         drop(io);
         let (given, settling) = match settling {
             Ok(given) => (Some(given), Ok(())),
@@ -149,23 +213,48 @@ pub fn run<'h>(
     Ok(document::write(&labels, outcomes, cli, io))
 }
 
+/// What every target's thread shares.
+struct Shared<'s, 'c, 'h> {
+    connect: Connect<'c, 'h>,
+    bundle: &'s Bundle,
+    permits: &'s Permits,
+    waves: &'s Waves,
+    settled: &'s Settled,
+    reporter: &'s Reporter<'s>,
+    shared_password: bool,
+}
+
+/// Once for all targets, on the controller: the passwords given, the confirmation, the
+/// prompts. With a shared password, the one password every target gets.
+fn settle(planned: &[Planned], shared_password: bool, io: &mut Io) -> Result<Given, Error> {
+    let ready: Vec<&Ready> = planned.iter().filter_map(|p| p.ready.as_ref()).collect();
+    let Some(first) = ready.first() else {
+        return Ok(Given::default());
+    };
+    let opts = &first.opts;
+    let mut needs = ready.iter().fold(Needs::default(), |n, r| n.any(r.needs));
+    let stored = ready.iter().find_map(|r| r.stored.clone());
+    if shared_password && stored.is_some() {
+        // Some target holds the password already: the others get that one.
+        needs.db_password = false;
+    }
+    let mut given = app::settle(opts, needs, io)?;
+    if shared_password && given.db.is_none() {
+        given.db = stored.or_else(|| given.prompted_db.take()).or_else(|| {
+            (needs.db_password && !opts.dry_run).then(crate::password::generate)
+        });
+    }
+    Ok(given)
+}
+
 /// One target's whole run on its own thread: connect and plan (holding a permit), tell the
-/// controller, wait for it to settle, then check or change (holding a permit again).
-#[allow(clippy::too_many_arguments)]
-fn run_target<'h>(
-    cli: &Cli,
-    index: usize,
-    label: &str,
-    connect: Connect<'_, 'h>,
-    bundle: &Bundle,
-    permits: &Permits,
-    settled: &Settled,
-    reporter: &Reporter,
-    tx: mpsc::Sender<Planned>,
-) -> Outcome {
+/// controller, wait for it to settle and for the earlier waves, then check or change (holding
+/// a permit again).
+fn run_target(job: &Job, index: usize, shared: &Shared, tx: mpsc::Sender<Planned>) -> Outcome {
+    let Job { label, cli, wave } = job;
     let started = Instant::now();
     let (mut out, mut notes) = (Vec::new(), Vec::new());
-    let permit = permits.acquire();
+    let permit = shared.permits.acquire();
     // A target that cannot be planned tells the controller so, and ends there.
     let stopped = |notes, out, error, trips| {
         tx.send(Planned {
@@ -174,6 +263,7 @@ fn run_target<'h>(
             notes,
         })
         .ok();
+        shared.waves.finish(*wave, label, false);
         Outcome {
             out,
             result: Err(error),
@@ -181,7 +271,7 @@ fn run_target<'h>(
             trips,
         }
     };
-    let host = match connect(label) {
+    let host = match (shared.connect)(label) {
         Ok(host) => host,
         Err(e) => return stopped(notes, out, Error::Other(e), None),
     };
@@ -198,31 +288,48 @@ fn run_target<'h>(
         Ok(p) => p,
         Err(e) => return stopped(notes, out, e, host.round_trips()),
     };
-    let staged = match app::stage(&prepared, host, bundle) {
+    let staged = match app::stage(&prepared, host, shared.bundle) {
         Ok(s) => s,
         Err(e) => return stopped(notes, out, e, host.round_trips()),
+    };
+    let stored = if shared.shared_password {
+        app::stored_password(&prepared, host)
+    } else {
+        None
     };
     let mut seconds = started.elapsed().as_secs_f64();
     drop(permit);
     tx.send(Planned {
         index,
-        ready: Some((staged.needs, prepared.opts.clone())),
+        ready: Some(Ready {
+            needs: staged.needs,
+            opts: prepared.opts.clone(),
+            stored,
+        }),
         notes,
     })
     .ok();
     drop(tx);
-    let result = match settled.wait() {
-        Some(given) => {
-            let _permit = permits.acquire();
-            let began = Instant::now();
-            let result = app::execute(staged, given, reporter, label);
-            seconds += began.elapsed().as_secs_f64();
-            result
-        }
+    let result = match shared.settled.wait() {
+        Some(given) => match shared.waves.turn(*wave) {
+            Ok(_turn) => {
+                let _permit = shared.permits.acquire();
+                let began = Instant::now();
+                let result = app::execute(staged, given, shared.reporter, label);
+                seconds += began.elapsed().as_secs_f64();
+                result
+            }
+            Err(failed) => Err(Error::Other(format!(
+                "not run: {} failed before its turn",
+                failed.join(", ")
+            ))),
+        },
         None => Err(Error::Other(
             "not run: the run stopped before any change".into(),
         )),
     };
+    let ok = matches!(&result, Ok(done) if done.failure.is_none());
+    shared.waves.finish(*wave, label, ok);
     Outcome {
         out,
         result,

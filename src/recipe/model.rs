@@ -230,6 +230,23 @@ pub enum Condition {
     /// The package manager's catalogue knows this package or bundle (swupd: `bundle-list
     /// --all`).
     Available(String),
+    /// The machine is the PostgreSQL primary (role `db`; every machine without an inventory).
+    Db,
+    /// The machine is a hot standby (role `standby`).
+    Standby,
+    /// The machine holds a PostgreSQL cluster (`db` or `standby`).
+    Postgres,
+    /// The machine runs telem-collector (role `collector`; every machine without an
+    /// inventory).
+    Collector,
+    /// The machine balances the collectors (role `balancer`).
+    Balancer,
+    /// The machine runs nginx (`collector` or `balancer`).
+    Nginx,
+    /// The collector reaches its database on another machine (over TLS).
+    DbRemote,
+    /// The primary has clients on other machines (it listens on its address, with TLS).
+    DbClients,
     /// The condition does not hold.
     Not(Box<Condition>),
 }

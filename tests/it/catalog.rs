@@ -163,11 +163,19 @@ const RELEASES: [Release; 7] = [
     },
 ];
 
-/// The run `install --webapp` under systemd on `release` (a rebuild, no firewall): does
-/// `c` hold?
+/// The run `install --webapp` under systemd on `release` (a rebuild, no firewall; one machine
+/// with the database and the collector): does `c` hold?
 fn holds(c: &Condition, cat: &Catalogue, version_id: &str) -> bool {
     match c {
-        Condition::Systemd | Condition::Webapp => true,
+        Condition::Systemd
+        | Condition::Webapp
+        | Condition::Db
+        | Condition::Postgres
+        | Condition::Collector
+        | Condition::Nginx => true,
+        Condition::Standby | Condition::Balancer | Condition::DbRemote | Condition::DbClients => {
+            false
+        }
         Condition::Direct
         | Condition::Purge
         | Condition::NoWebapp

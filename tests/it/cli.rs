@@ -298,12 +298,12 @@ fn every_semantic_problem_of_a_recipe_is_reported_at_once() {
     let (u, d, s) = (ubuntu.display(), debian.display(), shared.display());
     for want in [
         format!("error: {d}: slots.unused: no action uses this slot"),
-        format!("error: {u}: slots.webapp_packages[1].packages.set (step install[32]): unknown package set `basics`"),
+        format!("error: {u}: slots.webapp_packages[1].packages.set (step install[36]): unknown package set `basics`"),
         // A step written once and used by two actions is reported where each uses it.
-        format!("error: {u}: slots.deploy_webapp_packages[1].packages.set (step deploy[17]): unknown package set `basics`"),
-        format!("error: {s}: actions.install[20].service.name (step install[29]): unknown service `apache`"),
-        format!("error: {s}: actions.deploy[14].service.name: unknown service `apache`"),
-        format!("error: {d}: slots.webapp_services[0].directory.mode (step install[41]): `rwx` is not an octal mode"),
+        format!("error: {u}: slots.deploy_webapp_packages[1].packages.set (step deploy[19]): unknown package set `basics`"),
+        format!("error: {s}: actions.install[22].service.name (step install[33]): unknown service `apache`"),
+        format!("error: {s}: actions.deploy[16].service.name: unknown service `apache`"),
+        format!("error: {d}: slots.webapp_services[0].directory.mode (step install[45]): `rwx` is not an octal mode"),
         format!("7 problems in {u}"),
     ] {
         assert!(err.contains(&want), "want {want:?} in:\n{err}");
@@ -365,7 +365,7 @@ fn slots_are_declared_and_a_recipe_builds_on_files_of_its_own_directory() {
     let err = text(&out.stderr);
     let s = dir.path().join("shared.yaml");
     for want in [
-        format!("error: {}: actions.install[19].slot: unknown slot `firewalls` (declare it under `slots`;", s.display()),
+        format!("error: {}: actions.install[21].slot: unknown slot `firewalls` (declare it under `slots`;", s.display()),
         format!("error: {}: slots.firewall: no action uses this slot", s.display()),
     ] {
         assert!(err.contains(&want), "want {want:?} in:\n{err}");

@@ -261,7 +261,7 @@ fn older_recipe(distro: &str) -> tempfile::TempDir {
         ("  user: telem-collector\n  group: telem-collector\n", "  user: telemetry\n  group: telemetry\n"),
         ("  log_dir: /var/log/telem-collector\n", "  log_dir: /var/log/telemetry\n"),
         (
-            "    - name: Remove the collector's log directory of an older telem-deploy (/var/log/telemetry, telemetrics-client's)\n      remove: { path: /var/log/telemetry, daemon_files: [\"collector.log*\"] }\n",
+            "    - name: Remove the collector's log directory of an older telem-deploy (/var/log/telemetry, telemetrics-client's)\n      when: [collector]\n      remove: { path: /var/log/telemetry, daemon_files: [\"collector.log*\"] }\n",
             "",
         ),
     ]

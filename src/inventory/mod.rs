@@ -1,0 +1,458 @@
+//! The inventory (`--inventory FILE`): the machines of one telemetry backend, their SSH
+//! targets, private addresses and roles. Read on the controller and checked whole before any
+//! connection: every problem with its file, line and column, like a recipe's.
+//!
+//! ```yaml
+//! domain: telemetry.example.com
+//! ca_dir: ca                 # the CA that signs the database's certificate (beside this file)
+//! hosts:
+//!   - name: db1
+//!     target: root@10.0.0.11
+//!     roles: [db]
+//!   - name: web1
+//!     target: root@web1.example.com
+//!     address: 10.0.0.21     # needed when the target is a name
+//!     roles: [collector]
+//! ```
+
+mod placement;
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub use placement::{insert_vars, Placement, Role, Roles};
+
+use crate::error::Error;
+use crate::host::ssh::Target;
+use crate::recipe::diag::{RecipeError, RecipeErrors};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    domain: Option<String>,
+    ca_dir: Option<PathBuf>,
+    hosts: Vec<RawHost>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHost {
+    name: String,
+    target: String,
+    address: Option<String>,
+    roles: Vec<Role>,
+}
+
+/// One machine of the inventory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Host {
+    pub name: String,
+    pub target: Target,
+    pub address: IpAddr,
+    pub roles: Roles,
+}
+
+/// A checked inventory.
+#[derive(Debug, Clone)]
+pub struct Inventory {
+    pub file: PathBuf,
+    pub domain: Option<String>,
+    /// Where the inventory's certificate authority lives on the controller.
+    pub ca_dir: PathBuf,
+    /// In the file's order.
+    pub hosts: Vec<Host>,
+}
+
+/// The waves of a run, in order: the primary, the standby, the collectors, the balancer. A
+/// host with several roles runs once, in the wave of its first role.
+pub const WAVES: [Role; 4] = [Role::Db, Role::Standby, Role::Collector, Role::Balancer];
+
+impl Inventory {
+    /// Read and check `path`.
+    pub fn load(path: &Path) -> Result<Inventory, Error> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Usage(format!("--inventory {file}: {e}")))?;
+        Inventory::parse(path, &text).map_err(Error::Recipe)
+    }
+
+    /// Check the inventory `text` read from `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Inventory, RecipeErrors> {
+        let file = path.display().to_string();
+        let raw: Raw = serde_yaml::from_str(text)
+            .map_err(|e| RecipeErrors::from_yaml(file.clone(), text, &e))?;
+        let mut errors = RecipeErrors::new(file.clone());
+        let at = |errors: &mut RecipeErrors, index: usize, key: &str, message: String| {
+            errors.errors.push(located(text, index, key, message));
+        };
+        let mut hosts: Vec<Host> = Vec::new();
+        for (i, h) in raw.hosts.iter().enumerate() {
+            let valid_name = !h.name.is_empty()
+                && h.name.len() <= 64
+                && h.name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+            if !valid_name {
+                at(
+                    &mut errors,
+                    i,
+                    "name",
+                    format!(
+                        "hosts[{i}].name: {:?} is not a host name (letters, digits, '-', '_', '.')",
+                        h.name
+                    ),
+                );
+            }
+            if raw.hosts[..i].iter().any(|o| o.name == h.name) {
+                at(
+                    &mut errors,
+                    i,
+                    "name",
+                    format!("hosts[{i}].name: {} is named twice", h.name),
+                );
+            }
+            let target = match h.target.parse::<Target>() {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    at(&mut errors, i, "target", format!("hosts[{i}].target: {e}"));
+                    None
+                }
+            };
+            let address = match (&h.address, &target) {
+                (Some(a), _) => a.parse::<IpAddr>().map_err(|_| {
+                    format!("hosts[{i}].address: {a:?} is not an IP address")
+                }),
+                (None, Some(t)) => t.host.parse::<IpAddr>().map_err(|_| {
+                    format!(
+                        "hosts[{i}].address: the target {} is a name; give the host's private IP address",
+                        t.host
+                    )
+                }),
+                (None, None) => Err(String::new()),
+            };
+            let address = match address {
+                Ok(a) => Some(a),
+                Err(m) if m.is_empty() => None,
+                Err(m) => {
+                    at(&mut errors, i, "address", m);
+                    None
+                }
+            };
+            let roles = Roles::of(&h.roles);
+            if h.roles.is_empty() {
+                at(
+                    &mut errors,
+                    i,
+                    "roles",
+                    format!("hosts[{i}].roles: a host needs at least one role (db, standby, collector, balancer)"),
+                );
+            }
+            if roles.db && roles.standby {
+                at(
+                    &mut errors,
+                    i,
+                    "roles",
+                    format!("hosts[{i}].roles: a standby on the primary's own machine protects nothing; give it another host"),
+                );
+            }
+            if roles.balancer && roles.collector {
+                at(
+                    &mut errors,
+                    i,
+                    "roles",
+                    format!("hosts[{i}].roles: balancer and collector both serve port 80; give them different hosts"),
+                );
+            }
+            if let (Some(target), Some(address)) = (target, address) {
+                for other in &hosts {
+                    if other.address == address {
+                        at(
+                            &mut errors,
+                            i,
+                            "address",
+                            format!("hosts[{i}]: {address} is also {}'s address", other.name),
+                        );
+                    }
+                    if other.target == target {
+                        at(
+                            &mut errors,
+                            i,
+                            "target",
+                            format!("hosts[{i}]: {target} is also {}'s target", other.name),
+                        );
+                    }
+                }
+                hosts.push(Host {
+                    name: h.name.clone(),
+                    target,
+                    address,
+                    roles,
+                });
+            }
+        }
+        let count = |role: Role| raw.hosts.iter().filter(|h| h.roles.contains(&role)).count();
+        let top = |errors: &mut RecipeErrors, message: String| {
+            errors.errors.push(RecipeError {
+                file: None,
+                path: Some("hosts".into()),
+                step: None,
+                message,
+                position: None,
+                source_line: None,
+            })
+        };
+        match count(Role::Db) {
+            1 => {}
+            0 => top(&mut errors, "no host has the role db (the PostgreSQL primary)".into()),
+            n => top(&mut errors, format!("{n} hosts have the role db; one primary (add a standby for a second copy)")),
+        }
+        if count(Role::Collector) == 0 {
+            top(&mut errors, "no host has the role collector".into());
+        }
+        if count(Role::Standby) > 1 {
+            top(&mut errors, "more than one standby; one is supported".into());
+        }
+        if count(Role::Balancer) > 1 {
+            top(&mut errors, "more than one balancer; one is supported".into());
+        }
+        if let Some(domain) = &raw.domain {
+            if let Err(e) = crate::options::check_domain(domain) {
+                errors.errors.push(located_key(text, "domain", format!("domain: {e}")));
+            }
+        }
+        errors.into_result()?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let ca_dir = raw.ca_dir.unwrap_or_else(|| PathBuf::from("ca"));
+        Ok(Inventory {
+            file: path.to_path_buf(),
+            domain: raw.domain,
+            ca_dir: if ca_dir.is_absolute() {
+                ca_dir
+            } else {
+                base.join(ca_dir)
+            },
+            hosts,
+        })
+    }
+
+    /// The hosts `--limit` names (all without it); an unknown name is a usage error.
+    pub fn limited(&self, limit: &[String]) -> Result<Vec<&Host>, Error> {
+        for name in limit {
+            if !self.hosts.iter().any(|h| &h.name == name) {
+                return Err(Error::Usage(format!(
+                    "--limit {name}: no such host in {} (hosts: {})",
+                    self.file.display(),
+                    self.hosts
+                        .iter()
+                        .map(|h| h.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+        }
+        Ok(self
+            .hosts
+            .iter()
+            .filter(|h| limit.is_empty() || limit.contains(&h.name))
+            .collect())
+    }
+
+    /// The primary.
+    pub fn db(&self) -> &Host {
+        self.hosts
+            .iter()
+            .find(|h| h.roles.db)
+            .expect("a checked inventory has a db host")
+    }
+
+    /// Does any host reach the primary over the network (so it needs TLS and the CA)?
+    pub fn networked(&self) -> bool {
+        let db = self.db();
+        self.hosts
+            .iter()
+            .any(|h| h.name != db.name && (h.roles.collector || h.roles.standby))
+    }
+
+    /// Where `host` stands, with the CA's certificate when the database is networked.
+    pub fn placement(&self, host: &Host, ca_certificate: Option<&str>) -> Placement {
+        Placement {
+            name: host.name.clone(),
+            roles: host.roles,
+            address: host.address,
+            db_address: self.db().address,
+            standby_address: self
+                .hosts
+                .iter()
+                .find(|h| h.roles.standby)
+                .map(|h| h.address),
+            collectors: self
+                .hosts
+                .iter()
+                .filter(|h| h.roles.collector)
+                .map(|h| h.address)
+                .collect(),
+            ca_certificate: ca_certificate.map(str::to_owned),
+        }
+    }
+
+    /// The wave (index into [`WAVES`]) a host runs in: the one of its first role.
+    pub fn wave(host: &Host) -> usize {
+        WAVES
+            .iter()
+            .position(|r| host.roles.has(*r))
+            .unwrap_or(WAVES.len())
+    }
+}
+
+/// An error at `hosts[index].key`, at the key's line when it can be found.
+fn located(text: &str, index: usize, key: &str, message: String) -> RecipeError {
+    let position = host_key_line(text, index, key);
+    RecipeError {
+        file: None,
+        path: None,
+        step: None,
+        message,
+        position: position.as_ref().map(|(l, c, _)| (*l, *c)),
+        source_line: position.map(|(_, _, s)| s),
+    }
+}
+
+fn located_key(text: &str, key: &str, message: String) -> RecipeError {
+    let found = text.lines().enumerate().find_map(|(n, line)| {
+        line.strip_prefix(key)
+            .filter(|rest| rest.trim_start().starts_with(':'))
+            .map(|_| (n + 1, 1, line.to_owned()))
+    });
+    RecipeError {
+        file: None,
+        path: None,
+        step: None,
+        message,
+        position: found.as_ref().map(|(l, c, _)| (*l, *c)),
+        source_line: found.map(|(_, _, s)| s),
+    }
+}
+
+/// Line, column and text of `key:` in the `index`th item of the top-level `hosts` list.
+fn host_key_line(text: &str, index: usize, key: &str) -> Option<(usize, usize, String)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| l.trim_end() == "hosts:" || l.starts_with("hosts:"))?;
+    let mut item = None;
+    let mut seen = 0usize;
+    for (n, line) in lines.iter().enumerate().skip(start + 1) {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with("- ") || trimmed == "-" {
+            if seen == index {
+                item = Some(n);
+            } else if item.is_some() {
+                break;
+            }
+            seen += 1;
+        }
+        if let Some(first) = item {
+            let body = trimmed.trim_start_matches("- ");
+            if body.starts_with(&format!("{key}:")) {
+                let col = line.len() - body.len() + 1;
+                return Some((n + 1, col, line.to_string()));
+            }
+            let _ = first;
+        }
+    }
+    item.map(|n| {
+        let indent = lines[n].len() - lines[n].trim_start().len();
+        (n + 1, indent + 1, lines[n].to_string())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Inventory, String> {
+        Inventory::parse(Path::new("/etc/fleet/inv.yaml"), text).map_err(|e| e.to_string())
+    }
+
+    const FLEET: &str = "\
+domain: telemetry.example.com
+hosts:
+  - name: db1
+    target: root@10.0.0.11
+    roles: [db]
+  - name: standby1
+    target: root@10.0.0.12
+    roles: [standby]
+  - name: web1
+    target: root@web1.example.com
+    address: 10.0.0.21
+    roles: [collector]
+  - name: web2
+    target: root@10.0.0.22:2222
+    roles: [collector]
+  - name: lb
+    target: root@10.0.0.30
+    roles: [balancer]
+";
+
+    #[test]
+    fn a_fleet_is_read_in_order_with_its_addresses() {
+        let inv = parse(FLEET).unwrap();
+        assert_eq!(inv.ca_dir, Path::new("/etc/fleet/ca"));
+        let names: Vec<_> = inv.hosts.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(names, ["db1", "standby1", "web1", "web2", "lb"]);
+        assert_eq!(inv.hosts[2].address.to_string(), "10.0.0.21");
+        assert!(inv.networked());
+        let waves: Vec<_> = inv.hosts.iter().map(Inventory::wave).collect();
+        assert_eq!(waves, [0, 1, 2, 2, 3]);
+        let p = inv.placement(&inv.hosts[0], None);
+        let clients: Vec<String> = p.db_clients().iter().map(|a| a.to_string()).collect();
+        assert_eq!(clients, ["10.0.0.12", "10.0.0.21", "10.0.0.22"]);
+    }
+
+    #[test]
+    fn one_host_with_db_and_collector_is_not_networked() {
+        let inv = parse("hosts:\n  - name: a\n    target: root@10.0.0.1\n    roles: [db, collector]\n").unwrap();
+        assert!(!inv.networked());
+        assert!(inv.placement(&inv.hosts[0], None).db_clients().is_empty());
+    }
+
+    #[test]
+    fn problems_name_the_file_line_and_column() {
+        let bad = FLEET.replace("roles: [balancer]", "roles: [balancer, collector]");
+        let err = parse(&bad).unwrap_err();
+        assert!(err.contains("/etc/fleet/inv.yaml:18:5: hosts[4].roles: balancer and collector"), "{err}");
+        let bad = FLEET.replace("roles: [standby]", "roles: [standby, db]");
+        let err = parse(&bad).unwrap_err();
+        assert!(err.contains("inv.yaml:8:5: hosts[1].roles: a standby"), "{err}");
+        assert!(err.contains("2 hosts have the role db"), "{err}");
+        let bad = FLEET.replace("roles: [db]", "roles: [database]");
+        let err = parse(&bad).unwrap_err();
+        assert!(err.contains("inv.yaml:5:"), "{err}");
+        assert!(err.contains("unknown variant `database`"), "{err}");
+        let bad = FLEET.replace("    address: 10.0.0.21\n", "");
+        let err = parse(&bad).unwrap_err();
+        assert!(err.contains("inv.yaml:9:3: hosts[2].address: the target web1.example.com is a name"), "{err}");
+        let bad = FLEET.replace("10.0.0.22:2222", "10.0.0.11");
+        let err = parse(&bad).unwrap_err();
+        assert!(err.contains("10.0.0.11 is also db1's address"), "{err}");
+        let bad = FLEET.replace("domain: telemetry.example.com", "domain: 'bad domain'");
+        let err = parse(&bad).unwrap_err();
+        assert!(err.contains("inv.yaml:1:1: domain:"), "{err}");
+        let err = parse("hosts:\n  - name: a\n    target: root@10.0.0.1\n    roles: [collector]\n    colour: red\n").unwrap_err();
+        assert!(err.contains("inv.yaml:5:"), "{err}");
+        assert!(err.contains("no host has the role db") || err.contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn limit_names_hosts_of_the_inventory() {
+        let inv = parse(FLEET).unwrap();
+        let some = inv.limited(&["web2".into(), "db1".into()]).unwrap();
+        assert_eq!(some.iter().map(|h| h.name.as_str()).collect::<Vec<_>>(), ["db1", "web2"]);
+        let err = inv.limited(&["web3".into()]).unwrap_err().to_string();
+        assert!(err.contains("--limit web3: no such host"), "{err}");
+        assert!(err.contains("db1, standby1, web1, web2, lb"), "{err}");
+    }
+}
