@@ -76,20 +76,37 @@ pub async fn wait_for_connection(
     }
 }
 
-/// A connection failure waiting cannot cure: authentication (SQLSTATE class 28) or a missing
-/// database (3D000).
+/// A connection failure waiting cannot cure: authentication (SQLSTATE class 28), a missing
+/// database (3D000), or a server certificate that `database_ca_file` does not vouch for.
 pub fn is_permanent(e: &deadpool_postgres::PoolError) -> bool {
     match e {
-        deadpool_postgres::PoolError::Backend(e) => e
-            .code()
-            .is_some_and(|c| c.code().starts_with("28") || c.code() == "3D000"),
+        deadpool_postgres::PoolError::Backend(e) => {
+            e.code()
+                .is_some_and(|c| c.code().starts_with("28") || c.code() == "3D000")
+                || certificate_refusal(e).is_some()
+        }
         _ => false,
     }
 }
 
+/// The TLS library's refusal of the server's certificate (signed by no CA of
+/// `database_ca_file`, not naming the URL's host, expired), found under the driver's
+/// "error performing TLS handshake".
+pub fn certificate_refusal(e: &tokio_postgres::Error) -> Option<&rustls::Error> {
+    let io = std::error::Error::source(e)?.downcast_ref::<std::io::Error>()?;
+    let tls = io.get_ref()?.downcast_ref::<rustls::Error>()?;
+    matches!(tls, rustls::Error::InvalidCertificate(_)).then_some(tls)
+}
+
 /// The server's message for a database error, else the driver's (tokio-postgres alone says
-/// only "db error").
+/// only "db error"); a refused server certificate says what it must be.
 pub fn describe(e: &tokio_postgres::Error) -> String {
+    if let Some(tls) = certificate_refusal(e) {
+        return format!(
+            "TLS: the database server's certificate is refused ({tls}): it must be signed by a \
+             CA of database_ca_file and name the host of the URL"
+        );
+    }
     match e.as_db_error() {
         Some(db) => format!("{}: {}", db.severity(), db.message()),
         None => e.to_string(),
