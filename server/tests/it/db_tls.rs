@@ -95,9 +95,7 @@ async fn start_tls_cluster() -> Option<PgCluster> {
     .unwrap()?;
     let admin = connect(&pg.socket_url("postgres")).await;
     admin
-        .batch_execute(&format!(
-            "CREATE ROLE {ROLE} LOGIN PASSWORD '{PASSWORD}'"
-        ))
+        .batch_execute(&format!("CREATE ROLE {ROLE} LOGIN PASSWORD '{PASSWORD}'"))
         .await
         .expect("CREATE ROLE");
     Some(pg)
@@ -190,11 +188,7 @@ fn record(event: u32) -> Vec<u8> {
 
 /// Ids the query API (the readers' database) returns.
 async fn api_ids(server: &TestServer) -> Vec<i64> {
-    let r = send_raw(
-        server.addr,
-        b"GET /api/records HTTP/1.1\r\nHost: t\r\n\r\n",
-    )
-    .await;
+    let r = send_raw(server.addr, b"GET /api/records HTTP/1.1\r\nHost: t\r\n\r\n").await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     r.json()["records"]
         .as_array()
@@ -312,7 +306,10 @@ async fn a_certificate_of_another_ca_is_refused() {
     let out = collector(&["migrate"], &by_ip, &other);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("UnknownIssuer"), "{}", text(&out));
-    assert!(started.elapsed() < Duration::from_secs(5), "migrate retried");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "migrate retried"
+    );
     assert!(!text(&out).contains(PASSWORD), "{}", text(&out));
     // Nothing was migrated: the connection never got past the handshake.
     let tables: i64 = connect(&pg.socket_url(&db))
@@ -369,16 +366,28 @@ async fn reads_go_to_read_database_url_and_writes_to_database_url() {
     let r = send_raw(server.addr, &record(3)).await;
     assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
     let id = r.json()["id"].as_i64().unwrap();
-    assert_eq!(stored_ids(pg, &primary).await, vec![id], "written to the primary");
+    assert_eq!(
+        stored_ids(pg, &primary).await,
+        vec![id],
+        "written to the primary"
+    );
     assert_eq!(stored_ids(pg, &reader).await, Vec::<i64>::new());
-    assert_eq!(api_ids(&server).await, Vec::<i64>::new(), "read from the reader");
+    assert_eq!(
+        api_ids(&server).await,
+        Vec::<i64>::new(),
+        "read from the reader"
+    );
     assert_eq!(readyz(&server).await, (200, "ready\n".to_string()));
     let (tls, all) = tls_connections(pg, &reader).await;
     assert!(all > 0 && tls == all, "reader: {tls} of {all} over TLS");
     server.stop().await;
 
-    let server =
-        TestServer::start(collector_config(&primary_url, Some(&ca), Some(&primary_url))).await;
+    let server = TestServer::start(collector_config(
+        &primary_url,
+        Some(&ca),
+        Some(&primary_url),
+    ))
+    .await;
     assert_eq!(api_ids(&server).await, vec![id], "reader = primary");
     server.stop().await;
 }
@@ -439,6 +448,10 @@ async fn readyz_names_the_database_that_is_down() {
         readyz(&server).await,
         (503, "database not ready (database_url)\n".to_string())
     );
-    assert_eq!(api_ids(&server).await, Vec::<i64>::new(), "the reader still reads");
+    assert_eq!(
+        api_ids(&server).await,
+        Vec::<i64>::new(),
+        "the reader still reads"
+    );
     server.stop().await;
 }

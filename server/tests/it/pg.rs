@@ -149,7 +149,11 @@ impl PgCluster {
             "initdb failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let before: Vec<_> = std::fs::read_dir(&base).unwrap().flatten().map(|e| e.path()).collect();
+        let before: Vec<_> = std::fs::read_dir(&base)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
         let settings = setup(&base);
         for entry in std::fs::read_dir(&base).unwrap().flatten() {
             let path = entry.path();
