@@ -75,6 +75,12 @@ pub struct KeyFlags {
     /// File holding the database password
     #[arg(long, global = true, value_name = "PATH")]
     pub database_password_file: Option<String>,
+    /// PEM file of the CA(s) the database's certificate must chain to (TLS, verify-full)
+    #[arg(long, global = true, value_name = "PATH")]
+    pub database_ca_file: Option<String>,
+    /// postgres://USER@HOST:PORT/DB the readers (UI, query API) use (without password)
+    #[arg(long, global = true, value_name = "URL")]
+    pub read_database_url: Option<String>,
     #[arg(long, global = true, value_name = "ID")]
     pub telemetry_id: Option<String>,
     #[arg(long, global = true, value_name = "BYTES")]
@@ -116,6 +122,8 @@ impl KeyFlags {
             ("listen", &self.listen),
             ("database_url", &self.database_url),
             ("database_password_file", &self.database_password_file),
+            ("database_ca_file", &self.database_ca_file),
+            ("read_database_url", &self.read_database_url),
             ("telemetry_id", &self.telemetry_id),
             ("body_limit_bytes", &self.body_limit_bytes),
             ("header_timeout_secs", &self.header_timeout_secs),

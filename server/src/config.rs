@@ -13,6 +13,8 @@ use std::time::Duration;
 use chrono::NaiveTime;
 use serde::Deserialize;
 
+use crate::db_tls::DatabaseCa;
+
 /// Default location of the config file (the deploy tool renders it there).
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/telemetry/collector.toml";
 /// The telemetry ID every stock client sends.
@@ -30,6 +32,8 @@ pub const KEYS: &[&str] = &[
     "database_url",
     "database_password",
     "database_password_file",
+    "database_ca_file",
+    "read_database_url",
     "telemetry_id",
     "body_limit_bytes",
     "header_timeout_secs",
@@ -107,6 +111,8 @@ pub struct RawConfig {
     pub database_url: Option<String>,
     pub database_password: Option<Secret>,
     pub database_password_file: Option<PathBuf>,
+    pub database_ca_file: Option<PathBuf>,
+    pub read_database_url: Option<String>,
     pub telemetry_id: Option<String>,
     pub body_limit_bytes: Option<u64>,
     pub header_timeout_secs: Option<u64>,
@@ -201,6 +207,8 @@ impl RawConfig {
                 self.database_password_file = Some(PathBuf::from(value));
                 self.database_password = None;
             }
+            "database_ca_file" => self.database_ca_file = Some(PathBuf::from(value)),
+            "read_database_url" => self.read_database_url = s(),
             "telemetry_id" => self.telemetry_id = s(),
             "body_limit_bytes" => self.body_limit_bytes = Some(parse_num(key, value)?),
             "header_timeout_secs" => self.header_timeout_secs = Some(parse_num(key, value)?),
@@ -251,6 +259,12 @@ pub struct Config {
     /// The URL as configured (it carries no password; see [`Config::pg_config`]).
     pub database_url: String,
     pub database_password: Option<Secret>,
+    /// Where the reader pool (web UI, query API, CSV, stats) connects, when not to
+    /// `database_url` (a standby); same password, same CA. Writes and migrations never go there.
+    pub read_database_url: Option<String>,
+    /// `database_ca_file`: when set, every database connection is TLS, verified against these
+    /// CA certificates and the URL's host (`verify-full`); without it, no TLS.
+    pub database_ca: Option<DatabaseCa>,
     pub telemetry_id: String,
     pub body_limit_bytes: usize,
     /// How long a client may take to send a request head, and how long an idle keep-alive
@@ -324,17 +338,16 @@ impl Config {
         let database_url = raw
             .database_url
             .ok_or_else(|| ConfigError::new("database_url", "is required"))?;
-        let parsed = tokio_postgres::Config::from_str(&database_url).map_err(|_| {
-            ConfigError::new(
-                "database_url",
-                "not a valid postgres:// URL or key=value string",
-            )
-        })?;
-        if parsed.get_password().is_some() {
-            return Err(ConfigError::new(
-                "database_url",
-                "must not contain a password; use database_password or database_password_file",
-            ));
+        let database_ca = match &raw.database_ca_file {
+            Some(path) => Some(
+                DatabaseCa::load(path)
+                    .map_err(|message| ConfigError::new("database_ca_file", message))?,
+            ),
+            None => None,
+        };
+        check_database_url("database_url", &database_url, database_ca.as_ref())?;
+        if let Some(url) = &raw.read_database_url {
+            check_database_url("read_database_url", url, database_ca.as_ref())?;
         }
         let database_password = match (raw.database_password, raw.database_password_file) {
             (Some(p), _) => Some(p),
@@ -433,6 +446,8 @@ impl Config {
             listen,
             database_url,
             database_password,
+            read_database_url: raw.read_database_url,
+            database_ca,
             telemetry_id,
             body_limit_bytes,
             header_timeout: Duration::from_secs(header_timeout_secs),
@@ -452,9 +467,27 @@ impl Config {
 
     /// The driver configuration, with the password applied and short connect timeouts so an
     /// unreachable database turns into a quick 503.
+    /// The writer's, `migrate`'s and `purge`'s database (`database_url`).
     pub fn pg_config(&self) -> tokio_postgres::Config {
-        let mut pg = tokio_postgres::Config::from_str(&self.database_url)
-            .expect("database_url was checked in resolve");
+        self.driver_config(&self.database_url)
+    }
+
+    /// The readers' database: `read_database_url`, else `database_url`.
+    pub fn read_pg_config(&self) -> tokio_postgres::Config {
+        self.driver_config(
+            self.read_database_url
+                .as_ref()
+                .unwrap_or(&self.database_url),
+        )
+    }
+
+    fn driver_config(&self, url: &str) -> tokio_postgres::Config {
+        let mut pg =
+            tokio_postgres::Config::from_str(url).expect("database URLs were checked in resolve");
+        if self.database_ca.is_some() {
+            // TLS or nothing: `prefer` would fall back to plain text when the server says no.
+            pg.ssl_mode(tokio_postgres::config::SslMode::Require);
+        }
         if let Some(password) = &self.database_password {
             pg.password(password.expose());
         }
@@ -464,6 +497,42 @@ impl Config {
         }
         pg
     }
+}
+
+/// A database URL as `database_url` and `read_database_url` must be: parseable, without a
+/// password, and with `database_ca_file` a TCP host that TLS can be verified for.
+fn check_database_url(
+    key: &str,
+    url: &str,
+    ca: Option<&DatabaseCa>,
+) -> Result<tokio_postgres::Config, ConfigError> {
+    let parsed = tokio_postgres::Config::from_str(url)
+        .map_err(|_| ConfigError::new(key, "not a valid postgres:// URL or key=value string"))?;
+    if parsed.get_password().is_some() {
+        return Err(ConfigError::new(
+            key,
+            "must not contain a password; use database_password or database_password_file",
+        ));
+    }
+    if ca.is_some() {
+        if parsed.get_ssl_mode() == tokio_postgres::config::SslMode::Disable {
+            return Err(ConfigError::new(
+                key,
+                "sslmode=disable contradicts database_ca_file (which makes every connection TLS)",
+            ));
+        }
+        if parsed
+            .get_hosts()
+            .iter()
+            .any(|h| !matches!(h, tokio_postgres::config::Host::Tcp(_)))
+        {
+            return Err(ConfigError::new(
+                key,
+                "names a unix socket, which has no TLS; with database_ca_file give a host name or IP address",
+            ));
+        }
+    }
+    Ok(parsed)
 }
 
 fn parse_listen(value: &str) -> Result<Listen, ConfigError> {

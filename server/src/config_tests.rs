@@ -238,3 +238,166 @@ fn password_never_printed() {
     assert!(!err.to_string().contains("12345678"), "{err}");
     assert_eq!(err.key, "database_password");
 }
+
+/// A self-signed CA certificate (PEM), as the deploy tool's CA writes `db-ca.pem`.
+fn ca_pem(name: &str) -> String {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.self_signed(&key).unwrap().pem()
+}
+
+fn with_ca(file: &Path, extra: &str) -> String {
+    format!(
+        "{URL}database_ca_file = {:?}\n{extra}",
+        file.to_str().unwrap()
+    )
+}
+
+#[test]
+fn database_ca_file_makes_every_connection_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("db-ca.pem");
+    // Several certificates (a CA being replaced: old and new), comments between them.
+    std::fs::write(
+        &file,
+        format!("# old\n{}# new\n{}", ca_pem("old CA"), ca_pem("new CA")),
+    )
+    .unwrap();
+    let c = load(
+        &with_ca(
+            &file,
+            "read_database_url = \"postgres://telemetry@10.77.0.12:5432/telemetry\"\n",
+        ),
+        &[],
+        &[],
+    )
+    .unwrap();
+    let ca = c.database_ca.as_ref().expect("database_ca_file loaded");
+    assert_eq!((ca.path(), ca.certificates()), (file.as_path(), 2));
+    use tokio_postgres::config::SslMode;
+    assert_eq!(c.pg_config().get_ssl_mode(), SslMode::Require);
+    assert_eq!(c.read_pg_config().get_ssl_mode(), SslMode::Require);
+    // Without the key: the driver's default, and no TLS connector is ever built.
+    let plain = load(URL, &[], &[]).unwrap();
+    assert!(plain.database_ca.is_none());
+    assert_eq!(plain.pg_config().get_ssl_mode(), SslMode::Prefer);
+}
+
+#[test]
+fn database_ca_file_errors_name_the_key_and_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.pem");
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    let key_only = dir.path().join("key-only.pem");
+    std::fs::write(
+        &key_only,
+        rcgen::KeyPair::generate().unwrap().serialize_pem(),
+    )
+    .unwrap();
+    let broken = dir.path().join("broken.pem");
+    std::fs::write(
+        &broken,
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let unreadable = dir.path().to_path_buf(); // a directory
+    for (file, why) in [
+        (&missing, "cannot read"),
+        (&empty, "holds no certificate"),
+        (&key_only, "holds no certificate"),
+        (&broken, "certificate 1 is not a usable CA"),
+        (&unreadable, "cannot read"),
+    ] {
+        let err = load(&with_ca(file, ""), &[], &[]).unwrap_err();
+        assert_eq!(err.key, "database_ca_file", "{err}");
+        let text = err.to_string();
+        assert!(text.contains(file.to_str().unwrap()), "{text}");
+        assert!(text.contains(why), "{file:?}: {text}");
+    }
+    // The env and flag layers name the same key.
+    let err = load(
+        URL,
+        &[(
+            "TELEM_COLLECTOR_DATABASE_CA_FILE",
+            missing.to_str().unwrap(),
+        )],
+        &[],
+    )
+    .unwrap_err();
+    assert_eq!(err.key, "database_ca_file");
+}
+
+#[test]
+fn read_database_url_is_checked_like_database_url() {
+    let c = load(
+        &format!("{URL}read_database_url = \"postgres://telemetry@10.77.0.12:5433/telemetry\"\ndatabase_password = \"pw\"\n"),
+        &[],
+        &[],
+    )
+    .unwrap();
+    let read = c.read_pg_config();
+    assert_eq!(read.get_ports(), &[5433]);
+    assert_eq!(read.get_password(), Some(&b"pw"[..]), "the same password");
+    assert_eq!(
+        c.pg_config().get_ports(),
+        &[5432],
+        "writes stay on database_url"
+    );
+    // Without it, the readers use database_url.
+    let c = load(URL, &[], &[]).unwrap();
+    assert_eq!(c.read_pg_config().get_hosts(), c.pg_config().get_hosts());
+    for (url, why) in [
+        ("postgres://u:pw@h/db", "must not contain a password"),
+        ("http://[", "not a valid"),
+    ] {
+        let err = load(&format!("{URL}read_database_url = {url:?}\n"), &[], &[]).unwrap_err();
+        assert_eq!(err.key, "read_database_url", "{err}");
+        assert!(err.to_string().contains(why), "{err}");
+        assert!(!err.to_string().contains("pw"), "{err}");
+    }
+}
+
+#[test]
+fn tls_refuses_urls_it_cannot_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("db-ca.pem");
+    std::fs::write(&file, ca_pem("CA")).unwrap();
+    for (key, url, why) in [
+        (
+            "read_database_url",
+            "host=/run/postgresql dbname=telemetry",
+            "unix socket",
+        ),
+        (
+            "read_database_url",
+            "postgres://telemetry@10.0.0.1/telemetry?sslmode=disable",
+            "sslmode=disable",
+        ),
+    ] {
+        let err = load(&with_ca(&file, &format!("{key} = {url:?}\n")), &[], &[]).unwrap_err();
+        assert_eq!(err.key, key, "{err}");
+        assert!(err.to_string().contains(why), "{err}");
+    }
+    let err = load(
+        &format!(
+            "database_url = \"host=/run/postgresql dbname=telemetry\"\ndatabase_ca_file = {:?}\n",
+            file.to_str().unwrap()
+        ),
+        &[],
+        &[],
+    )
+    .unwrap_err();
+    assert_eq!(err.key, "database_url", "{err}");
+    // Without database_ca_file a unix socket is fine, as it always was.
+    load(
+        "database_url = \"host=/run/postgresql dbname=telemetry\"\nread_database_url = \"host=/run/postgresql dbname=telemetry\"\n",
+        &[],
+        &[],
+    )
+    .unwrap();
+}

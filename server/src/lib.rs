@@ -6,6 +6,7 @@ pub mod agent;
 pub mod cli;
 pub mod config;
 pub mod conn;
+pub mod db_tls;
 pub mod error;
 pub mod http;
 pub mod listen;

@@ -62,6 +62,7 @@ impl App {
             writer,
             pool: store::reader_pool(config),
             writer_pool,
+            read_check_pool: store::read_check_pool(config),
             metrics,
             telemetry_id: config.telemetry_id.as_str().into(),
             body_limit: config.body_limit_bytes,

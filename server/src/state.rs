@@ -19,6 +19,9 @@ pub struct AppState {
     pub pool: Pool,
     /// The writer's pool, for readiness checks (ready means "records can be stored").
     pub writer_pool: Pool,
+    /// One connection to `read_database_url` for readiness checks; `None` when the readers
+    /// use `database_url`.
+    pub read_check_pool: Option<Pool>,
     pub metrics: Arc<Metrics>,
     pub telemetry_id: Arc<str>,
     pub body_limit: usize,

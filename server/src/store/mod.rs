@@ -76,20 +76,37 @@ pub async fn wait_for_connection(
     }
 }
 
-/// A connection failure waiting cannot cure: authentication (SQLSTATE class 28) or a missing
-/// database (3D000).
+/// A connection failure waiting cannot cure: authentication (SQLSTATE class 28), a missing
+/// database (3D000), or a server certificate that `database_ca_file` does not vouch for.
 pub fn is_permanent(e: &deadpool_postgres::PoolError) -> bool {
     match e {
-        deadpool_postgres::PoolError::Backend(e) => e
-            .code()
-            .is_some_and(|c| c.code().starts_with("28") || c.code() == "3D000"),
+        deadpool_postgres::PoolError::Backend(e) => {
+            e.code()
+                .is_some_and(|c| c.code().starts_with("28") || c.code() == "3D000")
+                || certificate_refusal(e).is_some()
+        }
         _ => false,
     }
 }
 
+/// The TLS library's refusal of the server's certificate (signed by no CA of
+/// `database_ca_file`, not naming the URL's host, expired), found under the driver's
+/// "error performing TLS handshake".
+pub fn certificate_refusal(e: &tokio_postgres::Error) -> Option<&rustls::Error> {
+    let io = std::error::Error::source(e)?.downcast_ref::<std::io::Error>()?;
+    let tls = io.get_ref()?.downcast_ref::<rustls::Error>()?;
+    matches!(tls, rustls::Error::InvalidCertificate(_)).then_some(tls)
+}
+
 /// The server's message for a database error, else the driver's (tokio-postgres alone says
-/// only "db error").
+/// only "db error"); a refused server certificate says what it must be.
 pub fn describe(e: &tokio_postgres::Error) -> String {
+    if let Some(tls) = certificate_refusal(e) {
+        return format!(
+            "TLS: the database server's certificate is refused ({tls}): it must be signed by a \
+             CA of database_ca_file and name the host of the URL"
+        );
+    }
     match e.as_db_error() {
         Some(db) => format!("{}: {}", db.severity(), db.message()),
         None => e.to_string(),
@@ -146,14 +163,16 @@ impl From<tokio_postgres::Error> for StoreError {
     }
 }
 
-fn pool(pg: tokio_postgres::Config, size: usize, wait: Duration) -> Pool {
-    let manager = Manager::from_config(
-        pg,
-        NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
+/// A pool on `pg`: plain connections without `database_ca_file` (as before it existed), TLS
+/// verified against the CA file and the URL's host with it.
+fn pool(config: &Config, pg: tokio_postgres::Config, size: usize, wait: Duration) -> Pool {
+    let manager_config = ManagerConfig {
+        recycling_method: RecyclingMethod::Fast,
+    };
+    let manager = match &config.database_ca {
+        None => Manager::from_config(pg, NoTls, manager_config),
+        Some(ca) => Manager::from_config(pg, ca.connector(), manager_config),
+    };
     Pool::builder(manager)
         .max_size(size)
         .runtime(Runtime::Tokio1)
@@ -168,21 +187,26 @@ fn pool(pg: tokio_postgres::Config, size: usize, wait: Duration) -> Pool {
 /// `serve`, which must take neither the writer's connections nor the readers'. Connections are
 /// made lazily, so this succeeds while the database is down.
 pub fn build_pool(config: &Config) -> Pool {
-    pool(config.pg_config(), 1, POOL_WAIT)
+    pool(config, config.pg_config(), 1, POOL_WAIT)
 }
 
 /// The group-commit writer's pool: `writer_connections` for batches plus one for readiness
 /// checks and one for folding the chart counts (a few milliseconds a second). Nothing else
 /// takes these, so readers can never starve ingestion.
 pub fn writer_pool(config: &Config) -> Pool {
-    pool(config.pg_config(), config.writer_connections + 2, POOL_WAIT)
+    pool(
+        config,
+        config.pg_config(),
+        config.writer_connections + 2,
+        POOL_WAIT,
+    )
 }
 
-/// The web UI's and the query API's pool: `reader_connections`, each with
-/// `statement_timeout = read_statement_timeout` so a page too costly to compute fails (503)
-/// instead of holding its connection.
+/// The web UI's and the query API's pool on `read_database_url` (else `database_url`):
+/// `reader_connections`, each with `statement_timeout = read_statement_timeout` so a page too
+/// costly to compute fails (503) instead of holding its connection.
 pub fn reader_pool(config: &Config) -> Pool {
-    let mut pg = config.pg_config();
+    let mut pg = config.read_pg_config();
     let timeout = format!(
         "-c statement_timeout={}",
         config.read_statement_timeout.as_millis()
@@ -192,5 +216,14 @@ pub fn reader_pool(config: &Config) -> Pool {
         _ => timeout,
     };
     pg.options(&options);
-    pool(pg, config.reader_connections, READER_POOL_WAIT)
+    pool(config, pg, config.reader_connections, READER_POOL_WAIT)
+}
+
+/// One connection to `read_database_url`, for `/readyz` only (so busy readers never make the
+/// collector unready); `None` without that key: the writer's check covers the one database.
+pub fn read_check_pool(config: &Config) -> Option<Pool> {
+    config
+        .read_database_url
+        .as_ref()
+        .map(|_| pool(config, config.read_pg_config(), 1, POOL_WAIT))
 }

@@ -2,6 +2,7 @@
 //! (see `pg.rs`). One test binary, one shared cluster, one database per test.
 
 mod cli;
+mod db_tls;
 mod faults;
 mod handover;
 mod hardening;

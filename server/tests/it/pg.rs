@@ -71,6 +71,8 @@ pub struct PgCluster {
     pub port: u16,
     child: Option<(Child, ChildStdin)>,
     databases: AtomicU32,
+    /// `-c name=value` settings after the harness's own (a later one wins).
+    settings: Vec<String>,
 }
 
 /// Returns (after printing why) when skipping is requested; fails the test otherwise.
@@ -87,6 +89,13 @@ fn skip_or_fail(why: &str) {
 impl PgCluster {
     /// A fresh cluster of our own, or `None` when skipping.
     pub fn start() -> Option<Self> {
+        Self::start_with(|_| Vec::new())
+    }
+
+    /// A fresh cluster whose server also gets the `name=value` settings `setup` returns.
+    /// `setup` may write files (certificates, an hba file) into the directory it is given;
+    /// they are handed to the database user, mode 0600, before the server starts.
+    pub fn start_with(setup: impl FnOnce(&Path) -> Vec<String>) -> Option<Self> {
         let Some(bin) = find_bin_dir() else {
             skip_or_fail("PostgreSQL server binaries (initdb, postgres) not found under /usr/lib/postgresql/*/bin or PATH");
             return None;
@@ -140,12 +149,34 @@ impl PgCluster {
             "initdb failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        let before: Vec<_> = std::fs::read_dir(&base)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        let settings = setup(&base);
+        for entry in std::fs::read_dir(&base).unwrap().flatten() {
+            let path = entry.path();
+            if before.contains(&path) {
+                continue;
+            }
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .expect("chmod a setup file");
+            if is_root() {
+                let status = Command::new("chown")
+                    .args(["postgres:", path.to_str().unwrap()])
+                    .status()
+                    .unwrap();
+                assert!(status.success(), "chown {}", path.display());
+            }
+        }
         let mut cluster = Self {
             bin,
             base,
             port: free_port(),
             child: None,
             databases: AtomicU32::new(0),
+            settings,
         };
         cluster.run();
         Some(cluster)
@@ -164,19 +195,23 @@ impl PgCluster {
     /// Starts the server and waits (bounded) until it accepts connections.
     pub fn run(&mut self) {
         let script = r#"
-            "$1/postgres" -D "$2/data" -k "$2/sock" -p "$3" -c listen_addresses=127.0.0.1 \
-                -c fsync=off -c max_connections=200 >"$2/postgres.log" 2>&1 &
+            bin=$1 base=$2 port=$3
+            shift 3
+            "$bin/postgres" -D "$base/data" -k "$base/sock" -p "$port" \
+                -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200 \
+                "$@" >"$base/postgres.log" 2>&1 &
             pid=$!
             read cmd
             kill -INT "$pid"
             wait "$pid"
-            [ "$cmd" = keep ] || rm -rf "$2"
+            [ "$cmd" = keep ] || rm -rf "$base"
         "#;
         let mut child = as_db_user(Path::new("sh"))
             .args(["-c", script, "sh"])
             .arg(&self.bin)
             .arg(&self.base)
             .arg(self.port.to_string())
+            .args(self.settings.iter().flat_map(|s| ["-c", s.as_str()]))
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -275,6 +310,21 @@ impl PgCluster {
             .status()
             .unwrap();
         assert!(status.success(), "kill -{signal} {pids:?}");
+    }
+
+    /// The cluster's directory (its data, socket and the files `start_with`'s setup wrote).
+    pub fn dir(&self) -> &Path {
+        &self.base
+    }
+
+    /// A key=value connection string for the superuser over the unix socket (which a cluster
+    /// whose pg_hba takes TCP connections over TLS only still trusts).
+    pub fn socket_url(&self, database: &str) -> String {
+        format!(
+            "host={} port={} user=postgres dbname={database}",
+            self.socket_dir().display(),
+            self.port
+        )
     }
 
     /// A URL for the superuser over TCP.
