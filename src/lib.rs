@@ -15,7 +15,7 @@ pub mod host;
 pub mod recipe;
 pub mod tls;
 
-pub(crate) mod ca;
+pub mod ca;
 pub(crate) mod context;
 pub(crate) mod controller;
 pub(crate) mod engine;

@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use crate::app::{self, Done, Io};
 use crate::cli::Cli;
-use crate::controller::Bundle;
+use crate::controller::Controller;
 use crate::error::Error;
 use crate::host::ssh::{SshHost, SshSettings, Target};
 use crate::host::Host;
@@ -80,7 +80,7 @@ pub fn run<'h>(
 ) -> Result<u8, Error> {
     let format = cli.format;
     // The collector binary to install, read (once) on this machine for every target.
-    let bundle = &Bundle::new(cli.collector_bin.as_deref());
+    let controller = &Controller::new(cli.collector_bin.as_deref());
     let permits = &Permits::new(usize::from(cli.parallel));
     // What the controller settled (None: it refused, and no target changes anything).
     let settled = &Settled::new();
@@ -106,7 +106,7 @@ pub fn run<'h>(
                 let tx = tx.clone();
                 scope.spawn(move || {
                     run_target(
-                        cli, index, label, connect, bundle, permits, settled, reporter, tx,
+                        cli, index, label, connect, controller, permits, settled, reporter, tx,
                     )
                 })
             })
@@ -157,7 +157,7 @@ fn run_target<'h>(
     index: usize,
     label: &str,
     connect: Connect<'_, 'h>,
-    bundle: &Bundle,
+    controller: &Controller,
     permits: &Permits,
     settled: &Settled,
     reporter: &Reporter,
@@ -198,7 +198,7 @@ fn run_target<'h>(
         Ok(p) => p,
         Err(e) => return stopped(notes, out, e, host.round_trips()),
     };
-    let staged = match app::stage(&prepared, host, bundle) {
+    let staged = match app::stage(&prepared, host, controller) {
         Ok(s) => s,
         Err(e) => return stopped(notes, out, e, host.round_trips()),
     };
