@@ -126,7 +126,9 @@ impl Ca {
         if mode & 0o077 != 0 {
             return Err(fail(
                 &key_path,
-                format!("mode {mode:04o}: the CA key must not be readable by others (chmod 600 it)"),
+                format!(
+                    "mode {mode:04o}: the CA key must not be readable by others (chmod 600 it)"
+                ),
             ));
         }
         let cert_pem =
@@ -241,10 +243,7 @@ impl Ca {
     /// "CA CN=... in DIR" or "new CA in DIR (created when applied)".
     pub fn describe(&self) -> String {
         match self.would_create {
-            true => format!(
-                "a new CA in {} (created when applied)",
-                self.dir.display()
-            ),
+            true => format!("a new CA in {} (created when applied)", self.dir.display()),
             false => format!("the CA {} in {}", self.info.subject, self.dir.display()),
         }
     }
@@ -265,7 +264,12 @@ impl Ca {
         let first = names
             .first()
             .ok_or_else(|| fail("a certificate needs at least one name".into()))?;
-        let rc = |e: rcgen::Error| fail(format!("issuing a certificate for {}: {e}", names.join(", ")));
+        let rc = |e: rcgen::Error| {
+            fail(format!(
+                "issuing a certificate for {}: {e}",
+                names.join(", ")
+            ))
+        };
         let mut params = rcgen::CertificateParams::new(names.to_vec()).map_err(rc)?;
         let mut dn = rcgen::DistinguishedName::new();
         dn.push(rcgen::DnType::CommonName, first.as_str());
@@ -282,7 +286,9 @@ impl Ca {
         params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
         params.use_authority_key_identifier_extension = true;
         let key = rcgen::KeyPair::generate().map_err(rc)?;
-        let cert = params.signed_by(&key, &self.issuer, &self.key).map_err(rc)?;
+        let cert = params
+            .signed_by(&key, &self.issuer, &self.key)
+            .map_err(rc)?;
         let cert_pem = cert.pem().into_bytes();
         let info = tls::info(&cert_pem).map_err(fail)?;
         Ok(Issued {
@@ -378,12 +384,18 @@ mod tests {
 
         let key_before = std::fs::read(dir.join(KEY_FILE)).unwrap();
         let again = Ca::load_or_create(&dir, false).unwrap();
-        assert_eq!(again.cert_pem(), ca.cert_pem(), "the same CA, not a new one");
+        assert_eq!(
+            again.cert_pem(),
+            ca.cert_pem(),
+            "the same CA, not a new one"
+        );
         assert_eq!(std::fs::read(dir.join(KEY_FILE)).unwrap(), key_before);
         // What the reloaded CA issues verifies against the certificate on disk.
         let issued = again.issue(&names(&["10.77.0.11"])).unwrap();
         assert!(tls::issued_by(&issued.cert_pem, ca.cert_pem().as_bytes()).unwrap());
-        assert!(Ca::load_or_create(&dir, true).unwrap().signed(&issued.cert_pem));
+        assert!(Ca::load_or_create(&dir, true)
+            .unwrap()
+            .signed(&issued.cert_pem));
     }
 
     #[test]
@@ -392,7 +404,11 @@ mod tests {
         let dir = tmp.path().join("ca");
         let ca = Ca::load_or_create(&dir, true).unwrap();
         assert!(ca.would_create());
-        assert!(ca.describe().contains("created when applied"), "{}", ca.describe());
+        assert!(
+            ca.describe().contains("created when applied"),
+            "{}",
+            ca.describe()
+        );
         assert!(!dir.exists());
         // It can still issue, for the plan.
         let issued = ca.issue(&names(&["db.example"])).unwrap();
@@ -464,7 +480,10 @@ mod tests {
         let err = Ca::load_or_create(&dir, false).unwrap_err();
         assert_eq!(err.path, dir.join(CERT_FILE));
         assert!(err.to_string().contains("incomplete"), "{err}");
-        assert!(!dir.join(CERT_FILE).exists(), "never completed behind the operator's back");
+        assert!(
+            !dir.join(CERT_FILE).exists(),
+            "never completed behind the operator's back"
+        );
 
         std::fs::write(dir.join(CERT_FILE), &cert).unwrap();
         std::fs::set_permissions(dir.join(KEY_FILE), std::fs::Permissions::from_mode(0o644))
@@ -497,8 +516,11 @@ mod tests {
         std::fs::create_dir(&leafdir).unwrap();
         std::fs::write(leafdir.join(CERT_FILE), &leaf.cert_pem).unwrap();
         std::fs::write(leafdir.join(KEY_FILE), leaf.key_pem.expose()).unwrap();
-        std::fs::set_permissions(leafdir.join(KEY_FILE), std::fs::Permissions::from_mode(0o600))
-            .unwrap();
+        std::fs::set_permissions(
+            leafdir.join(KEY_FILE),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
         let err = Ca::load_or_create(&leafdir, false).unwrap_err();
         assert!(err.to_string().contains("not a CA"), "{err}");
 

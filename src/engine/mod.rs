@@ -14,6 +14,7 @@ pub mod facts;
 pub(crate) mod fs;
 mod handover;
 pub(crate) mod mask;
+pub(crate) mod pg_hba;
 pub mod pgadmin;
 pub mod pgsql;
 pub mod pkg;

@@ -219,4 +219,7 @@ kinds! {
     legacy: Legacy,
     tls: Tls,
     user: User,
+    issued_tls: IssuedTls,
+    postgres_settings: PostgresSettings,
+    postgres_hba: PostgresHba,
 }
