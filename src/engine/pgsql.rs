@@ -122,6 +122,17 @@ fn settings_query(names: &[String]) -> Result<String, NulError> {
     ))
 }
 
+/// The errors of pg_hba.conf as on disk, in English (`lc_messages`, a superuser setting, for
+/// the one error recognised here): a `hostssl` line "cannot match because SSL is disabled"
+/// is no error when the configuration files turn `ssl` on, since the reload or restart that
+/// reads this file reads them too (a `postgres_settings` step of the same run).
+const HBA_ERRORS: &str = "SET lc_messages = 'C';\n\
+    SELECT count(*), coalesce(string_agg(format('line %s: %s', line_number, error), E'\\n' \
+    ORDER BY line_number), '') FROM pg_hba_file_rules WHERE error IS NOT NULL \
+    AND NOT (type = 'hostssl' AND error = 'hostssl record cannot match because SSL is disabled' \
+    AND coalesce((SELECT f.setting FROM pg_file_settings f WHERE f.name = 'ssl' \
+    AND f.error IS NULL ORDER BY f.seqno DESC LIMIT 1), 'off') IN ('on', 'true', 'yes', '1'));\n";
+
 /// A sequence linked to a table column (`serial`, identity): it changes owner with its table
 /// and refuses an `ALTER SEQUENCE ... OWNER TO` of its own.
 const LINKED_SEQUENCE: &str = "EXISTS (SELECT 1 FROM pg_depend d \
@@ -206,10 +217,7 @@ impl Op {
                 sql
             }
             Op::HbaFile => "SELECT current_setting('hba_file');\n".to_owned(),
-            Op::HbaErrors => "SELECT count(*), coalesce(string_agg(format('line %s: %s', \
-                 line_number, error), E'\\n' ORDER BY line_number), '') \
-                 FROM pg_hba_file_rules WHERE error IS NOT NULL;\n"
-                .to_owned(),
+            Op::HbaErrors => HBA_ERRORS.to_owned(),
             Op::Reassign { from, to, .. } => {
                 // Tables, views, ... first: a table takes its linked sequences along; then the
                 // sequences left, in one transaction.
@@ -583,6 +591,90 @@ mod tests {
             .database,
             "postgres",
             "a database is dropped from another one"
+        );
+    }
+
+    #[test]
+    fn settings_and_hba_scripts() {
+        let alter = Op::AlterSystem {
+            set: vec![(
+                "log_line_prefix".into(),
+                "it's \\ '; ALTER SYSTEM SET ssl = off; --".into(),
+            )],
+            reset: vec!["ssl".into()],
+        };
+        let script = alter.script().unwrap();
+        assert!(!script.read_only);
+        assert_eq!(
+            script.sql.strip_prefix(PREAMBLE).unwrap(),
+            "ALTER SYSTEM SET \"log_line_prefix\" = E'it''s \\\\ ''; ALTER SYSTEM SET ssl = off; --';\n\
+             ALTER SYSTEM RESET \"ssl\";\n"
+        );
+        for op in [
+            Op::Settings {
+                names: vec!["ssl".into(), "x'y".into()],
+            },
+            Op::HbaFile,
+            Op::HbaErrors,
+        ] {
+            let script = op.script().unwrap();
+            assert!(script.read_only, "{op:?}");
+            assert!(
+                script.sql.contains("SELECT ") && script.sql.matches(";\n").count() <= 4,
+                "{}",
+                script.sql
+            );
+        }
+        let settings = Op::Settings {
+            names: vec!["ssl".into()],
+        }
+        .script()
+        .unwrap()
+        .sql;
+        assert!(
+            settings.contains("unnest(ARRAY['ssl']::text[])"),
+            "{settings}"
+        );
+    }
+
+    #[test]
+    fn settings_answers() {
+        let op = Op::Settings {
+            names: vec!["ssl".into(), "nope".into()],
+        };
+        let answer = "ssl\0t\0sighup\0on\0on\0f\0t\0t\0on\0\0\
+                      nope\0f\0\0\0\0f\0f\0f\0\0\0";
+        let r = op.answer(answer.as_bytes()).unwrap();
+        assert_eq!(r.settings.len(), 2);
+        let ssl = &r.settings[0];
+        assert!(ssl.known && ssl.from_auto_conf && !ssl.pending_restart);
+        assert_eq!(
+            (
+                ssl.context.as_str(),
+                ssl.auto_conf.as_deref(),
+                &ssl.auto_conf_error
+            ),
+            ("sighup", Some("on"), &None)
+        );
+        assert!(!r.settings[1].known && r.settings[1].auto_conf.is_none());
+        assert!(op.answer(b"ssl\0t\0").is_err(), "a short answer");
+        let swapped = answer.replacen("ssl", "other", 1);
+        assert!(
+            op.answer(swapped.as_bytes()).is_err(),
+            "another setting's row"
+        );
+        let hba = Op::HbaErrors.answer(b"1\0line 3: bad\0").unwrap();
+        assert_eq!(
+            (hba.count, hba.text.as_deref()),
+            (Some(1), Some("line 3: bad"))
+        );
+        assert_eq!(
+            Op::HbaFile
+                .answer(b"/etc/pg_hba.conf\0")
+                .unwrap()
+                .text
+                .as_deref(),
+            Some("/etc/pg_hba.conf")
         );
     }
 

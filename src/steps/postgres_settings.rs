@@ -85,25 +85,10 @@ impl Step for PostgresSettings {
             .call(self.op())
             .map_err(StepError::host)?
             .settings;
-        let (mut set, mut reset) = (Vec::new(), Vec::new());
-        for s in &settings {
-            match self.state {
-                Presence::Present => {
-                    let want = &self.settings[&s.name];
-                    if s.auto_conf.as_ref() != Some(want) {
-                        set.push((s.name.clone(), want.clone()));
-                    }
-                }
-                Presence::Absent if s.auto_conf.is_some() => reset.push(s.name.clone()),
-                Presence::Absent => {}
-            }
+        match self.alter(&settings) {
+            Some(op) => exec(eng, op),
+            None => Ok(()),
         }
-        // Only what the file lacks; one in the file but not in effect waits for the
-        // notification (the reload or restart this change queues).
-        if set.is_empty() && reset.is_empty() {
-            return Ok(());
-        }
-        exec(eng, Op::AlterSystem { set, reset })
     }
 
     fn notifies(&self) -> &[String] {
@@ -116,10 +101,30 @@ impl PostgresSettings {
         self.settings.keys().cloned().collect()
     }
 
-    fn op(&self) -> Op {
+    pub(crate) fn op(&self) -> Op {
         Op::Settings {
             names: self.names(),
         }
+    }
+
+    /// The `ALTER SYSTEM` statements for what postgresql.auto.conf lacks (`None`: nothing).
+    /// A value in the file but not in effect waits for the notification (the reload or
+    /// restart the step's change queues).
+    pub(crate) fn alter(&self, settings: &[Setting]) -> Option<Op> {
+        let (mut set, mut reset) = (Vec::new(), Vec::new());
+        for s in settings {
+            match self.state {
+                Presence::Present => {
+                    let want = &self.settings[&s.name];
+                    if s.auto_conf.as_ref() != Some(want) {
+                        set.push((s.name.clone(), want.clone()));
+                    }
+                }
+                Presence::Absent if s.auto_conf.is_some() => reset.push(s.name.clone()),
+                Presence::Absent => {}
+            }
+        }
+        (!set.is_empty() || !reset.is_empty()).then_some(Op::AlterSystem { set, reset })
     }
 
     /// `a = 'x', b = 'y'`.
