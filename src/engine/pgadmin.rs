@@ -91,6 +91,9 @@ pub struct Setting {
     /// The server's objection to that value (`setting could not be applied`: a restart is
     /// needed; or a bad value), when any.
     pub auto_conf_error: Option<String>,
+    /// The server read its configuration files after postgresql.auto.conf last changed
+    /// (in a later second: the file's time has whole seconds), or there is no such file.
+    pub reloaded_since_change: bool,
 }
 
 /// A check's answer (`None` where the operation says nothing about it).

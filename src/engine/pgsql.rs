@@ -116,7 +116,9 @@ fn settings_query(names: &[String]) -> Result<String, NulError> {
          SELECT w.name, s.name IS NOT NULL, coalesce(s.context, ''), coalesce(s.setting, ''), \
          coalesce(current_setting(w.name, true), ''), coalesce(s.pending_restart, false), \
          coalesce(s.sourcefile = current_setting('data_directory') || '/postgresql.auto.conf', false), \
-         a.name IS NOT NULL, coalesce(a.setting, ''), coalesce(a.error, '') \
+         a.name IS NOT NULL, coalesce(a.setting, ''), coalesce(a.error, ''), \
+         coalesce(pg_conf_load_time() >= (pg_stat_file(current_setting('data_directory') \
+         || '/postgresql.auto.conf', true)).modification + interval '1 second', true) \
          FROM w LEFT JOIN pg_settings s ON s.name = w.name LEFT JOIN auto a ON a.name = w.name \
          ORDER BY w.i;\n"
     ))
@@ -285,7 +287,7 @@ impl Op {
                 })?);
             }
             Op::Settings { names } => {
-                const FIELDS: usize = 10;
+                const FIELDS: usize = 11;
                 one_row(FIELDS * names.len())?;
                 for (row, name) in fields.chunks(FIELDS).zip(names) {
                     if &row[0] != name {
@@ -305,6 +307,7 @@ impl Op {
                         from_auto_conf: boolean(&row[6])?,
                         auto_conf: present.then(|| row[8].clone()),
                         auto_conf_error: (present && !row[9].is_empty()).then(|| row[9].clone()),
+                        reloaded_since_change: boolean(&row[10])?,
                     });
                 }
             }
@@ -642,8 +645,8 @@ mod tests {
         let op = Op::Settings {
             names: vec!["ssl".into(), "nope".into()],
         };
-        let answer = "ssl\0t\0sighup\0on\0on\0f\0t\0t\0on\0\0\
-                      nope\0f\0\0\0\0f\0f\0f\0\0\0";
+        let answer = "ssl\0t\0sighup\0on\0on\0f\0t\0t\0on\0\0t\0\
+                      nope\0f\0\0\0\0f\0f\0f\0\0\0t\0";
         let r = op.answer(answer.as_bytes()).unwrap();
         assert_eq!(r.settings.len(), 2);
         let ssl = &r.settings[0];

@@ -101,10 +101,12 @@ fn settings_converge_and_reset_on_a_real_server() {
         &[
             ("listen_addresses", "localhost,127.0.0.2"),
             ("log_line_prefix", hostile),
+            // Not as SHOW prints it (1GB).
+            ("work_mem", "1024MB"),
         ],
     );
     let before = differences(&pg, &step);
-    assert_eq!(before.len(), 2, "{before:?}");
+    assert_eq!(before.len(), 3, "{before:?}");
     assert!(
         before[0].starts_with("ALTER SYSTEM SET listen_addresses = 'localhost,127.0.0.2'")
             && before[0].ends_with("applied by a restart)"),
@@ -113,12 +115,22 @@ fn settings_converge_and_reset_on_a_real_server() {
     apply(&pg, &step);
     // In postgresql.auto.conf, not yet in effect: still a change, but nothing left to write.
     let pending = differences(&pg, &step);
-    assert_eq!(pending.len(), 2, "{pending:?}");
+    assert_eq!(pending.len(), 3, "{pending:?}");
     assert!(
         pending.iter().all(|d| d.contains("not in effect")),
         "{pending:?}"
     );
     assert!(step.alter(&read(&pg, &step)).is_none());
+    // The file's time has whole seconds: a restart in the second of the change would not
+    // count as after it. Dated back, as a change made earlier.
+    let auto_conf = cluster.base.join("data/postgresql.auto.conf");
+    let earlier = std::fs::metadata(&auto_conf).unwrap().mtime() - 10;
+    crate::engine::pgadmin::server_test::run_ok(
+        Command::new("touch")
+            .arg("-d")
+            .arg(format!("@{earlier}"))
+            .arg(&auto_conf),
+    );
     cluster.pg_ctl("restart");
     assert_eq!(differences(&pg, &step), Vec::<String>::new(), "converged");
     assert!(step.alter(&read(&pg, &step)).is_none());
@@ -133,8 +145,9 @@ fn settings_converge_and_reset_on_a_real_server() {
             "SELECT string_agg(name, ',' ORDER BY name) FROM pg_file_settings \
              WHERE sourcefile LIKE '%postgresql.auto.conf'"
         ),
-        "listen_addresses,log_line_prefix\n"
+        "listen_addresses,log_line_prefix,work_mem\n"
     );
+    assert_eq!(cluster.sql("postgres", "SHOW work_mem"), "1GB\n");
     // The server listens on the new address (pg_hba refuses, so it answered).
     let (ok, said) = connect(&cluster, "127.0.0.2", "sslmode=disable", None);
     assert!(!ok && said.contains("pg_hba.conf"), "{said}");
@@ -154,15 +167,19 @@ fn settings_converge_and_reset_on_a_real_server() {
     // Absent: reset, then in effect after the restart.
     let gone = settings(
         Presence::Absent,
-        &[("listen_addresses", ""), ("log_line_prefix", "")],
+        &[
+            ("listen_addresses", ""),
+            ("log_line_prefix", ""),
+            ("work_mem", ""),
+        ],
     );
     let d = differences(&pg, &gone);
     assert!(
-        d.len() == 2 && d.iter().all(|l| l.starts_with("ALTER SYSTEM RESET")),
+        d.len() == 3 && d.iter().all(|l| l.starts_with("ALTER SYSTEM RESET")),
         "{d:?}"
     );
     apply(&pg, &gone);
-    assert_eq!(differences(&pg, &gone).len(), 2, "still in effect");
+    assert_eq!(differences(&pg, &gone).len(), 3, "still in effect");
     cluster.pg_ctl("restart");
     assert_eq!(differences(&pg, &gone), Vec::<String>::new());
     assert_eq!(

@@ -195,12 +195,15 @@ impl PostgresSettings {
 
 /// Does the server run the value postgresql.auto.conf holds (`want`)? A setting a restart
 /// applies: the server compares the file's value with the running one (parsed: `1GB` is
-/// `1024MB`) and objects when they differ. Any other: the running value as text.
+/// `1024MB`) and objects when they differ. Any other: it runs the file's value as `SHOW` or
+/// `pg_settings` write it, or it read the file after its last change.
 fn in_effect(s: &Setting, want: &str) -> bool {
     if s.pending_restart || s.auto_conf_error.is_some() {
         return false;
     }
-    s.context == "postmaster" || (s.from_auto_conf && (s.shown == want || s.setting == want))
+    s.context == "postmaster"
+        || (s.from_auto_conf
+            && (s.shown == want || s.setting == want || s.reloaded_since_change))
 }
 
 /// Lower-case letters, digits and `_`, starting with a letter (every built-in setting).
@@ -295,6 +298,17 @@ mod tests {
         // Reloaded after a change of a restart's setting: pending.
         listen.pending_restart = true;
         assert_eq!(want.differences(&[listen, ssl]).unwrap().len(), 1);
+        // A value written otherwise than SHOW prints it counts once the server read the file
+        // after its change.
+        let mem = step(Presence::Present, &[("work_mem", "1024MB")]);
+        let mut work_mem = setting("work_mem", "user");
+        work_mem.auto_conf = Some("1024MB".into());
+        work_mem.from_auto_conf = true;
+        work_mem.shown = "1GB".into();
+        work_mem.setting = "1048576".into();
+        assert_eq!(mem.differences(std::slice::from_ref(&work_mem)).unwrap().len(), 1);
+        work_mem.reloaded_since_change = true;
+        assert!(mem.differences(&[work_mem]).unwrap().is_empty());
     }
 
     #[test]

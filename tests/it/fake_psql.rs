@@ -251,7 +251,8 @@ impl FakeHost {
     }
 
     /// The row of the settings query for `name`: name, known, context, setting, shown,
-    /// pending_restart, from auto.conf, in auto.conf, its value there, its error.
+    /// pending_restart, from auto.conf, in auto.conf, its value there, its error, read since
+    /// the file changed.
     fn pg_setting(&self, name: &str) -> Vec<String> {
         let w = self.world.borrow();
         let tf = |b: bool| if b { "t" } else { "f" }.to_owned();
@@ -268,6 +269,7 @@ impl FakeHost {
                 tf(false),
                 empty(),
                 empty(),
+                tf(true),
             ];
         };
         let running = w.pg_settings.get(name).cloned();
@@ -294,6 +296,8 @@ impl FakeHost {
             tf(auto.is_some()),
             auto.unwrap_or_default(),
             error.into(),
+            // The fake's changes and reloads are in order: its settings are what it read.
+            tf(w.pg_settings.get(name) == w.pg_auto_conf.get(name)),
         ]
     }
 
