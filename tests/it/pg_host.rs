@@ -240,6 +240,39 @@ fn install_issues_the_certificate_sets_tls_and_hba_and_converges() {
     assert!(steps[0].2[0].contains("(not issued by the CA"), "{steps:?}");
     assert!(steps[0].2[1].contains("(not shown)"), "{steps:?}");
     no_key_in(&out, &host);
+    let (code, out, err) = run(&host, Some(ca.clone()), &args(&dir, pw, &["--yes"]));
+    assert_eq!(code, 0, "{out}\n{err}");
+    let key_pem = {
+        let w = host.world.borrow();
+        let cert = &w.files[Path::new(CERT)].content;
+        assert!(ca.signed(cert), "a new certificate of the run's CA");
+        assert_ne!(*cert, foreign.cert_pem);
+        w.files[Path::new(KEY)].content.clone()
+    };
+    no_key_in(&format!("{out}{err}"), &host);
+
+    // Only the key's mode is off: fixed in place, the pair kept.
+    host.world
+        .borrow_mut()
+        .files
+        .get_mut(Path::new(KEY))
+        .unwrap()
+        .mode = 0o644;
+    let (_, out, _) = run(
+        &host,
+        Some(ca.clone()),
+        &args(&dir, pw, &["--dry-run", "--format", "json"]),
+    );
+    let steps = ours(&plan(&out));
+    assert_eq!(
+        (steps[0].1.as_str(), steps[0].2.clone()),
+        ("change", vec![format!("{KEY}: mode 0644 → 0600")])
+    );
+    let (code, out, err) = run(&host, Some(ca.clone()), &args(&dir, pw, &["--yes"]));
+    assert_eq!(code, 0, "{out}\n{err}");
+    let w = host.world.borrow();
+    assert_eq!(w.files[Path::new(KEY)].mode, 0o600);
+    assert_eq!(w.files[Path::new(KEY)].content, key_pem, "the same key");
 }
 
 #[test]
