@@ -291,14 +291,7 @@ pub(crate) fn key_matches(cert_pem: &[u8], key: &Secret) -> Result<bool, String>
 /// Was the first certificate of `cert_pem` signed by the first certificate of `ca_pem` (its
 /// issuer is the CA's subject and its signature verifies with the CA's public key)?
 pub(crate) fn issued_by(cert_pem: &[u8], ca_pem: &[u8]) -> Result<bool, String> {
-    let der = |pem: &[u8]| -> Result<Vec<u8>, String> {
-        let block = x509_parser::pem::Pem::iter_from_buffer(pem)
-            .next()
-            .ok_or("no PEM certificate in it")?
-            .map_err(|e| format!("not a PEM certificate: {e}"))?;
-        Ok(block.contents)
-    };
-    let (cert_der, ca_der) = (der(cert_pem)?, der(ca_pem)?);
+    let (cert_der, ca_der) = (first_der(cert_pem)?, first_der(ca_pem)?);
     let (_, cert) = X509Certificate::from_der(&cert_der)
         .map_err(|e| format!("not an X.509 certificate: {e}"))?;
     let (_, ca) = X509Certificate::from_der(&ca_der)
@@ -308,13 +301,19 @@ pub(crate) fn issued_by(cert_pem: &[u8], ca_pem: &[u8]) -> Result<bool, String> 
 
 /// Is the first certificate of `pem` a CA (basicConstraints `CA:TRUE`)?
 pub(crate) fn is_ca(pem: &[u8]) -> Result<bool, String> {
+    let der = first_der(pem)?;
+    let (_, cert) =
+        X509Certificate::from_der(&der).map_err(|e| format!("not an X.509 certificate: {e}"))?;
+    Ok(cert.is_ca())
+}
+
+/// The DER of the first PEM block of `pem` (a certificate, unless the parse says otherwise).
+fn first_der(pem: &[u8]) -> Result<Vec<u8>, String> {
     let block = x509_parser::pem::Pem::iter_from_buffer(pem)
         .next()
         .ok_or("no PEM certificate in it")?
         .map_err(|e| format!("not a PEM certificate: {e}"))?;
-    let (_, cert) = X509Certificate::from_der(&block.contents)
-        .map_err(|e| format!("not an X.509 certificate: {e}"))?;
-    Ok(cert.is_ca())
+    Ok(block.contents)
 }
 
 fn parse_cert(pem: &[u8]) -> Result<(CertInfo, PublicKey), String> {
