@@ -8,7 +8,7 @@
 use std::io::Write;
 
 use crate::cli::{Action, Cli, Command, Format};
-use crate::controller::Bundle;
+use crate::controller::Controller;
 use crate::engine::Engine;
 use crate::error::Error;
 use crate::executor::{self, Mode};
@@ -31,6 +31,18 @@ pub struct Io<'a> {
 /// Run with parsed arguments against `host` (or, with `--target`, the machines named there);
 /// `Ok` carries the exit code (0, or 3 for pending changes with `--detailed-exitcode`).
 pub fn run_cli(cli: Cli, host: &dyn Host, io: &mut Io) -> Result<u8, Error> {
+    run_cli_with(cli, host, None, io)
+}
+
+/// As [`run_cli`], with the controller's certificate authority `ca` (what an inventory
+/// names; tests give one directly) for the run on `host` (`--target` runs take theirs from
+/// the inventory).
+pub fn run_cli_with(
+    cli: Cli,
+    host: &dyn Host,
+    ca: Option<std::sync::Arc<crate::ca::Ca>>,
+    io: &mut Io,
+) -> Result<u8, Error> {
     match &cli.command {
         Some(Command::Completions { shell }) => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
@@ -45,7 +57,7 @@ pub fn run_cli(cli: Cli, host: &dyn Host, io: &mut Io) -> Result<u8, Error> {
         Ok(None) if cli.inventory.is_some() => {
             crate::fleet::inventory::run(cli, io).inspect(|_| reported = true)
         }
-        Ok(None) => run(cli, host, io, &mut reported),
+        Ok(None) => run(cli, host, ca, io, &mut reported),
         Ok(Some(targets)) => crate::fleet::run_ssh(cli, targets, io).inspect(|_| reported = true),
         Err(e) => Err(e),
     };
@@ -79,10 +91,19 @@ pub fn run_targets<'h>(
 
 /// One run on one machine: prepare, ask, execute, report. `reported` is set once the plan or
 /// result document has been written.
-fn run(cli: Cli, host: &dyn Host, io: &mut Io, reported: &mut bool) -> Result<u8, Error> {
-    let bundle = Bundle::new(cli.collector_bin.as_deref());
+fn run(
+    cli: Cli,
+    host: &dyn Host,
+    ca: Option<std::sync::Arc<crate::ca::Ca>>,
+    io: &mut Io,
+    reported: &mut bool,
+) -> Result<u8, Error> {
+    let controller = Controller {
+        ca,
+        ..Controller::new(cli.collector_bin.as_deref())
+    };
     let prepared = prepare(cli, host, io)?;
-    let staged = stage(&prepared, host, &bundle)?;
+    let staged = stage(&prepared, host, &controller)?;
     let given = settle(&prepared.opts, staged.needs, io)?;
     let done = {
         let sink = std::sync::Mutex::new(&mut *io.err);
@@ -143,10 +164,10 @@ pub(crate) struct Staged<'a> {
 pub(crate) fn stage<'a>(
     prepared: &'a Prepared,
     host: &'a dyn Host,
-    bundle: &'a Bundle,
+    controller: &'a Controller,
 ) -> Result<Staged<'a>, Error> {
     let Prepared { opts, plan, state } = prepared;
-    let eng = Engine::new(host, opts, plan, state.clone(), bundle);
+    let eng = Engine::new(host, opts, plan, state.clone(), controller);
     let steps = selected(&eng, plan, opts);
     webapp_preflight(&eng, &steps)?;
     let needs = Needs::of(opts, host, &plan.recipe.recipe, &steps);

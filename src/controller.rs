@@ -10,10 +10,30 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
+
+use crate::ca::Ca;
 
 use crate::host::upload::sha256_hex;
 use crate::options::COLLECTOR_BIN_LIMIT;
+
+/// What the controller gives every target of a run: the collector binary it installs, and
+/// the certificate authority that signs the database host's certificate (when an inventory
+/// names one; `None` otherwise). `Send + Sync`: shared by the targets' threads.
+pub struct Controller {
+    pub bundle: Bundle,
+    pub ca: Option<Arc<Ca>>,
+}
+
+impl Controller {
+    /// The bundle of `--collector-bin` (or next to this executable), no CA.
+    pub fn new(collector_bin: Option<&Path>) -> Controller {
+        Controller {
+            bundle: Bundle::new(collector_bin),
+            ca: None,
+        }
+    }
+}
 
 /// The collector binary on the controller: its path, and (read on first use) its bytes and
 /// their SHA-256.
@@ -202,6 +222,7 @@ mod tests {
     fn one_bundle_is_shared_by_threads() {
         fn shared<T: Send + Sync>() {}
         shared::<Bundle>();
+        shared::<Controller>();
         let f = file(b"shared");
         let b = Bundle::at(f.path().to_owned(), 16);
         let shas: Vec<String> = std::thread::scope(|s| {

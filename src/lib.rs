@@ -15,6 +15,7 @@ pub mod host;
 pub mod recipe;
 pub mod tls;
 
+pub mod ca;
 pub(crate) mod context;
 pub(crate) mod controller;
 pub(crate) mod engine;

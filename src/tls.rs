@@ -281,6 +281,41 @@ pub fn info(pem: &[u8]) -> Result<CertInfo, String> {
     parse_cert(pem).map(|(i, _)| i)
 }
 
+/// Is `key` the private half of the public key of the first certificate of `cert_pem`?
+/// Errors say what cannot be parsed, never quote the key.
+pub(crate) fn key_matches(cert_pem: &[u8], key: &Secret) -> Result<bool, String> {
+    let (_, cert_pub) = parse_cert(cert_pem)?;
+    Ok(parse_key(key)? == cert_pub)
+}
+
+/// Was the first certificate of `cert_pem` signed by the first certificate of `ca_pem` (its
+/// issuer is the CA's subject and its signature verifies with the CA's public key)?
+pub(crate) fn issued_by(cert_pem: &[u8], ca_pem: &[u8]) -> Result<bool, String> {
+    let (cert_der, ca_der) = (first_der(cert_pem)?, first_der(ca_pem)?);
+    let (_, cert) = X509Certificate::from_der(&cert_der)
+        .map_err(|e| format!("not an X.509 certificate: {e}"))?;
+    let (_, ca) = X509Certificate::from_der(&ca_der)
+        .map_err(|e| format!("the CA: not an X.509 certificate: {e}"))?;
+    Ok(cert.issuer() == ca.subject() && cert.verify_signature(Some(ca.public_key())).is_ok())
+}
+
+/// Is the first certificate of `pem` a CA (basicConstraints `CA:TRUE`)?
+pub(crate) fn is_ca(pem: &[u8]) -> Result<bool, String> {
+    let der = first_der(pem)?;
+    let (_, cert) =
+        X509Certificate::from_der(&der).map_err(|e| format!("not an X.509 certificate: {e}"))?;
+    Ok(cert.is_ca())
+}
+
+/// The DER of the first PEM block of `pem` (a certificate, unless the parse says otherwise).
+fn first_der(pem: &[u8]) -> Result<Vec<u8>, String> {
+    let block = x509_parser::pem::Pem::iter_from_buffer(pem)
+        .next()
+        .ok_or("no PEM certificate in it")?
+        .map_err(|e| format!("not a PEM certificate: {e}"))?;
+    Ok(block.contents)
+}
+
 fn parse_cert(pem: &[u8]) -> Result<(CertInfo, PublicKey), String> {
     let block = x509_parser::pem::Pem::iter_from_buffer(pem)
         .next()

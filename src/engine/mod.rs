@@ -14,6 +14,7 @@ pub mod facts;
 pub(crate) mod fs;
 mod handover;
 pub(crate) mod mask;
+pub(crate) mod pg_hba;
 pub mod pgadmin;
 pub mod pgsql;
 pub mod pkg;
@@ -29,7 +30,8 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
-use crate::controller::Bundle;
+use crate::ca::Ca;
+use crate::controller::{Bundle, Controller};
 use crate::host::{Cmd, CmdOutput, Host};
 use crate::options::Options;
 use crate::plan::Plan;
@@ -134,6 +136,8 @@ pub struct Engine<'a> {
     pub tls_material: &'a Option<crate::tls::Material>,
     /// The collector binary this run installs (the controller's, shared by every target).
     pub bundle: &'a Bundle,
+    /// The controller's certificate authority (`issued_tls` steps), when the run has one.
+    pub ca: Option<&'a Ca>,
     pub state: RefCell<State>,
     pending: RefCell<BTreeSet<String>>,
     /// What `-u` removes and keeps, asked of the package manager once per run.
@@ -157,14 +161,14 @@ impl<'a> Engine<'a> {
         }
     }
 
-    /// The engine for `plan` on `host`, with the state file as it was read and the collector
-    /// `bundle` of the controller; reloads and restarts an earlier run still owed are queued.
+    /// The engine for `plan` on `host`, with the state file as it was read and what the
+    /// `controller` gives every target (the collector bundle, the CA); reloads and restarts an earlier run still owed are queued.
     pub fn new(
         host: &'a dyn Host,
         opts: &'a Options,
         plan: &'a Plan,
         state: State,
-        bundle: &'a Bundle,
+        controller: &'a Controller,
     ) -> Engine<'a> {
         let pending = RefCell::new(state.pending.clone());
         Engine {
@@ -185,7 +189,8 @@ impl<'a> Engine<'a> {
             shown_vars: Vec::new(),
             facts: &plan.facts,
             tls_material: &plan.tls_material,
-            bundle,
+            bundle: &controller.bundle,
+            ca: controller.ca.as_deref(),
             state: RefCell::new(state),
             pending,
             removal: RefCell::new(None),

@@ -52,6 +52,48 @@ pub enum Op {
         from: String,
         to: String,
     },
+    /// The server's view of the settings `names`: one [`Setting`] each, in order.
+    Settings {
+        names: Vec<String>,
+    },
+    /// `ALTER SYSTEM SET name = value` for each of `set`, `ALTER SYSTEM RESET name` for each
+    /// of `reset` (postgresql.auto.conf; a reload or restart applies them).
+    AlterSystem {
+        set: Vec<(String, String)>,
+        reset: Vec<String>,
+    },
+    /// The path of the cluster's pg_hba.conf (`SHOW hba_file`).
+    HbaFile,
+    /// The errors PostgreSQL finds in its pg_hba.conf as it is on disk now
+    /// (`pg_hba_file_rules`), as `line N: error` texts.
+    HbaErrors,
+}
+
+/// What the server says of one setting (`pg_settings`, and `pg_file_settings` of
+/// postgresql.auto.conf, which `ALTER SYSTEM` writes).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Setting {
+    pub name: String,
+    /// The server knows the setting (a typo is not one).
+    pub known: bool,
+    /// `postmaster` (a restart applies it), `sighup` (a reload), ...
+    pub context: String,
+    /// `pg_settings.setting` (in the setting's base unit).
+    pub setting: String,
+    /// `current_setting(name)` (with its unit, as `SHOW` prints it).
+    pub shown: String,
+    /// Changed in a configuration file, waiting for a restart.
+    pub pending_restart: bool,
+    /// The value in effect came from postgresql.auto.conf.
+    pub from_auto_conf: bool,
+    /// What postgresql.auto.conf holds for it (`ALTER SYSTEM`), when anything.
+    pub auto_conf: Option<String>,
+    /// The server's objection to that value (`setting could not be applied`: a restart is
+    /// needed; or a bad value), when any.
+    pub auto_conf_error: Option<String>,
+    /// The server read its configuration files after postgresql.auto.conf last changed
+    /// (in a later second: the file's time has whole seconds), or there is no such file.
+    pub reloaded_since_change: bool,
 }
 
 /// A check's answer (`None` where the operation says nothing about it).
@@ -60,6 +102,10 @@ pub struct Response {
     pub exists: Option<bool>,
     pub owner: Option<String>,
     pub count: Option<u64>,
+    /// [`Op::Settings`].
+    pub settings: Vec<Setting>,
+    /// [`Op::HbaFile`]: the path; [`Op::HbaErrors`]: the errors, one per line.
+    pub text: Option<String>,
 }
 
 /// Runs `psql` as the cluster's OS user through the host, the same way on this machine and
@@ -165,7 +211,7 @@ pub fn scram_verifier(password: &str) -> String {
 
 #[cfg(test)]
 #[path = "pgadmin_server_test.rs"]
-mod server_test;
+pub(crate) mod server_test;
 
 #[cfg(test)]
 mod tests {

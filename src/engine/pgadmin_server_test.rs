@@ -31,6 +31,19 @@ fn bin_dir() -> Option<PathBuf> {
     versions.pop().map(|(_, b)| b)
 }
 
+/// Can this machine run the real PostgreSQL tests? `false` (with why, on stderr) only when it
+/// cannot and `TELEM_SKIP_PG_TESTS=1` says to skip; else a missing piece fails the test.
+pub(crate) fn available() -> bool {
+    let Some(why) = unavailable() else {
+        return true;
+    };
+    if std::env::var("TELEM_SKIP_PG_TESTS").as_deref() == Ok("1") {
+        eprintln!("SKIPPED (TELEM_SKIP_PG_TESTS=1): {why}");
+        return false;
+    }
+    panic!("{why}; set TELEM_SKIP_PG_TESTS=1 to skip the real PostgreSQL tests");
+}
+
 /// Why this machine cannot run the test, if it cannot.
 fn unavailable() -> Option<String> {
     if std::fs::metadata("/proc/self").map(|m| m.uid()).ok() != Some(0) {
@@ -55,13 +68,15 @@ fn unavailable() -> Option<String> {
 }
 
 /// A running cluster, stopped and removed on drop.
-struct Cluster {
+pub(crate) struct Cluster {
     bin: PathBuf,
-    base: PathBuf,
-    port: u16,
+    pub(crate) base: PathBuf,
+    pub(crate) port: u16,
+    /// The server's command-line options (`pg_ctl -o`).
+    options: String,
 }
 
-fn as_postgres(program: &Path) -> Command {
+pub(crate) fn as_postgres(program: &Path) -> Command {
     let mut c = Command::new("runuser");
     c.args(["-u", "postgres", "--"])
         .arg(program)
@@ -69,7 +84,7 @@ fn as_postgres(program: &Path) -> Command {
     c
 }
 
-fn run_ok(c: &mut Command) -> String {
+pub(crate) fn run_ok(c: &mut Command) -> String {
     let out = c.output().expect("running a command");
     assert!(
         out.status.success(),
@@ -81,7 +96,14 @@ fn run_ok(c: &mut Command) -> String {
 }
 
 impl Cluster {
+    /// A cluster on its socket only (no TCP), logging every statement.
     fn start() -> Cluster {
+        Cluster::start_with("-c listen_addresses= -c log_statement=all -c log_min_duration_statement=0 -c log_min_error_statement=info")
+    }
+
+    /// A cluster started with the server options `options` (besides its socket, port and
+    /// fsync=off); what is not given there comes from its configuration files.
+    pub(crate) fn start_with(options: &str) -> Cluster {
         let bin = bin_dir().expect("checked by unavailable()");
         let base = tempfile::Builder::new()
             .prefix("telem-psql-")
@@ -108,38 +130,44 @@ impl Cluster {
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .expect("a free port number");
-        let options = format!(
-            "-k {} -p {port} -c listen_addresses= -c fsync=off \
-             -c log_statement=all -c log_min_duration_statement=0 -c log_min_error_statement=info",
-            base.display()
-        );
-        let cluster = Cluster { bin, base, port };
-        // pg_ctl -w returns once the server accepts connections (or failed to start).
-        run_ok(
-            as_postgres(&cluster.bin.join("pg_ctl"))
-                .arg("-D")
-                .arg(cluster.base.join("data"))
-                .args(["-o", &options, "-l"])
-                .arg(cluster.log_path())
-                .args(["-w", "-t", "60", "start"]),
-        );
+        let options = format!("-k {} -p {port} -c fsync=off {options}", base.display());
+        let cluster = Cluster {
+            bin,
+            base,
+            port,
+            options,
+        };
+        cluster.pg_ctl("start");
         cluster
     }
 
-    fn log_path(&self) -> PathBuf {
+    /// `pg_ctl start`, `restart` or `reload`: -w returns once the server accepts connections
+    /// (or failed to).
+    pub(crate) fn pg_ctl(&self, what: &str) {
+        run_ok(
+            as_postgres(&self.bin.join("pg_ctl"))
+                .arg("-D")
+                .arg(self.base.join("data"))
+                .args(["-o", &self.options, "-l"])
+                .arg(self.log_path())
+                .args(["-w", "-t", "60", what]),
+        );
+    }
+
+    pub(crate) fn log_path(&self) -> PathBuf {
         self.base.join("server.log")
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
-    fn socket_dir(&self) -> String {
+    pub(crate) fn socket_dir(&self) -> String {
         self.base.display().to_string()
     }
 
     /// The test's own view: psql as postgres in `database`, one value per line.
-    fn sql(&self, database: &str, sql: &str) -> String {
+    pub(crate) fn sql(&self, database: &str, sql: &str) -> String {
         let mut c = as_postgres(Path::new("psql"));
         c.args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-h"])
             .arg(&self.base)
@@ -178,12 +206,8 @@ fn literal(s: &str) -> String {
 
 #[test]
 fn psql_admin_with_hostile_names_on_a_real_server() {
-    if let Some(why) = unavailable() {
-        if std::env::var("TELEM_SKIP_PG_TESTS").as_deref() == Ok("1") {
-            eprintln!("SKIPPED (TELEM_SKIP_PG_TESTS=1): {why}");
-            return;
-        }
-        panic!("{why}; set TELEM_SKIP_PG_TESTS=1 to skip the real PostgreSQL tests");
+    if !available() {
+        return;
     }
     let cluster = Cluster::start();
     let socket_dir = cluster.socket_dir();

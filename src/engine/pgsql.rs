@@ -10,7 +10,7 @@
 
 use std::fmt;
 
-use super::pgadmin::{Op, Response};
+use super::pgadmin::{Op, Response, Setting};
 
 /// A name or value PostgreSQL cannot hold: it contains a NUL byte.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,6 +99,42 @@ fn owned_by(role: &str) -> Result<String, NulError> {
     ))
 }
 
+/// One row per name of `names`, in their order (a name the server does not know too): the
+/// fields [`Op::answer`] reads into a [`Setting`]. postgresql.auto.conf is what `ALTER SYSTEM`
+/// writes; `pg_file_settings` reads it as it is on disk now, its last line for a name wins.
+fn settings_query(names: &[String]) -> Result<String, NulError> {
+    let list = names
+        .iter()
+        .map(|n| quote_literal(n))
+        .collect::<Result<Vec<_>, _>>()?
+        .join(", ");
+    Ok(format!(
+        "WITH w(name, i) AS (SELECT * FROM unnest(ARRAY[{list}]::text[]) WITH ORDINALITY), \
+         auto AS (SELECT DISTINCT ON (f.name) f.name, f.setting, f.error FROM pg_file_settings f \
+         WHERE f.sourcefile = current_setting('data_directory') || '/postgresql.auto.conf' \
+         ORDER BY f.name, f.seqno DESC) \
+         SELECT w.name, s.name IS NOT NULL, coalesce(s.context, ''), coalesce(s.setting, ''), \
+         coalesce(current_setting(w.name, true), ''), coalesce(s.pending_restart, false), \
+         coalesce(s.sourcefile = current_setting('data_directory') || '/postgresql.auto.conf', false), \
+         a.name IS NOT NULL, coalesce(a.setting, ''), coalesce(a.error, ''), \
+         coalesce(pg_conf_load_time() >= (pg_stat_file(current_setting('data_directory') \
+         || '/postgresql.auto.conf', true)).modification + interval '1 second', true) \
+         FROM w LEFT JOIN pg_settings s ON s.name = w.name LEFT JOIN auto a ON a.name = w.name \
+         ORDER BY w.i;\n"
+    ))
+}
+
+/// The errors of pg_hba.conf as on disk, in English (`lc_messages`, a superuser setting, for
+/// the one error recognised here): a `hostssl` line "cannot match because SSL is disabled"
+/// is no error when the configuration files turn `ssl` on, since the reload or restart that
+/// reads this file reads them too (a `postgres_settings` step of the same run).
+const HBA_ERRORS: &str = "SET lc_messages = 'C';\n\
+    SELECT count(*), coalesce(string_agg(format('line %s: %s', line_number, error), E'\\n' \
+    ORDER BY line_number), '') FROM pg_hba_file_rules WHERE error IS NOT NULL \
+    AND NOT (type = 'hostssl' AND error = 'hostssl record cannot match because SSL is disabled' \
+    AND coalesce((SELECT f.setting FROM pg_file_settings f WHERE f.name = 'ssl' \
+    AND f.error IS NULL ORDER BY f.seqno DESC LIMIT 1), 'off') IN ('on', 'true', 'yes', '1'));\n";
+
 /// A sequence linked to a table column (`serial`, identity): it changes owner with its table
 /// and refuses an `ALTER SEQUENCE ... OWNER TO` of its own.
 const LINKED_SEQUENCE: &str = "EXISTS (SELECT 1 FROM pg_depend d \
@@ -130,7 +166,12 @@ impl Op {
     pub fn reads_only(&self) -> bool {
         matches!(
             self,
-            Op::RoleExists { .. } | Op::Database { .. } | Op::OwnedBy { .. }
+            Op::RoleExists { .. }
+                | Op::Database { .. }
+                | Op::OwnedBy { .. }
+                | Op::Settings { .. }
+                | Op::HbaFile
+                | Op::HbaErrors
         )
     }
 
@@ -165,6 +206,20 @@ impl Op {
                 q(verifier)?
             ),
             Op::OwnedBy { role, .. } => format!("SELECT count(*) {};\n", owned_by(role)?),
+            Op::Settings { names } => settings_query(names)?,
+            Op::AlterSystem { set, reset } => {
+                // Each its own statement: ALTER SYSTEM cannot run inside a transaction block.
+                let mut sql = String::new();
+                for (name, value) in set {
+                    sql.push_str(&format!("ALTER SYSTEM SET {} = {};\n", i(name)?, q(value)?));
+                }
+                for name in reset {
+                    sql.push_str(&format!("ALTER SYSTEM RESET {};\n", i(name)?));
+                }
+                sql
+            }
+            Op::HbaFile => "SELECT current_setting('hba_file');\n".to_owned(),
+            Op::HbaErrors => HBA_ERRORS.to_owned(),
             Op::Reassign { from, to, .. } => {
                 // Tables, views, ... first: a table takes its linked sequences along; then the
                 // sequences left, in one transaction.
@@ -230,6 +285,42 @@ impl Op {
                 resp.count = Some(fields[0].parse().map_err(|_| {
                     format!("psql answered {:?} where a count was expected", fields[0])
                 })?);
+            }
+            Op::Settings { names } => {
+                const FIELDS: usize = 11;
+                one_row(FIELDS * names.len())?;
+                for (row, name) in fields.chunks(FIELDS).zip(names) {
+                    if &row[0] != name {
+                        return Err(format!(
+                            "psql answered for setting {:?} where {name:?} was expected",
+                            row[0]
+                        ));
+                    }
+                    let present = boolean(&row[7])?;
+                    resp.settings.push(Setting {
+                        name: name.clone(),
+                        known: boolean(&row[1])?,
+                        context: row[2].clone(),
+                        setting: row[3].clone(),
+                        shown: row[4].clone(),
+                        pending_restart: boolean(&row[5])?,
+                        from_auto_conf: boolean(&row[6])?,
+                        auto_conf: present.then(|| row[8].clone()),
+                        auto_conf_error: (present && !row[9].is_empty()).then(|| row[9].clone()),
+                        reloaded_since_change: boolean(&row[10])?,
+                    });
+                }
+            }
+            Op::HbaFile => {
+                one_row(1)?;
+                resp.text = Some(fields[0].clone());
+            }
+            Op::HbaErrors => {
+                one_row(2)?;
+                resp.count = Some(fields[0].parse().map_err(|_| {
+                    format!("psql answered {:?} where a count was expected", fields[0])
+                })?);
+                resp.text = Some(fields[1].clone());
             }
             // Writes answer no rows (psql -q prints no command tags).
             _ => {}
@@ -503,6 +594,90 @@ mod tests {
             .database,
             "postgres",
             "a database is dropped from another one"
+        );
+    }
+
+    #[test]
+    fn settings_and_hba_scripts() {
+        let alter = Op::AlterSystem {
+            set: vec![(
+                "log_line_prefix".into(),
+                "it's \\ '; ALTER SYSTEM SET ssl = off; --".into(),
+            )],
+            reset: vec!["ssl".into()],
+        };
+        let script = alter.script().unwrap();
+        assert!(!script.read_only);
+        assert_eq!(
+            script.sql.strip_prefix(PREAMBLE).unwrap(),
+            "ALTER SYSTEM SET \"log_line_prefix\" = E'it''s \\\\ ''; ALTER SYSTEM SET ssl = off; --';\n\
+             ALTER SYSTEM RESET \"ssl\";\n"
+        );
+        for op in [
+            Op::Settings {
+                names: vec!["ssl".into(), "x'y".into()],
+            },
+            Op::HbaFile,
+            Op::HbaErrors,
+        ] {
+            let script = op.script().unwrap();
+            assert!(script.read_only, "{op:?}");
+            assert!(
+                script.sql.contains("SELECT ") && script.sql.matches(";\n").count() <= 4,
+                "{}",
+                script.sql
+            );
+        }
+        let settings = Op::Settings {
+            names: vec!["ssl".into()],
+        }
+        .script()
+        .unwrap()
+        .sql;
+        assert!(
+            settings.contains("unnest(ARRAY['ssl']::text[])"),
+            "{settings}"
+        );
+    }
+
+    #[test]
+    fn settings_answers() {
+        let op = Op::Settings {
+            names: vec!["ssl".into(), "nope".into()],
+        };
+        let answer = "ssl\0t\0sighup\0on\0on\0f\0t\0t\0on\0\0t\0\
+                      nope\0f\0\0\0\0f\0f\0f\0\0\0t\0";
+        let r = op.answer(answer.as_bytes()).unwrap();
+        assert_eq!(r.settings.len(), 2);
+        let ssl = &r.settings[0];
+        assert!(ssl.known && ssl.from_auto_conf && !ssl.pending_restart);
+        assert_eq!(
+            (
+                ssl.context.as_str(),
+                ssl.auto_conf.as_deref(),
+                &ssl.auto_conf_error
+            ),
+            ("sighup", Some("on"), &None)
+        );
+        assert!(!r.settings[1].known && r.settings[1].auto_conf.is_none());
+        assert!(op.answer(b"ssl\0t\0").is_err(), "a short answer");
+        let swapped = answer.replacen("ssl", "other", 1);
+        assert!(
+            op.answer(swapped.as_bytes()).is_err(),
+            "another setting's row"
+        );
+        let hba = Op::HbaErrors.answer(b"1\0line 3: bad\0").unwrap();
+        assert_eq!(
+            (hba.count, hba.text.as_deref()),
+            (Some(1), Some("line 3: bad"))
+        );
+        assert_eq!(
+            Op::HbaFile
+                .answer(b"/etc/pg_hba.conf\0")
+                .unwrap()
+                .text
+                .as_deref(),
+            Some("/etc/pg_hba.conf")
         );
     }
 

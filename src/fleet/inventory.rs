@@ -98,5 +98,6 @@ pub fn fleet(cli: &Cli, inventory: &Inventory) -> Result<Fleet, Error> {
         jobs,
         serial,
         shared_password: true,
+        ca: None,
     })
 }

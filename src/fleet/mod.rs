@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use crate::app::{self, Done, Io};
 use crate::cli::Cli;
-use crate::controller::Bundle;
+use crate::controller::Controller;
 use crate::error::Error;
 use crate::host::ssh::{SshHost, SshSettings, Target};
 use crate::host::Host;
@@ -102,6 +102,7 @@ pub fn run<'h>(
             jobs,
             serial: Vec::new(),
             shared_password: false,
+            ca: None,
         },
         connect,
         io,
@@ -125,6 +126,8 @@ pub struct Fleet {
     /// the given one, else the one a target's collector config holds, else one asked for or
     /// generated once.
     pub shared_password: bool,
+    /// The certificate authority of an inventory (on the controller).
+    pub ca: Option<std::sync::Arc<crate::ca::Ca>>,
 }
 
 /// Run the `fleet`; `cli` holds what is the run's (format, `--parallel`, the collector
@@ -140,10 +143,14 @@ pub fn run_jobs<'h>(
         jobs,
         serial,
         shared_password,
+        ca,
     } = fleet;
     let labels: Vec<String> = jobs.iter().map(|j| j.label.clone()).collect();
-    // The collector binary to install, read (once) on this machine for every target.
-    let bundle = &Bundle::new(cli.collector_bin.as_deref());
+    // The collector binary to install, read (once) on this machine for every target; the CA.
+    let controller = &Controller {
+        ca,
+        ..Controller::new(cli.collector_bin.as_deref())
+    };
     let permits = &Permits::new(usize::from(cli.parallel));
     let waves = &Waves::new(
         &jobs.iter().map(|j| j.wave).collect::<Vec<_>>(),
@@ -166,7 +173,7 @@ pub fn run_jobs<'h>(
     let (tx, rx) = mpsc::channel::<Planned>();
     let shared = Shared {
         connect,
-        bundle,
+        controller,
         permits,
         waves,
         settled,
@@ -216,7 +223,7 @@ pub fn run_jobs<'h>(
 /// What every target's thread shares.
 struct Shared<'s, 'c, 'h> {
     connect: Connect<'c, 'h>,
-    bundle: &'s Bundle,
+    controller: &'s Controller,
     permits: &'s Permits,
     waves: &'s Waves,
     settled: &'s Settled,
@@ -288,7 +295,7 @@ fn run_target(job: &Job, index: usize, shared: &Shared, tx: mpsc::Sender<Planned
         Ok(p) => p,
         Err(e) => return stopped(notes, out, e, host.round_trips()),
     };
-    let staged = match app::stage(&prepared, host, shared.bundle) {
+    let staged = match app::stage(&prepared, host, shared.controller) {
         Ok(s) => s,
         Err(e) => return stopped(notes, out, e, host.round_trips()),
     };

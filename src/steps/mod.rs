@@ -197,6 +197,9 @@ macro_rules! kinds {
     };
 }
 
+#[cfg(test)]
+mod pg_host_server_test;
+
 // The one list of step kinds (in the order of the schema's fields and of error messages).
 kinds! {
     packages: Packages,
@@ -219,4 +222,7 @@ kinds! {
     legacy: Legacy,
     tls: Tls,
     user: User,
+    issued_tls: IssuedTls,
+    postgres_settings: PostgresSettings,
+    postgres_hba: PostgresHba,
 }

@@ -227,7 +227,10 @@ impl FakeHost {
                 self.put("/var/lib/pgsql/data/pg_hba.conf", "local all all peer\n");
                 ok("")
             }
-            ("systemctl", ["start" | "restart" | "reload", unit]) => {
+            ("systemctl", [verb @ ("start" | "restart" | "reload"), unit]) => {
+                if Self::service_name(unit) == "postgresql" {
+                    self.pg_read_config(verb);
+                }
                 self.world
                     .borrow_mut()
                     .running
@@ -272,6 +275,9 @@ impl FakeHost {
                 ok(&format!("15  main    5432 {state} postgres /var/lib/postgresql/15/main /var/log/postgresql/postgresql-15-main.log\n"))
             }
             ("pg_ctlcluster", ["15", "main", verb]) => {
+                if *verb != "stop" {
+                    self.pg_read_config(verb);
+                }
                 let mut w = self.world.borrow_mut();
                 match *verb {
                     "stop" => w.running.remove("postgresql"),
@@ -466,6 +472,27 @@ impl FakeHost {
             "redis-server" | "redis" | "valkey" | "redis-native" => self.add_user("redis"),
             _ => {}
         }
+    }
+
+    /// The server (re)reads postgresql.auto.conf: all of it when it starts, on a reload only
+    /// what a reload applies (a restart applies listen_addresses).
+    fn pg_read_config(&self, verb: &str) {
+        let mut w = self.world.borrow_mut();
+        let auto = w.pg_auto_conf.clone();
+        let keep: Vec<(String, String)> = match verb {
+            "reload" => w
+                .pg_settings
+                .iter()
+                .filter(|(n, _)| crate::fake_psql::restart_applies(n))
+                .map(|(n, v)| (n.clone(), v.clone()))
+                .collect(),
+            _ => Vec::new(),
+        };
+        w.pg_settings = auto
+            .into_iter()
+            .filter(|(n, _)| verb != "reload" || !crate::fake_psql::restart_applies(n))
+            .chain(keep)
+            .collect();
     }
 
     pub(crate) fn pg_running(&self) -> bool {

@@ -49,6 +49,11 @@ pub struct World {
     pub refresh_fails: bool,
     /// What `uname -m` says.
     pub machine: String,
+    /// postgresql.auto.conf (`ALTER SYSTEM`): setting → value.
+    pub pg_auto_conf: BTreeMap<String, String>,
+    /// The settings the server runs with where they are not its defaults (the auto.conf it
+    /// read when it last started or reloaded).
+    pub pg_settings: BTreeMap<String, String>,
 }
 
 pub struct FakeHost {

@@ -250,6 +250,57 @@ impl FakeHost {
         })
     }
 
+    /// The row of the settings query for `name`: name, known, context, setting, shown,
+    /// pending_restart, from auto.conf, in auto.conf, its value there, its error, read since
+    /// the file changed.
+    fn pg_setting(&self, name: &str) -> Vec<String> {
+        let w = self.world.borrow();
+        let tf = |b: bool| if b { "t" } else { "f" }.to_owned();
+        let Some(default) = default_setting(name) else {
+            let empty = String::new;
+            return vec![
+                name.into(),
+                tf(false),
+                empty(),
+                empty(),
+                empty(),
+                tf(false),
+                tf(false),
+                tf(false),
+                empty(),
+                empty(),
+                tf(true),
+            ];
+        };
+        let running = w.pg_settings.get(name).cloned();
+        let auto = w.pg_auto_conf.get(name).cloned();
+        let shown = running.clone().unwrap_or_else(|| default.to_owned());
+        let context = if restart_applies(name) {
+            "postmaster"
+        } else {
+            "sighup"
+        };
+        let differs = auto.as_ref().is_some_and(|a| *a != shown);
+        let error = match restart_applies(name) && differs {
+            true => "setting could not be applied",
+            false => "",
+        };
+        vec![
+            name.into(),
+            tf(true),
+            context.into(),
+            shown.clone(),
+            shown,
+            tf(false),
+            tf(running.is_some()),
+            tf(auto.is_some()),
+            auto.unwrap_or_default(),
+            error.into(),
+            // The fake's changes and reloads are in order: its settings are what it read.
+            tf(w.pg_settings.get(name) == w.pg_auto_conf.get(name)),
+        ]
+    }
+
     fn role_exists(&self, role: &str) -> bool {
         role == "postgres" || self.world.borrow().roles.contains_key(role)
     }
@@ -272,6 +323,48 @@ impl FakeHost {
         let tf = |b: bool| if b { "t" } else { "f" };
         match shape {
             "SET client_min_messages = warning" => {}
+            "SET lc_messages = $1" if v[0] == "C" => {}
+            "SELECT current_setting($1)" if v[0] == "hba_file" => {
+                row(s, &[HBA_FILE]);
+            }
+            shape if shape.starts_with("WITH w(name, i) AS (SELECT * FROM unnest(ARRAY[") => {
+                let list = &shape[shape.find("ARRAY[").unwrap()..shape.find("]::text[]").unwrap()];
+                let names = &v[..list.matches('$').count()];
+                for name in names {
+                    let fields = self.pg_setting(name);
+                    let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
+                    row(s, &fields);
+                }
+            }
+            "ALTER SYSTEM SET $1 = $2" => {
+                write(s, "ALTER SYSTEM")?;
+                outside_transaction(s, "ALTER SYSTEM")?;
+                if v[1].contains('\n') {
+                    return Err(
+                        "parameter value for ALTER SYSTEM must not contain a newline".into(),
+                    );
+                }
+                if default_setting(&v[0]).is_none() {
+                    return Err(format!("unrecognized configuration parameter \"{}\"", v[0]));
+                }
+                self.world
+                    .borrow_mut()
+                    .pg_auto_conf
+                    .insert(v[0].clone(), v[1].clone());
+            }
+            "ALTER SYSTEM RESET $1" => {
+                write(s, "ALTER SYSTEM")?;
+                outside_transaction(s, "ALTER SYSTEM")?;
+                self.world.borrow_mut().pg_auto_conf.remove(&v[0]);
+            }
+            shape
+                if shape.starts_with(
+                    "SELECT count(*), coalesce(string_agg(format($1, line_number, error)",
+                ) =>
+            {
+                // The fake server finds no error in any pg_hba.conf.
+                row(s, &["0", ""]);
+            }
             "SET default_transaction_read_only = on" => s.read_only = true,
             "SET log_statement = $1" if v[0] == "none" => s.unlogged[0] = true,
             "SET log_min_duration_statement = -1" => s.unlogged[1] = true,
@@ -386,6 +479,26 @@ impl FakeHost {
         }
         Ok(())
     }
+}
+
+/// Where the fake Debian cluster's pg_hba.conf is.
+pub(crate) const HBA_FILE: &str = "/etc/postgresql/15/main/pg_hba.conf";
+
+/// The settings the fake server knows, with their defaults.
+fn default_setting(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "listen_addresses" => "localhost",
+        "ssl" => "off",
+        "ssl_cert_file" => "/etc/ssl/certs/ssl-cert-snakeoil.pem",
+        "ssl_key_file" => "/etc/ssl/private/ssl-cert-snakeoil.key",
+        "log_line_prefix" => "%m [%p] %q%u@%d ",
+        _ => return None,
+    })
+}
+
+/// A setting only a restart applies.
+pub(crate) fn restart_applies(name: &str) -> bool {
+    name == "listen_addresses"
 }
 
 #[test]

@@ -24,6 +24,7 @@ mod lab_support;
 mod lived_in;
 mod masking;
 mod package;
+mod pg_host;
 mod recipe_compile;
 #[path = "../support/sandbox.rs"]
 mod sandbox;
