@@ -219,4 +219,8 @@ kinds! {
     legacy: Legacy,
     tls: Tls,
     user: User,
+    postgres_slot: PostgresSlot,
+    postgres_standby: PostgresStandby,
+    postgres_promote: PostgresPromote,
+    postgres_fence: PostgresFence,
 }
