@@ -177,7 +177,7 @@ pub fn scram_verifier(password: &str) -> String {
 
 #[cfg(test)]
 #[path = "pgadmin_server_test.rs"]
-mod server_test;
+pub(crate) mod server_test;
 
 #[cfg(test)]
 mod tests {

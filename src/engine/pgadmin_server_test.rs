@@ -16,7 +16,7 @@ use super::{scram_verifier, Op, PgAdmin};
 use crate::host::LocalHost;
 
 /// The newest `/usr/lib/postgresql/*/bin` with initdb.
-fn bin_dir() -> Option<PathBuf> {
+pub(crate) fn bin_dir() -> Option<PathBuf> {
     let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
         .into_iter()
         .flatten()
@@ -32,7 +32,7 @@ fn bin_dir() -> Option<PathBuf> {
 }
 
 /// Why this machine cannot run the test, if it cannot.
-fn unavailable() -> Option<String> {
+pub(crate) fn unavailable() -> Option<String> {
     if std::fs::metadata("/proc/self").map(|m| m.uid()).ok() != Some(0) {
         return Some("not root: psql must run as the postgres OS user".into());
     }
@@ -61,7 +61,7 @@ struct Cluster {
     port: u16,
 }
 
-fn as_postgres(program: &Path) -> Command {
+pub(crate) fn as_postgres(program: &Path) -> Command {
     let mut c = Command::new("runuser");
     c.args(["-u", "postgres", "--"])
         .arg(program)
@@ -69,7 +69,7 @@ fn as_postgres(program: &Path) -> Command {
     c
 }
 
-fn run_ok(c: &mut Command) -> String {
+pub(crate) fn run_ok(c: &mut Command) -> String {
     let out = c.output().expect("running a command");
     assert!(
         out.status.success(),

@@ -76,6 +76,21 @@ impl Source {
         ])
     }
 
+    /// The `primary_conninfo` line of `postgresql.auto.conf`: the connection with the
+    /// password (the file is the cluster's OS user's, 0600), quoted as a configuration file
+    /// quotes a value (`\` and `'` escaped).
+    pub fn primary_conninfo(&self, password: &Secret) -> Result<Secret, NulError> {
+        let conninfo = format!(
+            "{} password={}",
+            self.conninfo()?,
+            conninfo_value(password.expose())?
+        );
+        Ok(Secret::new(format!(
+            "primary_conninfo = '{}'\n",
+            conninfo.replace('\\', "\\\\").replace('\'', "''")
+        )))
+    }
+
     /// The passfile's line for this primary and role (`:` and `\` escaped, as libpq reads
     /// them); a password with a line break cannot be written there.
     pub fn passfile_line(&self, password: &Secret) -> Result<Secret, StepError> {
@@ -250,6 +265,8 @@ pub fn rebuild(
         return Err(e);
     }
     removed.map_err(StepError::host)?;
+    // `-R` names the passfile, gone now, in primary_conninfo: the password goes there.
+    write_conninfo(host, os_user, &fresh, source, password)?;
 
     control.stop()?;
     let aside = match host.stat(data).map_err(StepError::host)? {
@@ -302,6 +319,38 @@ pub fn wait_streaming(
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// `postgresql.auto.conf` of the (stopped) cluster in `dir` with `source`'s connection and
+/// password as its `primary_conninfo`, everything else of the file kept.
+fn write_conninfo(
+    host: &dyn Host,
+    os_user: &str,
+    dir: &Path,
+    source: &Source,
+    password: &Secret,
+) -> Result<(), StepError> {
+    let path = dir.join("postgresql.auto.conf");
+    let old = host
+        .read(&path)
+        .map_err(StepError::host)?
+        .ok_or_else(|| StepError::msg(format!("pg_basebackup -R wrote no {}", path.display())))?;
+    let line = source
+        .primary_conninfo(password)
+        .map_err(|e| StepError::msg(e.to_string()))?;
+    let mut text: String = String::from_utf8_lossy(&old)
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("primary_conninfo"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    text.push_str(line.expose());
+    let owner = Owner {
+        user: os_user.to_owned(),
+        group: os_user.to_owned(),
+        mode: 0o600,
+    };
+    host.write(&path, text.as_bytes(), &owner)
+        .map_err(StepError::host)
 }
 
 /// Is `data_dir` fenced: (`standby.signal` present, the marker present)?
@@ -360,6 +409,10 @@ pub fn fence_files(
 }
 
 #[cfg(test)]
+#[path = "standby_server_test.rs"]
+mod server_test;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -403,6 +456,21 @@ mod tests {
         );
         assert_eq!(format!("{line:?}"), crate::secret::MASK);
         assert!(source(None).passfile_line(&Secret::new("a\nb")).is_err());
+    }
+
+    #[test]
+    fn the_primary_conninfo_is_quoted_twice() {
+        // The conninfo quotes with backslashes; the configuration file doubles `'` and `\`.
+        let line = source(None)
+            .primary_conninfo(&Secret::new(r"p'w\"))
+            .unwrap();
+        assert_eq!(
+            line.expose(),
+            r"primary_conninfo = 'host=''10.77.0.11'' port=5432 user=''repl\\''i\\\\ca tor'' connect_timeout=10 password=''p\\''w\\\\'''"
+                .to_owned()
+                + "\n"
+        );
+        assert_eq!(format!("{line}"), crate::secret::MASK);
     }
 
     #[test]
