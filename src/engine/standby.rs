@@ -382,9 +382,13 @@ pub fn fence_files(
     stamp: &str,
 ) -> Result<(), StepError> {
     let dir = Path::new(data_dir);
-    if host.stat(dir).map_err(StepError::host)?.is_none() {
+    if host
+        .stat(&dir.join("PG_VERSION"))
+        .map_err(StepError::host)?
+        .is_none()
+    {
         return Err(StepError::msg(format!(
-            "{data_dir}: no such data directory to fence"
+            "{data_dir} holds no PostgreSQL cluster (no PG_VERSION) to fence"
         )));
     }
     let owner = Owner {

@@ -49,6 +49,14 @@ pub struct World {
     pub refresh_fails: bool,
     /// What `uname -m` says.
     pub machine: String,
+    /// Roles with LOGIN REPLICATION.
+    pub replication: BTreeSet<String>,
+    /// Replication slots (all physical): name → active (a standby streams through it).
+    pub slots: BTreeMap<String, bool>,
+    /// The cluster is in recovery (a standby).
+    pub in_recovery: bool,
+    /// Its WAL receiver streams from (host, port, slot).
+    pub receiver: Option<(String, u16, String)>,
 }
 
 pub struct FakeHost {

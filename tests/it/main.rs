@@ -25,6 +25,7 @@ mod lived_in;
 mod masking;
 mod package;
 mod recipe_compile;
+mod replication;
 #[path = "../support/sandbox.rs"]
 mod sandbox;
 mod shims;
