@@ -249,8 +249,12 @@ pub fn rebuild(
     let line = source.passfile_line(password)?;
     host.write(&passfile, line.expose().as_bytes(), &owner(0o600))
         .map_err(StepError::host)?;
+    // HOME: libpq looks for a client certificate under ~/.postgresql; the caller's (root's)
+    // would be unreadable to the cluster's user, an error rather than "none".
+    let home = home_of(host, os_user).unwrap_or_else(|| parent.display().to_string());
     let cmd = Cmd::new(argv)
         .user(os_user)
+        .env("HOME", &home)
         .env("PGPASSFILE", &passfile.display().to_string());
     let ran = host.run(&cmd);
     // The passfile goes whatever happened.
@@ -319,6 +323,15 @@ pub fn wait_streaming(
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// The home directory of `user` (`/etc/passwd`).
+fn home_of(host: &dyn Host, user: &str) -> Option<String> {
+    let passwd = host.read(Path::new("/etc/passwd")).ok().flatten()?;
+    String::from_utf8_lossy(&passwd).lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() >= 7 && f[0] == user && f[5].starts_with('/')).then(|| f[5].to_owned())
+    })
 }
 
 /// `postgresql.auto.conf` of the (stopped) cluster in `dir` with `source`'s connection and

@@ -41,6 +41,8 @@ struct Pg {
     port: u16,
     /// Listens on 127.0.0.1 (the primary) or on its socket only.
     tcp: bool,
+    /// More server options (the primary's TLS).
+    extra: String,
 }
 
 fn free_port() -> u16 {
@@ -80,6 +82,7 @@ impl Pg {
             base,
             port: free_port(),
             tcp,
+            extra: String::new(),
         }
     }
 
@@ -147,8 +150,8 @@ impl Control for Pg {
     fn start(&self) -> Result<(), StepError> {
         let listen = if self.tcp { "127.0.0.1" } else { "" };
         let options = format!(
-            "-k {} -p {} -c listen_addresses={listen} -c fsync=off -c log_statement=all",
-            self.socket, self.port
+            "-k {} -p {} -c listen_addresses={listen} -c fsync=off -c log_statement=all {}",
+            self.socket, self.port, self.extra
         );
         // -w: returns once the server accepts connections (a standby: read-only ones).
         run_ok(
@@ -206,6 +209,54 @@ fn watch(
     })
 }
 
+/// Any passfile left in `dir`.
+fn passfiles_left(dir: &Path) -> bool {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().contains("pgpass"))
+}
+
+/// The primary serves TLS with a certificate for 127.0.0.1 from a test CA: (that CA's file,
+/// another CA's file), both readable by postgres.
+fn tls(primary: &mut Pg) -> (String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair};
+    // Distinct names: a leaf named like its issuer is taken for self-signed.
+    let named = |sans: Vec<String>, cn: &str| {
+        let mut params = CertificateParams::new(sans).unwrap();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, cn);
+        params.distinguished_name = dn;
+        params
+    };
+    let ca = |cn: &str| {
+        let key = KeyPair::generate().unwrap();
+        let mut params = named(Vec::new(), cn);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let cert = params.self_signed(&key).unwrap();
+        (cert, key)
+    };
+    let (ca_cert, ca_key) = ca("telem test CA");
+    let (other, _) = ca("another CA");
+    let key = KeyPair::generate().unwrap();
+    let cert = named(vec!["127.0.0.1".to_owned()], "primary")
+        .signed_by(&key, &ca_cert, &ca_key)
+        .unwrap();
+    let write = |name: &str, text: &str, mode: &str| {
+        let path = primary.base.join(name);
+        std::fs::write(&path, text).unwrap();
+        run_ok(Command::new("chown").arg("postgres:").arg(&path));
+        run_ok(Command::new("chmod").arg(mode).arg(&path));
+        path.display().to_string()
+    };
+    let crt = write("server.crt", &cert.pem(), "0644");
+    let key = write("server.key", &key.serialize_pem(), "0600");
+    let ca_file = write("ca.pem", &ca_cert.pem(), "0644");
+    let other_ca = write("other-ca.pem", &other.pem(), "0644");
+    primary.extra = format!("-c ssl=on -c ssl_cert_file={crt} -c ssl_key_file={key}");
+    (ca_file, other_ca)
+}
+
 /// Wait (bounded) until `f` holds.
 fn eventually(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
@@ -224,7 +275,8 @@ fn a_standby_from_a_base_backup_then_promoted_and_the_old_primary_fenced() {
         }
         panic!("{why}; set TELEM_SKIP_PG_TESTS=1 to skip the real PostgreSQL tests");
     }
-    let primary = Pg::init(true);
+    let mut primary = Pg::init(true);
+    let (ca_file, other_ca) = tls(&mut primary);
     primary.start().unwrap();
     let admin = primary.admin();
     let repl = |op: Repl| admin.repl(&op).unwrap_or_else(|e| panic!("{e}"));
@@ -288,16 +340,45 @@ fn a_standby_from_a_base_backup_then_promoted_and_the_old_primary_fenced() {
         port: primary.port,
         role: role.clone(),
         slot: SLOT.into(),
-        ca_file: None,
+        ca_file: Some(ca_file),
     };
     let argv = source.basebackup("/x").unwrap();
     assert!(argv
         .iter()
         .all(|a| !a.contains(PASSWORD) && !a.contains("Zq7")));
 
+    let data = standby.data().display().to_string();
+    // A primary whose certificate the CA file does not vouch for: refused by verify-full,
+    // before anything of the standby's cluster changed; the passfile is gone all the same.
+    let wrong = Source {
+        ca_file: Some(other_ca),
+        ..source.clone()
+    };
+    let err = rebuild(
+        &LocalHost,
+        "postgres",
+        &data,
+        &standby,
+        &wrong,
+        &Secret::new(PASSWORD),
+        "20261201T000000Z",
+    )
+    .unwrap_err();
+    let shown = format!("{err:?}");
+    assert!(
+        shown.contains("certificate verify failed") && shown.contains("is untouched"),
+        "{shown}"
+    );
+    assert!(
+        !shown.contains(PASSWORD) && !shown.contains("Zq7"),
+        "{shown}"
+    );
+    assert!(standby.running(), "the old cluster still runs");
+    assert!(standby.sql("SELECT * FROM mine").is_ok());
+    assert!(!passfiles_left(&standby.base), "the passfile is removed");
+
     let stop = Arc::new(AtomicBool::new(false));
     let watcher = watch(PASSWORD, stop.clone());
-    let data = standby.data().display().to_string();
     let done = rebuild(
         &LocalHost,
         "postgres",
@@ -330,6 +411,10 @@ fn a_standby_from_a_base_backup_then_promoted_and_the_old_primary_fenced() {
             .all(|n| !n.contains("pgpass") && !n.ends_with(".telem-new")),
         "{left:?}"
     );
+    assert!(
+        left.contains(&"data.telem-new.failed-20261202T000000Z".to_owned()),
+        "the failed run's partial copy is set aside, not deleted: {left:?}"
+    );
     let meta = std::fs::metadata(standby.data()).unwrap();
     let (uid, _) = crate::host::lookup_user(&LocalHost, "postgres").unwrap();
     assert_eq!((meta.uid(), meta.mode() & 0o777), (uid, 0o700));
@@ -358,6 +443,13 @@ fn a_standby_from_a_base_backup_then_promoted_and_the_old_primary_fenced() {
     let s = wait_streaming(&standby.admin(), &source, Duration::from_secs(60)).unwrap();
     assert!(s.streams_from("127.0.0.1", primary.port, SLOT), "{s:?}");
     assert!(repl(slot.clone()).active, "the slot is in use");
+    assert_eq!(
+        primary
+            .sql("SELECT ssl FROM pg_stat_ssl JOIN pg_stat_replication USING (pid)")
+            .unwrap(),
+        "t\n",
+        "the standby streams over TLS"
+    );
     assert_eq!(standby.sql("SELECT v FROM t").unwrap(), "before\n");
     assert!(
         standby.sql("SELECT * FROM mine").is_err(),
