@@ -319,3 +319,39 @@ fn the_compiler_refuses_what_cannot_be_a_slot_or_an_address() {
         assert!(err.contains(path) && err.contains(message), "{step}: {err}");
     }
 }
+
+#[test]
+fn fencing_under_systemd_disables_the_unit() {
+    let host = FakeHost::fresh("debian", true);
+    crate::golden::install(&host, "debian");
+    assert!(host.pg_running());
+    assert!(host.world.borrow().enabled.contains("postgresql"));
+    let fence = recipes_with("    - name: Fence\n      postgres_fence: {}\n");
+    let (code, out, _) = restart(&host, &fence, true);
+    assert_eq!(code, 3);
+    let plan = steps(&out);
+    assert!(
+        plan[0]
+            .2
+            .starts_with("stop postgresql; disable postgresql at boot; write standby.signal"),
+        "{plan:?}"
+    );
+    let (code, out, err) = restart(&host, &fence, false);
+    assert_eq!(code, 0, "{out}{err}");
+    {
+        let w = host.world.borrow();
+        assert!(!w.running.contains("postgresql") && !w.enabled.contains("postgresql"));
+    }
+    let marker = String::from_utf8(
+        host.world.borrow().files[Path::new("/var/lib/postgresql/15/main/telem-deploy-fenced")]
+            .content
+            .clone(),
+    )
+    .unwrap();
+    assert!(
+        marker.contains(": a standby was promoted to primary in its place\n"),
+        "{marker}"
+    );
+    let (code, out, _) = restart(&host, &fence, true);
+    assert_eq!(code, 0, "fenced: {out}");
+}
