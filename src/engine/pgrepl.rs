@@ -66,6 +66,8 @@ pub struct StandbyState {
     pub sender_port: Option<u16>,
     pub slot: String,
     pub data_directory: String,
+    /// The slot the configuration names (`primary_slot_name`; empty on a primary).
+    pub configured_slot: String,
 }
 
 impl StandbyState {
@@ -123,7 +125,7 @@ impl Repl {
                  coalesce((SELECT sender_host FROM pg_stat_wal_receiver), ''), \
                  coalesce((SELECT sender_port::text FROM pg_stat_wal_receiver), ''), \
                  coalesce((SELECT slot_name FROM pg_stat_wal_receiver), ''), \
-                 current_setting('data_directory');\n"
+                 current_setting('data_directory'), current_setting('primary_slot_name');\n"
                 .to_owned(),
             Repl::Promote => {
                 format!(
@@ -177,7 +179,7 @@ impl Repl {
                 a.active = boolean(&f[2])?;
             }
             Repl::Standby => {
-                one_row(6)?;
+                one_row(7)?;
                 let port =
                     match f[3].as_str() {
                         "" => None,
@@ -192,6 +194,7 @@ impl Repl {
                     sender_port: port,
                     slot: f[4].clone(),
                     data_directory: f[5].clone(),
+                    configured_slot: f[6].clone(),
                 });
             }
             Repl::Promote => {
@@ -291,7 +294,7 @@ mod tests {
         let a = slot.answer(b"t\0physical\0t\0").unwrap();
         assert!(a.exists && a.active && a.slot_type == "physical");
         let s = Repl::Standby
-            .answer(b"t\0streaming\x0010.0.0.1\x005432\0s1\0/var/lib/postgresql/15/main\0")
+            .answer(b"t\0streaming\x0010.0.0.1\x005432\0s1\0/var/lib/postgresql/15/main\0s1\0")
             .unwrap()
             .standby
             .unwrap();
@@ -300,12 +303,16 @@ mod tests {
         assert!(!s.streams_from("10.0.0.1", 5433, "s1"));
         assert!(!s.streams_from("10.0.0.1", 5432, "s2"));
         let s = Repl::Standby
-            .answer(b"f\0\0\0\0\0/data\0")
+            .answer(b"f\0\0\0\0\0/data\0\0")
             .unwrap()
             .standby
             .unwrap();
         assert!(!s.in_recovery && s.sender_port.is_none() && s.data_directory == "/data");
-        assert!(Repl::Standby.answer(b"f\0\0\0x\0\0/d\0").is_err());
+        assert!(Repl::Standby.answer(b"f\0\0\0x\0\0/d\0\0").is_err());
+        assert!(
+            Repl::Standby.answer(b"f\0\0\0\0\0/d\0").is_err(),
+            "6 fields"
+        );
         assert!(Repl::Promote.answer(b"t\0").unwrap().promoted);
         assert!(!Repl::Promote.answer(b"f\0").unwrap().promoted);
     }

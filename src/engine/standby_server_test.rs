@@ -450,6 +450,18 @@ fn a_standby_from_a_base_backup_then_promoted_and_the_old_primary_fenced() {
         "t\n",
         "the standby streams over TLS"
     );
+    assert_eq!(s.configured_slot, SLOT);
+    // Restarted, it names its slot at once and streams again within the check's grace.
+    standby.stop().unwrap();
+    standby.start().unwrap();
+    let s = standby
+        .admin()
+        .repl(&Repl::Standby)
+        .unwrap()
+        .standby
+        .unwrap();
+    assert!(s.in_recovery && s.configured_slot == SLOT, "{s:?}");
+    wait_streaming(&standby.admin(), &source, Duration::from_secs(30)).unwrap();
     assert_eq!(standby.sql("SELECT v FROM t").unwrap(), "before\n");
     assert!(
         standby.sql("SELECT * FROM mine").is_err(),

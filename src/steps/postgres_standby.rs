@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::postgres_slot::valid_slot_name;
 use super::Step;
-use crate::engine::pgrepl::Repl;
+use crate::engine::pgrepl::{Repl, StandbyState};
 use crate::engine::postgres::{admin, NOT_RUNNING};
 use crate::engine::standby::{self, ServiceControl, Source};
 use crate::engine::{Check, Engine, StepError};
@@ -17,6 +17,9 @@ use crate::recipe::compiler::Compiler;
 
 /// How long a rebuilt standby may take to stream.
 const STREAMING_WITHIN: Duration = Duration::from_secs(120);
+/// How long a configured standby may take to (re)connect before a check counts it as one
+/// to rebuild.
+const RECONNECT_WITHIN: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -101,7 +104,9 @@ impl Step for PostgresStandby {
             Err(_) => "PostgreSQL is not running".to_owned(),
             Ok(a) => {
                 let s = a.standby.unwrap_or_default();
-                if s.streams_from(&self.primary, self.port, &self.slot) {
+                if s.streams_from(&self.primary, self.port, &self.slot)
+                    || self.reconnects(eng, &s)
+                {
                     return Ok(Check::ok(format!(
                         "a standby streaming from {}:{} through slot {}",
                         self.primary, self.port, self.slot
@@ -142,7 +147,8 @@ impl Step for PostgresStandby {
         let data_dir = match admin(eng).repl(&Repl::Standby) {
             Ok(a) => {
                 let s = a.standby.unwrap_or_default();
-                if s.streams_from(&self.primary, self.port, &self.slot) {
+                if s.streams_from(&self.primary, self.port, &self.slot) || self.reconnects(eng, &s)
+                {
                     return Ok(());
                 }
                 s.data_directory
@@ -172,6 +178,16 @@ impl Step for PostgresStandby {
 }
 
 impl PostgresStandby {
+    /// A standby configured for this slot whose WAL receiver is not (yet) connected, as
+    /// right after a restart: given [`RECONNECT_WITHIN`] to stream from this primary before
+    /// it counts as a change (a rebuild is never the answer to a receiver starting up).
+    fn reconnects(&self, eng: &Engine, s: &StandbyState) -> bool {
+        let connecting = s.in_recovery
+            && s.configured_slot == self.slot
+            && matches!(s.status.as_str(), "" | "starting" | "waiting" | "restarting");
+        connecting && standby::wait_streaming(&admin(eng), &self.source(), RECONNECT_WITHIN).is_ok()
+    }
+
     fn source(&self) -> Source {
         Source {
             primary: self.primary.clone(),

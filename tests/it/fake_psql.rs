@@ -402,18 +402,28 @@ impl FakeHost {
             "SELECT pg_is_in_recovery(), coalesce((SELECT status FROM pg_stat_wal_receiver), $1), \
              coalesce((SELECT sender_host FROM pg_stat_wal_receiver), $2), \
              coalesce((SELECT sender_port::text FROM pg_stat_wal_receiver), $3), \
-             coalesce((SELECT slot_name FROM pg_stat_wal_receiver), $4), current_setting($5)" => {
-                assert_eq!(v[4], "data_directory", "{sql}");
+             coalesce((SELECT slot_name FROM pg_stat_wal_receiver), $4), current_setting($5), \
+             current_setting($6)" => {
+                assert_eq!((&*v[4], &*v[5]), ("data_directory", "primary_slot_name"), "{sql}");
                 let w = self.world.borrow();
                 let (status, host, port, slot) = match &w.receiver {
                     Some((h, p, sl)) => ("streaming", h.clone(), p.to_string(), sl.clone()),
                     None => ("", String::new(), String::new(), String::new()),
                 };
                 let recovery = tf(w.in_recovery);
+                let configured = if w.in_recovery { slot.clone() } else { String::new() };
                 drop(w);
                 row(
                     s,
-                    &[recovery, status, &host, &port, &slot, "/var/lib/postgresql/15/main"],
+                    &[
+                        recovery,
+                        status,
+                        &host,
+                        &port,
+                        &slot,
+                        "/var/lib/postgresql/15/main",
+                        &configured,
+                    ],
                 );
             }
             "SELECT pg_promote(wait => true, wait_seconds => 60)" => {
