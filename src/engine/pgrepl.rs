@@ -68,10 +68,14 @@ pub struct StandbyState {
     pub data_directory: String,
     /// The slot the configuration names (`primary_slot_name`; empty on a primary).
     pub configured_slot: String,
+    /// The receiver's `sslmode` and `sslrootcert` (only these of its connection string are
+    /// asked; the server shows its password obfuscated anyway).
+    pub ssl_mode: String,
+    pub ssl_root_cert: String,
 }
 
 impl StandbyState {
-    /// Streaming from `host:port` through `slot`.
+    /// Streaming from `host:port` through `slot` (whatever its TLS).
     pub fn streams_from(&self, host: &str, port: u16, slot: &str) -> bool {
         self.in_recovery
             && self.status == "streaming"
@@ -125,7 +129,9 @@ impl Repl {
                  coalesce((SELECT sender_host FROM pg_stat_wal_receiver), ''), \
                  coalesce((SELECT sender_port::text FROM pg_stat_wal_receiver), ''), \
                  coalesce((SELECT slot_name FROM pg_stat_wal_receiver), ''), \
-                 current_setting('data_directory'), current_setting('primary_slot_name');\n"
+                 current_setting('data_directory'), current_setting('primary_slot_name'), \
+                 coalesce((SELECT substring(conninfo from 'sslmode=([^ ]*)') FROM pg_stat_wal_receiver), ''), \
+                 coalesce((SELECT substring(conninfo from 'sslrootcert=([^ ]*)') FROM pg_stat_wal_receiver), '');\n"
                 .to_owned(),
             Repl::Promote => {
                 format!(
@@ -179,7 +185,7 @@ impl Repl {
                 a.active = boolean(&f[2])?;
             }
             Repl::Standby => {
-                one_row(7)?;
+                one_row(9)?;
                 let port =
                     match f[3].as_str() {
                         "" => None,
@@ -195,6 +201,8 @@ impl Repl {
                     slot: f[4].clone(),
                     data_directory: f[5].clone(),
                     configured_slot: f[6].clone(),
+                    ssl_mode: f[7].clone(),
+                    ssl_root_cert: f[8].clone(),
                 });
             }
             Repl::Promote => {
@@ -294,7 +302,7 @@ mod tests {
         let a = slot.answer(b"t\0physical\0t\0").unwrap();
         assert!(a.exists && a.active && a.slot_type == "physical");
         let s = Repl::Standby
-            .answer(b"t\0streaming\x0010.0.0.1\x005432\0s1\0/var/lib/postgresql/15/main\0s1\0")
+            .answer(b"t\0streaming\x0010.0.0.1\x005432\0s1\0/var/lib/postgresql/15/main\0s1\0verify-full\0/ca.pem\0")
             .unwrap()
             .standby
             .unwrap();
@@ -303,7 +311,7 @@ mod tests {
         assert!(!s.streams_from("10.0.0.1", 5433, "s1"));
         assert!(!s.streams_from("10.0.0.1", 5432, "s2"));
         let s = Repl::Standby
-            .answer(b"f\0\0\0\0\0/data\0\0")
+            .answer(b"f\0\0\0\0\0/data\0\0\0\0")
             .unwrap()
             .standby
             .unwrap();

@@ -116,6 +116,16 @@ impl Source {
     }
 }
 
+/// Does the cluster in state `s` stream from `source`: its primary and slot, and, when
+/// `source` names a CA file, verifying the primary with it?
+pub fn follows(s: &StandbyState, source: &Source) -> bool {
+    s.streams_from(&source.primary, source.port, &source.slot)
+        && source
+            .ca_file
+            .as_ref()
+            .is_none_or(|ca| s.ssl_mode == "verify-full" && s.ssl_root_cert == *ca)
+}
+
 /// How the cluster is stopped and started (the recipe's service, or a test's `pg_ctl`).
 pub trait Control {
     /// Stop it (nothing when it is not running).
@@ -298,7 +308,7 @@ pub fn wait_streaming(
         let last = match pg.repl(&Repl::Standby) {
             Ok(a) => {
                 let s = a.standby.unwrap_or_default();
-                if s.streams_from(&source.primary, source.port, &source.slot) {
+                if follows(&s, source) {
                     return Ok(s);
                 }
                 format!(

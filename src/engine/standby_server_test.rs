@@ -451,6 +451,16 @@ fn a_standby_from_a_base_backup_then_promoted_and_the_old_primary_fenced() {
         "the standby streams over TLS"
     );
     assert_eq!(s.configured_slot, SLOT);
+    assert_eq!(
+        (s.ssl_mode.as_str(), Some(&s.ssl_root_cert)),
+        ("verify-full", source.ca_file.as_ref()),
+        "the receiver verifies the primary"
+    );
+    assert!(super::follows(&s, &source));
+    assert!(
+        !super::follows(&s, &wrong),
+        "another CA file is another configuration"
+    );
     // Restarted, it names its slot at once and streams again within the check's grace.
     standby.stop().unwrap();
     standby.start().unwrap();

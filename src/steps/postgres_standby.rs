@@ -104,22 +104,27 @@ impl Step for PostgresStandby {
             Err(_) => "PostgreSQL is not running".to_owned(),
             Ok(a) => {
                 let s = a.standby.unwrap_or_default();
-                if s.streams_from(&self.primary, self.port, &self.slot)
-                    || self.reconnects(eng, &s)
-                {
+                if standby::follows(&s, &self.source()) || self.reconnects(eng, &s) {
                     return Ok(Check::ok(format!(
-                        "a standby streaming from {}:{} through slot {}",
-                        self.primary, self.port, self.slot
+                        "a standby streaming from {}:{} through slot {}{}",
+                        self.primary,
+                        self.port,
+                        self.slot,
+                        match &self.ca_file {
+                            Some(ca) => format!(" (TLS verified with {ca})"),
+                            None => String::new(),
+                        }
                     )));
                 }
                 match (s.in_recovery, s.status.as_str()) {
                     (false, _) => "it is a primary, not a standby".to_owned(),
                     (true, "") => "a standby without a WAL receiver".to_owned(),
                     (true, status) => format!(
-                        "a standby of {}:{} through slot {:?} ({status})",
+                        "a standby of {}:{} through slot {:?} ({status}, sslmode {:?})",
                         s.sender_host,
                         s.sender_port.map(|p| p.to_string()).unwrap_or_default(),
-                        s.slot
+                        s.slot,
+                        s.ssl_mode
                     ),
                 }
             }
@@ -147,8 +152,7 @@ impl Step for PostgresStandby {
         let data_dir = match admin(eng).repl(&Repl::Standby) {
             Ok(a) => {
                 let s = a.standby.unwrap_or_default();
-                if s.streams_from(&self.primary, self.port, &self.slot) || self.reconnects(eng, &s)
-                {
+                if standby::follows(&s, &self.source()) || self.reconnects(eng, &s) {
                     return Ok(());
                 }
                 s.data_directory

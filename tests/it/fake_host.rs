@@ -57,6 +57,8 @@ pub struct World {
     pub in_recovery: bool,
     /// Its WAL receiver streams from (host, port, slot).
     pub receiver: Option<(String, u16, String)>,
+    /// The receiver verifies the primary (`sslmode=verify-full`) with this CA file.
+    pub receiver_ca: Option<String>,
 }
 
 pub struct FakeHost {

@@ -403,8 +403,11 @@ impl FakeHost {
              coalesce((SELECT sender_host FROM pg_stat_wal_receiver), $2), \
              coalesce((SELECT sender_port::text FROM pg_stat_wal_receiver), $3), \
              coalesce((SELECT slot_name FROM pg_stat_wal_receiver), $4), current_setting($5), \
-             current_setting($6)" => {
+             current_setting($6), \
+             coalesce((SELECT substring(conninfo from $7) FROM pg_stat_wal_receiver), $8), \
+             coalesce((SELECT substring(conninfo from $9) FROM pg_stat_wal_receiver), $10)" => {
                 assert_eq!((&*v[4], &*v[5]), ("data_directory", "primary_slot_name"), "{sql}");
+                assert_eq!((&*v[6], &*v[8]), ("sslmode=([^ ]*)", "sslrootcert=([^ ]*)"), "{sql}");
                 let w = self.world.borrow();
                 let (status, host, port, slot) = match &w.receiver {
                     Some((h, p, sl)) => ("streaming", h.clone(), p.to_string(), sl.clone()),
@@ -412,6 +415,11 @@ impl FakeHost {
                 };
                 let recovery = tf(w.in_recovery);
                 let configured = if w.in_recovery { slot.clone() } else { String::new() };
+                let (mode, root) = match (&w.receiver, &w.receiver_ca) {
+                    (None, _) => ("", String::new()),
+                    (Some(_), Some(ca)) => ("verify-full", ca.clone()),
+                    (Some(_), None) => ("prefer", String::new()),
+                };
                 drop(w);
                 row(
                     s,
@@ -423,6 +431,8 @@ impl FakeHost {
                         &slot,
                         "/var/lib/postgresql/15/main",
                         &configured,
+                        mode,
+                        &root,
                     ],
                 );
             }

@@ -195,18 +195,25 @@ fn a_standby_check_without_and_with_streaming() {
     assert!(
         steps(&out)[0]
             .2
-            .contains("a standby of 10.77.0.99:5432 through slot \"standby_1\" (streaming)"),
+            .contains("a standby of 10.77.0.99:5432 through slot \"standby_1\" (streaming, sslmode \"prefer\")"),
         "{out}"
     );
-    // Streaming from that primary through that slot: ok, nothing needed.
+    // From that primary through that slot, but not verifying it with the CA: a change.
     host.world.borrow_mut().receiver = Some(("10.77.0.11".into(), 5432, "standby_1".into()));
+    let (_, out, _) = restart(&host, &recipes, true);
+    assert!(
+        steps(&out)[0].2.contains("(streaming, sslmode \"prefer\")"),
+        "{out}"
+    );
+    // Verifying it with that CA: ok, nothing needed.
+    host.world.borrow_mut().receiver_ca = Some("/etc/telemetry/db-ca.pem".into());
     let (_, out, _) = restart(&host, &recipes, true);
     assert_eq!(
         steps(&out)[0],
         (
             "postgres_standby".into(),
             "ok".into(),
-            "a standby streaming from 10.77.0.11:5432 through slot standby_1".into()
+            "a standby streaming from 10.77.0.11:5432 through slot standby_1 (TLS verified with /etc/telemetry/db-ca.pem)".into()
         )
     );
     // PostgreSQL stopped: still a change to make (blocked without the password).
