@@ -24,6 +24,8 @@ use crate::secret::Secret;
 
 /// The file in a fenced cluster's data directory saying why and when it was fenced.
 pub const FENCE_MARKER: &str = "telem-deploy-fenced";
+/// The name of a passfile, next to the data directory while `pg_basebackup` runs.
+const PASSFILE_PREFIX: &str = ".telem-deploy-pgpass-";
 /// The file that makes PostgreSQL start as a standby (12+).
 pub const STANDBY_SIGNAL: &str = "standby.signal";
 
@@ -241,6 +243,12 @@ pub fn rebuild(
         group: os_user.to_owned(),
         mode,
     };
+    // A passfile an interrupted run left behind goes now.
+    for stale in host.list_dir(parent).map_err(StepError::host)? {
+        if stale.starts_with(PASSFILE_PREFIX) {
+            host.remove(&parent.join(stale)).map_err(StepError::host)?;
+        }
+    }
     // A copy an interrupted run left behind is set aside too, never deleted.
     if host.stat(&fresh).map_err(StepError::host)?.is_some() {
         let old = parent.join(format!("{name}.telem-new.failed-{stamp}"));
@@ -255,7 +263,7 @@ pub fn rebuild(
     let argv = source
         .basebackup(&fresh_s)
         .map_err(|e| StepError::msg(e.to_string()))?;
-    let passfile = parent.join(format!(".telem-deploy-pgpass-{stamp}"));
+    let passfile = parent.join(format!("{PASSFILE_PREFIX}{stamp}"));
     let line = source.passfile_line(password)?;
     host.write(&passfile, line.expose().as_bytes(), &owner(0o600))
         .map_err(StepError::host)?;

@@ -354,6 +354,9 @@ fn a_standby_from_a_base_backup_then_promoted_and_the_old_primary_fenced() {
         ca_file: Some(other_ca),
         ..source.clone()
     };
+    // What a run killed while pg_basebackup ran would leave behind.
+    let stale = standby.base.join(".telem-deploy-pgpass-20261130T000000Z");
+    std::fs::write(&stale, "127.0.0.1:1:*:x:old\n").unwrap();
     let err = rebuild(
         &LocalHost,
         "postgres",
@@ -488,6 +491,11 @@ fn a_standby_from_a_base_backup_then_promoted_and_the_old_primary_fenced() {
                 == Ok("1\n")
         },
     );
+    // ALTER SYSTEM works on a standby (its own settings, e.g. listen_addresses: the copy holds
+    // the primary's postgresql.auto.conf), and keeps primary_conninfo.
+    standby.sql("ALTER SYSTEM SET work_mem = '8MB'").unwrap();
+    let conf = std::fs::read_to_string(&auto).unwrap();
+    assert!(conf.contains("work_mem = '8MB'") && conf.contains("primary_conninfo"));
     assert!(
         standby
             .sql("INSERT INTO t VALUES ('no')")
