@@ -202,7 +202,7 @@ impl Secrets {
 /// Does the step hold or set the database password?
 fn uses_password(step: &Step) -> bool {
     match &step.kind {
-        StepKind::PostgresPassword(_) => true,
+        StepKind::PostgresPassword(p) => crate::steps::Step::uses_password(p),
         StepKind::File(f) => f.secret,
         _ => false,
     }

@@ -16,12 +16,14 @@ mod handover;
 pub(crate) mod mask;
 pub(crate) mod pg_hba;
 pub mod pgadmin;
+pub mod pgrepl;
 pub mod pgsql;
 pub mod pkg;
 mod pkg_graph;
 pub(crate) mod postgres;
 pub mod snaplinks;
 pub mod snapshot;
+pub mod standby;
 pub mod svc;
 pub mod venv;
 
@@ -121,6 +123,9 @@ pub struct Engine<'a> {
     pub services: svc::Services<'a>,
     /// The password the database role should have, when known.
     pub password: Option<Secret>,
+    /// The password of the replication role (`postgres_password { secret: replication }`),
+    /// from the inventory's secrets; none without one.
+    pub replication_password: Option<Secret>,
     /// The password the collector config on disk holds.
     pub stored_password: Option<Secret>,
     /// The action needs an earlier install that has not happened.
@@ -183,6 +188,7 @@ impl<'a> Engine<'a> {
                 manager: opts.manager,
             },
             password: None,
+            replication_password: None,
             stored_password: None,
             needs_install: false,
             tls: plan.tls,

@@ -128,12 +128,24 @@ impl PgAdmin<'_> {
         }
         let refused = |e: NulError| HostError(format!("PostgreSQL administration: {e}"));
         let script = op.script().map_err(refused)?;
-        let out = self.host.run(&self.command(&script).map_err(refused)?)?;
-        if !out.success() {
-            return Err(HostError(self.failure(&op, &script, &out)));
-        }
-        op.answer(&out.stdout)
+        let masked = match &op {
+            Op::SetVerifier { verifier, .. } => Some(verifier.as_str()),
+            _ => None,
+        };
+        let stdout = self.run_script(&script, masked)?;
+        op.answer(&stdout)
             .map_err(|e| HostError(format!("PostgreSQL administration: {e}")))
+    }
+
+    /// Run `script` (an [`Op`]'s, or one of `pgrepl.rs`) and return psql's stdout; a failure
+    /// is psql's stderr, with `masked` (a secret the script holds) never shown.
+    pub fn run_script(&self, script: &Script, masked: Option<&str>) -> Result<Vec<u8>, HostError> {
+        let refused = |e: NulError| HostError(format!("PostgreSQL administration: {e}"));
+        let out = self.host.run(&self.command(script).map_err(refused)?)?;
+        if !out.success() {
+            return Err(HostError(self.failure(masked, script, &out)));
+        }
+        Ok(out.stdout)
     }
 
     /// `psql` as the cluster's OS user over the local socket (peer authentication), the
@@ -172,7 +184,7 @@ impl PgAdmin<'_> {
     /// Why psql failed, in its own words (its stderr: `ERROR:  role "x" does not exist`,
     /// `psql: error: connection to server on socket ... failed: ...`), never the script. A
     /// verifier is masked should a message ever quote one.
-    fn failure(&self, op: &Op, script: &Script, out: &CmdOutput) -> String {
+    fn failure(&self, masked: Option<&str>, script: &Script, out: &CmdOutput) -> String {
         let mut text = out
             .tail()
             .lines()
@@ -180,8 +192,8 @@ impl PgAdmin<'_> {
             .filter(|l| !l.is_empty())
             .collect::<Vec<_>>()
             .join(" ");
-        if let Op::SetVerifier { verifier, .. } = op {
-            text = text.replace(verifier.as_str(), crate::secret::MASK);
+        if let Some(secret) = masked.filter(|s| !s.is_empty()) {
+            text = text.replace(secret, crate::secret::MASK);
         }
         let status = match out.code {
             Some(c) => format!("exited with status {c}"),

@@ -16,7 +16,7 @@ use super::{scram_verifier, Op, PgAdmin};
 use crate::host::LocalHost;
 
 /// The newest `/usr/lib/postgresql/*/bin` with initdb.
-fn bin_dir() -> Option<PathBuf> {
+pub(crate) fn bin_dir() -> Option<PathBuf> {
     let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
         .into_iter()
         .flatten()
@@ -45,7 +45,7 @@ pub(crate) fn available() -> bool {
 }
 
 /// Why this machine cannot run the test, if it cannot.
-fn unavailable() -> Option<String> {
+pub(crate) fn unavailable() -> Option<String> {
     if std::fs::metadata("/proc/self").map(|m| m.uid()).ok() != Some(0) {
         return Some("not root: psql must run as the postgres OS user".into());
     }

@@ -76,11 +76,11 @@ pub struct Script {
 /// The first lines of every script: errors as one terse line (psql's default shows the
 /// statement around an error's position, which could hold a verifier), no notices
 /// (`DROP ... IF EXISTS` says "skipping" on stderr).
-const PREAMBLE: &str =
+pub(crate) const PREAMBLE: &str =
     "\\set VERBOSITY terse\n\\set SHOW_CONTEXT never\nSET client_min_messages = warning;\n";
 
 /// A check's first statement: every later statement of the session is read-only.
-const READ_ONLY: &str = "SET default_transaction_read_only = on;\n";
+pub(crate) const READ_ONLY: &str = "SET default_transaction_read_only = on;\n";
 
 /// Before the statement that carries a SCRAM verifier: the server logs neither it (whatever
 /// `log_statement` and `log_min_duration_statement` say) nor, should it fail, its text
@@ -330,7 +330,7 @@ impl Op {
 }
 
 /// The fields of psql's `-A -t -z -0` output, each terminated by a NUL byte.
-fn fields(stdout: &[u8]) -> Result<Vec<String>, String> {
+pub(crate) fn fields(stdout: &[u8]) -> Result<Vec<String>, String> {
     if stdout.is_empty() {
         return Ok(Vec::new());
     }

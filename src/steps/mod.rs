@@ -225,4 +225,8 @@ kinds! {
     issued_tls: IssuedTls,
     postgres_settings: PostgresSettings,
     postgres_hba: PostgresHba,
+    postgres_slot: PostgresSlot,
+    postgres_standby: PostgresStandby,
+    postgres_promote: PostgresPromote,
+    postgres_fence: PostgresFence,
 }

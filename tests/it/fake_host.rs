@@ -54,6 +54,16 @@ pub struct World {
     /// The settings the server runs with where they are not its defaults (the auto.conf it
     /// read when it last started or reloaded).
     pub pg_settings: BTreeMap<String, String>,
+    /// Roles with LOGIN REPLICATION.
+    pub replication: BTreeSet<String>,
+    /// Replication slots (all physical): name → active (a standby streams through it).
+    pub slots: BTreeMap<String, bool>,
+    /// The cluster is in recovery (a standby).
+    pub in_recovery: bool,
+    /// Its WAL receiver streams from (host, port, slot).
+    pub receiver: Option<(String, u16, String)>,
+    /// The receiver verifies the primary (`sslmode=verify-full`) with this CA file.
+    pub receiver_ca: Option<String>,
 }
 
 pub struct FakeHost {

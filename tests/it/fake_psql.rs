@@ -439,6 +439,106 @@ impl FakeHost {
                     .roles
                     .insert(v[0].clone(), Some(v[1].clone()));
             }
+            "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1), \
+             coalesce((SELECT rolcanlogin AND rolreplication FROM pg_roles WHERE rolname = $2), false)" => {
+                assert_eq!(v[0], v[1], "{sql}");
+                let repl = self.world.borrow().replication.contains(&v[0]);
+                row(s, &[tf(self.role_exists(&v[0])), tf(repl)]);
+            }
+            "CREATE ROLE $1 LOGIN REPLICATION" => {
+                write(s, "CREATE ROLE")?;
+                if self.role_exists(&v[0]) {
+                    return Err(format!("role \"{}\" already exists", v[0]));
+                }
+                let mut w = self.world.borrow_mut();
+                w.roles.insert(v[0].clone(), None);
+                w.replication.insert(v[0].clone());
+            }
+            "ALTER ROLE $1 LOGIN REPLICATION" => {
+                write(s, "ALTER ROLE")?;
+                if !self.role_exists(&v[0]) {
+                    return Err(format!("role \"{}\" does not exist", v[0]));
+                }
+                self.world.borrow_mut().replication.insert(v[0].clone());
+            }
+            "SELECT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1), \
+             coalesce((SELECT slot_type FROM pg_replication_slots WHERE slot_name = $2), $3), \
+             coalesce((SELECT active FROM pg_replication_slots WHERE slot_name = $4), false)" => {
+                assert!(v[0] == v[1] && v[0] == v[3] && v[2].is_empty(), "{sql}");
+                let active = self.world.borrow().slots.get(&v[0]).copied();
+                let kind = if active.is_some() { "physical" } else { "" };
+                row(s, &[tf(active.is_some()), kind, tf(active == Some(true))]);
+            }
+            "SELECT pg_create_physical_replication_slot($1, true) IS NOT NULL" => {
+                write(s, "pg_create_physical_replication_slot()")?;
+                let mut w = self.world.borrow_mut();
+                if w.slots.contains_key(&v[0]) {
+                    return Err(format!("replication slot \"{}\" already exists", v[0]));
+                }
+                w.slots.insert(v[0].clone(), false);
+                drop(w);
+                row(s, &["t"]);
+            }
+            "SELECT 1 FROM pg_drop_replication_slot($1)" => {
+                write(s, "pg_drop_replication_slot()")?;
+                let mut w = self.world.borrow_mut();
+                match w.slots.get(&v[0]) {
+                    None => return Err(format!("replication slot \"{}\" does not exist", v[0])),
+                    Some(true) => {
+                        return Err(format!("replication slot \"{}\" is active for PID 4242", v[0]))
+                    }
+                    Some(false) => w.slots.remove(&v[0]),
+                };
+                drop(w);
+                row(s, &["1"]);
+            }
+            "SELECT pg_is_in_recovery(), coalesce((SELECT status FROM pg_stat_wal_receiver), $1), \
+             coalesce((SELECT sender_host FROM pg_stat_wal_receiver), $2), \
+             coalesce((SELECT sender_port::text FROM pg_stat_wal_receiver), $3), \
+             coalesce((SELECT slot_name FROM pg_stat_wal_receiver), $4), current_setting($5), \
+             current_setting($6), \
+             coalesce((SELECT substring(conninfo from $7) FROM pg_stat_wal_receiver), $8), \
+             coalesce((SELECT substring(conninfo from $9) FROM pg_stat_wal_receiver), $10)" => {
+                assert_eq!((&*v[4], &*v[5]), ("data_directory", "primary_slot_name"), "{sql}");
+                assert_eq!((&*v[6], &*v[8]), ("sslmode=([^ ]*)", "sslrootcert=([^ ]*)"), "{sql}");
+                let w = self.world.borrow();
+                let (status, host, port, slot) = match &w.receiver {
+                    Some((h, p, sl)) => ("streaming", h.clone(), p.to_string(), sl.clone()),
+                    None => ("", String::new(), String::new(), String::new()),
+                };
+                let recovery = tf(w.in_recovery);
+                let configured = if w.in_recovery { slot.clone() } else { String::new() };
+                let (mode, root) = match (&w.receiver, &w.receiver_ca) {
+                    (None, _) => ("", String::new()),
+                    (Some(_), Some(ca)) => ("verify-full", ca.clone()),
+                    (Some(_), None) => ("prefer", String::new()),
+                };
+                drop(w);
+                row(
+                    s,
+                    &[
+                        recovery,
+                        status,
+                        &host,
+                        &port,
+                        &slot,
+                        "/var/lib/postgresql/15/main",
+                        &configured,
+                        mode,
+                        &root,
+                    ],
+                );
+            }
+            "SELECT pg_promote(wait => true, wait_seconds => 60)" => {
+                let mut w = self.world.borrow_mut();
+                if !w.in_recovery {
+                    return Err("recovery is not in progress".into());
+                }
+                w.in_recovery = false;
+                w.receiver = None;
+                drop(w);
+                row(s, &["t"]);
+            }
             shape if shape.starts_with("SELECT count(*) FROM pg_class c JOIN pg_namespace n") => {
                 let role = value_after(shape, v, "pg_get_userbyid(c.relowner) = ");
                 let count = match role {

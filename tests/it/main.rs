@@ -26,6 +26,7 @@ mod masking;
 mod package;
 mod pg_host;
 mod recipe_compile;
+mod replication;
 #[path = "../support/sandbox.rs"]
 mod sandbox;
 mod shims;
