@@ -65,7 +65,7 @@ _telem__collector() {
 
     case "${cmd}" in
         telem__collector)
-            opts="-h -V --config --listen --database-url --database-password-file --telemetry-id --body-limit-bytes --header-timeout-secs --writer-connections --reader-connections --read-statement-timeout-ms --body-budget-bytes --pool-size --batch-max-records --batch-max-wait-ms --payload-search-index --retention-max-days --retention-purge-time --log-level --retention-classifications --help --version serve migrate purge check-config probe agent help"
+            opts="-h -V --config --listen --database-url --database-password-file --database-ca-file --read-database-url --telemetry-id --body-limit-bytes --header-timeout-secs --writer-connections --reader-connections --read-statement-timeout-ms --body-budget-bytes --pool-size --batch-max-records --batch-max-wait-ms --payload-search-index --retention-max-days --retention-purge-time --log-level --retention-classifications --help --version serve migrate purge check-config probe agent help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -84,6 +84,14 @@ _telem__collector() {
                     return 0
                     ;;
                 --database-password-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-ca-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --read-database-url)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -155,7 +163,7 @@ _telem__collector() {
             return 0
             ;;
         telem__subcmd__collector__subcmd__agent)
-            opts="-h --config --listen --database-url --database-password-file --telemetry-id --body-limit-bytes --header-timeout-secs --writer-connections --reader-connections --read-statement-timeout-ms --body-budget-bytes --pool-size --batch-max-records --batch-max-wait-ms --payload-search-index --retention-max-days --retention-purge-time --log-level --retention-classifications --help"
+            opts="-h --config --listen --database-url --database-password-file --database-ca-file --read-database-url --telemetry-id --body-limit-bytes --header-timeout-secs --writer-connections --reader-connections --read-statement-timeout-ms --body-budget-bytes --pool-size --batch-max-records --batch-max-wait-ms --payload-search-index --retention-max-days --retention-purge-time --log-level --retention-classifications --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -174,6 +182,14 @@ _telem__collector() {
                     return 0
                     ;;
                 --database-password-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-ca-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --read-database-url)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -245,7 +261,7 @@ _telem__collector() {
             return 0
             ;;
         telem__subcmd__collector__subcmd__check__subcmd__config)
-            opts="-h --config --listen --database-url --database-password-file --telemetry-id --body-limit-bytes --header-timeout-secs --writer-connections --reader-connections --read-statement-timeout-ms --body-budget-bytes --pool-size --batch-max-records --batch-max-wait-ms --payload-search-index --retention-max-days --retention-purge-time --log-level --retention-classifications --help"
+            opts="-h --config --listen --database-url --database-password-file --database-ca-file --read-database-url --telemetry-id --body-limit-bytes --header-timeout-secs --writer-connections --reader-connections --read-statement-timeout-ms --body-budget-bytes --pool-size --batch-max-records --batch-max-wait-ms --payload-search-index --retention-max-days --retention-purge-time --log-level --retention-classifications --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -264,6 +280,14 @@ _telem__collector() {
                     return 0
                     ;;
                 --database-password-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-ca-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --read-database-url)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -447,7 +471,7 @@ _telem__collector() {
             return 0
             ;;
         telem__subcmd__collector__subcmd__migrate)
-            opts="-h --check --config --listen --database-url --database-password-file --telemetry-id --body-limit-bytes --header-timeout-secs --writer-connections --reader-connections --read-statement-timeout-ms --body-budget-bytes --pool-size --batch-max-records --batch-max-wait-ms --payload-search-index --retention-max-days --retention-purge-time --log-level --retention-classifications --help"
+            opts="-h --check --config --listen --database-url --database-password-file --database-ca-file --read-database-url --telemetry-id --body-limit-bytes --header-timeout-secs --writer-connections --reader-connections --read-statement-timeout-ms --body-budget-bytes --pool-size --batch-max-records --batch-max-wait-ms --payload-search-index --retention-max-days --retention-purge-time --log-level --retention-classifications --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -466,6 +490,14 @@ _telem__collector() {
                     return 0
                     ;;
                 --database-password-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-ca-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --read-database-url)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -537,7 +569,7 @@ _telem__collector() {
             return 0
             ;;
         telem__subcmd__collector__subcmd__probe)
-            opts="-h --host-header --timeout --any-status --config --listen --database-url --database-password-file --telemetry-id --body-limit-bytes --header-timeout-secs --writer-connections --reader-connections --read-statement-timeout-ms --body-budget-bytes --pool-size --batch-max-records --batch-max-wait-ms --payload-search-index --retention-max-days --retention-purge-time --log-level --retention-classifications --help"
+            opts="-h --host-header --timeout --any-status --config --listen --database-url --database-password-file --database-ca-file --read-database-url --telemetry-id --body-limit-bytes --header-timeout-secs --writer-connections --reader-connections --read-statement-timeout-ms --body-budget-bytes --pool-size --batch-max-records --batch-max-wait-ms --payload-search-index --retention-max-days --retention-purge-time --log-level --retention-classifications --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -564,6 +596,14 @@ _telem__collector() {
                     return 0
                     ;;
                 --database-password-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-ca-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --read-database-url)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -635,7 +675,7 @@ _telem__collector() {
             return 0
             ;;
         telem__subcmd__collector__subcmd__purge)
-            opts="-h --dry-run --config --listen --database-url --database-password-file --telemetry-id --body-limit-bytes --header-timeout-secs --writer-connections --reader-connections --read-statement-timeout-ms --body-budget-bytes --pool-size --batch-max-records --batch-max-wait-ms --payload-search-index --retention-max-days --retention-purge-time --log-level --retention-classifications --help"
+            opts="-h --dry-run --config --listen --database-url --database-password-file --database-ca-file --read-database-url --telemetry-id --body-limit-bytes --header-timeout-secs --writer-connections --reader-connections --read-statement-timeout-ms --body-budget-bytes --pool-size --batch-max-records --batch-max-wait-ms --payload-search-index --retention-max-days --retention-purge-time --log-level --retention-classifications --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -654,6 +694,14 @@ _telem__collector() {
                     return 0
                     ;;
                 --database-password-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-ca-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --read-database-url)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -725,7 +773,7 @@ _telem__collector() {
             return 0
             ;;
         telem__subcmd__collector__subcmd__serve)
-            opts="-h --config --listen --database-url --database-password-file --telemetry-id --body-limit-bytes --header-timeout-secs --writer-connections --reader-connections --read-statement-timeout-ms --body-budget-bytes --pool-size --batch-max-records --batch-max-wait-ms --payload-search-index --retention-max-days --retention-purge-time --log-level --retention-classifications --help"
+            opts="-h --config --listen --database-url --database-password-file --database-ca-file --read-database-url --telemetry-id --body-limit-bytes --header-timeout-secs --writer-connections --reader-connections --read-statement-timeout-ms --body-budget-bytes --pool-size --batch-max-records --batch-max-wait-ms --payload-search-index --retention-max-days --retention-purge-time --log-level --retention-classifications --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -744,6 +792,14 @@ _telem__collector() {
                     return 0
                     ;;
                 --database-password-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --database-ca-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --read-database-url)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_telem_collector_global_optspecs
-    string join \n config= listen= database-url= database-password-file= telemetry-id= body-limit-bytes= header-timeout-secs= writer-connections= reader-connections= read-statement-timeout-ms= body-budget-bytes= pool-size= batch-max-records= batch-max-wait-ms= payload-search-index= retention-max-days= retention-purge-time= log-level= retention-classifications= h/help V/version
+    string join \n config= listen= database-url= database-password-file= database-ca-file= read-database-url= telemetry-id= body-limit-bytes= header-timeout-secs= writer-connections= reader-connections= read-statement-timeout-ms= body-budget-bytes= pool-size= batch-max-records= batch-max-wait-ms= payload-search-index= retention-max-days= retention-purge-time= log-level= retention-classifications= h/help V/version
 end
 
 function __fish_telem_collector_needs_command
@@ -28,6 +28,8 @@ complete -c telem-collector -n "__fish_telem_collector_needs_command" -l config 
 complete -c telem-collector -n "__fish_telem_collector_needs_command" -l listen -d 'HOST:PORT or unix:/PATH' -r
 complete -c telem-collector -n "__fish_telem_collector_needs_command" -l database-url -d 'postgres://USER@HOST:PORT/DB (without password)' -r
 complete -c telem-collector -n "__fish_telem_collector_needs_command" -l database-password-file -d 'File holding the database password' -r
+complete -c telem-collector -n "__fish_telem_collector_needs_command" -l database-ca-file -d 'PEM file of the CA(s) the database\'s certificate must chain to (TLS, verify-full)' -r
+complete -c telem-collector -n "__fish_telem_collector_needs_command" -l read-database-url -d 'postgres://USER@HOST:PORT/DB the readers (UI, query API) use (without password)' -r
 complete -c telem-collector -n "__fish_telem_collector_needs_command" -l telemetry-id -r
 complete -c telem-collector -n "__fish_telem_collector_needs_command" -l body-limit-bytes -r
 complete -c telem-collector -n "__fish_telem_collector_needs_command" -l header-timeout-secs -r
@@ -56,6 +58,8 @@ complete -c telem-collector -n "__fish_telem_collector_using_subcommand serve" -
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand serve" -l listen -d 'HOST:PORT or unix:/PATH' -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand serve" -l database-url -d 'postgres://USER@HOST:PORT/DB (without password)' -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand serve" -l database-password-file -d 'File holding the database password' -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand serve" -l database-ca-file -d 'PEM file of the CA(s) the database\'s certificate must chain to (TLS, verify-full)' -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand serve" -l read-database-url -d 'postgres://USER@HOST:PORT/DB the readers (UI, query API) use (without password)' -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand serve" -l telemetry-id -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand serve" -l body-limit-bytes -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand serve" -l header-timeout-secs -r
@@ -76,6 +80,8 @@ complete -c telem-collector -n "__fish_telem_collector_using_subcommand migrate"
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand migrate" -l listen -d 'HOST:PORT or unix:/PATH' -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand migrate" -l database-url -d 'postgres://USER@HOST:PORT/DB (without password)' -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand migrate" -l database-password-file -d 'File holding the database password' -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand migrate" -l database-ca-file -d 'PEM file of the CA(s) the database\'s certificate must chain to (TLS, verify-full)' -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand migrate" -l read-database-url -d 'postgres://USER@HOST:PORT/DB the readers (UI, query API) use (without password)' -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand migrate" -l telemetry-id -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand migrate" -l body-limit-bytes -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand migrate" -l header-timeout-secs -r
@@ -97,6 +103,8 @@ complete -c telem-collector -n "__fish_telem_collector_using_subcommand purge" -
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand purge" -l listen -d 'HOST:PORT or unix:/PATH' -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand purge" -l database-url -d 'postgres://USER@HOST:PORT/DB (without password)' -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand purge" -l database-password-file -d 'File holding the database password' -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand purge" -l database-ca-file -d 'PEM file of the CA(s) the database\'s certificate must chain to (TLS, verify-full)' -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand purge" -l read-database-url -d 'postgres://USER@HOST:PORT/DB the readers (UI, query API) use (without password)' -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand purge" -l telemetry-id -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand purge" -l body-limit-bytes -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand purge" -l header-timeout-secs -r
@@ -118,6 +126,8 @@ complete -c telem-collector -n "__fish_telem_collector_using_subcommand check-co
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand check-config" -l listen -d 'HOST:PORT or unix:/PATH' -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand check-config" -l database-url -d 'postgres://USER@HOST:PORT/DB (without password)' -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand check-config" -l database-password-file -d 'File holding the database password' -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand check-config" -l database-ca-file -d 'PEM file of the CA(s) the database\'s certificate must chain to (TLS, verify-full)' -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand check-config" -l read-database-url -d 'postgres://USER@HOST:PORT/DB the readers (UI, query API) use (without password)' -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand check-config" -l telemetry-id -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand check-config" -l body-limit-bytes -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand check-config" -l header-timeout-secs -r
@@ -140,6 +150,8 @@ complete -c telem-collector -n "__fish_telem_collector_using_subcommand probe" -
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand probe" -l listen -d 'HOST:PORT or unix:/PATH' -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand probe" -l database-url -d 'postgres://USER@HOST:PORT/DB (without password)' -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand probe" -l database-password-file -d 'File holding the database password' -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand probe" -l database-ca-file -d 'PEM file of the CA(s) the database\'s certificate must chain to (TLS, verify-full)' -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand probe" -l read-database-url -d 'postgres://USER@HOST:PORT/DB the readers (UI, query API) use (without password)' -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand probe" -l telemetry-id -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand probe" -l body-limit-bytes -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand probe" -l header-timeout-secs -r
@@ -161,6 +173,8 @@ complete -c telem-collector -n "__fish_telem_collector_using_subcommand agent" -
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand agent" -l listen -d 'HOST:PORT or unix:/PATH' -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand agent" -l database-url -d 'postgres://USER@HOST:PORT/DB (without password)' -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand agent" -l database-password-file -d 'File holding the database password' -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand agent" -l database-ca-file -d 'PEM file of the CA(s) the database\'s certificate must chain to (TLS, verify-full)' -r
+complete -c telem-collector -n "__fish_telem_collector_using_subcommand agent" -l read-database-url -d 'postgres://USER@HOST:PORT/DB the readers (UI, query API) use (without password)' -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand agent" -l telemetry-id -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand agent" -l body-limit-bytes -r
 complete -c telem-collector -n "__fish_telem_collector_using_subcommand agent" -l header-timeout-secs -r

@@ -35,7 +35,7 @@ _telem__deploy() {
 
     case "${cmd}" in
         telem__deploy)
-            opts="-a -d -H -r -s -t -u -h -y -v -V --action --distro --host --repo --source --type --purge --help --plan --dry-run --format --yes --db-password-file --db-password-stdin --recipes --templates --detailed-exitcode --no-backup --collector-bin --ui-auth --tls-cert --tls-key --tls-self-signed --tls-only --ui-password-file --webapp --pip-index-url --webapp-requirements --service-manager --target --targets --ssh-option --parallel --verbose --color --version completions help"
+            opts="-a -d -H -r -s -t -u -h -y -v -V --action --distro --host --repo --source --type --purge --help --plan --dry-run --format --yes --db-password-file --db-password-stdin --recipes --templates --detailed-exitcode --no-backup --collector-bin --ui-auth --tls-cert --tls-key --tls-self-signed --tls-only --ui-password-file --webapp --pip-index-url --webapp-requirements --service-manager --target --targets --ssh-option --inventory --limit --serial --parallel --verbose --color --version completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -146,6 +146,18 @@ _telem__deploy() {
                     return 0
                     ;;
                 --ssh-option)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --inventory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --limit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --serial)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

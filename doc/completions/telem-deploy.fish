@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_telem_deploy_global_optspecs
-    string join \n a/action= d/distro= H/host= r/repo= s/source= t/type= u/purge h/help dry-run format= y/yes db-password-file= db-password-stdin recipes= templates= detailed-exitcode no-backup collector-bin= ui-auth= tls-cert= tls-key= tls-self-signed tls-only ui-password-file= webapp pip-index-url= webapp-requirements= service-manager= target= targets= ssh-option= parallel= v/verbose color= V/version
+    string join \n a/action= d/distro= H/host= r/repo= s/source= t/type= u/purge h/help dry-run format= y/yes db-password-file= db-password-stdin recipes= templates= detailed-exitcode no-backup collector-bin= ui-auth= tls-cert= tls-key= tls-self-signed tls-only ui-password-file= webapp pip-index-url= webapp-requirements= service-manager= target= targets= ssh-option= inventory= limit= serial= parallel= v/verbose color= V/version
 end
 
 function __fish_telem_deploy_needs_command
@@ -57,6 +57,9 @@ direct\t''"
 complete -c telem-deploy -n "__fish_telem_deploy_needs_command" -l target -d 'Provision this machine over SSH instead of the local one: `[USER@]HOST[:PORT]`, an IPv6 address in brackets; repeatable (several machines in one run). The login user must be root. -H keeps its meaning (the domain nginx serves)' -r
 complete -c telem-deploy -n "__fish_telem_deploy_needs_command" -l targets -d 'Read more targets from FILE, one per line (`#` starts a comment)' -r -F
 complete -c telem-deploy -n "__fish_telem_deploy_needs_command" -l ssh-option -d 'Pass an option to ssh, as `ssh -o OPT` (e.g. `ProxyJump=bastion`); repeatable. Options that would weaken host key checking or replace the tool\'s master connection are refused' -r
+complete -c telem-deploy -n "__fish_telem_deploy_needs_command" -l inventory -d 'Provision the machines of an inventory (YAML): the domain, and hosts with their SSH target, private address and roles (db, standby, collector, balancer), in order: the database first, then the standby, the collectors and the balancer' -r -F
+complete -c telem-deploy -n "__fish_telem_deploy_needs_command" -l limit -d 'Only these hosts of the inventory (by name); repeatable' -r
+complete -c telem-deploy -n "__fish_telem_deploy_needs_command" -l serial -d '`deploy` and `restart` of an inventory: change at most N collectors at once, so the others keep serving [default: all at once; 1 with a balancer]' -r
 complete -c telem-deploy -n "__fish_telem_deploy_needs_command" -l parallel -d 'How many targets are planned and changed at once' -r
 complete -c telem-deploy -n "__fish_telem_deploy_needs_command" -l color -d 'When to use colour (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
