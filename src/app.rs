@@ -89,6 +89,17 @@ pub fn run_targets<'h>(
     crate::fleet::run(cli, labels, connect, io)
 }
 
+/// Run with parsed arguments on the hosts of `--inventory`, each reached through `connect` by
+/// its name in the inventory: in waves, one document for all.
+pub fn run_inventory<'h>(
+    cli: Cli,
+    connect: crate::fleet::Connect<'_, 'h>,
+    io: &mut Io,
+) -> Result<u8, Error> {
+    let inventory = crate::fleet::inventory::load(&cli)?;
+    crate::fleet::inventory::run_with(cli, &inventory, connect, io)
+}
+
 /// One run on one machine: prepare, ask, execute, report. `reported` is set once the plan or
 /// result document has been written.
 fn run(

@@ -19,11 +19,9 @@ const COLLECTORS: usize = 3;
 const BALANCER: usize = 4;
 const WAVES: usize = 5;
 
-/// Run `cli` on the inventory it names.
+/// Run `cli` on the inventory it names, each host reached over SSH.
 pub fn run(cli: Cli, io: &mut Io) -> Result<u8, Error> {
-    let path = cli.inventory.clone().expect("run only with --inventory");
-    let inventory = Inventory::load(&path)?;
-    let fleet = fleet(&cli, &inventory)?;
+    let inventory = load(&cli)?;
     let settings = SshSettings::with_options(cli.ssh_option.clone());
     let connect = |label: &str| -> Result<BoxedHost<'static>, String> {
         let host = inventory
@@ -35,7 +33,27 @@ pub fn run(cli: Cli, io: &mut Io) -> Result<u8, Error> {
             .map(|h| Box::new(h) as BoxedHost<'static>)
             .map_err(|e| e.0)
     };
-    super::run_jobs(&cli, fleet, &connect, io)
+    run_with(cli, &inventory, &connect, io)
+}
+
+/// The inventory `cli` names.
+pub fn load(cli: &Cli) -> Result<Inventory, Error> {
+    let path = cli
+        .inventory
+        .as_deref()
+        .ok_or_else(|| Error::Usage("no --inventory".into()))?;
+    Inventory::load(path)
+}
+
+/// Run `cli` on `inventory`, each host reached through `connect` (by its name).
+pub fn run_with<'h>(
+    cli: Cli,
+    inventory: &Inventory,
+    connect: super::Connect<'_, 'h>,
+    io: &mut Io,
+) -> Result<u8, Error> {
+    let fleet = fleet(&cli, inventory)?;
+    super::run_jobs(&cli, fleet, connect, io)
 }
 
 /// The jobs of `cli` on `inventory`: a host each (those of `--limit`), with its placement and
@@ -63,6 +81,16 @@ pub fn fleet(cli: &Cli, inventory: &Inventory) -> Result<Fleet, Error> {
     };
     crate::host::ssh::check_options(&cli.ssh_option).map_err(|e| Error::Usage(e.0))?;
     let hosts = inventory.limited(&cli.limit)?;
+    // The CA that signs the database's certificate, when something reaches it over the
+    // network: created on the first apply, never by a dry run.
+    let ca = if inventory.networked() {
+        let ca = crate::ca::Ca::load_or_create(&inventory.ca_dir, cli.dry_run)
+            .map_err(|e| Error::Usage(e.to_string()))?;
+        Some(std::sync::Arc::new(ca))
+    } else {
+        None
+    };
+    let ca_pem = ca.as_ref().map(|ca| ca.cert_pem().to_owned());
     let first_collector = hosts.iter().find(|h| h.roles.collector).map(|h| &h.name);
     let reverse = cli.action == Action::Uninstall;
     let jobs = hosts
@@ -77,7 +105,7 @@ pub fn fleet(cli: &Cli, inventory: &Inventory) -> Result<Fleet, Error> {
             };
             let mut cli = cli.clone();
             cli.host = Some(domain.clone());
-            cli.placement = Some(inventory.placement(host, None));
+            cli.placement = Some(inventory.placement(host, ca_pem.as_deref()));
             Job {
                 label: host.name.clone(),
                 cli,
@@ -98,6 +126,6 @@ pub fn fleet(cli: &Cli, inventory: &Inventory) -> Result<Fleet, Error> {
         jobs,
         serial,
         shared_password: true,
-        ca: None,
+        ca,
     })
 }

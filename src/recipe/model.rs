@@ -127,6 +127,13 @@ pub struct Database {
     pub name: String,
     pub role: String,
     pub backup_dir: String,
+    /// An inventory's database host: where its TLS certificate and key live.
+    #[serde(default = "default_db_tls_dir")]
+    pub tls_dir: String,
+}
+
+fn default_db_tls_dir() -> String {
+    "/etc/telem-db-tls".to_owned()
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -63,41 +63,73 @@ impl Step for PostgresHba {
             ok = false;
         }
         let mut entries = Vec::new();
+        let mut expected = 0;
         for (i, e) in raw.entries.iter().enumerate() {
             let at = |field: &str| format!("entries[{i}].{field}");
             let conn = c.parse::<ConnType>(&at("type"), &e.conn);
             let method = c.parse::<Method>(&at("method"), &e.method);
             let database = c.parse_with(&at("database"), &e.database, pg_hba::name_field);
             let user = c.parse_with(&at("user"), &e.user, pg_hba::name_field);
-            let address = match &e.address {
-                None => Some(None),
-                Some(a) => c.parse::<Cidr>(&at("address"), a).map(Some),
-            };
             let waits = [&e.conn, &e.method, &e.database, &e.user]
                 .into_iter()
                 .chain(e.address.as_ref())
                 .any(|v| c.waits(v));
-            match (conn, method, database, user, address) {
-                (Some(conn), Some(method), Some(database), Some(user), Some(address)) => {
-                    let entry = Entry {
-                        conn,
-                        database,
-                        user,
-                        address,
-                        method,
-                    };
-                    match entry.coherent() {
-                        Ok(()) => entries.push(entry),
-                        Err(why) => {
-                            c.error(&format!("entries[{i}]"), why);
-                            ok = false;
-                        }
+            // Several addresses (separated by spaces or commas) make a line each; an
+            // expression that expands to none makes none.
+            let addresses: Vec<Option<Cidr>> = match &e.address {
+                None => vec![None],
+                Some(a) if c.waits(a) => Vec::new(),
+                Some(a) => a
+                    .split(|ch: char| ch.is_whitespace() || ch == ',')
+                    .filter(|s| !s.is_empty())
+                    .filter_map(|one| c.parse::<Cidr>(&at("address"), one).map(Some))
+                    .collect(),
+            };
+            let wanted = match &e.address {
+                None => 1,
+                Some(a) => a
+                    .split(|ch: char| ch.is_whitespace() || ch == ',')
+                    .filter(|s| !s.is_empty())
+                    .count(),
+            };
+            if waits {
+                continue;
+            }
+            expected += wanted;
+            let (Some(conn), Some(method), Some(database), Some(user)) =
+                (conn, method, database, user)
+            else {
+                ok = false;
+                continue;
+            };
+            for address in addresses {
+                let entry = Entry {
+                    conn,
+                    database: database.clone(),
+                    user: user.clone(),
+                    address,
+                    method,
+                };
+                match entry.coherent() {
+                    Ok(()) => entries.push(entry),
+                    Err(why) => {
+                        c.error(&format!("entries[{i}]"), why);
+                        ok = false;
                     }
                 }
-                _ => ok &= waits,
             }
         }
-        (ok && entries.len() == raw.entries.len()).then(|| PostgresHba {
+        let waited = raw.entries.iter().any(|e| {
+            [&e.conn, &e.method, &e.database, &e.user]
+                .into_iter()
+                .chain(e.address.as_ref())
+                .any(|v| c.waits(v))
+        });
+        if waited {
+            // Checked again once expanded.
+            return None;
+        }
+        (ok && entries.len() == expected).then(|| PostgresHba {
             entries,
             state: raw.state,
             notify: raw.notify.clone(),
