@@ -155,7 +155,10 @@ pub(crate) fn prepare(cli: Cli, host: &dyn Host, io: &mut Io) -> Result<Prepared
 }
 
 /// The database password the prepared target's collector config holds (reads only).
-pub(crate) fn stored_password(prepared: &Prepared, host: &dyn Host) -> Option<crate::secret::Secret> {
+pub(crate) fn stored_password(
+    prepared: &Prepared,
+    host: &dyn Host,
+) -> Option<crate::secret::Secret> {
     crate::password::stored(host, &prepared.plan.recipe.recipe.collector.config)
 }
 

@@ -42,7 +42,12 @@ pub struct Cli {
     pub distro: Option<Distro>,
 
     /// Domain name nginx serves (also used for the health check's Host header).
-    #[arg(short = 'H', long = "host", value_name = "DOMAIN", required_unless_present = "inventory")]
+    #[arg(
+        short = 'H',
+        long = "host",
+        value_name = "DOMAIN",
+        required_unless_present = "inventory"
+    )]
     pub host: Option<String>,
 
     /// Repository of the optional legacy web UI snapshot.
@@ -192,7 +197,12 @@ pub struct Cli {
     pub inventory: Option<PathBuf>,
 
     /// Only these hosts of the inventory (by name); repeatable.
-    #[arg(long, value_name = "HOST", requires = "inventory", help_heading = "Remote machines")]
+    #[arg(
+        long,
+        value_name = "HOST",
+        requires = "inventory",
+        help_heading = "Remote machines"
+    )]
     pub limit: Vec<String>,
 
     /// `deploy` and `restart` of an inventory: change at most N collectors at once, so the

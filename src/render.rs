@@ -53,7 +53,10 @@ const EMBEDDED: [(&str, &str); 9] = [
         "balancer.conf.tera",
         include_str!("../templates/balancer.conf.tera"),
     ),
-    ("db-ca.pem.tera", include_str!("../templates/db-ca.pem.tera")),
+    (
+        "db-ca.pem.tera",
+        include_str!("../templates/db-ca.pem.tera"),
+    ),
 ];
 
 pub struct Templates {

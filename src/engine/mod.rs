@@ -289,12 +289,14 @@ impl<'a> Engine<'a> {
             Condition::Balancer => self.opts.roles().balancer,
             Condition::Nginx => self.opts.roles().collector || self.opts.roles().balancer,
             Condition::DbRemote => self.opts.roles().collector && !self.opts.roles().db,
-            Condition::DbClients => self.opts.roles().db
-                && self
-                    .opts
-                    .placement
-                    .as_ref()
-                    .is_some_and(|p| !p.db_clients().is_empty()),
+            Condition::DbClients => {
+                self.opts.roles().db
+                    && self
+                        .opts
+                        .placement
+                        .as_ref()
+                        .is_some_and(|p| !p.db_clients().is_empty())
+            }
         }
     }
 

@@ -107,11 +107,12 @@ impl Waves {
         }
     }
 
-    /// A target of `wave` is done (`ok`, or failed).
-    pub(super) fn finish(&self, wave: usize, label: &str, ok: bool) {
+    /// A target of `wave` is done: `failed` when it failed on its own (one that did not run
+    /// because an earlier wave failed is not named again).
+    pub(super) fn finish(&self, wave: usize, label: &str, failed: bool) {
         let mut left = self.left.lock().unwrap_or_else(|e| e.into_inner());
         left[wave].0 -= 1;
-        if !ok {
+        if failed {
             left[wave].1.push(label.to_owned());
         }
         drop(left);
@@ -167,7 +168,7 @@ mod tests {
                     order.lock().unwrap().push((i, at, turn.is_ok()));
                     drop(turn);
                     // Target 2 fails: wave 2 must not run.
-                    waves.finish(w, &format!("t{i}"), i != 2);
+                    waves.finish(w, &format!("t{i}"), i == 2);
                 });
             }
         });
@@ -177,7 +178,10 @@ mod tests {
         assert!(at(0) < at(1) && at(0) < at(2), "{order:?}");
         assert!(at(1) < at(3) && at(2) < at(3), "{order:?}");
         assert!(order[0].2 && order[1].2 && order[2].2, "{order:?}");
-        assert!(!order[3].2, "wave 2 runs after a failure in wave 1: {order:?}");
+        assert!(
+            !order[3].2,
+            "wave 2 runs after a failure in wave 1: {order:?}"
+        );
         assert_eq!(waves.turn(2).err().unwrap(), ["t2"]);
     }
 }

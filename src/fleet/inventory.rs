@@ -121,7 +121,11 @@ pub fn fleet(cli: &Cli, inventory: &Inventory) -> Result<Fleet, Error> {
         None => usize::MAX,
     };
     let mut serial = vec![usize::MAX; WAVES];
-    serial[if reverse { WAVES - 1 - COLLECTORS } else { COLLECTORS }] = collectors_at_once;
+    serial[if reverse {
+        WAVES - 1 - COLLECTORS
+    } else {
+        COLLECTORS
+    }] = collectors_at_once;
     Ok(Fleet {
         jobs,
         serial,

@@ -152,10 +152,9 @@ pub fn run_jobs<'h>(
         ..Controller::new(cli.collector_bin.as_deref())
     };
     let permits = &Permits::new(usize::from(cli.parallel));
-    let waves = &Waves::new(
-        &jobs.iter().map(|j| j.wave).collect::<Vec<_>>(),
-        |w| serial.get(w).copied().unwrap_or(usize::MAX),
-    );
+    let waves = &Waves::new(&jobs.iter().map(|j| j.wave).collect::<Vec<_>>(), |w| {
+        serial.get(w).copied().unwrap_or(usize::MAX)
+    });
     // What the controller settled (None: it refused, and no target changes anything).
     let settled = &Settled::new();
     let io = Mutex::new(io);
@@ -247,9 +246,9 @@ fn settle(planned: &[Planned], shared_password: bool, io: &mut Io) -> Result<Giv
     }
     let mut given = app::settle(opts, needs, io)?;
     if shared_password && given.db.is_none() {
-        given.db = stored.or_else(|| given.prompted_db.take()).or_else(|| {
-            (needs.db_password && !opts.dry_run).then(crate::password::generate)
-        });
+        given.db = stored
+            .or_else(|| given.prompted_db.take())
+            .or_else(|| (needs.db_password && !opts.dry_run).then(crate::password::generate));
     }
     Ok(given)
 }
@@ -270,7 +269,7 @@ fn run_target(job: &Job, index: usize, shared: &Shared, tx: mpsc::Sender<Planned
             notes,
         })
         .ok();
-        shared.waves.finish(*wave, label, false);
+        shared.waves.finish(*wave, label, true);
         Outcome {
             out,
             result: Err(error),
@@ -317,26 +316,32 @@ fn run_target(job: &Job, index: usize, shared: &Shared, tx: mpsc::Sender<Planned
     })
     .ok();
     drop(tx);
-    let result = match shared.settled.wait() {
+    let (result, failed) = match shared.settled.wait() {
         Some(given) => match shared.waves.turn(*wave) {
             Ok(_turn) => {
                 let _permit = shared.permits.acquire();
                 let began = Instant::now();
                 let result = app::execute(staged, given, shared.reporter, label);
                 seconds += began.elapsed().as_secs_f64();
-                result
+                let failed = !matches!(&result, Ok(done) if done.failure.is_none());
+                (result, failed)
             }
-            Err(failed) => Err(Error::Other(format!(
-                "not run: {} failed before its turn",
-                failed.join(", ")
-            ))),
+            Err(failed) => (
+                Err(Error::Other(format!(
+                    "not run: {} failed before its turn",
+                    failed.join(", ")
+                ))),
+                false,
+            ),
         },
-        None => Err(Error::Other(
-            "not run: the run stopped before any change".into(),
-        )),
+        None => (
+            Err(Error::Other(
+                "not run: the run stopped before any change".into(),
+            )),
+            false,
+        ),
     };
-    let ok = matches!(&result, Ok(done) if done.failure.is_none());
-    shared.waves.finish(*wave, label, ok);
+    shared.waves.finish(*wave, label, failed);
     Outcome {
         out,
         result,

@@ -205,21 +205,37 @@ impl Inventory {
         };
         match count(Role::Db) {
             1 => {}
-            0 => top(&mut errors, "no host has the role db (the PostgreSQL primary)".into()),
-            n => top(&mut errors, format!("{n} hosts have the role db; one primary (add a standby for a second copy)")),
+            0 => top(
+                &mut errors,
+                "no host has the role db (the PostgreSQL primary)".into(),
+            ),
+            n => top(
+                &mut errors,
+                format!(
+                    "{n} hosts have the role db; one primary (add a standby for a second copy)"
+                ),
+            ),
         }
         if count(Role::Collector) == 0 {
             top(&mut errors, "no host has the role collector".into());
         }
         if count(Role::Standby) > 1 {
-            top(&mut errors, "more than one standby; one is supported".into());
+            top(
+                &mut errors,
+                "more than one standby; one is supported".into(),
+            );
         }
         if count(Role::Balancer) > 1 {
-            top(&mut errors, "more than one balancer; one is supported".into());
+            top(
+                &mut errors,
+                "more than one balancer; one is supported".into(),
+            );
         }
         if let Some(domain) = &raw.domain {
             if let Err(e) = crate::options::check_domain(domain) {
-                errors.errors.push(located_key(text, "domain", format!("domain: {e}")));
+                errors
+                    .errors
+                    .push(located_key(text, "domain", format!("domain: {e}")));
             }
         }
         errors.into_result()?;
@@ -414,7 +430,9 @@ hosts:
 
     #[test]
     fn one_host_with_db_and_collector_is_not_networked() {
-        let inv = parse("hosts:\n  - name: a\n    target: root@10.0.0.1\n    roles: [db, collector]\n").unwrap();
+        let inv =
+            parse("hosts:\n  - name: a\n    target: root@10.0.0.1\n    roles: [db, collector]\n")
+                .unwrap();
         assert!(!inv.networked());
         assert!(inv.placement(&inv.hosts[0], None).db_clients().is_empty());
     }
@@ -423,10 +441,16 @@ hosts:
     fn problems_name_the_file_line_and_column() {
         let bad = FLEET.replace("roles: [balancer]", "roles: [balancer, collector]");
         let err = parse(&bad).unwrap_err();
-        assert!(err.contains("/etc/fleet/inv.yaml:18:5: hosts[4].roles: balancer and collector"), "{err}");
+        assert!(
+            err.contains("/etc/fleet/inv.yaml:18:5: hosts[4].roles: balancer and collector"),
+            "{err}"
+        );
         let bad = FLEET.replace("roles: [standby]", "roles: [standby, db]");
         let err = parse(&bad).unwrap_err();
-        assert!(err.contains("inv.yaml:8:5: hosts[1].roles: a standby"), "{err}");
+        assert!(
+            err.contains("inv.yaml:8:5: hosts[1].roles: a standby"),
+            "{err}"
+        );
         assert!(err.contains("2 hosts have the role db"), "{err}");
         let bad = FLEET.replace("roles: [db]", "roles: [database]");
         let err = parse(&bad).unwrap_err();
@@ -434,7 +458,10 @@ hosts:
         assert!(err.contains("unknown variant `database`"), "{err}");
         let bad = FLEET.replace("    address: 10.0.0.21\n", "");
         let err = parse(&bad).unwrap_err();
-        assert!(err.contains("inv.yaml:9:3: hosts[2].address: the target web1.example.com is a name"), "{err}");
+        assert!(
+            err.contains("inv.yaml:9:3: hosts[2].address: the target web1.example.com is a name"),
+            "{err}"
+        );
         let bad = FLEET.replace("10.0.0.22:2222", "10.0.0.11");
         let err = parse(&bad).unwrap_err();
         assert!(err.contains("10.0.0.11 is also db1's address"), "{err}");
@@ -443,14 +470,20 @@ hosts:
         assert!(err.contains("inv.yaml:1:1: domain:"), "{err}");
         let err = parse("hosts:\n  - name: a\n    target: root@10.0.0.1\n    roles: [collector]\n    colour: red\n").unwrap_err();
         assert!(err.contains("inv.yaml:5:"), "{err}");
-        assert!(err.contains("no host has the role db") || err.contains("unknown field"), "{err}");
+        assert!(
+            err.contains("no host has the role db") || err.contains("unknown field"),
+            "{err}"
+        );
     }
 
     #[test]
     fn limit_names_hosts_of_the_inventory() {
         let inv = parse(FLEET).unwrap();
         let some = inv.limited(&["web2".into(), "db1".into()]).unwrap();
-        assert_eq!(some.iter().map(|h| h.name.as_str()).collect::<Vec<_>>(), ["db1", "web2"]);
+        assert_eq!(
+            some.iter().map(|h| h.name.as_str()).collect::<Vec<_>>(),
+            ["db1", "web2"]
+        );
         let err = inv.limited(&["web3".into()]).unwrap_err().to_string();
         assert!(err.contains("--limit web3: no such host"), "{err}");
         assert!(err.contains("db1, standby1, web1, web2, lb"), "{err}");

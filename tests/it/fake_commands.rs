@@ -465,8 +465,12 @@ impl FakeHost {
             "postgresql" | "postgresql-server" | "database-basic" => {
                 self.add_user("postgres");
                 if name == "postgresql" && !self.is_clr() {
-                    // Debian's postgresql-common creates cluster 15/main.
+                    // Debian's postgresql-common creates cluster 15/main, its config in /etc.
                     self.put("/var/lib/postgresql/15/main/PG_VERSION", "15\n");
+                    self.put(
+                        crate::fake_psql::HBA_FILE,
+                        "local all postgres peer\nlocal all all peer\nhost all all 127.0.0.1/32 scram-sha-256\n",
+                    );
                 }
             }
             "redis-server" | "redis" | "valkey" | "redis-native" => self.add_user("redis"),

@@ -20,6 +20,7 @@ mod fake_psql;
 mod golden;
 mod hostile_input;
 mod interrupt;
+mod inventory;
 mod lab_support;
 mod lived_in;
 mod masking;

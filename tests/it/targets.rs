@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use telem_deploy::app::{run_cli, run_targets, Io};
+use telem_deploy::app::{run_cli, run_inventory, run_targets, Io};
 use telem_deploy::cli::Cli;
 use telem_deploy::host::Host;
 
@@ -20,7 +20,7 @@ fn root() -> PathBuf {
 
 /// The fake machines of a run, by label, handed out once each; a label without a machine
 /// fails to connect with `why`.
-struct Fleet {
+pub(crate) struct Fleet {
     hosts: Mutex<Vec<(String, Option<FakeHost>)>>,
     /// The machines back after the run, to look at.
     back: Mutex<Vec<(String, FakeHost)>>,
@@ -78,7 +78,7 @@ impl Host for Returned<'_> {
 }
 
 impl Fleet {
-    fn new(hosts: Vec<(&str, Option<FakeHost>)>) -> Fleet {
+    pub(crate) fn new(hosts: Vec<(&str, Option<FakeHost>)>) -> Fleet {
         Fleet {
             hosts: Mutex::new(hosts.into_iter().map(|(l, h)| (l.to_owned(), h)).collect()),
             back: Mutex::new(Vec::new()),
@@ -95,7 +95,16 @@ impl Fleet {
     }
 
     /// Run with `args` on every machine; (exit code, stdout, stderr).
-    fn run(&self, args: &[&str]) -> (u8, String, String) {
+    pub(crate) fn run(&self, args: &[&str]) -> (u8, String, String) {
+        self.run_by(args, false)
+    }
+
+    /// Run with `args` (which name an `--inventory` whose hosts are these machines).
+    pub(crate) fn run_inventory(&self, args: &[&str]) -> (u8, String, String) {
+        self.run_by(args, true)
+    }
+
+    fn run_by(&self, args: &[&str], inventory: bool) -> (u8, String, String) {
         let collector = root().join("tests/fixtures/telem-collector");
         let mut argv = vec![
             "telem-deploy".to_owned(),
@@ -124,7 +133,12 @@ impl Fleet {
                 out: &mut out,
                 err: &mut err,
             };
-            match run_targets(cli, self.labels(), &connect, &mut io) {
+            let ran = if inventory {
+                run_inventory(cli, &connect, &mut io)
+            } else {
+                run_targets(cli, self.labels(), &connect, &mut io)
+            };
+            match ran {
                 Ok(c) => c,
                 Err(e) => {
                     err.extend_from_slice(format!("error: {e}\n").as_bytes());
@@ -146,7 +160,7 @@ impl Fleet {
         )
     }
 
-    fn with<T>(&self, label: &str, f: impl FnOnce(&FakeHost) -> T) -> T {
+    pub(crate) fn with<T>(&self, label: &str, f: impl FnOnce(&FakeHost) -> T) -> T {
         let hosts = self.hosts.lock().unwrap();
         let host = hosts
             .iter()
@@ -157,7 +171,7 @@ impl Fleet {
     }
 }
 
-fn stored_password(host: &FakeHost) -> Option<String> {
+pub(crate) fn stored_password(host: &FakeHost) -> Option<String> {
     let w = host.world.borrow();
     let node = w.files.get(Path::new(CONFIG))?;
     let doc: toml::Table = toml::from_str(&String::from_utf8_lossy(&node.content)).ok()?;
@@ -165,7 +179,7 @@ fn stored_password(host: &FakeHost) -> Option<String> {
 }
 
 /// Wall times vary: zeroed before comparing.
-fn normalized(json: &str) -> String {
+pub(crate) fn normalized(json: &str) -> String {
     let mut doc: serde_json::Value = serde_json::from_str(json).expect("one JSON document");
     for t in doc["targets"].as_array_mut().expect("targets") {
         assert!(t["seconds"].as_f64().is_some_and(|s| s >= 0.0), "{t}");
@@ -209,7 +223,7 @@ fn the_multi_target_document_holds_every_target_and_a_total() {
     golden_compare("targets/install-dry-run.json", &normalized(&out));
 }
 
-fn golden_compare(name: &str, actual: &str) {
+pub(crate) fn golden_compare(name: &str, actual: &str) {
     let path = root().join("tests/golden").join(name);
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
