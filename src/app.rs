@@ -324,6 +324,7 @@ pub(crate) fn confirm(opts: &Options, io: &mut Io) -> Result<(), Error> {
     }
     let what = match opts.action {
         Action::Resetdb => "drop and re-create the telemetry database (all records)",
+        Action::Promote => "make the standby the primary and fence the old primary (stopped, never again a primary)",
         _ => "remove the collector, its site and the telemetry database (all records)",
     };
     if !opts.interactive {

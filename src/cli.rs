@@ -247,16 +247,19 @@ pub enum Action {
     Resetdb,
     Restart,
     Uninstall,
+    /// An inventory's standby becomes the primary; the old primary is fenced.
+    Promote,
 }
 
 impl Action {
-    pub const ALL: [Action; 6] = [
+    pub const ALL: [Action; 7] = [
         Action::Deploy,
         Action::Install,
         Action::Migrate,
         Action::Resetdb,
         Action::Restart,
         Action::Uninstall,
+        Action::Promote,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -267,12 +270,13 @@ impl Action {
             Action::Resetdb => "resetdb",
             Action::Restart => "restart",
             Action::Uninstall => "uninstall",
+            Action::Promote => "promote",
         }
     }
 
     /// Actions that destroy data and so ask for confirmation.
     pub fn is_destructive(self) -> bool {
-        matches!(self, Action::Resetdb | Action::Uninstall)
+        matches!(self, Action::Resetdb | Action::Uninstall | Action::Promote)
     }
 }
 

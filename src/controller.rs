@@ -23,6 +23,8 @@ use crate::options::COLLECTOR_BIN_LIMIT;
 pub struct Controller {
     pub bundle: Bundle,
     pub ca: Option<Arc<Ca>>,
+    /// The password of an inventory's replication role (kept beside its CA).
+    pub replication_password: Option<crate::secret::Secret>,
 }
 
 impl Controller {
@@ -31,6 +33,7 @@ impl Controller {
         Controller {
             bundle: Bundle::new(collector_bin),
             ca: None,
+            replication_password: None,
         }
     }
 }

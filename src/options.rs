@@ -102,6 +102,11 @@ impl Options {
         let manager = service_manager(cli.service_manager, host);
         let loaded = recipe::load(distro, cli.recipes.as_deref())?;
         let webapp = web_ui(cli.webapp, &loaded)?;
+        if cli.action == crate::cli::Action::Promote && cli.placement.is_none() {
+            return Err(Error::Usage(
+                "promote works on an inventory with a standby (--inventory FILE)".into(),
+            ));
+        }
         if let Some(p) = &cli.placement {
             let split = p.roles != crate::inventory::Roles::SINGLE;
             if split && !matches!(distro, Distro::Debian | Distro::Ubuntu) {

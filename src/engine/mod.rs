@@ -188,7 +188,7 @@ impl<'a> Engine<'a> {
                 manager: opts.manager,
             },
             password: None,
-            replication_password: None,
+            replication_password: controller.replication_password.clone(),
             stored_password: None,
             needs_install: false,
             tls: plan.tls,
@@ -290,12 +290,20 @@ impl<'a> Engine<'a> {
             Condition::Nginx => self.opts.roles().collector || self.opts.roles().balancer,
             Condition::DbRemote => self.opts.roles().collector && !self.opts.roles().db,
             Condition::DbClients => {
+                let roles = self.opts.roles();
+                roles.standby
+                    || roles.db
+                        && self.opts.placement.as_ref().is_some_and(|p| {
+                            !p.db_clients().is_empty() || p.standby_address.is_some()
+                        })
+            }
+            Condition::Replicated => {
                 self.opts.roles().db
                     && self
                         .opts
                         .placement
                         .as_ref()
-                        .is_some_and(|p| !p.db_clients().is_empty())
+                        .is_some_and(|p| p.standby_address.is_some())
             }
         }
     }

@@ -3,11 +3,16 @@
 //! the others still run their binary), the other collectors (`--serial` at once; one at a time
 //! behind a balancer for `deploy` and `restart`), the balancer. `uninstall` goes the other way.
 
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
 use crate::app::Io;
 use crate::cli::{Action, Cli};
 use crate::error::Error;
 use crate::host::ssh::{SshHost, SshSettings};
 use crate::inventory::{Inventory, Role};
+use crate::secret::Secret;
 
 use super::{BoxedHost, Fleet, Job};
 
@@ -53,7 +58,27 @@ pub fn run_with<'h>(
     io: &mut Io,
 ) -> Result<u8, Error> {
     let fleet = fleet(&cli, inventory)?;
-    super::run_jobs(&cli, fleet, connect, io)
+    let code = super::run_jobs(&cli, fleet, connect, io)?;
+    if cli.action == Action::Promote && !cli.dry_run && code == 0 {
+        // The inventory as it now is, for the operator to keep.
+        let now = inventory.promoted().map_err(Error::Usage)?;
+        let fenced: Vec<&crate::inventory::Host> = inventory
+            .hosts
+            .iter()
+            .filter(|h| h.roles.db && !now.hosts.iter().any(|n| n.name == h.name))
+            .collect();
+        let text = now.to_yaml(&fenced);
+        let note = format!(
+            "The inventory as it now is (write it over {}):\n{text}",
+            inventory.file.display()
+        );
+        match cli.format {
+            crate::cli::Format::Human => write!(io.out, "\n{note}"),
+            crate::cli::Format::Json => write!(io.err, "{note}"),
+        }
+        .ok();
+    }
+    Ok(code)
 }
 
 /// The jobs of `cli` on `inventory`: a host each (those of `--limit`), with its placement and
@@ -81,6 +106,12 @@ pub fn fleet(cli: &Cli, inventory: &Inventory) -> Result<Fleet, Error> {
     };
     crate::host::ssh::check_options(&cli.ssh_option).map_err(|e| Error::Usage(e.0))?;
     let hosts = inventory.limited(&cli.limit)?;
+    // After a promotion the collectors are wired to the new primary; the old primary and the
+    // standby keep their places for the fence and the promotion.
+    let promoted = match cli.action {
+        Action::Promote => Some(inventory.promoted().map_err(Error::Usage)?),
+        _ => None,
+    };
     // The CA that signs the database's certificate, when something reaches it over the
     // network: created on the first apply, never by a dry run.
     let ca = if inventory.networked() {
@@ -105,7 +136,11 @@ pub fn fleet(cli: &Cli, inventory: &Inventory) -> Result<Fleet, Error> {
             };
             let mut cli = cli.clone();
             cli.host = Some(domain.clone());
-            cli.placement = Some(inventory.placement(host, ca_pem.as_deref()));
+            let wired = match &promoted {
+                Some(now) if !host.roles.db && !host.roles.standby => now,
+                _ => inventory,
+            };
+            cli.placement = Some(wired.placement(host, ca_pem.as_deref()));
             Job {
                 label: host.name.clone(),
                 cli,
@@ -131,5 +166,52 @@ pub fn fleet(cli: &Cli, inventory: &Inventory) -> Result<Fleet, Error> {
         serial,
         shared_password: true,
         ca,
+        replication_password: if inventory.hosts.iter().any(|h| h.roles.standby) {
+            replication_password(&inventory.ca_dir, cli.dry_run)?
+        } else {
+            None
+        },
     })
+}
+
+/// The file beside the CA that keeps the replication role's password.
+pub const REPLICATION_PASSWORD: &str = "replication.password";
+
+/// The replication role's password: the one kept beside the inventory's CA, else (applying) a
+/// new one, written there (0600) before any host uses it; a dry run creates nothing.
+fn replication_password(ca_dir: &Path, dry_run: bool) -> Result<Option<Secret>, Error> {
+    let path = ca_dir.join(REPLICATION_PASSWORD);
+    let problem = |e: std::io::Error| Error::Usage(format!("{}: {e}", path.display()));
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let meta = std::fs::metadata(&path).map_err(problem)?;
+            if meta.permissions().mode() & 0o077 != 0 {
+                return Err(Error::Usage(format!(
+                    "{}: others can read the replication password (chmod 600 it)",
+                    path.display()
+                )));
+            }
+            let pw = text.trim_end_matches(['\n', '\r']);
+            if pw.is_empty() {
+                return Err(Error::Usage(format!("{}: empty", path.display())));
+            }
+            Ok(Some(Secret::new(pw)))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if dry_run {
+                return Ok(None);
+            }
+            let pw = crate::password::generate();
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(problem)?;
+            writeln!(f, "{}", pw.expose()).map_err(problem)?;
+            f.sync_all().map_err(problem)?;
+            Ok(Some(pw))
+        }
+        Err(e) => Err(problem(e)),
+    }
 }

@@ -103,6 +103,7 @@ pub fn run<'h>(
             serial: Vec::new(),
             shared_password: false,
             ca: None,
+            replication_password: None,
         },
         connect,
         io,
@@ -128,6 +129,8 @@ pub struct Fleet {
     pub shared_password: bool,
     /// The certificate authority of an inventory (on the controller).
     pub ca: Option<std::sync::Arc<crate::ca::Ca>>,
+    /// The password of an inventory's replication role.
+    pub replication_password: Option<Secret>,
 }
 
 /// Run the `fleet`; `cli` holds what is the run's (format, `--parallel`, the collector
@@ -144,11 +147,13 @@ pub fn run_jobs<'h>(
         serial,
         shared_password,
         ca,
+        replication_password,
     } = fleet;
     let labels: Vec<String> = jobs.iter().map(|j| j.label.clone()).collect();
     // The collector binary to install, read (once) on this machine for every target; the CA.
     let controller = &Controller {
         ca,
+        replication_password,
         ..Controller::new(cli.collector_bin.as_deref())
     };
     let permits = &Permits::new(usize::from(cli.parallel));

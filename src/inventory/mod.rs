@@ -313,6 +313,74 @@ impl Inventory {
         }
     }
 
+    /// The inventory once its standby is the primary: the standby has the role db, the old
+    /// primary loses it (and leaves the inventory when it had no other role).
+    pub fn promoted(&self) -> Result<Inventory, String> {
+        if !self.hosts.iter().any(|h| h.roles.standby) {
+            return Err(format!(
+                "{}: no host has the role standby; nothing to promote",
+                self.file.display()
+            ));
+        }
+        let hosts = self
+            .hosts
+            .iter()
+            .filter_map(|h| {
+                let mut h = h.clone();
+                if h.roles.standby {
+                    h.roles.standby = false;
+                    h.roles.db = true;
+                } else if h.roles.db {
+                    h.roles.db = false;
+                }
+                let any = h.roles.db || h.roles.collector || h.roles.balancer;
+                any.then_some(h)
+            })
+            .collect();
+        Ok(Inventory {
+            hosts,
+            ..self.clone()
+        })
+    }
+
+    /// The inventory as YAML (what `promote` prints: the inventory as it now is), with the
+    /// hosts `fenced` commented out.
+    pub fn to_yaml(&self, fenced: &[&Host]) -> String {
+        let mut out = String::from("# telem-deploy inventory\n");
+        if let Some(d) = &self.domain {
+            out.push_str(&format!("domain: {d}\n"));
+        }
+        out.push_str(&format!("ca_dir: {}\n", self.ca_dir.display()));
+        out.push_str("hosts:\n");
+        let host = |h: &Host| {
+            let roles: Vec<&str> = [Role::Db, Role::Standby, Role::Collector, Role::Balancer]
+                .into_iter()
+                .filter(|r| h.roles.has(*r))
+                .map(Role::as_str)
+                .collect();
+            format!(
+                "  - name: {}\n    target: {}\n    address: {}\n    roles: [{}]\n",
+                h.name,
+                h.target,
+                h.address,
+                roles.join(", ")
+            )
+        };
+        for h in &self.hosts {
+            out.push_str(&host(h));
+        }
+        for h in fenced {
+            out.push_str(&format!(
+                "  # {} was the primary: fenced (stopped, marked never to start as a primary)\n",
+                h.name
+            ));
+            for line in host(h).lines() {
+                out.push_str(&format!("  #{}\n", &line[1..]));
+            }
+        }
+        out
+    }
+
     /// The wave (index into [`WAVES`]) a host runs in: the one of its first role.
     pub fn wave(host: &Host) -> usize {
         WAVES
@@ -425,7 +493,7 @@ hosts:
         assert_eq!(waves, [0, 1, 2, 2, 3]);
         let p = inv.placement(&inv.hosts[0], None);
         let clients: Vec<String> = p.db_clients().iter().map(|a| a.to_string()).collect();
-        assert_eq!(clients, ["10.0.0.12", "10.0.0.21", "10.0.0.22"]);
+        assert_eq!(clients, ["10.0.0.21", "10.0.0.22"]);
     }
 
     #[test]
@@ -474,6 +542,25 @@ hosts:
             err.contains("no host has the role db") || err.contains("unknown field"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn promoted_the_standby_is_the_primary_and_the_yaml_reads_back() {
+        let inv = parse(FLEET).unwrap();
+        let now = inv.promoted().unwrap();
+        let names: Vec<_> = now.hosts.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(names, ["standby1", "web1", "web2", "lb"]);
+        assert!(now.hosts[0].roles.db && !now.hosts[0].roles.standby);
+        let text = now.to_yaml(&[&inv.hosts[0]]);
+        assert!(
+            text.contains("  #   name: db1") || text.contains("  # - name: db1"),
+            "{text}"
+        );
+        let back = Inventory::parse(Path::new("/etc/fleet/inv.yaml"), &text).unwrap();
+        assert_eq!(back.hosts, now.hosts);
+        assert_eq!(back.ca_dir, inv.ca_dir);
+        let err = now.promoted().unwrap_err();
+        assert!(err.contains("no host has the role standby"), "{err}");
     }
 
     #[test]

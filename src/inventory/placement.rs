@@ -98,14 +98,14 @@ pub struct Placement {
 }
 
 impl Placement {
-    /// The hosts that connect to the primary over the network (collectors and the standby on
-    /// other machines than the primary): pg_hba admits exactly these.
+    /// The collectors that reach the database over the network (on other machines than the
+    /// primary): pg_hba admits exactly these to the telemetry database (the standby's admits
+    /// them too, for their reads).
     pub fn db_clients(&self) -> Vec<IpAddr> {
         let mut clients: Vec<IpAddr> = self
             .collectors
             .iter()
             .copied()
-            .chain(self.standby_address)
             .filter(|a| *a != self.db_address)
             .collect();
         clients.sort();
@@ -121,12 +121,16 @@ pub fn insert_vars(ctx: &mut tera::Context, placement: Option<&Placement>) {
     let Some(p) = placement else {
         ctx.insert("inventory", &false);
         ctx.insert("db_host", "127.0.0.1");
+        ctx.insert("db_address", "127.0.0.1");
+        ctx.insert("host_name", "");
         ctx.insert("db_remote", &false);
         ctx.insert("read_db_host", "");
         ctx.insert("collectors", &Vec::<String>::new());
         ctx.insert("db_clients", &Vec::<String>::new());
         ctx.insert("address", "127.0.0.1");
         ctx.insert("ca_certificate", "");
+        ctx.insert("standby_address", "");
+        ctx.insert("replication_client", "");
         return;
     };
     let text = |a: &IpAddr| a.to_string();
@@ -144,9 +148,13 @@ pub fn insert_vars(ctx: &mut tera::Context, placement: Option<&Placement>) {
     );
     ctx.insert("db_remote", &db_remote);
     ctx.insert("db_address", &text(&p.db_address));
+    let standby = p.standby_address.as_ref().map(text).unwrap_or_default();
+    ctx.insert("read_db_host", &standby);
+    ctx.insert("standby_address", &standby);
+    // The primary admits its standby's replication connection.
     ctx.insert(
-        "read_db_host",
-        &p.standby_address.as_ref().map(text).unwrap_or_default(),
+        "replication_client",
+        if p.roles.db { standby.as_str() } else { "" },
     );
     ctx.insert(
         "collectors",

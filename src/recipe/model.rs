@@ -130,10 +130,23 @@ pub struct Database {
     /// An inventory's database host: where its TLS certificate and key live.
     #[serde(default = "default_db_tls_dir")]
     pub tls_dir: String,
+    /// An inventory's standby streams as this role, through this slot.
+    #[serde(default = "default_replication_role")]
+    pub replication_role: String,
+    #[serde(default = "default_replication_slot")]
+    pub replication_slot: String,
 }
 
 fn default_db_tls_dir() -> String {
     "/etc/telem-db-tls".to_owned()
+}
+
+fn default_replication_role() -> String {
+    "telem_replicator".to_owned()
+}
+
+fn default_replication_slot() -> String {
+    "telem_standby".to_owned()
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -252,8 +265,11 @@ pub enum Condition {
     Nginx,
     /// The collector reaches its database on another machine (over TLS).
     DbRemote,
-    /// The primary has clients on other machines (it listens on its address, with TLS).
+    /// A PostgreSQL server other machines reach: the primary with collectors or a standby on
+    /// other machines, or the standby (it listens on its address, with TLS).
     DbClients,
+    /// The primary has a standby (a replication role and slot).
+    Replicated,
     /// The condition does not hold.
     Not(Box<Condition>),
 }

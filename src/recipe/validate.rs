@@ -28,7 +28,7 @@ pub fn check(recipe: &Recipe, distro: Distro, errs: &mut RecipeErrors) {
         if !Action::ALL.iter().any(|a| a.as_str() == name) {
             errs.at_path(
                 &format!("actions.{name}"),
-                "unknown action, expected one of deploy, install, migrate, resetdb, restart, uninstall",
+                "unknown action, expected one of deploy, install, migrate, resetdb, restart, uninstall, promote",
             );
         }
         for (i, step) in steps.iter().enumerate() {

@@ -173,9 +173,11 @@ fn holds(c: &Condition, cat: &Catalogue, version_id: &str) -> bool {
         | Condition::Postgres
         | Condition::Collector
         | Condition::Nginx => true,
-        Condition::Standby | Condition::Balancer | Condition::DbRemote | Condition::DbClients => {
-            false
-        }
+        Condition::Standby
+        | Condition::Balancer
+        | Condition::DbRemote
+        | Condition::DbClients
+        | Condition::Replicated => false,
         Condition::Direct
         | Condition::Purge
         | Condition::NoWebapp
