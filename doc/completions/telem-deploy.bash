@@ -42,11 +42,11 @@ _telem__deploy() {
             fi
             case "${prev}" in
                 --action)
-                    COMPREPLY=($(compgen -W "deploy install migrate resetdb restart uninstall" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "deploy install migrate resetdb restart uninstall promote" -- "${cur}"))
                     return 0
                     ;;
                 -a)
-                    COMPREPLY=($(compgen -W "deploy install migrate resetdb restart uninstall" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "deploy install migrate resetdb restart uninstall promote" -- "${cur}"))
                     return 0
                     ;;
                 --distro)

@@ -29,7 +29,8 @@ install\t''
 migrate\t''
 resetdb\t''
 restart\t''
-uninstall\t''"
+uninstall\t''
+promote\t'An inventory\'s standby becomes the primary; the old primary is fenced'"
 complete -c telem-deploy -n "__fish_telem_deploy_needs_command" -s d -l distro -d 'Target distribution [default: detected from /etc/os-release, else ubuntu]' -r -f -a "clr\t''
 ubuntu\t''
 centos\t''

@@ -402,6 +402,10 @@ impl FakeHost {
         }
     }
 
+    fn exists(&self, path: &str) -> bool {
+        self.world.borrow().files.contains_key(Path::new(path))
+    }
+
     pub(crate) fn install_package(&self, name: &str) {
         let deps = self
             .world
@@ -467,10 +471,13 @@ impl FakeHost {
                 if name == "postgresql" && !self.is_clr() {
                     // Debian's postgresql-common creates cluster 15/main, its config in /etc.
                     self.put("/var/lib/postgresql/15/main/PG_VERSION", "15\n");
-                    self.put(
-                        crate::fake_psql::HBA_FILE,
-                        "local all postgres peer\nlocal all all peer\nhost all all 127.0.0.1/32 scram-sha-256\n",
-                    );
+                    // (a cluster's own, kept when there is one)
+                    if !self.exists(crate::fake_psql::HBA_FILE) {
+                        self.put(
+                            crate::fake_psql::HBA_FILE,
+                            "local all postgres peer\nlocal all all peer\nhost all all 127.0.0.1/32 scram-sha-256\n",
+                        );
+                    }
                 }
             }
             "redis-server" | "redis" | "valkey" | "redis-native" => self.add_user("redis"),
