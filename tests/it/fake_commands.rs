@@ -402,10 +402,6 @@ impl FakeHost {
         }
     }
 
-    fn exists(&self, path: &str) -> bool {
-        self.world.borrow().files.contains_key(Path::new(path))
-    }
-
     pub(crate) fn install_package(&self, name: &str) {
         let deps = self
             .world
