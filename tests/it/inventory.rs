@@ -374,3 +374,69 @@ fn inventory_usage_errors_exit_2_before_any_connection() {
         "{doc:#}"
     );
 }
+
+/// What varies from run to run in a plan: the temporary directory, a new CA's fingerprints
+/// and validity, wall times.
+fn stable(doc: &serde_json::Value, dir: &Path) -> String {
+    let text = crate::targets::normalized(&doc.to_string());
+    let text = text.replace(&dir.display().to_string(), "<dir>");
+    // "SHA-256 AB:CD:..." (32 pairs), "expires 2029-03-07 16:20:00 UTC"
+    let fingerprint = |w: &str| {
+        w.len() >= 95
+            && w.as_bytes()[..95]
+                .iter()
+                .all(|c| c.is_ascii_hexdigit() || *c == b':')
+    };
+    let date = |w: &str| {
+        w.len() >= 23
+            && w.as_bytes()[..23].iter().enumerate().all(|(i, c)| match i {
+                4 | 7 => *c == b'-',
+                10 | 19 => *c == b' ',
+                13 | 16 => *c == b':',
+                20..=22 => b"UTC"[i - 20] == *c,
+                _ => c.is_ascii_digit(),
+            })
+    };
+    // A new CA's certificate (in the collectors' diffs) and its size.
+    let mut text = text;
+    let (begin, end) = ("-----BEGIN CERTIFICATE-----", "-----END CERTIFICATE-----");
+    while let (Some(b), Some(e)) = (text.find(begin), text.find(end)) {
+        text.replace_range(b..e + end.len(), "<certificate>");
+    }
+    let size = "create /etc/telemetry/db-ca.pem (";
+    let mut from = 0;
+    while let Some(at) = text[from..].find(size).map(|i| i + from) {
+        let start = at + size.len();
+        let digits = text[start..]
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(0);
+        text.replace_range(start..start + digits, "<n>");
+        from = start;
+    }
+    let mut out = String::new();
+    let mut rest = text.as_str();
+    while let Some(c) = rest.chars().next() {
+        if let Some(after) = rest.strip_prefix("SHA-256 ").filter(|a| fingerprint(a)) {
+            out.push_str("SHA-256 <fingerprint>");
+            rest = &after[95..];
+        } else if date(rest) {
+            out.push_str("<date>");
+            rest = &rest[23..];
+        } else {
+            out.push(c);
+            rest = &rest[c.len_utf8()..];
+        }
+    }
+    out
+}
+
+#[test]
+fn the_inventory_document_holds_every_hosts_plan() {
+    let s = Setup::fresh();
+    let (code, doc, err) = s.run("install", &["--dry-run"]);
+    assert_eq!(code, 0, "{err}");
+    crate::targets::golden_compare(
+        "inventory/install-dry-run.json",
+        &stable(&doc, s.dir.path()),
+    );
+}
