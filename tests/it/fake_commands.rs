@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use telem_deploy::host::upload;
-use telem_deploy::host::{Cmd, CmdOutput, FileKind, HostResult};
+use telem_deploy::host::{Cmd, CmdOutput, FileKind, HostError, HostResult};
 
 use crate::fake_host::{FakeHost, Node};
 
@@ -64,6 +64,7 @@ impl FakeHost {
         let prog = Path::new(a[0]).file_name().unwrap().to_str().unwrap();
         match (prog, &a[1..]) {
             ("psql", args) => self.psql(cmd, args),
+            ("pg_basebackup", args) => self.pg_basebackup(cmd, args),
             ("dpkg-query", ["-W", format]) if format.contains("${Depends}") => {
                 let w = self.world.borrow();
                 let line = |p: &String| {
@@ -230,6 +231,9 @@ impl FakeHost {
             ("systemctl", [verb @ ("start" | "restart" | "reload"), unit]) => {
                 if Self::service_name(unit) == "postgresql" {
                     self.pg_read_config(verb);
+                    if *verb == "restart" || (*verb == "start" && !self.pg_running()) {
+                        self.pg_start_from_data_dir();
+                    }
                 }
                 self.world
                     .borrow_mut()
@@ -270,6 +274,9 @@ impl FakeHost {
                 );
                 ok("")
             }
+            ("pg_lsclusters", ["--no-header"]) if !self.world.borrow().packages.contains("postgresql") => {
+                Err(HostError("cannot run `pg_lsclusters`: No such file or directory (os error 2)".into()))
+            }
             ("pg_lsclusters", ["--no-header"]) => {
                 let state = if self.pg_running() { "online" } else { "down" };
                 ok(&format!("15  main    5432 {state} postgres /var/lib/postgresql/15/main /var/log/postgresql/postgresql-15-main.log\n"))
@@ -277,6 +284,9 @@ impl FakeHost {
             ("pg_ctlcluster", ["15", "main", verb]) => {
                 if *verb != "stop" {
                     self.pg_read_config(verb);
+                }
+                if *verb == "restart" || (*verb == "start" && !self.pg_running()) {
+                    self.pg_start_from_data_dir();
                 }
                 let mut w = self.world.borrow_mut();
                 match *verb {
@@ -466,6 +476,25 @@ impl FakeHost {
                 self.add_user("postgres");
                 if name == "postgresql" && !self.is_clr() {
                     // Debian's postgresql-common creates cluster 15/main, its config in /etc.
+                    let postgres = telem_deploy::host::lookup_user(self, "postgres")
+                        .expect("postgres")
+                        .0;
+                    for (d, mode) in [
+                        ("/var/lib/postgresql", 0o755),
+                        ("/var/lib/postgresql/15", 0o755),
+                        ("/var/lib/postgresql/15/main", 0o700),
+                    ] {
+                        self.world.borrow_mut().files.insert(
+                            d.into(),
+                            Node {
+                                kind: FileKind::Dir,
+                                content: vec![],
+                                uid: postgres,
+                                gid: postgres,
+                                mode,
+                            },
+                        );
+                    }
                     self.put("/var/lib/postgresql/15/main/PG_VERSION", "15\n");
                     self.put(
                         crate::fake_psql::HBA_FILE,

@@ -64,6 +64,9 @@ pub struct World {
     pub receiver: Option<(String, u16, String)>,
     /// The receiver verifies the primary (`sslmode=verify-full`) with this CA file.
     pub receiver_ca: Option<String>,
+    /// The primary the last base backup copied (fake_basebackup.rs): a cluster started from
+    /// that copy streams from it.
+    pub upstream: Option<crate::fake_basebackup::Upstream>,
 }
 
 pub struct FakeHost {

@@ -536,6 +536,12 @@ impl FakeHost {
                 }
                 w.in_recovery = false;
                 w.receiver = None;
+                w.receiver_ca = None;
+                // The promoted server leaves recovery for good: standby.signal goes.
+                w.files.remove(std::path::Path::new(&format!(
+                    "{}/standby.signal",
+                    crate::fake_basebackup::DATA_DIR
+                )));
                 drop(w);
                 row(s, &["t"]);
             }

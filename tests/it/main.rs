@@ -14,6 +14,7 @@ mod e2e_ssh;
 mod e2e_support;
 mod e2e_tls;
 mod facts;
+mod fake_basebackup;
 mod fake_commands;
 mod fake_host;
 mod fake_psql;
