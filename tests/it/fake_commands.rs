@@ -496,10 +496,13 @@ impl FakeHost {
                         );
                     }
                     self.put("/var/lib/postgresql/15/main/PG_VERSION", "15\n");
-                    self.put(
+                    // (An operator's own file, put there before, is kept.)
+                    if !self.exists(crate::fake_psql::HBA_FILE) {
+                        self.put(
                         crate::fake_psql::HBA_FILE,
                         "local all postgres peer\nlocal all all peer\nhost all all 127.0.0.1/32 scram-sha-256\n",
                     );
+                    }
                 }
             }
             "redis-server" | "redis" | "valkey" | "redis-native" => self.add_user("redis"),
