@@ -22,6 +22,7 @@ mod golden;
 mod hostile_input;
 mod interrupt;
 mod inventory;
+mod inventory_standby;
 mod lab_support;
 mod lived_in;
 mod masking;

@@ -160,6 +160,14 @@ impl Fleet {
         )
     }
 
+    /// Put `host` in `label`'s slot (None: the machine cannot be reached); the one there
+    /// before.
+    pub(crate) fn replace(&self, label: &str, host: Option<FakeHost>) -> Option<FakeHost> {
+        let mut hosts = self.hosts.lock().unwrap();
+        let slot = hosts.iter_mut().find(|(l, _)| l == label).expect("label");
+        std::mem::replace(&mut slot.1, host)
+    }
+
     pub(crate) fn with<T>(&self, label: &str, f: impl FnOnce(&FakeHost) -> T) -> T {
         let hosts = self.hosts.lock().unwrap();
         let host = hosts
