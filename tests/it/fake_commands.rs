@@ -60,6 +60,10 @@ impl FakeHost {
     /// Run `cmd` against the world (`Host::run` of the fake).
     pub(crate) fn interpret(&self, cmd: &Cmd) -> HostResult<CmdOutput> {
         self.log.borrow_mut().push(cmd.display());
+        let panic_on = self.world.borrow().panic_on.clone();
+        if let Some(p) = panic_on.filter(|p| cmd.display().contains(p.as_str())) {
+            panic!("the test makes `{p}` panic");
+        }
         let a: Vec<&str> = cmd.argv.iter().map(String::as_str).collect();
         let prog = Path::new(a[0]).file_name().unwrap().to_str().unwrap();
         match (prog, &a[1..]) {

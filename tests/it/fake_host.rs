@@ -67,6 +67,9 @@ pub struct World {
     /// The primary the last base backup copied (fake_basebackup.rs): a cluster started from
     /// that copy streams from it.
     pub upstream: Option<crate::fake_basebackup::Upstream>,
+    /// A command whose shown line contains this panics (a bug in a step, for the tests of
+    /// what a run does then).
+    pub panic_on: Option<String>,
 }
 
 pub struct FakeHost {

@@ -490,3 +490,31 @@ fn promote_needs_an_inventory_with_a_standby() {
         "promote without an inventory changed the machine"
     );
 }
+
+#[test]
+fn a_target_that_panics_fails_its_wave_and_the_run_ends() {
+    // A bug in a step panics on the standby: the collectors' wave must not wait for it
+    // forever (the run used to hang in the waves' gate); they do not run, and the panic
+    // reaches the caller.
+    let s = std::sync::Arc::new(Setup::fresh());
+    s.fleet.with("sb", |h| {
+        h.world.borrow_mut().panic_on = Some("pg_basebackup".into());
+    });
+    let before = s.fleet.with("web1", |h| h.world.borrow().clone());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let run = s.clone();
+    // Not a scoped thread: a run that hangs must fail this test, not hang it too.
+    std::thread::spawn(move || {
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run.install()));
+        tx.send(ran.is_err()).ok();
+    });
+    let panicked = rx
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .expect("the run hangs after a target's thread panicked");
+    assert!(panicked, "the panic did not reach the caller");
+    let after = s.fleet.with("web1", |h| h.world.borrow().clone());
+    assert!(
+        after == before,
+        "a collector changed after its standby failed"
+    );
+}
