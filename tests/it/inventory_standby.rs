@@ -309,6 +309,9 @@ fn a_standby_streams_from_the_primary_through_its_slot_and_the_collectors_read_f
         "the replication password in a command"
     );
     assert!(commands.contains("pg_basebackup"), "{commands}");
+    // The fresh standby's cluster was not running: its data directory came from Debian's
+    // pg_lsclusters.
+    assert!(commands.contains("pg_lsclusters --no-header"), "{commands}");
 
     // A second install changes nothing anywhere; a dry run's plan does not show it either.
     let (code, doc, err) = s.run("install", &["--yes"]);
@@ -517,4 +520,46 @@ fn a_target_that_panics_fails_its_wave_and_the_run_ends() {
         after == before,
         "a collector changed after its standby failed"
     );
+}
+
+#[test]
+fn a_standby_host_with_a_running_cluster_keeps_its_data_aside() {
+    // sb already runs a cluster of its own, with data: the base backup is taken beside it,
+    // and only then is it stopped and set aside (never deleted).
+    let s = Setup::fresh();
+    s.fleet.with("sb", |h| {
+        h.install_package("postgresql");
+        h.put(
+            &format!("{DATA_DIR}/base/16384/2619"),
+            "the operator's rows\n",
+        );
+        h.world.borrow_mut().running.insert("postgresql".into());
+    });
+    s.install();
+    let commands = s.commands();
+    assert!(
+        !commands.contains("pg_lsclusters"),
+        "the running server names its data directory"
+    );
+    let kept: Vec<(PathBuf, String)> = s.fleet.with("sb", |h| {
+        h.world
+            .borrow()
+            .files
+            .iter()
+            .filter(|(p, _)| p.ends_with("base/16384/2619"))
+            .map(|(p, n)| (p.clone(), String::from_utf8_lossy(&n.content).into_owned()))
+            .collect()
+    });
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let (path, content) = &kept[0];
+    assert!(
+        path.starts_with("/var/lib/postgresql/15")
+            && path.to_string_lossy().contains("/main.telem-aside-20"),
+        "{path:?}"
+    );
+    assert_eq!(content, "the operator's rows\n");
+    s.fleet.with("sb", |h| {
+        let w = h.world.borrow();
+        assert!(w.in_recovery && w.receiver.is_some(), "sb does not stream");
+    });
 }
