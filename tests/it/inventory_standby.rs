@@ -563,3 +563,43 @@ fn a_standby_host_with_a_running_cluster_keeps_its_data_aside() {
         assert!(w.in_recovery && w.receiver.is_some(), "sb does not stream");
     });
 }
+
+#[test]
+fn what_an_interrupted_rebuild_left_is_set_aside_or_removed() {
+    // A partial copy and a passfile (with a password) of an interrupted run: the copy is
+    // kept aside (pg_basebackup wants an empty directory), the passfile goes.
+    let s = Setup::fresh();
+    s.fleet.with("sb", |h| {
+        h.install_package("postgresql");
+        h.dir("/var/lib/postgresql/15/main.telem-new");
+        h.put("/var/lib/postgresql/15/main.telem-new/PG_VERSION", "15\n");
+        h.put(
+            "/var/lib/postgresql/15/.telem-deploy-pgpass-20261201T000000Z",
+            "10.0.0.11:5432:*:telem_replicator:an old password\n",
+        );
+    });
+    s.install();
+    let names: Vec<String> = s.fleet.with("sb", |h| {
+        h.world
+            .borrow()
+            .files
+            .keys()
+            .filter(|p| p.parent() == Some(Path::new("/var/lib/postgresql/15")))
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect()
+    });
+    assert!(
+        names
+            .iter()
+            .any(|n| n.starts_with("main.telem-new.failed-20")),
+        "{names:?}"
+    );
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.contains("pgpass") || n == "main.telem-new"),
+        "{names:?}"
+    );
+    s.fleet
+        .with("sb", |h| assert!(h.world.borrow().receiver.is_some()));
+}
