@@ -405,6 +405,14 @@ fn promote_fences_the_old_primary_promotes_the_standby_and_rewires_the_collector
     assert!(!text.contains("standby"), "{text}");
     assert!(!out.contains(&pw) && !s.commands().contains(&pw));
 
+    // A second promote (the same inventory file) finds everything done.
+    let (code, doc, err) = s.run("promote", &["--yes"]);
+    assert_eq!(code, 0, "{err}\n{doc:#}");
+    for (name, ok, changes) in targets(&doc) {
+        assert!(ok, "{name}: {doc:#}");
+        assert_eq!(changes, 0, "{name} changed again: {doc:#}");
+    }
+
     // It reads back: a dry run with it finds the collectors and the balancer converged.
     let now = s.dir.path().join("promoted.yaml");
     std::fs::write(&now, &text).unwrap();
