@@ -258,11 +258,25 @@ fn settle(planned: &[Planned], shared_password: bool, io: &mut Io) -> Result<Giv
     Ok(given)
 }
 
+/// A target whose thread panics (a bug) still finishes its wave, as a failure: the later
+/// waves stop instead of waiting for it forever (and the run with them, as the scope joins
+/// every thread before the panic reaches the caller).
+struct FinishOnPanic<'w>(&'w Waves, usize, &'w str);
+
+impl Drop for FinishOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.finish(self.1, self.2, true);
+        }
+    }
+}
+
 /// One target's whole run on its own thread: connect and plan (holding a permit), tell the
 /// controller, wait for it to settle and for the earlier waves, then check or change (holding
 /// a permit again).
 fn run_target(job: &Job, index: usize, shared: &Shared, tx: mpsc::Sender<Planned>) -> Outcome {
     let Job { label, cli, wave } = job;
+    let _unwinding = FinishOnPanic(shared.waves, *wave, label);
     let started = Instant::now();
     let (mut out, mut notes) = (Vec::new(), Vec::new());
     let permit = shared.permits.acquire();

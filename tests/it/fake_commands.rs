@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use telem_deploy::host::upload;
-use telem_deploy::host::{Cmd, CmdOutput, FileKind, HostResult};
+use telem_deploy::host::{Cmd, CmdOutput, FileKind, HostError, HostResult};
 
 use crate::fake_host::{FakeHost, Node};
 
@@ -60,10 +60,15 @@ impl FakeHost {
     /// Run `cmd` against the world (`Host::run` of the fake).
     pub(crate) fn interpret(&self, cmd: &Cmd) -> HostResult<CmdOutput> {
         self.log.borrow_mut().push(cmd.display());
+        let panic_on = self.world.borrow().panic_on.clone();
+        if let Some(p) = panic_on.filter(|p| cmd.display().contains(p.as_str())) {
+            panic!("the test makes `{p}` panic");
+        }
         let a: Vec<&str> = cmd.argv.iter().map(String::as_str).collect();
         let prog = Path::new(a[0]).file_name().unwrap().to_str().unwrap();
         match (prog, &a[1..]) {
             ("psql", args) => self.psql(cmd, args),
+            ("pg_basebackup", args) => self.pg_basebackup(cmd, args),
             ("dpkg-query", ["-W", format]) if format.contains("${Depends}") => {
                 let w = self.world.borrow();
                 let line = |p: &String| {
@@ -230,6 +235,9 @@ impl FakeHost {
             ("systemctl", [verb @ ("start" | "restart" | "reload"), unit]) => {
                 if Self::service_name(unit) == "postgresql" {
                     self.pg_read_config(verb);
+                    if *verb == "restart" || (*verb == "start" && !self.pg_running()) {
+                        self.pg_start_from_data_dir();
+                    }
                 }
                 self.world
                     .borrow_mut()
@@ -270,6 +278,9 @@ impl FakeHost {
                 );
                 ok("")
             }
+            ("pg_lsclusters", ["--no-header"]) if !self.world.borrow().packages.contains("postgresql") => {
+                Err(HostError("cannot run `pg_lsclusters`: No such file or directory (os error 2)".into()))
+            }
             ("pg_lsclusters", ["--no-header"]) => {
                 let state = if self.pg_running() { "online" } else { "down" };
                 ok(&format!("15  main    5432 {state} postgres /var/lib/postgresql/15/main /var/log/postgresql/postgresql-15-main.log\n"))
@@ -277,6 +288,9 @@ impl FakeHost {
             ("pg_ctlcluster", ["15", "main", verb]) => {
                 if *verb != "stop" {
                     self.pg_read_config(verb);
+                }
+                if *verb == "restart" || (*verb == "start" && !self.pg_running()) {
+                    self.pg_start_from_data_dir();
                 }
                 let mut w = self.world.borrow_mut();
                 match *verb {
@@ -466,6 +480,25 @@ impl FakeHost {
                 self.add_user("postgres");
                 if name == "postgresql" && !self.is_clr() {
                     // Debian's postgresql-common creates cluster 15/main, its config in /etc.
+                    let postgres = telem_deploy::host::lookup_user(self, "postgres")
+                        .expect("postgres")
+                        .0;
+                    for (d, mode) in [
+                        ("/var/lib/postgresql", 0o755),
+                        ("/var/lib/postgresql/15", 0o755),
+                        ("/var/lib/postgresql/15/main", 0o700),
+                    ] {
+                        self.world.borrow_mut().files.insert(
+                            d.into(),
+                            Node {
+                                kind: FileKind::Dir,
+                                content: vec![],
+                                uid: postgres,
+                                gid: postgres,
+                                mode,
+                            },
+                        );
+                    }
                     self.put("/var/lib/postgresql/15/main/PG_VERSION", "15\n");
                     // (a cluster's own, kept when there is one)
                     if !self.exists(crate::fake_psql::HBA_FILE) {

@@ -64,6 +64,12 @@ pub struct World {
     pub receiver: Option<(String, u16, String)>,
     /// The receiver verifies the primary (`sslmode=verify-full`) with this CA file.
     pub receiver_ca: Option<String>,
+    /// The primary the last base backup copied (fake_basebackup.rs): a cluster started from
+    /// that copy streams from it.
+    pub upstream: Option<crate::fake_basebackup::Upstream>,
+    /// A command whose shown line contains this panics (a bug in a step, for the tests of
+    /// what a run does then).
+    pub panic_on: Option<String>,
 }
 
 pub struct FakeHost {

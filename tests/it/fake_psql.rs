@@ -139,6 +139,9 @@ fn value_after<'v>(shape: &str, values: &'v [String], marker: &str) -> &'v str {
 #[derive(Default)]
 struct Session {
     read_only: bool,
+    /// The server is a hot standby: only what PostgreSQL allows in recovery (ALTER SYSTEM,
+    /// physical slots) writes.
+    recovery: bool,
     in_transaction: bool,
     terse: bool,
     unlogged: [bool; 3],
@@ -217,7 +220,10 @@ impl FakeHost {
                 .into_bytes(),
             });
         }
-        let mut session = Session::default();
+        let mut session = Session {
+            recovery: self.world.borrow().in_recovery,
+            ..Session::default()
+        };
         for piece in split(&sql) {
             let result = match &piece {
                 Piece::Meta(m) => {
@@ -312,9 +318,13 @@ impl FakeHost {
                 s.stdout.push(0);
             }
         };
-        let write = |s: &Session, what: &str| match s.read_only {
-            true => Err(format!("cannot execute {what} in a read-only transaction")),
-            false => Ok(()),
+        let write = |s: &Session, what: &str| {
+            let in_recovery =
+                s.recovery && !what.contains("ALTER SYSTEM") && !what.contains("_slot(");
+            match s.read_only || in_recovery {
+                true => Err(format!("cannot execute {what} in a read-only transaction")),
+                false => Ok(()),
+            }
         };
         let outside_transaction = |s: &Session, what: &str| match s.in_transaction {
             true => Err(format!("{what} cannot run inside a transaction block")),
@@ -536,6 +546,12 @@ impl FakeHost {
                 }
                 w.in_recovery = false;
                 w.receiver = None;
+                w.receiver_ca = None;
+                // The promoted server leaves recovery for good: standby.signal goes.
+                w.files.remove(std::path::Path::new(&format!(
+                    "{}/standby.signal",
+                    crate::fake_basebackup::DATA_DIR
+                )));
                 drop(w);
                 row(s, &["t"]);
             }

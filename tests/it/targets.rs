@@ -128,7 +128,9 @@ impl Fleet {
                 )),
             }
         };
-        let code = {
+        // A panic (a bug in a step, or the fake refusing what it sees) still gives the
+        // machines back, for the test to look at.
+        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let mut io = Io {
                 out: &mut out,
                 err: &mut err,
@@ -145,7 +147,7 @@ impl Fleet {
                     e.exit_code()
                 }
             }
-        };
+        }));
         // Machines go back to their slots for the next run.
         let back: Vec<_> = std::mem::take(&mut *self.back.lock().unwrap());
         let mut hosts = self.hosts.lock().unwrap();
@@ -153,11 +155,21 @@ impl Fleet {
             let slot = hosts.iter_mut().find(|(l, _)| *l == label).expect("label");
             slot.1 = Some(host);
         }
+        drop(hosts);
+        let code = code.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         (
             code,
             String::from_utf8(out).unwrap(),
             String::from_utf8(err).unwrap(),
         )
+    }
+
+    /// Put `host` in `label`'s slot (None: the machine cannot be reached); the one there
+    /// before.
+    pub(crate) fn replace(&self, label: &str, host: Option<FakeHost>) -> Option<FakeHost> {
+        let mut hosts = self.hosts.lock().unwrap();
+        let slot = hosts.iter_mut().find(|(l, _)| l == label).expect("label");
+        std::mem::replace(&mut slot.1, host)
     }
 
     pub(crate) fn with<T>(&self, label: &str, f: impl FnOnce(&FakeHost) -> T) -> T {
