@@ -119,7 +119,7 @@ fn a_bad_recipe_fails_before_changing_anything() {
     assert_eq!(code, 2, "{err}");
     assert!(
         err.contains(
-            "shared.yaml: actions.install[32].health.path (step install[43]): must start with /"
+            "shared.yaml: actions.install[33].health.path (step install[44]): must start with /"
         ),
         "{err}"
     );

@@ -298,12 +298,12 @@ fn every_semantic_problem_of_a_recipe_is_reported_at_once() {
     let (u, d, s) = (ubuntu.display(), debian.display(), shared.display());
     for want in [
         format!("error: {d}: slots.unused: no action uses this slot"),
-        format!("error: {u}: slots.webapp_packages[1].packages.set (step install[45]): unknown package set `basics`"),
+        format!("error: {u}: slots.webapp_packages[1].packages.set (step install[46]): unknown package set `basics`"),
         // A step written once and used by two actions is reported where each uses it.
-        format!("error: {u}: slots.deploy_webapp_packages[1].packages.set (step deploy[28]): unknown package set `basics`"),
-        format!("error: {s}: actions.install[31].service.name (step install[42]): unknown service `apache`"),
-        format!("error: {s}: actions.deploy[25].service.name: unknown service `apache`"),
-        format!("error: {d}: slots.webapp_services[0].directory.mode (step install[54]): `rwx` is not an octal mode"),
+        format!("error: {u}: slots.deploy_webapp_packages[1].packages.set (step deploy[29]): unknown package set `basics`"),
+        format!("error: {s}: actions.install[32].service.name (step install[43]): unknown service `apache`"),
+        format!("error: {s}: actions.deploy[26].service.name: unknown service `apache`"),
+        format!("error: {d}: slots.webapp_services[0].directory.mode (step install[55]): `rwx` is not an octal mode"),
         format!("7 problems in {u}"),
     ] {
         assert!(err.contains(&want), "want {want:?} in:\n{err}");
@@ -365,7 +365,7 @@ fn slots_are_declared_and_a_recipe_builds_on_files_of_its_own_directory() {
     let err = text(&out.stderr);
     let s = dir.path().join("shared.yaml");
     for want in [
-        format!("error: {}: actions.install[30].slot: unknown slot `firewalls` (declare it under `slots`;", s.display()),
+        format!("error: {}: actions.install[31].slot: unknown slot `firewalls` (declare it under `slots`;", s.display()),
         format!("error: {}: slots.firewall: no action uses this slot", s.display()),
     ] {
         assert!(err.contains(&want), "want {want:?} in:\n{err}");
@@ -414,9 +414,9 @@ fn an_undefined_variable_in_a_recipe_names_its_path() {
     let out = dry_run_with_recipes(&dir, "clr");
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
-    // Where it is written (the shared file), and where the run uses it (clr's install[29]).
+    // Where it is written (the shared file), and where the run uses it (clr's install[30]).
     let want = format!(
-        "error: {}: actions.install[15].directory.path (step install[29]): ",
+        "error: {}: actions.install[16].directory.path (step install[30]): ",
         dir.path().join("shared.yaml").display()
     );
     assert!(
