@@ -282,6 +282,15 @@ fn commands_files_and_uploads_through_the_agent() {
         host.uses_agent(),
         "the installed collector offers the agent"
     );
+    assert_eq!(host.agent_protocol(), Some(2), "asked for protocol 2");
+    // `which` and `list_dir` are one request each, answered without a process.
+    let trips = host.round_trips();
+    assert!(host.which("sh").is_some_and(|p| p.ends_with("sh")));
+    assert!(host
+        .list_dir(Path::new("/usr/local/sbin"))
+        .unwrap()
+        .contains(&"telem-collector".to_owned()));
+    assert_eq!(host.round_trips(), trips + 2);
     let started = Instant::now();
     exercise(&host);
     assert!(host.uses_agent());
@@ -311,6 +320,48 @@ fn commands_files_and_uploads_through_the_agent() {
     );
     assert_eq!(run_ok(&host, &["echo", "back"]), "back\n");
     assert!(host.uses_agent(), "the agent again after the reconnection");
+}
+
+/// An agent of protocol 1 (an older collector: it ignores the request for version 2) answers
+/// scripts, reads and stats; `which` and `list_dir`, which it does not know, run their
+/// scripts through it, and every Host method works as with a newer one.
+#[test]
+fn an_agent_of_protocol_1_runs_the_scripts_of_newer_requests() {
+    let Some(t) = SshTarget::start("agent-v1") else {
+        return;
+    };
+    let (_, collector) = crate::e2e_support::binaries();
+    t.sb.copy_in(&collector, "/usr/local/sbin/").unwrap();
+    // The collector of today asked for nothing greets with version 1, as an older one does.
+    let old = "/usr/local/sbin/old-collector";
+    let out = t.sb.sh(&format!(
+        "printf '#!/bin/sh\\nunset TELEM_AGENT_PROTOCOL\\nexec /usr/local/sbin/telem-collector \"$@\"\\n' > {old} && chmod 755 {old}"
+    ));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let settings = telem_deploy::host::ssh::SshSettings {
+        batch_mode: true,
+        probe: old.into(),
+        agent: true,
+        ..telem_deploy::host::ssh::SshSettings::with_options(t.options())
+    };
+    let host = telem_deploy::host::ssh::SshHost::connect(t.target.clone(), settings)
+        .unwrap_or_else(|e| panic!("connect: {e}"));
+    assert_eq!(run_ok(&host, &["echo", "up"]), "up\n");
+    assert_eq!(host.agent_protocol(), Some(1), "the agent of protocol 1");
+    let trips = host.round_trips();
+    assert!(host.which("sh").is_some_and(|p| p.ends_with("sh")));
+    assert!(host
+        .list_dir(Path::new("/usr/local/sbin"))
+        .unwrap()
+        .contains(&"old-collector".to_owned()));
+    assert_eq!(host.round_trips(), trips + 2, "still one request each");
+    assert_eq!(host.agent_protocol(), Some(1), "the agent is still there");
+    exercise(&host);
+    assert_eq!(host.agent_protocol(), Some(1));
 }
 
 /// Every /proc/*/cmdline and environ on the target holding the secret (read from stdin), but

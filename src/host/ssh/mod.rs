@@ -217,6 +217,15 @@ impl SshHost {
         )
     }
 
+    /// The protocol version of the running agent (1: scripts, reads and stats; 2: `which` and
+    /// `list_dir` too, without a process), `None` without one.
+    pub fn agent_protocol(&self) -> Option<u32> {
+        match &*self.agent.lock().unwrap_or_else(|e| e.into_inner()) {
+            AgentState::Running(a) => Some(a.version()),
+            _ => None,
+        }
+    }
+
     /// `req` answered by the agent, when the target runs one (started here when it is time to
     /// ask); `None` to run it in a session of its own.
     fn through_agent(&self, req: &agent::Request) -> HostResult<Option<CmdOutput>> {
@@ -238,7 +247,11 @@ impl SshHost {
         };
         if ask {
             self.round_trips.fetch_add(1, Ordering::Relaxed);
-            let expr = self.session(&format!("exec {} agent", quote(&self.settings.probe)?));
+            let expr = self.session(&format!(
+                "{} exec {} agent",
+                agent::ASK,
+                quote(&self.settings.probe)?
+            ));
             *state = match agent::Agent::start(expr, &self.dir.0.join("agent.log")) {
                 Some(a) => AgentState::Running(Box::new(a)),
                 None => AgentState::Absent(trips + 1),
@@ -247,6 +260,10 @@ impl SshHost {
         let AgentState::Running(agent) = &mut *state else {
             return Ok(None);
         };
+        // An agent of an older protocol runs the request's script instead.
+        if !agent.answers(req) {
+            return Ok(None);
+        }
         self.round_trips.fetch_add(1, Ordering::Relaxed);
         match agent.call(req) {
             Ok(a) => Ok(Some(CmdOutput {
@@ -383,7 +400,10 @@ impl Host for SshHost {
         let body = format!(
             "p={q}\nset -f\ncase $p in */*) [ -f \"$p\" ] && [ -x \"$p\" ] && printf '%s\\n' \"$p\"; exit;; esac\nIFS=:\nfor d in $PATH; do\n  [ -n \"$d\" ] || d=.\n  if [ -f \"$d/$p\" ] && [ -x \"$d/$p\" ]; then printf '%s\\n' \"$d/$p\"; exit 0; fi\ndone\nexit 1"
         );
-        let out = self.sh(body, Vec::new()).ok()?;
+        let out = match self.through_agent(&agent::Request::Which(program)).ok()? {
+            Some(out) => out,
+            None => self.sh(body, Vec::new()).ok()?,
+        };
         let path = out.stdout_text().trim_end_matches('\n').to_owned();
         (out.success() && path.starts_with('/')).then(|| PathBuf::from(path))
     }
@@ -476,7 +496,18 @@ impl Host for SshHost {
         let body = format!(
             "[ -e {q} ] || exit 0\ncd -- {q} || exit 1\nfor f in * .[!.]* ..?*; do if [ -e \"$f\" ] || [ -L \"$f\" ]; then printf '%s\\0' \"$f\"; fi; done"
         );
-        let out = self.sh_ok("list", path, body, Vec::new())?;
+        let out = match self.through_agent(&agent::Request::ListDir(path))? {
+            Some(out) if out.success() => out,
+            Some(out) => {
+                return Err(HostError(format!(
+                    "list {} on {}: {}",
+                    path.display(),
+                    self.target,
+                    out.tail().trim()
+                )))
+            }
+            None => self.sh_ok("list", path, body, Vec::new())?,
+        };
         let mut names: Vec<String> = out
             .stdout
             .split(|b| *b == 0)
