@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use telem_deploy::host::upload::{self, Uploaded};
-use telem_deploy::host::{Cmd, FileKind, Host, Owner};
+use telem_deploy::host::{lookup_user, Cmd, FileKind, Host, Owner};
 
 use crate::e2e_support::wait_until;
 use crate::ssh_support::SshTarget;
@@ -123,6 +123,27 @@ fn exercise(host: &telem_deploy::host::ssh::SshHost) {
     }
     assert_eq!(host.which("/bin/sh"), Some(PathBuf::from("/bin/sh")));
     assert_eq!(host.which("/etc/passwd"), None, "not executable");
+
+    // The account files: through the agent, read once while no script runs; any script
+    // (a command, a write) makes the next look-up read them again.
+    let passwd_path = Path::new("/etc/passwd");
+    let trips = host.round_trips();
+    let passwd = host.read(passwd_path).unwrap().unwrap();
+    assert_eq!(host.read(passwd_path).unwrap().unwrap(), passwd);
+    let reads = if host.uses_agent() { 1 } else { 2 };
+    assert_eq!(host.round_trips(), trips + reads);
+    run_ok(
+        host,
+        &[
+            "sh",
+            "-c",
+            "echo 'telem-kept:x:4242:4243::/:/bin/false' >> /etc/passwd",
+        ],
+    );
+    assert_eq!(lookup_user(host, "telem-kept"), Some((4242, 4243)));
+    host.write(passwd_path, &passwd, &owner("root", "root", 0o644))
+        .unwrap();
+    assert_eq!(lookup_user(host, "telem-kept"), None);
 
     // Directories and files: owner, mode, contents; the write replaces the file by a rename.
     let dir = PathBuf::from("/srv/telem dir/it's");

@@ -10,6 +10,7 @@
 //! a secret in an argv or environment (local or remote: they go on stdin), or let a lost
 //! connection pass for a command's exit status (see [`script::wrap`]).
 
+mod accounts;
 mod agent;
 mod explain;
 mod private_dir;
@@ -43,6 +44,8 @@ pub struct SshHost {
     round_trips: AtomicU64,
     /// The session of the target's agent, once it offers one (see [`agent`]).
     agent: Mutex<AgentState>,
+    /// /etc/passwd and /etc/group as last read, while no script ran since.
+    accounts: accounts::Accounts,
 }
 
 /// Whether commands go to a running agent.
@@ -88,6 +91,7 @@ impl SshHost {
             marker,
             round_trips: AtomicU64::new(0),
             agent: Mutex::default(),
+            accounts: accounts::Accounts::default(),
         };
         host.start_master()?;
         Ok(host)
@@ -175,6 +179,10 @@ impl SshHost {
     /// Run a script to its end over the connection (through the agent when the target runs
     /// one); `Err` when the connection failed.
     pub fn run_script(&self, script: &Script) -> HostResult<CmdOutput> {
+        self.accounts.script(|| self.run_script_now(script))
+    }
+
+    fn run_script_now(&self, script: &Script) -> HostResult<CmdOutput> {
         if let Some(out) = self.through_agent(&agent::Request::Script(script))? {
             return Ok(out);
         }
@@ -414,20 +422,25 @@ impl Host for SshHost {
         let body = format!(
             "[ -e {q} ] || exit {MISSING}\ncat -- {q} || {{ [ -e {q} ] || exit {MISSING}; exit 1; }}"
         );
-        let out = match self.through_agent(&agent::Request::Read(path))? {
-            Some(out) => out,
-            None => self.sh(body, Vec::new())?,
-        };
-        match out.code {
-            Some(0) => Ok(Some(out.stdout)),
-            Some(MISSING) => Ok(None),
-            _ => Err(HostError(format!(
-                "read {} on {}: {}",
-                path.display(),
-                self.target,
-                out.tail().trim()
-            ))),
+        if let Some(kept) = self.accounts.get(path) {
+            return Ok(kept);
         }
+        self.accounts.read(path, || {
+            let out = match self.through_agent(&agent::Request::Read(path))? {
+                Some(out) => out,
+                None => self.sh(body, Vec::new())?,
+            };
+            match out.code {
+                Some(0) => Ok(Some(out.stdout)),
+                Some(MISSING) => Ok(None),
+                _ => Err(HostError(format!(
+                    "read {} on {}: {}",
+                    path.display(),
+                    self.target,
+                    out.tail().trim()
+                ))),
+            }
+        })
     }
 
     fn stat(&self, path: &Path) -> HostResult<Option<FileMeta>> {
