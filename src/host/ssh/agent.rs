@@ -116,6 +116,11 @@ impl Agent {
         }
     }
 
+    /// Close its input: the agent ends once it has answered what it was sent.
+    pub(super) fn close_input(&mut self) {
+        self.to = None;
+    }
+
     /// The protocol version it speaks.
     pub(super) fn version(&self) -> u32 {
         self.version
@@ -179,13 +184,12 @@ fn read_field(from: &mut impl Read) -> std::io::Result<Vec<u8>> {
 impl Drop for Agent {
     fn drop(&mut self) {
         // End of input ends the agent, and with it its session; a dead link is not waited for.
-        self.to = None;
-        for _ in 0..50 {
-            match self.handle.try_wait() {
-                Ok(Some(_)) | Err(_) => return,
-                Ok(None) => std::thread::sleep(Duration::from_millis(10)),
-            }
+        self.close_input();
+        if !matches!(
+            self.handle.wait_timeout(Duration::from_millis(500)),
+            Ok(Some(_))
+        ) {
+            let _ = self.handle.kill();
         }
-        let _ = self.handle.kill();
     }
 }

@@ -327,8 +327,13 @@ impl SshHost {
 
 impl Drop for SshHost {
     fn drop(&mut self) {
-        // The agent's session first, then the master.
-        *self.agent.get_mut().unwrap_or_else(|e| e.into_inner()) = AgentState::Untried;
+        // The agent's input closed (it ends by itself at the end of input), and at the same
+        // time the master told to exit (which ends the agent's session too); then its `ssh`
+        // is reaped. Nothing waits for the session to close cleanly before the master goes.
+        let mut agent = std::mem::take(self.agent.get_mut().unwrap_or_else(|e| e.into_inner()));
+        if let AgentState::Running(a) = &mut agent {
+            a.close_input();
+        }
         // Ends the master; the private directory goes with `self.dir`.
         let _ = self
             .ssh(&["-O", "exit"], None)
@@ -337,6 +342,7 @@ impl Drop for SshHost {
             .stderr_null()
             .unchecked()
             .run();
+        drop(agent);
     }
 }
 
