@@ -15,12 +15,14 @@ use std::sync::Mutex;
 /// The files kept.
 const FILES: [&str; 2] = ["/etc/passwd", "/etc/group"];
 
+/// A kept file: its path, `scripts` when it was read, and its content (or missing).
+type Kept = (&'static str, u64, Option<Vec<u8>>);
+
 #[derive(Debug, Default)]
 pub(super) struct Accounts {
     /// Odd while a script runs; every start and end of one adds 1.
     scripts: AtomicU64,
-    /// (path, `scripts` when read, content or missing).
-    kept: Mutex<Vec<(&'static str, u64, Option<Vec<u8>>)>>,
+    kept: Mutex<Vec<Kept>>,
 }
 
 impl Accounts {
