@@ -10,9 +10,9 @@
 //! a secret in an argv or environment (local or remote: they go on stdin), or let a lost
 //! connection pass for a command's exit status (see [`script::wrap`]).
 
-mod accounts;
 mod agent;
 mod explain;
+mod kept;
 mod private_dir;
 pub mod script;
 mod settings;
@@ -44,8 +44,8 @@ pub struct SshHost {
     round_trips: AtomicU64,
     /// The session of the target's agent, once it offers one (see [`agent`]).
     agent: Mutex<AgentState>,
-    /// /etc/passwd and /etc/group as last read, while no script ran since.
-    accounts: accounts::Accounts,
+    /// /etc/passwd, /etc/group and /etc/os-release as last read, while no script ran since.
+    kept: kept::KeptFiles,
 }
 
 /// Whether commands go to a running agent.
@@ -91,7 +91,7 @@ impl SshHost {
             marker,
             round_trips: AtomicU64::new(0),
             agent: Mutex::default(),
-            accounts: accounts::Accounts::default(),
+            kept: kept::KeptFiles::default(),
         };
         host.start_master()?;
         Ok(host)
@@ -179,7 +179,7 @@ impl SshHost {
     /// Run a script to its end over the connection (through the agent when the target runs
     /// one); `Err` when the connection failed.
     pub fn run_script(&self, script: &Script) -> HostResult<CmdOutput> {
-        self.accounts.script(|| self.run_script_now(script))
+        self.kept.script(|| self.run_script_now(script))
     }
 
     fn run_script_now(&self, script: &Script) -> HostResult<CmdOutput> {
@@ -428,10 +428,10 @@ impl Host for SshHost {
         let body = format!(
             "[ -e {q} ] || exit {MISSING}\ncat -- {q} || {{ [ -e {q} ] || exit {MISSING}; exit 1; }}"
         );
-        if let Some(kept) = self.accounts.get(path) {
+        if let Some(kept) = self.kept.get(path) {
             return Ok(kept);
         }
-        self.accounts.read(path, || {
+        self.kept.read(path, || {
             let out = match self.through_agent(&agent::Request::Read(path))? {
                 Some(out) => out,
                 None => self.sh(body, Vec::new())?,

@@ -1,31 +1,33 @@
-//! The account databases (`/etc/passwd`, `/etc/group`) of a target, kept from one read to the
-//! next while nothing runs there.
+//! A few files of a target that only programs change, kept from one read to the next while
+//! nothing runs there: the account databases (`/etc/passwd`, `/etc/group`) and
+//! `/etc/os-release`.
 //!
 //! The engine looks owners up before almost every file check (`host::users`), so a converged
-//! run reads both files a dozen times. Only a program changes them (`useradd`, a package's
-//! maintainer script, a command step), and every program on the target is a script this
-//! host runs: so a kept copy is valid until the next script starts, and one read while a
-//! script ran (on another thread) is not kept. Reads of other files are never kept (a /proc
-//! file or a pid file is read again precisely to see it change).
+//! run reads the account files a dozen times (and os-release twice: the distro, the facts).
+//! Only a program changes them (`useradd`, a package's maintainer script, a command step), and
+//! every program on the target is a script this host runs: so a kept copy is valid until the
+//! next script starts, and one read while a script ran (on another thread) is not kept. Reads
+//! of other files are never kept (a /proc file or a pid file is read again precisely to see it
+//! change).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 /// The files kept.
-const FILES: [&str; 2] = ["/etc/passwd", "/etc/group"];
+const FILES: [&str; 3] = ["/etc/passwd", "/etc/group", "/etc/os-release"];
 
 /// A kept file: its path, `scripts` when it was read, and its content (or missing).
 type Kept = (&'static str, u64, Option<Vec<u8>>);
 
 #[derive(Debug, Default)]
-pub(super) struct Accounts {
+pub(super) struct KeptFiles {
     /// Odd while a script runs; every start and end of one adds 1.
     scripts: AtomicU64,
     kept: Mutex<Vec<Kept>>,
 }
 
-impl Accounts {
+impl KeptFiles {
     /// Whether `path` is one of the files kept.
     fn file(path: &Path) -> Option<&'static str> {
         FILES.iter().copied().find(|f| Path::new(f) == path)
@@ -41,7 +43,7 @@ impl Accounts {
             .map(|(_, _, content)| content.clone())
     }
 
-    /// Read `path` with `read`, keeping the answer when it is an account file and no script
+    /// Read `path` with `read`, keeping the answer when it is a file kept and no script
     /// ran meanwhile.
     pub(super) fn read<E>(
         &self,
@@ -80,8 +82,8 @@ mod tests {
     }
 
     #[test]
-    fn kept_until_a_script_runs_and_only_the_account_files() {
-        let a = Accounts::default();
+    fn kept_until_a_script_runs_and_only_those_files() {
+        let a = KeptFiles::default();
         let mut n = 0;
         let passwd = Path::new("/etc/passwd");
         assert_eq!(a.get(passwd), None);
