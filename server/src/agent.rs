@@ -284,9 +284,12 @@ fn list_dir(path: &std::path::Path) -> (i32, Vec<u8>, Vec<u8>) {
 
 /// `/bin/sh -c script` with `stdin` on its standard input; (status, stdout, stderr).
 fn run_script(script: &str, stdin: Vec<u8>) -> (i32, Vec<u8>, Vec<u8>) {
+    // The scripts' environment is the session's, as without the agent: not our request for a
+    // protocol version.
     let child = Command::new("/bin/sh")
         .arg("-c")
         .arg(script)
+        .env_remove(PROTOCOL_VAR)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -304,6 +304,11 @@ fn commands_files_and_uploads_through_the_agent() {
         "the installed collector offers the agent"
     );
     assert_eq!(host.agent_protocol(), Some(2), "asked for protocol 2");
+    // The request for a protocol version is not in the commands' environment.
+    assert_eq!(
+        run_ok(&host, &["sh", "-c", "echo ${TELEM_AGENT_PROTOCOL-unset}"]),
+        "unset\n"
+    );
     // `which` and `list_dir` are one request each, answered without a process.
     let trips = host.round_trips();
     assert!(host.which("sh").is_some_and(|p| p.ends_with("sh")));
