@@ -7,7 +7,10 @@
 //! nothing else, needs no configuration, listens nowhere and writes no file.
 //!
 //! The protocol, on stdin and stdout, all integers big-endian:
-//! - at start the agent writes the line `telem-collector agent 1\n` (the protocol version);
+//! - at start the agent writes the line `telem-collector agent N\n`, N the protocol version:
+//!   2 when the environment asks for it (`TELEM_AGENT_PROTOCOL=2`, set by telem-deploy in the
+//!   session's command), else 1, so a telem-deploy that knows only version 1 still gets the
+//!   greeting it expects (and never sends the operations of version 2);
 //! - a request: one byte, the operation; `u32` length and bytes of its argument; `u64` length
 //!   and bytes of the script's stdin (empty but for `S`). The operations:
 //!   - `S`: run the argument as `/bin/sh -c SCRIPT`;
@@ -17,6 +20,12 @@
 //!   - `T`: the file's metadata, not following a symlink, as `stat -c '%f %u %g %s' -- P`
 //!     prints it, and for a symlink its target on the next line; status 3 when nothing is
 //!     there;
+//!   - (version 2) `W`: the executable regular file the argument (a program name) names on
+//!     the agent's `PATH`, as telem-deploy's `which` script finds it: status 0 and the path
+//!     and a newline, 1 when there is none;
+//!   - (version 2) `L`: the names in the directory at the argument, `.` and `..` left out,
+//!     each followed by a NUL byte (unsorted): status 0 (also when nothing is there), 1 and
+//!     why when it cannot be read;
 //! - the answer: `i32` exit status (128 + N for a script killed by signal N, as a shell says
 //!   it), `u64` length and bytes of stdout, `u64` length and bytes of stderr.
 //!
@@ -27,8 +36,18 @@
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::process::{Command, ExitCode, Stdio};
 
-/// The line the agent greets with; the number is the protocol's version.
+/// The line the agent greets with when asked for nothing newer (protocol version 1: `S`, `R`
+/// and `T`).
 pub const HELLO: &str = "telem-collector agent 1\n";
+
+/// The greeting of protocol version 2 (`W` and `L` too).
+pub const HELLO_2: &str = "telem-collector agent 2\n";
+
+/// The environment variable by which telem-deploy asks for a protocol version.
+pub const PROTOCOL_VAR: &str = "TELEM_AGENT_PROTOCOL";
+
+/// The newest protocol version this agent speaks.
+pub const PROTOCOL: u32 = 2;
 
 /// Longest script accepted (scripts are a few KiB; this bounds a corrupt length).
 const MAX_SCRIPT: u32 = 1 << 24;
@@ -36,7 +55,12 @@ const MAX_SCRIPT: u32 = 1 << 24;
 pub fn run() -> ExitCode {
     let stdin = io::stdin().lock();
     let stdout = io::stdout().lock();
-    match serve(BufReader::new(stdin), BufWriter::new(stdout)) {
+    // The version asked for, at most ours; 1 when nothing (or nonsense) is asked.
+    let version = std::env::var(PROTOCOL_VAR)
+        .ok()
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .map_or(1, |v| v.clamp(1, PROTOCOL));
+    match serve_version(version, BufReader::new(stdin), BufWriter::new(stdout)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("telem-collector agent: {e}");
@@ -45,9 +69,15 @@ pub fn run() -> ExitCode {
     }
 }
 
-/// Answer requests from `input` on `output` until `input` ends.
-pub fn serve(mut input: impl Read, mut output: impl Write) -> io::Result<()> {
-    output.write_all(HELLO.as_bytes())?;
+/// Answer requests from `input` on `output` until `input` ends (protocol version 1).
+pub fn serve(input: impl Read, output: impl Write) -> io::Result<()> {
+    serve_version(1, input, output)
+}
+
+/// Answer requests of protocol `version` (1 or 2) from `input` on `output` until `input`
+/// ends; an operation of a newer version is an unknown one.
+pub fn serve_version(version: u32, mut input: impl Read, mut output: impl Write) -> io::Result<()> {
+    output.write_all(if version >= 2 { HELLO_2 } else { HELLO }.as_bytes())?;
     output.flush()?;
     loop {
         let mut op = [0u8; 1];
@@ -78,6 +108,8 @@ pub fn serve(mut input: impl Read, mut output: impl Write) -> io::Result<()> {
             }
             b'R' => read_file(&path_of(script)),
             b'T' => stat_file(&path_of(script)),
+            b'W' if version >= 2 => which(&path_of(script), std::env::var_os("PATH")),
+            b'L' if version >= 2 => list_dir(&path_of(script)),
             other => {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
@@ -186,11 +218,78 @@ fn stat_file(path: &std::path::Path) -> (i32, Vec<u8>, Vec<u8>) {
     (0, out, Vec::new())
 }
 
+/// `W`: what telem-deploy's `which` script prints: a name with a `/` is itself, when it is an
+/// executable regular file; any other, the first `DIR/NAME` on `path` (an empty entry is `.`)
+/// that is one.
+fn which(name: &std::path::Path, path: Option<std::ffi::OsString>) -> (i32, Vec<u8>, Vec<u8>) {
+    use std::os::unix::ffi::OsStrExt;
+    let found = |p: &std::path::Path| {
+        let mut line = p.as_os_str().as_bytes().to_vec();
+        line.push(b'\n');
+        (0, line, Vec::new())
+    };
+    if name.as_os_str().as_bytes().contains(&b'/') {
+        return if executable_file(name) {
+            found(name)
+        } else {
+            (1, Vec::new(), Vec::new())
+        };
+    }
+    let path = path.unwrap_or_default();
+    for dir in path.as_bytes().split(|b| *b == b':') {
+        let dir: &std::ffi::OsStr =
+            std::ffi::OsStr::from_bytes(if dir.is_empty() { b"." } else { dir });
+        // `"$d/$p"`, joined as the shell does (no normalization).
+        let mut joined = dir.as_bytes().to_vec();
+        joined.push(b'/');
+        joined.extend_from_slice(name.as_os_str().as_bytes());
+        let candidate = std::path::PathBuf::from(std::ffi::OsStr::from_bytes(&joined));
+        if executable_file(&candidate) {
+            return found(&candidate);
+        }
+    }
+    (1, Vec::new(), Vec::new())
+}
+
+/// `[ -f P ] && [ -x P ]`: a regular file (following symlinks) this process may execute
+/// (`access(2)`, as the shell's `test` asks).
+fn executable_file(p: &std::path::Path) -> bool {
+    std::fs::metadata(p).is_ok_and(|m| m.is_file())
+        && nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok()
+}
+
+/// `L`: the directory's names (any bytes), each ended by NUL; nothing when nothing is there.
+fn list_dir(path: &std::path::Path) -> (i32, Vec<u8>, Vec<u8>) {
+    use std::os::unix::ffi::OsStrExt;
+    // `[ -e P ] || exit 0`: a dangling symlink is nothing too.
+    if std::fs::metadata(path).is_err() {
+        return (0, Vec::new(), Vec::new());
+    }
+    let entries = match std::fs::read_dir(path) {
+        Ok(e) => e,
+        Err(e) => return failed("cd", path, &e),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        match entry {
+            Ok(entry) => {
+                out.extend_from_slice(entry.file_name().as_bytes());
+                out.push(0);
+            }
+            Err(e) => return failed("list", path, &e),
+        }
+    }
+    (0, out, Vec::new())
+}
+
 /// `/bin/sh -c script` with `stdin` on its standard input; (status, stdout, stderr).
 fn run_script(script: &str, stdin: Vec<u8>) -> (i32, Vec<u8>, Vec<u8>) {
+    // The scripts' environment is the session's, as without the agent: not our request for a
+    // protocol version.
     let child = Command::new("/bin/sh")
         .arg("-c")
         .arg(script)
+        .env_remove(PROTOCOL_VAR)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -247,9 +346,13 @@ mod tests {
         r
     }
 
-    fn answers(mut out: &[u8]) -> Vec<(i32, Vec<u8>, Vec<u8>)> {
-        assert!(out.starts_with(HELLO.as_bytes()));
-        out = &out[HELLO.len()..];
+    fn answers(out: &[u8]) -> Vec<(i32, Vec<u8>, Vec<u8>)> {
+        answers_after(HELLO, out)
+    }
+
+    fn answers_after(hello: &str, mut out: &[u8]) -> Vec<(i32, Vec<u8>, Vec<u8>)> {
+        assert!(out.starts_with(hello.as_bytes()));
+        out = &out[hello.len()..];
         let mut all = Vec::new();
         while !out.is_empty() {
             let status = i32::from_be_bytes(out[..4].try_into().unwrap());
@@ -331,6 +434,108 @@ mod tests {
                 path.display()
             );
         }
+    }
+
+    /// `W` and `L` (protocol 2) answer as the `which` and `list_dir` scripts of telem-deploy's
+    /// SSH host do (run here with the same PATH and directories).
+    #[test]
+    fn which_and_list_answer_as_the_scripts_do() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        for d in [&a, &b] {
+            std::fs::create_dir(d).unwrap();
+        }
+        let file = |p: &std::path::Path, mode: u32| {
+            std::fs::write(p, b"#!/bin/sh\n").unwrap();
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        file(&a.join("plain"), 0o644);
+        file(&b.join("plain"), 0o755);
+        file(&b.join("tool"), 0o755);
+        std::fs::create_dir(a.join("dir")).unwrap();
+        std::os::unix::fs::symlink(b.join("tool"), a.join("linked")).unwrap();
+        std::os::unix::fs::symlink("nowhere", a.join(".dangling")).unwrap();
+        std::fs::write(a.join("..dots"), b"").unwrap();
+        std::fs::write(a.join("x\ny"), b"").unwrap();
+        let path = format!("{}::{}", a.display(), b.display());
+        const WHICH: &str = "p=$1\nset -f\ncase $p in */*) [ -f \"$p\" ] && [ -x \"$p\" ] && printf '%s\\n' \"$p\"; exit;; esac\nIFS=:\nfor d in $PATH; do\n  [ -n \"$d\" ] || d=.\n  if [ -f \"$d/$p\" ] && [ -x \"$d/$p\" ]; then printf '%s\\n' \"$d/$p\"; exit 0; fi\ndone\nexit 1";
+        let script = |body: &str, arg: &str| {
+            let out = Command::new("/bin/sh")
+                .args(["-c", body, "sh", arg])
+                .env("PATH", &path)
+                .output()
+                .unwrap();
+            (out.status.code().unwrap(), out.stdout)
+        };
+        // Relative names (and the empty PATH entry, `.`) are taken from the same directory
+        // by both: this process's.
+        let (tool, plain, dir_a) = (b.join("tool"), a.join("plain"), a.join("dir"));
+        let names = [
+            "plain",
+            "tool",
+            "linked",
+            "dir",
+            "missing",
+            "sh",
+            tool.to_str().unwrap(),
+            plain.to_str().unwrap(),
+            dir_a.to_str().unwrap(),
+            "a/plain",
+            "/nonexistent/x",
+        ];
+        for name in names {
+            let (code, out, _) = which(
+                std::path::Path::new(name),
+                Some(std::ffi::OsString::from(&path)),
+            );
+            assert_eq!((code, out), script(WHICH, name), "which {name}");
+        }
+        const LIST: &str = "[ -e \"$1\" ] || exit 0\ncd -- \"$1\" || exit 1\nfor f in * .[!.]* ..?*; do if [ -e \"$f\" ] || [ -L \"$f\" ]; then printf '%s\\0' \"$f\"; fi; done";
+        let sorted = |out: Vec<u8>| {
+            let mut names: Vec<Vec<u8>> = out
+                .split(|b| *b == 0)
+                .filter(|n| !n.is_empty())
+                .map(<[u8]>::to_vec)
+                .collect();
+            names.sort();
+            names
+        };
+        let dangling = a.join(".dangling");
+        let plain = a.join("plain");
+        for p in [&a, &b, &dir.path().join("missing"), &dangling, &plain] {
+            let (code, out, _) = list_dir(p);
+            let (want_code, want) = script(LIST, p.to_str().unwrap());
+            assert_eq!(code, want_code, "list {}", p.display());
+            assert_eq!(sorted(out), sorted(want), "list {}", p.display());
+        }
+    }
+
+    /// An agent asked for protocol 1 (or a telem-deploy that asks for nothing) greets with
+    /// version 1 and takes `W` and `L` for unknown operations, as an older agent does; asked
+    /// for 2, it greets with 2 and answers them.
+    #[test]
+    fn protocol_2_is_spoken_only_when_asked_for() {
+        let mut out = Vec::new();
+        let err = serve(&op(b'W', "sh", b"")[..], &mut out).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert_eq!(out, HELLO.as_bytes());
+        let mut out = Vec::new();
+        serve_version(1, &op(b'L', "/", b"")[..], &mut out).unwrap_err();
+        let mut input = op(b'W', "sh", b"");
+        input.extend(op(b'L', "/", b""));
+        let mut out = Vec::new();
+        serve_version(2, &input[..], &mut out).unwrap();
+        assert!(out.starts_with(HELLO_2.as_bytes()));
+        let a = answers_after(HELLO_2, &out);
+        assert_eq!(a.len(), 2);
+        assert_eq!(a[0].0, 0, "which sh: {:?}", a[0]);
+        assert!(a[0].1.ends_with(b"/sh\n"));
+        assert_eq!(a[1].0, 0);
+        assert!(a[1]
+            .1
+            .split(|b| *b == 0)
+            .any(|n| n == b"proc" || n == b"etc"));
     }
 
     #[test]

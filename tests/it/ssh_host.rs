@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use telem_deploy::host::upload::{self, Uploaded};
-use telem_deploy::host::{Cmd, FileKind, Host, Owner};
+use telem_deploy::host::{lookup_user, Cmd, FileKind, Host, Owner};
 
 use crate::e2e_support::wait_until;
 use crate::ssh_support::SshTarget;
@@ -123,6 +123,27 @@ fn exercise(host: &telem_deploy::host::ssh::SshHost) {
     }
     assert_eq!(host.which("/bin/sh"), Some(PathBuf::from("/bin/sh")));
     assert_eq!(host.which("/etc/passwd"), None, "not executable");
+
+    // The account files: through the agent, read once while no script runs; any script
+    // (a command, a write) makes the next look-up read them again.
+    let passwd_path = Path::new("/etc/passwd");
+    let trips = host.round_trips();
+    let passwd = host.read(passwd_path).unwrap().unwrap();
+    assert_eq!(host.read(passwd_path).unwrap().unwrap(), passwd);
+    let reads = if host.uses_agent() { 1 } else { 2 };
+    assert_eq!(host.round_trips(), trips + reads);
+    run_ok(
+        host,
+        &[
+            "sh",
+            "-c",
+            "echo 'telem-kept:x:4242:4243::/:/bin/false' >> /etc/passwd",
+        ],
+    );
+    assert_eq!(lookup_user(host, "telem-kept"), Some((4242, 4243)));
+    host.write(passwd_path, &passwd, &owner("root", "root", 0o644))
+        .unwrap();
+    assert_eq!(lookup_user(host, "telem-kept"), None);
 
     // Directories and files: owner, mode, contents; the write replaces the file by a rename.
     let dir = PathBuf::from("/srv/telem dir/it's");
@@ -282,6 +303,20 @@ fn commands_files_and_uploads_through_the_agent() {
         host.uses_agent(),
         "the installed collector offers the agent"
     );
+    assert_eq!(host.agent_protocol(), Some(2), "asked for protocol 2");
+    // The request for a protocol version is not in the commands' environment.
+    assert_eq!(
+        run_ok(&host, &["sh", "-c", "echo ${TELEM_AGENT_PROTOCOL-unset}"]),
+        "unset\n"
+    );
+    // `which` and `list_dir` are one request each, answered without a process.
+    let trips = host.round_trips();
+    assert!(host.which("sh").is_some_and(|p| p.ends_with("sh")));
+    assert!(host
+        .list_dir(Path::new("/usr/local/sbin"))
+        .unwrap()
+        .contains(&"telem-collector".to_owned()));
+    assert_eq!(host.round_trips(), trips + 2);
     let started = Instant::now();
     exercise(&host);
     assert!(host.uses_agent());
@@ -311,6 +346,48 @@ fn commands_files_and_uploads_through_the_agent() {
     );
     assert_eq!(run_ok(&host, &["echo", "back"]), "back\n");
     assert!(host.uses_agent(), "the agent again after the reconnection");
+}
+
+/// An agent of protocol 1 (an older collector: it ignores the request for version 2) answers
+/// scripts, reads and stats; `which` and `list_dir`, which it does not know, run their
+/// scripts through it, and every Host method works as with a newer one.
+#[test]
+fn an_agent_of_protocol_1_runs_the_scripts_of_newer_requests() {
+    let Some(t) = SshTarget::start("agent-v1") else {
+        return;
+    };
+    let (_, collector) = crate::e2e_support::binaries();
+    t.sb.copy_in(&collector, "/usr/local/sbin/").unwrap();
+    // The collector of today asked for nothing greets with version 1, as an older one does.
+    let old = "/usr/local/sbin/old-collector";
+    let out = t.sb.sh(&format!(
+        "printf '#!/bin/sh\\nunset TELEM_AGENT_PROTOCOL\\nexec /usr/local/sbin/telem-collector \"$@\"\\n' > {old} && chmod 755 {old}"
+    ));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let settings = telem_deploy::host::ssh::SshSettings {
+        batch_mode: true,
+        probe: old.into(),
+        agent: true,
+        ..telem_deploy::host::ssh::SshSettings::with_options(t.options())
+    };
+    let host = telem_deploy::host::ssh::SshHost::connect(t.target.clone(), settings)
+        .unwrap_or_else(|e| panic!("connect: {e}"));
+    assert_eq!(run_ok(&host, &["echo", "up"]), "up\n");
+    assert_eq!(host.agent_protocol(), Some(1), "the agent of protocol 1");
+    let trips = host.round_trips();
+    assert!(host.which("sh").is_some_and(|p| p.ends_with("sh")));
+    assert!(host
+        .list_dir(Path::new("/usr/local/sbin"))
+        .unwrap()
+        .contains(&"old-collector".to_owned()));
+    assert_eq!(host.round_trips(), trips + 2, "still one request each");
+    assert_eq!(host.agent_protocol(), Some(1), "the agent is still there");
+    exercise(&host);
+    assert_eq!(host.agent_protocol(), Some(1));
 }
 
 /// Every /proc/*/cmdline and environ on the target holding the secret (read from stdin), but

@@ -17,25 +17,50 @@ use std::time::Duration;
 
 use super::script::Script;
 
-/// What the agent greets with (protocol 1).
-const HELLO: &str = "telem-collector agent 1";
+/// What an agent of protocol version 1 greets with (`S`, `R`, `T`): one that does not know
+/// of newer versions, or was not asked for one.
+const HELLO_1: &str = "telem-collector agent 1";
+
+/// The greeting of protocol version 2 (`W` and `L` too).
+const HELLO_2: &str = "telem-collector agent 2";
+
+/// The protocol version asked for, in the environment of the agent's command (an agent that
+/// knows no newer version ignores it and greets with version 1).
+pub(super) const ASK: &str = "TELEM_AGENT_PROTOCOL=2";
 
 /// How long a program at the collector's path may take to greet before it is given up on.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// A running agent: the `ssh` process and both ends of its pipes.
 pub(super) struct Agent {
+    /// The protocol version it greeted with (1 or 2).
+    version: u32,
     handle: duct::Handle,
     to: Option<os_pipe::PipeWriter>,
     from: BufReader<os_pipe::PipeReader>,
 }
 
 /// What the agent is asked: a script (with its stdin), or a file read or looked at without
-/// starting a process (answered as the scripts `SshHost::read` and `SshHost::stat` run).
+/// starting a process (answered as the scripts `SshHost::read`, `SshHost::stat`,
+/// `SshHost::which` and `SshHost::list_dir` run).
 pub(super) enum Request<'a> {
     Script(&'a Script),
     Read(&'a Path),
     Stat(&'a Path),
+    /// Protocol 2.
+    Which(&'a str),
+    /// Protocol 2.
+    ListDir(&'a Path),
+}
+
+impl Request<'_> {
+    /// The protocol version an agent needs to answer it.
+    pub(super) fn version(&self) -> u32 {
+        match self {
+            Request::Script(_) | Request::Read(_) | Request::Stat(_) => 1,
+            Request::Which(_) | Request::ListDir(_) => 2,
+        }
+    }
 }
 
 /// What one script did, as the agent tells it.
@@ -64,14 +89,19 @@ impl Agent {
         let (tx, rx) = mpsc::channel();
         let reader = std::thread::spawn(move || {
             let mut line = String::new();
-            let ok = from.read_line(&mut line).is_ok() && line.trim_end() == HELLO;
-            let _ = tx.send(ok);
+            let version = match from.read_line(&mut line).map(|_| line.trim_end()) {
+                Ok(HELLO_2) => Some(2),
+                Ok(HELLO_1) => Some(1),
+                _ => None,
+            };
+            let _ = tx.send(version);
             from
         });
         match rx.recv_timeout(HELLO_TIMEOUT) {
-            Ok(true) => {
+            Ok(Some(version)) => {
                 let from = reader.join().ok()?;
                 Some(Agent {
+                    version,
                     handle,
                     to: Some(to_agent),
                     from,
@@ -86,6 +116,21 @@ impl Agent {
         }
     }
 
+    /// Close its input: the agent ends once it has answered what it was sent.
+    pub(super) fn close_input(&mut self) {
+        self.to = None;
+    }
+
+    /// The protocol version it speaks.
+    pub(super) fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// Whether it answers `req` (an agent of an older protocol does not know every request).
+    pub(super) fn answers(&self, req: &Request) -> bool {
+        req.version() <= self.version
+    }
+
     /// Run one request; `Err` when the connection (or the agent) went away before its answer.
     pub(super) fn call(&mut self, req: &Request) -> std::io::Result<Answer> {
         use std::os::unix::ffi::OsStrExt;
@@ -93,7 +138,12 @@ impl Agent {
             Request::Script(s) => (b'S', s.body.as_bytes(), &s.stdin),
             Request::Read(p) => (b'R', p.as_os_str().as_bytes(), &[]),
             Request::Stat(p) => (b'T', p.as_os_str().as_bytes(), &[]),
+            Request::Which(name) => (b'W', name.as_bytes(), &[]),
+            Request::ListDir(p) => (b'L', p.as_os_str().as_bytes(), &[]),
         };
+        if !self.answers(req) {
+            return Err(std::io::Error::other("a request newer than the agent"));
+        }
         let to = self
             .to
             .as_mut()
@@ -134,13 +184,12 @@ fn read_field(from: &mut impl Read) -> std::io::Result<Vec<u8>> {
 impl Drop for Agent {
     fn drop(&mut self) {
         // End of input ends the agent, and with it its session; a dead link is not waited for.
-        self.to = None;
-        for _ in 0..50 {
-            match self.handle.try_wait() {
-                Ok(Some(_)) | Err(_) => return,
-                Ok(None) => std::thread::sleep(Duration::from_millis(10)),
-            }
+        self.close_input();
+        if !matches!(
+            self.handle.wait_timeout(Duration::from_millis(500)),
+            Ok(Some(_))
+        ) {
+            let _ = self.handle.kill();
         }
-        let _ = self.handle.kill();
     }
 }

@@ -12,6 +12,7 @@
 
 mod agent;
 mod explain;
+mod kept;
 mod private_dir;
 pub mod script;
 mod settings;
@@ -43,6 +44,8 @@ pub struct SshHost {
     round_trips: AtomicU64,
     /// The session of the target's agent, once it offers one (see [`agent`]).
     agent: Mutex<AgentState>,
+    /// /etc/passwd, /etc/group and /etc/os-release as last read, while no script ran since.
+    kept: kept::KeptFiles,
 }
 
 /// Whether commands go to a running agent.
@@ -88,6 +91,7 @@ impl SshHost {
             marker,
             round_trips: AtomicU64::new(0),
             agent: Mutex::default(),
+            kept: kept::KeptFiles::default(),
         };
         host.start_master()?;
         Ok(host)
@@ -175,6 +179,10 @@ impl SshHost {
     /// Run a script to its end over the connection (through the agent when the target runs
     /// one); `Err` when the connection failed.
     pub fn run_script(&self, script: &Script) -> HostResult<CmdOutput> {
+        self.kept.script(|| self.run_script_now(script))
+    }
+
+    fn run_script_now(&self, script: &Script) -> HostResult<CmdOutput> {
         if let Some(out) = self.through_agent(&agent::Request::Script(script))? {
             return Ok(out);
         }
@@ -217,6 +225,15 @@ impl SshHost {
         )
     }
 
+    /// The protocol version of the running agent (1: scripts, reads and stats; 2: `which` and
+    /// `list_dir` too, without a process), `None` without one.
+    pub fn agent_protocol(&self) -> Option<u32> {
+        match &*self.agent.lock().unwrap_or_else(|e| e.into_inner()) {
+            AgentState::Running(a) => Some(a.version()),
+            _ => None,
+        }
+    }
+
     /// `req` answered by the agent, when the target runs one (started here when it is time to
     /// ask); `None` to run it in a session of its own.
     fn through_agent(&self, req: &agent::Request) -> HostResult<Option<CmdOutput>> {
@@ -238,7 +255,11 @@ impl SshHost {
         };
         if ask {
             self.round_trips.fetch_add(1, Ordering::Relaxed);
-            let expr = self.session(&format!("exec {} agent", quote(&self.settings.probe)?));
+            let expr = self.session(&format!(
+                "{} exec {} agent",
+                agent::ASK,
+                quote(&self.settings.probe)?
+            ));
             *state = match agent::Agent::start(expr, &self.dir.0.join("agent.log")) {
                 Some(a) => AgentState::Running(Box::new(a)),
                 None => AgentState::Absent(trips + 1),
@@ -247,6 +268,10 @@ impl SshHost {
         let AgentState::Running(agent) = &mut *state else {
             return Ok(None);
         };
+        // An agent of an older protocol runs the request's script instead.
+        if !agent.answers(req) {
+            return Ok(None);
+        }
         self.round_trips.fetch_add(1, Ordering::Relaxed);
         match agent.call(req) {
             Ok(a) => Ok(Some(CmdOutput {
@@ -302,8 +327,13 @@ impl SshHost {
 
 impl Drop for SshHost {
     fn drop(&mut self) {
-        // The agent's session first, then the master.
-        *self.agent.get_mut().unwrap_or_else(|e| e.into_inner()) = AgentState::Untried;
+        // The agent's input closed (it ends by itself at the end of input), and at the same
+        // time the master told to exit (which ends the agent's session too); then its `ssh`
+        // is reaped. Nothing waits for the session to close cleanly before the master goes.
+        let mut agent = std::mem::take(self.agent.get_mut().unwrap_or_else(|e| e.into_inner()));
+        if let AgentState::Running(a) = &mut agent {
+            a.close_input();
+        }
         // Ends the master; the private directory goes with `self.dir`.
         let _ = self
             .ssh(&["-O", "exit"], None)
@@ -312,6 +342,7 @@ impl Drop for SshHost {
             .stderr_null()
             .unchecked()
             .run();
+        drop(agent);
     }
 }
 
@@ -383,7 +414,10 @@ impl Host for SshHost {
         let body = format!(
             "p={q}\nset -f\ncase $p in */*) [ -f \"$p\" ] && [ -x \"$p\" ] && printf '%s\\n' \"$p\"; exit;; esac\nIFS=:\nfor d in $PATH; do\n  [ -n \"$d\" ] || d=.\n  if [ -f \"$d/$p\" ] && [ -x \"$d/$p\" ]; then printf '%s\\n' \"$d/$p\"; exit 0; fi\ndone\nexit 1"
         );
-        let out = self.sh(body, Vec::new()).ok()?;
+        let out = match self.through_agent(&agent::Request::Which(program)).ok()? {
+            Some(out) => out,
+            None => self.sh(body, Vec::new()).ok()?,
+        };
         let path = out.stdout_text().trim_end_matches('\n').to_owned();
         (out.success() && path.starts_with('/')).then(|| PathBuf::from(path))
     }
@@ -394,20 +428,25 @@ impl Host for SshHost {
         let body = format!(
             "[ -e {q} ] || exit {MISSING}\ncat -- {q} || {{ [ -e {q} ] || exit {MISSING}; exit 1; }}"
         );
-        let out = match self.through_agent(&agent::Request::Read(path))? {
-            Some(out) => out,
-            None => self.sh(body, Vec::new())?,
-        };
-        match out.code {
-            Some(0) => Ok(Some(out.stdout)),
-            Some(MISSING) => Ok(None),
-            _ => Err(HostError(format!(
-                "read {} on {}: {}",
-                path.display(),
-                self.target,
-                out.tail().trim()
-            ))),
+        if let Some(kept) = self.kept.get(path) {
+            return Ok(kept);
         }
+        self.kept.read(path, || {
+            let out = match self.through_agent(&agent::Request::Read(path))? {
+                Some(out) => out,
+                None => self.sh(body, Vec::new())?,
+            };
+            match out.code {
+                Some(0) => Ok(Some(out.stdout)),
+                Some(MISSING) => Ok(None),
+                _ => Err(HostError(format!(
+                    "read {} on {}: {}",
+                    path.display(),
+                    self.target,
+                    out.tail().trim()
+                ))),
+            }
+        })
     }
 
     fn stat(&self, path: &Path) -> HostResult<Option<FileMeta>> {
@@ -476,7 +515,18 @@ impl Host for SshHost {
         let body = format!(
             "[ -e {q} ] || exit 0\ncd -- {q} || exit 1\nfor f in * .[!.]* ..?*; do if [ -e \"$f\" ] || [ -L \"$f\" ]; then printf '%s\\0' \"$f\"; fi; done"
         );
-        let out = self.sh_ok("list", path, body, Vec::new())?;
+        let out = match self.through_agent(&agent::Request::ListDir(path))? {
+            Some(out) if out.success() => out,
+            Some(out) => {
+                return Err(HostError(format!(
+                    "list {} on {}: {}",
+                    path.display(),
+                    self.target,
+                    out.tail().trim()
+                )))
+            }
+            None => self.sh_ok("list", path, body, Vec::new())?,
+        };
         let mut names: Vec<String> = out
             .stdout
             .split(|b| *b == 0)
