@@ -10,6 +10,7 @@
 # Not part of CI.
 #
 # Env: ROWS (1000000), PGPORT (55443), MIGRATIONS (dir), KEEP=1 keeps the work dir,
+#      COLLECTOR=BIN runs `BIN migrate` instead (one line for all, per-migration times logged),
 #      DATA=DIR reuses a loaded data directory (copied) instead of loading.
 set -euo pipefail
 
@@ -79,7 +80,15 @@ sleep 3
 
 MIG=(env PGAPPNAME=migrator "${PSQL[@]}" -d telemetry)
 : >"$WORK/windows"
+if [ -n "${COLLECTOR:-}" ]; then
+  # The real thing: `telem-collector migrate` (each migration's time in its log).
+  start=$(date +%s.%N)
+  TELEM_COLLECTOR_DATABASE_URL="postgres://postgres@127.0.0.1:$PGPORT/telemetry?application_name=migrator" \
+    TELEM_COLLECTOR_LOG_LEVEL=info "$COLLECTOR" --config /nonexistent migrate >&2
+  echo "telem-collector_migrate $start $(date +%s.%N)" >>"$WORK/windows"
+fi
 for file in "$MIGRATIONS"/000[2-9]_*.sql; do
+  [ -n "${COLLECTOR:-}" ] && break
   version=$((10#$(basename "$file" | cut -c1-4)))
   start=$(date +%s.%N)
   {
