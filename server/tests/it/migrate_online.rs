@@ -236,3 +236,55 @@ async fn an_interrupted_index_build_is_redone_by_the_next_migrate() {
     assert_eq!(row.get::<_, i64>(1), 1, "recorded");
     assert_eq!(row.get::<_, i64>(2), 1, "one index, not a second copy");
 }
+
+/// A second `migrate` started while the first builds an index waits for it without holding a
+/// snapshot the build waits for (a blocking `pg_advisory_lock` would: PostgreSQL's deadlock
+/// detector then cancels one of them), then finds the migration applied.
+#[tokio::test]
+async fn a_second_migrator_waits_for_the_first_without_deadlock() {
+    let Some(pg) = PgCluster::shared() else {
+        return;
+    };
+    let (db, gate) = populated(pg, 2_000).await;
+    let (first, _) = start_gated_migration(&db, &gate, ONLINE).await;
+    let mut second = connect(&db).await;
+    let second_pid = backend_pid(&second).await;
+    let second = tokio::spawn(async move {
+        store::migrate_with(&mut second, &[(VERSION, "gated_index", ONLINE)]).await
+    });
+    // Bounded wait until the second migrator has asked for the lock (and been refused).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let asked: bool = gate
+            .query_one(
+                "SELECT coalesce(bool_or(query LIKE '%pg_try_advisory_lock%'), false)
+                 FROM pg_stat_activity WHERE pid = $1",
+                &[&second_pid],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if asked {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the second migrator never asked");
+        tokio::time::sleep(Duration::from_millis(10)).await; // polling interval, not a sync
+    }
+    gate.execute("SELECT pg_advisory_unlock($1)", &[&GATE])
+        .await
+        .unwrap();
+    let (_, first) = tokio::time::timeout(Duration::from_secs(120), first)
+        .await
+        .expect("the first migrator completes")
+        .unwrap();
+    assert_eq!(first.expect("first migrate"), [VERSION]);
+    let second = tokio::time::timeout(Duration::from_secs(60), second)
+        .await
+        .expect("the second migrator completes")
+        .unwrap();
+    assert_eq!(
+        second.expect("second migrate"),
+        Vec::<i32>::new(),
+        "already applied by the first"
+    );
+}
