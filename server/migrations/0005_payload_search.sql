@@ -16,5 +16,10 @@ BEGIN
             SQLERRM;
         RETURN;
     END;
-    CREATE INDEX IF NOT EXISTS records_payload_trgm_idx ON records USING gin (payload gin_trgm_ops);
 END $$;
+
+-- Built outside the transaction, without blocking INSERTs, where pg_trgm is installed.
+-- telem:concurrently
+-- telem:if-extension pg_trgm
+CREATE INDEX CONCURRENTLY IF NOT EXISTS records_payload_trgm_idx
+    ON records USING gin (payload gin_trgm_ops);

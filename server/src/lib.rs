@@ -159,7 +159,7 @@ async fn migrate(config: &Config) -> Result<(), RunError> {
     let applied = store::migrate(&mut client)
         .await
         .map_err(|e| RunError::Database(db_message(&e)))?;
-    store::payload_search_index(&client, config.payload_search_index)
+    store::payload_search_index(&mut client, config.payload_search_index)
         .await
         .map_err(|e| RunError::Database(db_message(&e)))?;
     let status = store::schema_status(&client)

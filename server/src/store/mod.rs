@@ -3,6 +3,7 @@
 
 mod filter;
 mod migrate;
+mod migration_sql;
 mod query;
 mod retention;
 mod rollup;
@@ -18,7 +19,9 @@ use tokio_postgres::NoTls;
 use crate::config::Config;
 
 pub use filter::{Classification, Filter};
-pub use migrate::{migrate, payload_search_index, schema_status, SchemaStatus, MIGRATIONS};
+pub use migrate::{
+    migrate, migrate_with, payload_search_index, schema_status, SchemaStatus, MIGRATIONS,
+};
 pub use query::{query_records, RecordFilter};
 pub use retention::{purge, retention_plan, PurgeRule, PurgeSummary};
 pub use writer::{Writer, WriterOptions};

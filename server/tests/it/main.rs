@@ -8,6 +8,7 @@ mod handover;
 mod hardening;
 mod harness;
 mod load;
+mod migrate_online;
 mod pg;
 mod pg_version;
 mod poison;

@@ -326,7 +326,7 @@ async fn the_payload_index_is_a_choice() {
         return;
     };
     let db = migrated_db(pg).await;
-    let client = connect(&db).await;
+    let mut client = connect(&db).await;
     assert!(
         payload_index_exists(&client).await,
         "migration 5 creates it (pg_trgm ships with the server)"
@@ -336,7 +336,7 @@ async fn the_payload_index_is_a_choice() {
         payload_index_options(&client).await,
         ["gin_pending_list_limit=256"]
     );
-    telem_collector::store::payload_search_index(&client, false)
+    telem_collector::store::payload_search_index(&mut client, false)
         .await
         .unwrap();
     assert!(!payload_index_exists(&client).await, "dropped");
@@ -358,7 +358,7 @@ async fn the_payload_index_is_a_choice() {
         "the search finds the record without the index"
     );
     server.stop().await;
-    telem_collector::store::payload_search_index(&client, true)
+    telem_collector::store::payload_search_index(&mut client, true)
         .await
         .unwrap();
     assert!(payload_index_exists(&client).await, "created again");
