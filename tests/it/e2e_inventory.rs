@@ -217,7 +217,7 @@ fn records_through_the_balancer(lab: &Lab, rep: &mut Report) {
     let rows = sql(
         db,
         "telemetry",
-        "select id, extract(epoch from timestamp_client)::bigint, machine_id from records order by id",
+        "select id, timestamp_client::bigint, machine_id from records order by id",
     );
     let stored: BTreeMap<i64, (i64, String)> = rows
         .as_deref()
