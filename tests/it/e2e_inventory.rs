@@ -278,8 +278,18 @@ fn records_through_the_balancer(lab: &Lab, rep: &mut Report) {
     }
 }
 
+/// The primary's clients: the collectors (and a standby).
+fn db_clients(lab: &Lab) -> Vec<&str> {
+    let mut hosts = with_role("collector");
+    hosts.extend(with_role("standby"));
+    hosts
+        .into_iter()
+        .map(|i| lab.targets[i].addr.as_str())
+        .collect()
+}
+
 /// The collectors' connections to the primary, as pg_stat_ssl sees them: each collector has
-/// one at least, every one is TLS, and no other address has any.
+/// one at least, every one is TLS, and no other address than the primary's clients has any.
 fn collectors_use_tls(lab: &Lab, rep: &mut Report) {
     let db = &lab.targets[one("db")].sb;
     let rows = sql(
@@ -305,10 +315,11 @@ fn collectors_use_tls(lab: &Lab, rep: &mut Report) {
             format!("no connection from the collector {addr} to the primary: {rows:?}"),
         );
     }
+    let clients = db_clients(lab);
     for r in &rows {
         rep.check(
-            collectors.contains(&r[0].as_str()) && r[1] == "t",
-            format!("a connection to the primary that is not a collector's over TLS: {r:?}"),
+            clients.contains(&r[0].as_str()) && r[1] == "t",
+            format!("a connection to the primary that is not a client's over TLS: {r:?}"),
         );
     }
 }
@@ -431,6 +442,20 @@ fn pg_hba_admits_only_the_collectors(lab: &Lab, ca_dir: &Path, rep: &mut Report)
     }
 }
 
+/// No process on any host holds the password in its argv or environment (the collectors'
+/// config holds it, a 0640 file).
+fn password_in_no_process(lab: &Lab, rep: &mut Report) {
+    let probe =
+        "grep -l -a -e 'Qx9I[n]v' /proc/[0-9]*/environ /proc/[0-9]*/cmdline 2>/dev/null; true";
+    for (i, t) in lab.targets.iter().enumerate() {
+        let procs = sh(&t.sb, probe);
+        rep.check(
+            procs.as_deref() == Ok(""),
+            format!("processes on {} hold the password: {procs:?}", HOSTS[i].0),
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The test
 
@@ -496,6 +521,7 @@ fn e2e_inventory_primary_collectors_balancer_whole_life() {
 
     // 2. pg_hba.
     pg_hba_admits_only_the_collectors(&lab, &ca_dir, &mut rep);
+    password_in_no_process(&lab, &mut rep);
 
     // 3. A second install changes nothing (the password is the one stored there).
     let run = lab.deploy_inventory(&inventory, &["-a", "install", "--yes"], None);
