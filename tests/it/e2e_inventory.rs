@@ -445,10 +445,13 @@ fn pg_hba_admits_only_the_collectors(lab: &Lab, ca_dir: &Path, rep: &mut Report)
 /// No process on any host holds the password in its argv or environment (the collectors'
 /// config holds it, a 0640 file).
 fn password_in_no_process(lab: &Lab, rep: &mut Report) {
-    let probe =
-        "grep -l -a -e 'Qx9I[n]v' /proc/[0-9]*/environ /proc/[0-9]*/cmdline 2>/dev/null; true";
+    // `Qx9I[n]v`: the pattern does not match grep's own argv.
+    let pattern = format!("{}[{}]{}", &TOKEN[..4], &TOKEN[4..5], &TOKEN[5..]);
+    let probe = format!(
+        "grep -l -a -e '{pattern}' /proc/[0-9]*/environ /proc/[0-9]*/cmdline 2>/dev/null; true"
+    );
     for (i, t) in lab.targets.iter().enumerate() {
-        let procs = sh(&t.sb, probe);
+        let procs = sh(&t.sb, &probe);
         rep.check(
             procs.as_deref() == Ok(""),
             format!("processes on {} hold the password: {procs:?}", HOSTS[i].0),
