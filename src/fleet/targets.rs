@@ -22,9 +22,10 @@ pub fn targets(cli: &Cli) -> Result<Option<Vec<Target>>, Error> {
                     .display()
             )));
         }
-        if !cli.ssh_option.is_empty() {
+        // An inventory's hosts are SSH targets too (fleet::inventory checks the options).
+        if !cli.ssh_option.is_empty() && cli.inventory.is_none() {
             return Err(Error::Usage(
-                "--ssh-option applies only with --target or --targets".into(),
+                "--ssh-option applies only with --target, --targets or --inventory".into(),
             ));
         }
         return Ok(None);
@@ -78,5 +79,20 @@ mod tests {
             t.iter().map(|t| t.to_string()).collect::<Vec<_>>(),
             ["root@10.0.0.1", "[::1]:2222"]
         );
+    }
+
+    #[test]
+    fn ssh_options_apply_to_targets_and_to_an_inventory_only() {
+        use clap::Parser;
+        let opt = ["--ssh-option", "IdentityFile=/k"];
+        let with_inventory = Cli::try_parse_from(
+            [&["telem-deploy", "--inventory", "fleet.yaml"][..], &opt].concat(),
+        )
+        .unwrap();
+        assert!(matches!(targets(&with_inventory), Ok(None)));
+        let alone =
+            Cli::try_parse_from([&["telem-deploy", "-H", "t.example"][..], &opt].concat()).unwrap();
+        let err = targets(&alone).unwrap_err().to_string();
+        assert!(err.contains("--target, --targets or --inventory"), "{err}");
     }
 }

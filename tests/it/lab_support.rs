@@ -362,7 +362,6 @@ impl Lab {
         strace: Option<&Path>,
         json: bool,
     ) -> RemoteRun {
-        let (deploy, _) = binaries();
         let mut argv: Vec<String> = vec!["-H".into(), DOMAIN.into()];
         if json {
             argv.extend(["--format".into(), "json".into()]);
@@ -371,6 +370,25 @@ impl Lab {
             argv.push("--target".into());
             argv.push(self.targets[i].target());
         }
+        self.run_tool(argv, args, strace)
+    }
+
+    /// Run telem-deploy as the controller on the inventory `file` (`--inventory FILE --format
+    /// json`, the lab's `--ssh-option`s, then `args`); the domain comes from the inventory.
+    pub fn deploy_inventory(&self, file: &Path, args: &[&str], strace: Option<&Path>) -> RemoteRun {
+        let argv: Vec<String> = vec![
+            "--inventory".into(),
+            file.display().to_string(),
+            "--format".into(),
+            "json".into(),
+        ];
+        self.run_tool(argv, args, strace)
+    }
+
+    /// `telem-deploy HEAD --ssh-option ... ARGS` in the controller's namespace (see
+    /// [`Lab::deploy`]).
+    fn run_tool(&self, mut argv: Vec<String>, args: &[&str], strace: Option<&Path>) -> RemoteRun {
+        let (deploy, _) = binaries();
         for o in self.ssh_options() {
             argv.push("--ssh-option".into());
             argv.push(o);
@@ -461,6 +479,63 @@ impl Lab {
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| format!("not an HTTP response: {response:?}"))?;
         Ok((status, response))
+    }
+    /// Send one raw HTTP request to `addr:80` from the network namespace `netns` and read
+    /// exactly one response (its head, then `Content-Length` bytes), so a request without
+    /// `Connection: close` (a captured client's) returns as soon as it is answered;
+    /// (status, head, body). Everything is bounded by a 30 s `timeout`.
+    pub fn request_from(
+        netns: &str,
+        addr: &str,
+        request: &[u8],
+    ) -> Result<(u16, String, String), String> {
+        use std::io::Write;
+        let script = format!(
+            r#"exec 3<>/dev/tcp/{addr}/80 || exit 7
+cat >&3
+len=0
+while IFS= read -r line <&3; do
+  line=${{line%$'\r'}}
+  printf '%s\n' "$line"
+  [ -z "$line" ] && break
+  case "${{line,,}}" in content-length:*) len=${{line#*:}}; len=${{len// /}};; esac
+done
+[ "$len" -gt 0 ] && head -c "$len" <&3
+exit 0"#
+        );
+        let mut child = Command::new("timeout")
+            .args(["30", "nsenter"])
+            .arg(format!("--net={netns}"))
+            .args(["bash", "-c", &script])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(request)
+            .map_err(|e| e.to_string())?;
+        let out = child.wait_with_output().map_err(|e| e.to_string())?;
+        let response = text(&out.stdout);
+        if !out.status.success() {
+            return Err(format!(
+                "HTTP to {addr}: exit {:?} {} (read: {response:?})",
+                out.status.code(),
+                text(&out.stderr)
+            ));
+        }
+        let (head, body) = response
+            .split_once("\n\n")
+            .ok_or_else(|| format!("no complete response head: {response:?}"))?;
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| format!("not an HTTP response: {response:?}"))?;
+        Ok((status, head.to_owned(), body.to_owned()))
     }
 }
 

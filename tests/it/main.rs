@@ -8,6 +8,7 @@ mod cli;
 mod deploy_password;
 mod docs;
 mod e2e;
+mod e2e_inventory;
 mod e2e_promises;
 mod e2e_restarts;
 mod e2e_ssh;

@@ -360,6 +360,12 @@ fn temp_sibling(path: &Path) -> HostResult<PathBuf> {
 
 const MISSING: i32 = 3;
 
+/// `http_get` where the collector (its `probe`) is not installed: `bash -c THIS telem-probe
+/// ADDR PORT PATH HOST` sends one GET and prints the answer's status code.
+const BASH_HTTP_GET: &str = r#"exec 3<>"/dev/tcp/$1/$2" || exit 7
+printf 'GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n' "$3" "$4" >&3
+IFS=' ' read -r _ code _ <&3 && printf '%s\n' "$code""#;
+
 impl Host for SshHost {
     fn round_trips(&self) -> Option<u64> {
         Some(SshHost::round_trips(self))
@@ -566,8 +572,26 @@ impl Host for SshHost {
             "--any-status".to_owned(),
             url.clone(),
         ]);
-        let out = self.run(&cmd)?;
-        // `probe --any-status` prints the status code of any answer and exits 0.
+        let mut out = self.run(&cmd)?;
+        if out.code == Some(127) {
+            // No collector on this machine (an inventory's balancer): one plain request
+            // through bash's /dev/tcp (bash is essential on the Debian family, the only one
+            // whose recipes have a balancer).
+            out = self.run(&Cmd::new([
+                "timeout".to_owned(),
+                timeout_secs.max(1).to_string(),
+                "bash".to_owned(),
+                "-c".to_owned(),
+                BASH_HTTP_GET.to_owned(),
+                "telem-probe".to_owned(),
+                addr.to_owned(),
+                port.to_string(),
+                path.to_owned(),
+                host_header.to_owned(),
+            ]))?;
+        }
+        // `probe --any-status` (and the bash fallback) print the status code of any answer
+        // and exit 0.
         match (out.success(), out.stdout_text().trim().parse()) {
             (true, Ok(code)) => Ok(code),
             _ => Err(HostError(format!(
@@ -575,7 +599,7 @@ impl Host for SshHost {
                 self.target,
                 match out.code {
                     Some(127) => format!(
-                        "{} is not installed there yet (it answers the health probe)",
+                        "{} is not installed there yet (it answers the health probe), nor are bash and timeout",
                         self.settings.probe
                     ),
                     _ => out.tail().trim().to_owned(),

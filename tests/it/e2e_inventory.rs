@@ -1,0 +1,603 @@
+//! End to end, an inventory (issue 18, "Tests") on real machines: the SSH lab (lab_support.rs)
+//! with one sandbox per inventory host — the primary `db`, two collectors `c1` and `c2`, the
+//! balancer `lb` — and the real `telem-deploy --inventory FILE` as the controller in its own
+//! network namespace. One test (a lab of four Debian roots takes minutes on two cores), in
+//! phases sharing it:
+//!
+//! 1. install with a nasty password: every host ok; the 17 replayable captured client requests
+//!    (tests/fixtures/e2e/client) posted to the balancer are each answered 201 and stored once
+//!    in the primary, and the query API through the balancer shows them; the collectors'
+//!    connections to PostgreSQL are TLS (pg_stat_ssl);
+//! 2. pg_hba admits only the collectors: the right password over TLS from the controller's and
+//!    the balancer's namespaces is refused by pg_hba, the same from c1's is admitted (the
+//!    positive control), and c1 without TLS is refused;
+//! 3. a second install changes nothing on any host;
+//! 4. a dry run of the converged inventory changes nothing on any host (root listings) nor the
+//!    controller's CA;
+//! 5. uninstall: every host ok, the database gone from the primary, the collectors' config and
+//!    CA file gone, the balancer's site gone.
+//!
+//! The hosts are the table [`HOSTS`]: a standby is one more line there (and its checks).
+//! Without sandbox support the test prints `skipped: <reason>` and passes, unless
+//! `TELEM_E2E_REQUIRED=1`. Timings and SSH round trips go to stderr (`--nocapture`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::e2e_support::*;
+use crate::lab_support::{Lab, RemoteRun};
+use crate::target_watch::{listing_diff, root_listing};
+
+/// Quotes, spaces, `$`, a backslash, a backtick and non-ASCII; the ASCII token finds it in
+/// escaped forms too.
+const PASSWORD: &str = "inv 'fleet' \"pw\" \\ $HOME ; grüße ✓ `id` Qx9Inv";
+const TOKEN: &str = "Qx9Inv";
+
+/// The inventory's hosts, in the lab's order (sandbox i is 10.77.0.(11+i)): name and roles.
+const HOSTS: &[(&str, &[&str])] = &[
+    ("db", &["db"]),
+    ("c1", &["collector"]),
+    ("c2", &["collector"]),
+    ("lb", &["balancer"]),
+];
+
+const DB_CA: &str = "/etc/telemetry/db-ca.pem";
+/// The machine id of every captured request.
+const CAPTURED_MACHINE: &str = "05510b6cfbd41f2f7220d73f24a0a1ea";
+
+/// The lab's indexes of the hosts holding `role`.
+fn with_role(role: &str) -> Vec<usize> {
+    (0..HOSTS.len())
+        .filter(|&i| HOSTS[i].1.contains(&role))
+        .collect()
+}
+
+fn one(role: &str) -> usize {
+    let hosts = with_role(role);
+    assert_eq!(hosts.len(), 1, "one {role} in HOSTS");
+    hosts[0]
+}
+
+/// The inventory file of the lab (its CA in the lab's directory), written there.
+fn write_inventory(lab: &Lab) -> (PathBuf, PathBuf) {
+    let ca_dir = lab.dir.path().join("ca");
+    let mut yaml = format!("domain: {DOMAIN}\nca_dir: {}\nhosts:\n", ca_dir.display());
+    for (i, (name, roles)) in HOSTS.iter().enumerate() {
+        yaml.push_str(&format!(
+            "  - name: {name}\n    target: {}\n    roles: [{}]\n",
+            lab.targets[i].target(),
+            roles.join(", ")
+        ));
+    }
+    let file = lab.dir.path().join("inventory.yaml");
+    std::fs::write(&file, yaml).expect("write the inventory");
+    (file, ca_dir)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The runs
+
+/// The run's wall time, each host's own time and SSH round trips into the report; returns
+/// them as `name: N round trips, S s` lines for the final figures.
+fn figures(rep: &mut Report, phase: &str, run: &RemoteRun) -> String {
+    rep.timing(&format!("{phase} (whole inventory)"), run.run.secs);
+    let mut lines = format!("{phase}: {:.1} s wall", run.run.secs);
+    for o in run.outcomes().unwrap_or_default() {
+        let (secs, trips) = (o.seconds.unwrap_or(-1.0), o.round_trips.unwrap_or(-1));
+        rep.timing(
+            &format!("{phase}: {} ({trips} SSH round trips)", o.target),
+            secs,
+        );
+        lines.push_str(&format!("; {} {trips} round trips {secs:.1} s", o.target));
+    }
+    lines
+}
+
+/// Every host of the run succeeded (exit 0, all hosts in the document, none failed); with
+/// `converged`, none changed or would change anything.
+fn expect_all_ok(rep: &mut Report, phase: &str, run: &RemoteRun, converged: bool) {
+    rep.check(
+        run.code() == Some(0),
+        format!("{phase}: exit {:?}: {}", run.code(), run.context()),
+    );
+    let n = HOSTS.len() as i64;
+    let totals = (run.total("targets"), run.total("ok"), run.total("failed"));
+    rep.check(
+        totals == (n, n, 0),
+        format!("{phase}: totals (targets, ok, failed) {totals:?}, want ({n}, {n}, 0)"),
+    );
+    for (name, _) in HOSTS {
+        let r = run.target_run(name);
+        rep.check(
+            r.ok() && r.summary("failed") == 0,
+            format!("{phase} on {name}: {}", r.context()),
+        );
+        if converged {
+            let (changed, change) = (r.summary("changed"), r.summary("change"));
+            rep.check(
+                changed == 0 && change == 0,
+                format!(
+                    "{phase} on {name}: changed {changed}, change {change}, want 0: {:?} {:?}",
+                    r.steps("changed"),
+                    r.steps("change")
+                ),
+            );
+        }
+    }
+    for out in [&run.run.stdout, &run.run.stderr] {
+        rep.check(!out.contains(TOKEN), format!("{phase} prints the password"));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Records through the balancer
+
+/// The captured requests (the repository's copies), sorted; each with its creation timestamp.
+fn captured_requests(rep: &mut Report) -> Vec<(String, Vec<u8>, i64)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/e2e/client");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("tests/fixtures/e2e/client")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "http"))
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 17, "the 17 replayable captured requests");
+    // The copies are the captures, when the shared folder is there to compare.
+    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors/client");
+    files
+        .iter()
+        .map(|f| {
+            let name = f.file_name().unwrap().to_string_lossy().into_owned();
+            let raw = std::fs::read(f).expect("fixture");
+            if let Ok(original) = std::fs::read(shared.join(&name)) {
+                rep.check(
+                    original == raw,
+                    format!("{name} differs from ../shared/vectors/client/{name}"),
+                );
+            }
+            let ts =
+                creation_timestamp(&raw).unwrap_or_else(|| panic!("{name}: no creation_timestamp"));
+            (name, raw, ts)
+        })
+        .collect()
+}
+
+/// `creation_timestamp` of a header-format or JSON request.
+fn creation_timestamp(raw: &[u8]) -> Option<i64> {
+    let s = String::from_utf8_lossy(raw);
+    let at = s.find("creation_timestamp")? + "creation_timestamp".len();
+    let digits: String = s[at..]
+        .chars()
+        .skip_while(|c| !c.is_ascii_digit())
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    digits.parse().ok()
+}
+
+/// POST each captured request to the balancer from the controller: 201 each; then each is one
+/// row of the primary (by the id its answer names and by its creation timestamp), nothing
+/// else is, and the query API through the balancer lists exactly them.
+fn records_through_the_balancer(lab: &Lab, rep: &mut Report) {
+    let lb = &lab.targets[one("balancer")];
+    let db = &lab.targets[one("db")].sb;
+    let requests = captured_requests(rep);
+    let before = sql(db, "telemetry", "select count(*) from records");
+    rep.check(
+        before.as_deref() == Ok("0"),
+        format!("records before posting: {before:?}"),
+    );
+    // id -> (file, creation timestamp)
+    let mut posted: BTreeMap<i64, (String, i64)> = BTreeMap::new();
+    let started = std::time::Instant::now();
+    for (name, raw, ts) in &requests {
+        let answer = Lab::request_from(&lab.netns(), &lb.addr, raw);
+        let id = answer.as_ref().ok().and_then(|(_, _, body)| {
+            serde_json::from_str::<serde_json::Value>(body).ok()?["id"].as_i64()
+        });
+        match (&answer, id) {
+            (Ok((201, _, _)), Some(id)) => {
+                rep.check(
+                    posted.insert(id, (name.clone(), *ts)).is_none(),
+                    format!("POST {name}: id {id} answered twice"),
+                );
+            }
+            _ => rep.check(
+                false,
+                format!("POST {name} to the balancer {}: {answer:?}", lb.addr),
+            ),
+        }
+    }
+    rep.timing(
+        &format!("POST {} captured requests to the balancer", requests.len()),
+        started.elapsed().as_secs_f64(),
+    );
+
+    // The primary holds each once: by id, by creation timestamp, nothing else.
+    let rows = sql(
+        db,
+        "telemetry",
+        "select id, timestamp_client::bigint, machine_id from records order by id",
+    );
+    let stored: BTreeMap<i64, (i64, String)> = rows
+        .as_deref()
+        .unwrap_or("")
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split('|');
+            let id = f.next()?.parse().ok()?;
+            let ts = f.next()?.parse().ok()?;
+            Some((id, (ts, f.next()?.to_owned())))
+        })
+        .collect();
+    rep.check(
+        stored.len() == requests.len() && posted.len() == requests.len(),
+        format!(
+            "rows in the primary: {} (posted {} with an id, {} requests): {rows:?}",
+            stored.len(),
+            posted.len(),
+            requests.len()
+        ),
+    );
+    for (id, (name, ts)) in &posted {
+        let row = stored.get(id);
+        rep.check(
+            row == Some(&(*ts, CAPTURED_MACHINE.to_owned())),
+            format!("{name}: answered id {id}, stored {row:?}, want ({ts}, {CAPTURED_MACHINE})"),
+        );
+    }
+    for (_, _, ts) in &requests {
+        let n = stored.values().filter(|(t, _)| t == ts).count();
+        rep.check(n == 1, format!("creation_timestamp {ts}: {n} rows, want 1"));
+    }
+
+    // The query API through the balancer (whichever collector answers) lists them.
+    let get = format!(
+        "GET /api/records?machine_id={CAPTURED_MACHINE}&limit=1000 HTTP/1.1\r\nHost: {DOMAIN}\r\nConnection: close\r\n\r\n"
+    );
+    for round in 0..2 {
+        let answer = Lab::request_from(&lab.netns(), &lb.addr, get.as_bytes());
+        let ids: Option<Vec<i64>> = answer.as_ref().ok().and_then(|(status, _, body)| {
+            if *status != 200 {
+                return None;
+            }
+            let doc: serde_json::Value = serde_json::from_str(body).ok()?;
+            doc["records"]
+                .as_array()?
+                .iter()
+                .map(|r| r["id"].as_i64())
+                .collect()
+        });
+        let mut ids = ids.unwrap_or_default();
+        ids.sort();
+        let want: Vec<i64> = posted.keys().copied().collect();
+        rep.check(
+            ids == want,
+            format!("GET /api/records through the balancer (#{round}): ids {ids:?}, want {want:?}: {answer:?}"),
+        );
+    }
+}
+
+/// The primary's clients: the collectors (and a standby).
+fn db_clients(lab: &Lab) -> Vec<&str> {
+    let mut hosts = with_role("collector");
+    hosts.extend(with_role("standby"));
+    hosts
+        .into_iter()
+        .map(|i| lab.targets[i].addr.as_str())
+        .collect()
+}
+
+/// The collectors' connections to the primary, as pg_stat_ssl sees them: each collector has
+/// one at least, every one is TLS, and no other address than the primary's clients has any.
+fn collectors_use_tls(lab: &Lab, rep: &mut Report) {
+    let db = &lab.targets[one("db")].sb;
+    let rows = sql(
+        db,
+        "postgres",
+        "select host(a.client_addr), s.ssl, coalesce(s.version, '-') from pg_stat_activity a \
+         join pg_stat_ssl s using (pid) where a.client_addr is not null order by 1",
+    );
+    eprintln!("[e2e_inventory] connections to the primary (address|ssl|version):\n{rows:?}");
+    let rows: Vec<Vec<String>> = rows
+        .as_deref()
+        .unwrap_or("")
+        .lines()
+        .map(|l| l.split('|').map(str::to_owned).collect())
+        .collect();
+    let collectors: Vec<&str> = with_role("collector")
+        .into_iter()
+        .map(|i| lab.targets[i].addr.as_str())
+        .collect();
+    for addr in &collectors {
+        rep.check(
+            rows.iter().any(|r| r[0] == *addr),
+            format!("no connection from the collector {addr} to the primary: {rows:?}"),
+        );
+    }
+    let clients = db_clients(lab);
+    for r in &rows {
+        rep.check(
+            clients.contains(&r[0].as_str()) && r[1] == "t",
+            format!("a connection to the primary that is not a client's over TLS: {r:?}"),
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// pg_hba
+
+/// A libpq password file (0600) for the database role at the primary, `:` and `\` escaped.
+fn passfile(lab: &Lab, db_addr: &str) -> PathBuf {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let escaped = PASSWORD.replace('\\', "\\\\").replace(':', "\\:");
+    let path = lab.dir.path().join("pgpass");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .expect("pgpass");
+    writeln!(f, "{db_addr}:5432:telemetry:telemetry:{escaped}").expect("write pgpass");
+    path
+}
+
+/// This machine's psql in the network namespace `netns`, logging in to the primary as the
+/// database role with the password from `pgpass` (never argv); Ok(whether the session is
+/// TLS) or Err(psql's message).
+fn psql_from(
+    netns: &str,
+    db_addr: &str,
+    sslmode: &str,
+    ca: &Path,
+    pgpass: &Path,
+) -> Result<String, String> {
+    let conninfo = format!(
+        "host={db_addr} port=5432 dbname=telemetry user=telemetry sslmode={sslmode} sslrootcert={} connect_timeout=10",
+        ca.display()
+    );
+    let out = std::process::Command::new("timeout")
+        .args(["30", "nsenter"])
+        .arg(format!("--net={netns}"))
+        .args(["psql", "-w", "-tAX", "-d", &conninfo, "-c"])
+        .arg("select ssl from pg_stat_ssl where pid = pg_backend_pid()")
+        .env("PGPASSFILE", pgpass)
+        .env_remove("PGPASSWORD")
+        .env_remove("PGSERVICE")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run psql");
+    if out.status.success() {
+        Ok(text(&out.stdout).trim().to_owned())
+    } else {
+        Err(text(&out.stderr).trim().to_owned())
+    }
+}
+
+/// The primary admits exactly its collectors: from c1's namespace the password over TLS
+/// logs in (verify-full against the inventory's CA), without TLS it is refused by pg_hba; from
+/// the controller's and the balancer's namespaces the same password over TLS is refused by
+/// pg_hba (PostgreSQL listens there: the connection is made, then refused).
+fn pg_hba_admits_only_the_collectors(lab: &Lab, ca_dir: &Path, rep: &mut Report) {
+    if crate::ssh_support::which("psql").is_none() {
+        rep.check(
+            false,
+            "psql is needed on this machine for the pg_hba checks",
+        );
+        return;
+    }
+    let db_addr = lab.targets[one("db")].addr.clone();
+    let ca = ca_dir.join("ca.pem");
+    let pgpass = passfile(lab, &db_addr);
+    let netns_of = |i: usize| {
+        format!(
+            "/proc/{}/ns/net",
+            lab.targets[i].sb.pid().unwrap_or_else(|e| panic!("{e}"))
+        )
+    };
+    let c1 = with_role("collector")[0];
+    let admitted = psql_from(&netns_of(c1), &db_addr, "verify-full", &ca, &pgpass);
+    rep.check(
+        admitted.as_deref() == Ok("t"),
+        format!(
+            "positive control: from {} (a collector) over TLS: {admitted:?}",
+            lab.targets[c1].addr
+        ),
+    );
+    let plain = psql_from(&netns_of(c1), &db_addr, "disable", &ca, &pgpass);
+    rep.check(
+        plain
+            .as_ref()
+            .is_err_and(|e| e.contains("no pg_hba.conf entry")),
+        format!(
+            "from {} without TLS: {plain:?}, want refused by pg_hba",
+            lab.targets[c1].addr
+        ),
+    );
+    let others = [
+        (
+            "the controller",
+            lab.netns(),
+            crate::lab_support::CONTROLLER_ADDR.to_owned(),
+        ),
+        (
+            "the balancer",
+            netns_of(one("balancer")),
+            lab.targets[one("balancer")].addr.clone(),
+        ),
+    ];
+    for (who, netns, addr) in others {
+        let refused = psql_from(&netns, &db_addr, "verify-full", &ca, &pgpass);
+        eprintln!(
+            "[e2e_inventory] from {who} ({addr}) with the right password over TLS: {refused:?}"
+        );
+        rep.check(
+            refused.as_ref().is_err_and(|e| {
+                e.contains("no pg_hba.conf entry") && e.contains(&format!("\"{addr}\""))
+            }),
+            format!("from {who} ({addr}) with the right password over TLS: {refused:?}, want refused by pg_hba"),
+        );
+    }
+}
+
+/// No process on any host holds the password in its argv or environment (the collectors'
+/// config holds it, a 0640 file).
+fn password_in_no_process(lab: &Lab, rep: &mut Report) {
+    // `Qx9I[n]v`: the pattern does not match grep's own argv.
+    let pattern = format!("{}[{}]{}", &TOKEN[..4], &TOKEN[4..5], &TOKEN[5..]);
+    let probe = format!(
+        "grep -l -a -e '{pattern}' /proc/[0-9]*/environ /proc/[0-9]*/cmdline 2>/dev/null; true"
+    );
+    for (i, t) in lab.targets.iter().enumerate() {
+        let procs = sh(&t.sb, &probe);
+        rep.check(
+            procs.as_deref() == Ok(""),
+            format!("processes on {} hold the password: {procs:?}", HOSTS[i].0),
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The test
+
+/// Issue 18 on real machines: an inventory of a primary, two collectors and a balancer
+/// installed over SSH with a nasty password, records through the balancer, pg_hba, TLS,
+/// convergence, a dry run, uninstall (see the module's doc).
+#[test]
+fn e2e_inventory_primary_collectors_balancer_whole_life() {
+    let mut rep = Report::new("e2e_inventory");
+    let Some(lab) = Lab::start("inventory", HOSTS.len(), &mut rep) else {
+        return;
+    };
+    lab.check(&mut rep);
+    let (inventory, ca_dir) = write_inventory(&lab);
+    let pw = lab.password_file(PASSWORD);
+    let pw = pw.to_str().expect("utf-8 path");
+    let mut figures_out = Vec::new();
+
+    // 1. Install.
+    let run = lab.deploy_inventory(
+        &inventory,
+        &["-a", "install", "--yes", "--db-password-file", pw],
+        None,
+    );
+    figures_out.push(figures(&mut rep, "install (fresh)", &run));
+    expect_all_ok(&mut rep, "install", &run, false);
+    rep.check(
+        ca_dir.join("ca.pem").is_file() && ca_dir.join("ca.key.pem").is_file(),
+        format!("the install created no CA in {}", ca_dir.display()),
+    );
+    if run.code() != Some(0) {
+        return rep.finish();
+    }
+    let db_addr = &lab.targets[one("db")].addr;
+    for c in with_role("collector") {
+        let sb = &lab.targets[c].sb;
+        let config = std::fs::read_to_string(host_path(sb, CONFIG)).unwrap_or_default();
+        rep.check(
+            config.contains(&format!("@{db_addr}:5432/telemetry"))
+                && config.contains(&format!("database_ca_file = \"{DB_CA}\"")),
+            format!(
+                "{}'s config does not name the primary and the CA:\n{config}",
+                HOSTS[c].0
+            ),
+        );
+        let ca_there = std::fs::read_to_string(host_path(sb, DB_CA)).unwrap_or_default();
+        let ca_here = std::fs::read_to_string(ca_dir.join("ca.pem")).unwrap_or_default();
+        rep.check(
+            !ca_here.is_empty() && ca_there.trim() == ca_here.trim(),
+            format!("{} lacks the inventory's CA at {DB_CA}", HOSTS[c].0),
+        );
+    }
+    let lb = one("balancer");
+    let site = std::fs::read_to_string(host_path(&lab.targets[lb].sb, SITE)).unwrap_or_default();
+    for c in with_role("collector") {
+        rep.check(
+            site.contains(&format!("server {}:80 ", lab.targets[c].addr)),
+            format!("the balancer's site lacks {}:\n{site}", HOSTS[c].0),
+        );
+    }
+    records_through_the_balancer(&lab, &mut rep);
+    collectors_use_tls(&lab, &mut rep);
+
+    // 2. pg_hba.
+    pg_hba_admits_only_the_collectors(&lab, &ca_dir, &mut rep);
+    password_in_no_process(&lab, &mut rep);
+
+    // 3. A second install changes nothing (the password is the one stored there).
+    let run = lab.deploy_inventory(&inventory, &["-a", "install", "--yes"], None);
+    figures_out.push(figures(&mut rep, "install (converged)", &run));
+    expect_all_ok(&mut rep, "second install", &run, true);
+
+    // 4. A dry run of the converged inventory: nothing changes on any host, nor the CA.
+    let before: Vec<_> = lab.targets.iter().map(|t| root_listing(&t.sb)).collect();
+    let ca_before = std::fs::read(ca_dir.join("ca.pem")).ok();
+    let run = lab.deploy_inventory(&inventory, &["-a", "install", "--dry-run"], None);
+    figures_out.push(figures(&mut rep, "dry run (converged)", &run));
+    expect_all_ok(&mut rep, "dry run", &run, true);
+    rep.check(
+        run.run.json["dry_run"] == true,
+        format!(
+            "the dry run's document says dry_run {}",
+            run.run.json["dry_run"]
+        ),
+    );
+    for (i, t) in lab.targets.iter().enumerate() {
+        let diff = listing_diff(&before[i], &root_listing(&t.sb));
+        rep.check(
+            diff.is_empty() && !before[i].is_empty(),
+            format!(
+                "the dry run changed {}'s root:\n  {}",
+                HOSTS[i].0,
+                diff.join("\n  ")
+            ),
+        );
+    }
+    rep.check(
+        ca_before.is_some() && std::fs::read(ca_dir.join("ca.pem")).ok() == ca_before,
+        "the dry run changed the CA",
+    );
+
+    // 5. Uninstall.
+    let db = &lab.targets[one("db")].sb;
+    let hba_file = sql(db, "postgres", "show hba_file").unwrap_or_default();
+    let run = lab.deploy_inventory(&inventory, &["-a", "uninstall", "--yes"], None);
+    figures_out.push(figures(&mut rep, "uninstall", &run));
+    expect_all_ok(&mut rep, "uninstall", &run, false);
+    let dbs = sql(
+        db,
+        "postgres",
+        "select count(*) from pg_database where datname = 'telemetry'",
+    );
+    rep.check(
+        dbs.as_deref() == Ok("0"),
+        format!("the database is still on the primary: {dbs:?}"),
+    );
+    let hba = std::fs::read_to_string(host_path(db, &hba_file)).unwrap_or_default();
+    rep.check(
+        !hba_file.is_empty() && !hba.is_empty() && !hba.contains("telem-deploy"),
+        format!("{hba_file} keeps telem-deploy's block:\n{hba}"),
+    );
+    for c in with_role("collector") {
+        for path in [CONFIG, DB_CA] {
+            rep.check(
+                !exists(&lab.targets[c].sb, path),
+                format!("{path} is left on {}", HOSTS[c].0),
+            );
+        }
+    }
+    for path in [SITE, SITE_LINK] {
+        rep.check(
+            !exists(&lab.targets[lb].sb, path),
+            format!("{path} is left on the balancer"),
+        );
+    }
+    rep.check(
+        lab.tmp_left().is_empty(),
+        format!("left in the controller's TMPDIR: {:?}", lab.tmp_left()),
+    );
+    eprintln!("[e2e_inventory] figures:\n  {}", figures_out.join("\n  "));
+    rep.finish();
+}
