@@ -120,6 +120,14 @@ cmd_start() {
             > /etc/ssh/sshd_config.d/telem-test.conf
         /usr/sbin/sshd -t
         /usr/sbin/sshd < /dev/null > /dev/null 2>&1
+        # sshd forks into the background before it binds: ready once port $port listens
+        # (state 0A in /proc/net/tcp*), at most 10 s.
+        hex=\$(printf '%04X' $port)
+        for i in \$(seq 200); do
+            grep -qE \":\$hex [0-9A-F]+:[0-9A-F]{4} 0A \" /proc/net/tcp /proc/net/tcp6 2>/dev/null && break
+            [ \$i = 200 ] && { echo 'sshd does not listen on port $port' >&2; exit 1; }
+            sleep 0.05
+        done
         cat /etc/ssh/ssh_host_ed25519_key.pub
     "
 }
