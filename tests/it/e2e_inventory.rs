@@ -1017,6 +1017,7 @@ fn load_through_the_balancer(lab: &Lab, tag: &str, during: impl FnOnce()) -> Res
         .arg(&prefix[prefix.len() - 16..])
         .args([&ready, &stop])
         .arg(&lab.targets[one("balancer")].addr)
+        .env("TMPDIR", dir)
         .stdin(std::process::Stdio::null())
         .stdout(std::fs::File::create(&out).map_err(|e| e.to_string())?)
         .stderr(std::fs::File::create(&err).map_err(|e| e.to_string())?)

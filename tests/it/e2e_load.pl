@@ -10,6 +10,8 @@
 # then one line: "2xx=N 503=N other=N errors=N first_error=...".
 #
 #   e2e_load.pl CLIENTS FILE PREFIX READY STOP [HOST]
+#
+# Its clients' tallies go to a directory in TMPDIR (default /tmp).
 use strict;
 use warnings;
 use IO::Socket::INET;
@@ -23,7 +25,7 @@ close $fh;
 $template =~ s/^Connection: close\r\n//mi;
 $template =~ /"event_id":"([0-9a-f]{32})"/ or die "no event_id in $file";
 
-my $dir = "/tmp/e2e-load.$$";
+my $dir = ($ENV{TMPDIR} // "/tmp") . "/e2e-load.$$";
 mkdir $dir or die "$dir: $!";
 my @pids;
 for my $c (1 .. $clients) {
