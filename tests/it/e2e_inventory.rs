@@ -1,23 +1,31 @@
 //! End to end, an inventory (issue 18, "Tests") on real machines: the SSH lab (lab_support.rs)
 //! with one sandbox per inventory host — the primary `db`, two collectors `c1` and `c2`, the
-//! balancer `lb` — and the real `telem-deploy --inventory FILE` as the controller in its own
-//! network namespace. One test (a lab of four Debian roots takes minutes on two cores), in
-//! phases sharing it:
+//! balancer `lb`, the hot standby `sb` — and the real `telem-deploy --inventory FILE` as the
+//! controller in its own network namespace. One test (a lab of five Debian roots takes minutes
+//! on two cores), in phases sharing it:
 //!
 //! 1. install with a nasty password: every host ok; the 17 replayable captured client requests
 //!    (tests/fixtures/e2e/client) posted to the balancer are each answered 201 and stored once
 //!    in the primary, and the query API through the balancer shows them; the collectors'
-//!    connections to PostgreSQL are TLS (pg_stat_ssl);
+//!    connections to PostgreSQL are TLS (pg_stat_ssl); the standby is in recovery and streams
+//!    from the primary through the slot over TLS (pg_stat_wal_receiver on it,
+//!    pg_stat_replication and pg_stat_ssl on the primary), the records reach it, and the API
+//!    reads from it (a record posted while its replay is paused is not listed until it
+//!    resumes);
 //! 2. pg_hba admits only the collectors: the right password over TLS from the controller's and
 //!    the balancer's namespaces is refused by pg_hba, the same from c1's is admitted (the
 //!    positive control), and c1 without TLS is refused;
 //! 3. a second install changes nothing on any host;
 //! 4. a dry run of the converged inventory changes nothing on any host (root listings) nor the
 //!    controller's CA;
-//! 5. uninstall: every host ok, the database gone from the primary, the collectors' config and
-//!    CA file gone, the balancer's site gone.
+//! 5. promote: the old primary fenced (stopped, `standby.signal` and the marker in its data
+//!    directory), the standby out of recovery, the inventory it prints written and used from
+//!    then on: new records through the balancer are stored on the new primary, a dry run
+//!    changes nothing on the collectors;
+//! 6. uninstall with that inventory: every host ok, the database gone from the new primary,
+//!    the collectors' config and CA file gone, the balancer's site gone.
 //!
-//! The hosts are the table [`HOSTS`]: a standby is one more line there (and its checks).
+//! The hosts are the table [`HOSTS`]. Waits are bounded polls of a condition ([`wait_for`]).
 //! Without sandbox support the test prints `skipped: <reason>` and passes, unless
 //! `TELEM_E2E_REQUIRED=1`. Timings and SSH round trips go to stderr (`--nocapture`).
 
@@ -39,11 +47,18 @@ const HOSTS: &[(&str, &[&str])] = &[
     ("c1", &["collector"]),
     ("c2", &["collector"]),
     ("lb", &["balancer"]),
+    ("sb", &["standby"]),
 ];
 
 const DB_CA: &str = "/etc/telemetry/db-ca.pem";
 /// The machine id of every captured request.
 const CAPTURED_MACHINE: &str = "05510b6cfbd41f2f7220d73f24a0a1ea";
+/// The machine id of the records posted while the standby's replay is paused.
+const PAUSED_MACHINE: &str = "feed0000000000000000000000000001";
+/// The machine id of the records posted after the promotion.
+const PROMOTED_MACHINE: &str = "feed0000000000000000000000000002";
+/// How long a row may take to reach the standby, or a state to be reached.
+const CONVERGE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The lab's indexes of the hosts holding `role`.
 fn with_role(role: &str) -> Vec<usize> {
@@ -96,23 +111,31 @@ fn figures(rep: &mut Report, phase: &str, run: &RemoteRun) -> String {
 /// Every host of the run succeeded (exit 0, all hosts in the document, none failed); with
 /// `converged`, none changed or would change anything.
 fn expect_all_ok(rep: &mut Report, phase: &str, run: &RemoteRun, converged: bool) {
+    let names: Vec<&str> = HOSTS.iter().map(|(n, _)| *n).collect();
+    let quiet = if converged { names.clone() } else { vec![] };
+    expect_ok(rep, phase, run, &names, &quiet);
+}
+
+/// Every host of `names` succeeded in the run (exit 0, exactly those in the document, none
+/// failed); those of `converged` changed or would change nothing.
+fn expect_ok(rep: &mut Report, phase: &str, run: &RemoteRun, names: &[&str], converged: &[&str]) {
     rep.check(
         run.code() == Some(0),
         format!("{phase}: exit {:?}: {}", run.code(), run.context()),
     );
-    let n = HOSTS.len() as i64;
+    let n = names.len() as i64;
     let totals = (run.total("targets"), run.total("ok"), run.total("failed"));
     rep.check(
         totals == (n, n, 0),
         format!("{phase}: totals (targets, ok, failed) {totals:?}, want ({n}, {n}, 0)"),
     );
-    for (name, _) in HOSTS {
+    for name in names {
         let r = run.target_run(name);
         rep.check(
             r.ok() && r.summary("failed") == 0,
             format!("{phase} on {name}: {}", r.context()),
         );
-        if converged {
+        if converged.contains(name) {
             let (changed, change) = (r.summary("changed"), r.summary("change"));
             rep.check(
                 changed == 0 && change == 0,
@@ -460,11 +483,288 @@ fn password_in_no_process(lab: &Lab, rep: &mut Report) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The standby
+
+/// Poll `probe` until it answers `want` or [`CONVERGE`] passes (a bounded wait on a
+/// condition); the last answer and the time it took.
+fn wait_for(
+    want: &str,
+    mut probe: impl FnMut() -> Result<String, String>,
+) -> (Result<String, String>, f64) {
+    let started = std::time::Instant::now();
+    loop {
+        let got = probe();
+        if got.as_deref() == Ok(want) || started.elapsed() > CONVERGE {
+            return (got, started.elapsed().as_secs_f64());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// The first captured header-format request with `machine` as its machine id and
+/// `creation_timestamp` moved by `n` seconds (same lengths: Content-Length holds).
+fn new_record(machine: &str, n: i64) -> Vec<u8> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/e2e/client");
+    let raw = std::fs::read_to_string(dir.join("v1.13.0-headers-rfv2.http")).expect("fixture");
+    let ts = creation_timestamp(raw.as_bytes()).expect("creation_timestamp");
+    assert_eq!(machine.len(), CAPTURED_MACHINE.len());
+    raw.replace(CAPTURED_MACHINE, machine)
+        .replace(
+            &format!("creation_timestamp: {ts}"),
+            &format!("creation_timestamp: {}", ts + n),
+        )
+        .into_bytes()
+}
+
+/// POST `count` new records of `machine` to the balancer: the ids answered (201 each).
+fn post_new_records(lab: &Lab, rep: &mut Report, machine: &str, count: i64) -> Vec<i64> {
+    let lb = &lab.targets[one("balancer")];
+    let mut ids = Vec::new();
+    for n in 1..=count {
+        let answer = Lab::request_from(&lab.netns(), &lb.addr, &new_record(machine, n));
+        let id = answer.as_ref().ok().and_then(|(status, _, body)| {
+            (*status == 201)
+                .then(|| serde_json::from_str::<serde_json::Value>(body).ok()?["id"].as_i64())?
+        });
+        match id {
+            Some(id) => ids.push(id),
+            None => rep.check(false, format!("POST a record of {machine}: {answer:?}")),
+        }
+    }
+    ids
+}
+
+/// The ids the query API through the balancer lists for `machine`, or why not.
+fn api_ids(lab: &Lab, machine: &str) -> Result<Vec<i64>, String> {
+    let lb = &lab.targets[one("balancer")];
+    let get = format!(
+        "GET /api/records?machine_id={machine}&limit=1000 HTTP/1.1\r\nHost: {DOMAIN}\r\nConnection: close\r\n\r\n"
+    );
+    let answer = Lab::request_from(&lab.netns(), &lb.addr, get.as_bytes())?;
+    let ids = (answer.0 == 200)
+        .then(|| {
+            let doc: serde_json::Value = serde_json::from_str(&answer.2).ok()?;
+            doc["records"]
+                .as_array()?
+                .iter()
+                .map(|r| r["id"].as_i64())
+                .collect::<Option<Vec<i64>>>()
+        })
+        .flatten();
+    let mut ids = ids.ok_or_else(|| format!("{answer:?}"))?;
+    ids.sort();
+    Ok(ids)
+}
+
+/// The ids of `machine`'s rows in the database of `sb`, comma-separated.
+fn stored_ids(sb: &crate::sandbox::Sandbox, machine: &str) -> Result<String, String> {
+    sql(
+        sb,
+        "telemetry",
+        &format!("select coalesce(string_agg(id::text, ',' order by id), '') from records where machine_id = '{machine}'"),
+    )
+}
+
+fn joined(ids: &[i64]) -> String {
+    ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
+}
+
+/// After the install: the standby is in recovery and streams from the primary (its WAL
+/// receiver, the primary's pg_stat_replication with the standby's address over TLS); the
+/// captured records reach it; the collectors read from it.
+fn standby_streams(lab: &Lab, rep: &mut Report) {
+    let (db, sb) = (&lab.targets[one("db")], &lab.targets[one("standby")]);
+    let recovery = sql(&sb.sb, "postgres", "select pg_is_in_recovery()");
+    rep.check(
+        recovery.as_deref() == Ok("t"),
+        format!("the standby in recovery: {recovery:?}"),
+    );
+    let (receiver, secs) = wait_for(&format!("streaming|{}|telem_standby", db.addr), || {
+        sql(
+            &sb.sb,
+            "postgres",
+            "select status, sender_host, slot_name from pg_stat_wal_receiver",
+        )
+    });
+    rep.timing("the standby's WAL receiver streaming", secs);
+    rep.check(
+        receiver.as_deref() == Ok(&format!("streaming|{}|telem_standby", db.addr)),
+        format!("pg_stat_wal_receiver on the standby: {receiver:?}"),
+    );
+    let senders = sql(
+        &db.sb,
+        "postgres",
+        "select host(r.client_addr), r.state, r.usename, s.ssl from pg_stat_replication r \
+         join pg_stat_ssl s using (pid) order by 1",
+    );
+    rep.check(
+        senders.as_deref() == Ok(&format!("{}|streaming|telem_replicator|t", sb.addr)),
+        format!("pg_stat_replication on the primary (address|state|user|ssl): {senders:?}"),
+    );
+    let slot = sql(
+        &db.sb,
+        "postgres",
+        "select slot_name, active from pg_replication_slots",
+    );
+    rep.check(
+        slot.as_deref() == Ok("telem_standby|t"),
+        format!("the primary's replication slots: {slot:?}"),
+    );
+
+    // The captured records are on the standby, as on the primary.
+    let all = "select coalesce(string_agg(id::text, ',' order by id), '') from records";
+    let on_primary = sql(&db.sb, "telemetry", all).unwrap_or_default();
+    let (on_standby, secs) = wait_for(&on_primary, || sql(&sb.sb, "telemetry", all));
+    rep.timing("the captured records on the standby", secs);
+    rep.check(
+        on_primary.split(',').count() == 17 && on_standby.as_deref() == Ok(&on_primary),
+        format!("records on the standby {on_standby:?}, on the primary {on_primary:?}"),
+    );
+
+    // The collectors read from the standby: their config names it, and a record written while
+    // its replay is paused is on the primary, not in the API through the balancer, until the
+    // replay resumes.
+    for c in with_role("collector") {
+        let config =
+            std::fs::read_to_string(host_path(&lab.targets[c].sb, CONFIG)).unwrap_or_default();
+        rep.check(
+            config.contains(&format!(
+                "read_database_url = \"postgres://telemetry@{}:5432/telemetry\"",
+                sb.addr
+            )),
+            format!(
+                "{}'s config does not read from the standby:\n{config}",
+                HOSTS[c].0
+            ),
+        );
+    }
+    let paused = sql(
+        &sb.sb,
+        "postgres",
+        "select pg_wal_replay_pause(); select pg_is_wal_replay_paused()",
+    );
+    let (paused_state, _) = wait_for("paused", || {
+        sql(&sb.sb, "postgres", "select pg_get_wal_replay_pause_state()")
+    });
+    rep.check(
+        paused.is_ok() && paused_state.as_deref() == Ok("paused"),
+        format!("pause the standby's replay: {paused:?} {paused_state:?}"),
+    );
+    let ids = post_new_records(lab, rep, PAUSED_MACHINE, 1);
+    let on_primary = stored_ids(&db.sb, PAUSED_MACHINE);
+    rep.check(
+        ids.len() == 1 && on_primary.as_deref() == Ok(joined(&ids).as_str()),
+        format!("a record posted while the replay is paused: ids {ids:?}, on the primary {on_primary:?}"),
+    );
+    // Both collectors answer (round robin): two rounds each.
+    for round in 0..4 {
+        let api = api_ids(lab, PAUSED_MACHINE);
+        rep.check(
+            api == Ok(vec![]),
+            format!("GET through the balancer while the standby's replay is paused (#{round}): {api:?}, want none (reads go to the standby)"),
+        );
+    }
+    let resumed = sql(&sb.sb, "postgres", "select pg_wal_replay_resume()");
+    rep.check(resumed.is_ok(), format!("resume the replay: {resumed:?}"));
+    let (api, secs) = wait_for(&joined(&ids), || {
+        api_ids(lab, PAUSED_MACHINE).map(|v| joined(&v))
+    });
+    rep.timing("the record in the API once the replay resumes", secs);
+    rep.check(
+        api.as_deref() == Ok(joined(&ids).as_str()),
+        format!("GET through the balancer after the replay resumed: {api:?}, want {ids:?}"),
+    );
+    // The collectors' reader connections to the standby are TLS.
+    let readers = sql(
+        &sb.sb,
+        "postgres",
+        "select distinct host(a.client_addr), s.ssl from pg_stat_activity a \
+         join pg_stat_ssl s using (pid) where a.client_addr is not null order by 1",
+    );
+    let want: Vec<String> = with_role("collector")
+        .into_iter()
+        .map(|c| format!("{}|t", lab.targets[c].addr))
+        .collect();
+    rep.check(
+        readers.as_deref() == Ok(want.join("\n").as_str()),
+        format!("connections to the standby (address|ssl): {readers:?}, want {want:?}"),
+    );
+}
+
+/// The data directory of the cluster on `sb` (the one of the installed major version).
+fn data_dir(sb: &crate::sandbox::Sandbox) -> Result<String, String> {
+    sh(sb, "ls -d /var/lib/postgresql/*/main | tail -n 1")
+}
+
+/// After the promotion: the old primary is fenced (postgres stopped, `standby.signal` and the
+/// marker in its data directory), the standby is out of recovery.
+fn promoted(lab: &Lab, rep: &mut Report) {
+    let (db, sb) = (&lab.targets[one("db")], &lab.targets[one("standby")]);
+    let running = sh(&db.sb, "pgrep -x postgres || true");
+    rep.check(
+        running.as_deref() == Ok(""),
+        format!("postgres still runs on the old primary: {running:?}"),
+    );
+    match data_dir(&db.sb) {
+        Ok(dir) => {
+            for file in ["standby.signal", "telem-deploy-fenced"] {
+                rep.check(
+                    exists(&db.sb, &format!("{dir}/{file}")),
+                    format!("no {file} in the old primary's {dir}"),
+                );
+            }
+        }
+        Err(e) => rep.check(false, format!("the old primary's data directory: {e}")),
+    }
+    let recovery = sql(&sb.sb, "postgres", "select pg_is_in_recovery()");
+    rep.check(
+        recovery.as_deref() == Ok("f"),
+        format!("the standby still in recovery after promote: {recovery:?}"),
+    );
+    for c in with_role("collector") {
+        let config =
+            std::fs::read_to_string(host_path(&lab.targets[c].sb, CONFIG)).unwrap_or_default();
+        rep.check(
+            config.contains(&format!("@{}:5432/telemetry", sb.addr))
+                && !config.contains(&format!("@{}:5432/", db.addr)),
+            format!("{}'s config after promote:\n{config}", HOSTS[c].0),
+        );
+    }
+}
+
+/// The inventory `promote` printed (on stderr with `--format json`), written to a file.
+fn write_promoted_inventory(lab: &Lab, rep: &mut Report, run: &RemoteRun) -> Option<PathBuf> {
+    let text = run
+        .run
+        .stderr
+        .split_once("The inventory as it now is")
+        .and_then(|(_, rest)| rest.split_once('\n'))
+        .map(|(_, yaml)| yaml.to_owned());
+    let Some(yaml) = text else {
+        rep.check(
+            false,
+            format!("promote printed no inventory: {}", run.context()),
+        );
+        return None;
+    };
+    eprintln!("[e2e_inventory] the inventory after promote:\n{yaml}");
+    let sb_addr = &lab.targets[one("standby")].addr;
+    rep.check(
+        yaml.contains(&format!("address: {sb_addr}\n    roles: [db]"))
+            && yaml.contains("  # - name: db"),
+        format!("the printed inventory: the standby is not the db, or db not fenced:\n{yaml}"),
+    );
+    let file = lab.dir.path().join("inventory-promoted.yaml");
+    std::fs::write(&file, yaml).expect("write the promoted inventory");
+    Some(file)
+}
+
+// ---------------------------------------------------------------------------------------------
 // The test
 
-/// Issue 18 on real machines: an inventory of a primary, two collectors and a balancer
-/// installed over SSH with a nasty password, records through the balancer, pg_hba, TLS,
-/// convergence, a dry run, uninstall (see the module's doc).
+/// Issue 18 on real machines: an inventory of a primary, a standby, two collectors and a
+/// balancer installed over SSH with a nasty password, records through the balancer, pg_hba,
+/// TLS, replication, convergence, a dry run, promote, uninstall (see the module's doc).
 #[test]
 fn e2e_inventory_primary_collectors_balancer_whole_life() {
     let mut rep = Report::new("e2e_inventory");
@@ -521,6 +821,7 @@ fn e2e_inventory_primary_collectors_balancer_whole_life() {
     }
     records_through_the_balancer(&lab, &mut rep);
     collectors_use_tls(&lab, &mut rep);
+    standby_streams(&lab, &mut rep);
 
     // 2. pg_hba.
     pg_hba_admits_only_the_collectors(&lab, &ca_dir, &mut rep);
@@ -560,12 +861,72 @@ fn e2e_inventory_primary_collectors_balancer_whole_life() {
         "the dry run changed the CA",
     );
 
-    // 5. Uninstall.
-    let db = &lab.targets[one("db")].sb;
+    // 5. Promote: the old primary fenced, the standby the primary, the collectors pointed at
+    // it; the printed inventory is the one from now on.
+    let run = lab.deploy_inventory(&inventory, &["-a", "promote", "--yes"], None);
+    figures_out.push(figures(&mut rep, "promote", &run));
+    let (targets, failed) = (run.total("targets"), run.total("failed"));
+    rep.check(
+        run.code() == Some(0) && failed == 0 && run.total("ok") == targets && targets > 0,
+        format!(
+            "promote: exit {:?}, {targets} targets, {failed} failed: {}",
+            run.code(),
+            run.context()
+        ),
+    );
+    for out in [&run.run.stdout, &run.run.stderr] {
+        rep.check(!out.contains(TOKEN), "promote prints the password");
+    }
+    promoted(&lab, &mut rep);
+    let Some(inventory) = write_promoted_inventory(&lab, &mut rep, &run) else {
+        return rep.finish();
+    };
+    let now: Vec<&str> = HOSTS
+        .iter()
+        .map(|(n, _)| *n)
+        .filter(|n| *n != HOSTS[one("db")].0)
+        .collect();
+    let collectors: Vec<&str> = with_role("collector")
+        .into_iter()
+        .map(|c| HOSTS[c].0)
+        .collect();
+    // New records through the balancer are stored on the new primary.
+    let sb = &lab.targets[one("standby")].sb;
+    let ids = post_new_records(&lab, &mut rep, PROMOTED_MACHINE, 3);
+    let stored = stored_ids(sb, PROMOTED_MACHINE);
+    rep.check(
+        ids.len() == 3 && stored.as_deref() == Ok(joined(&ids).as_str()),
+        format!("records posted after promote: ids {ids:?}, on the new primary {stored:?}"),
+    );
+    let api = api_ids(&lab, PROMOTED_MACHINE);
+    rep.check(
+        api.as_ref() == Ok(&ids),
+        format!("GET through the balancer after promote: {api:?}, want {ids:?}"),
+    );
+    // A dry run of the new inventory: the collectors are already pointed at the new primary.
+    let run = lab.deploy_inventory(&inventory, &["-a", "install", "--dry-run"], None);
+    figures_out.push(figures(&mut rep, "dry run (promoted inventory)", &run));
+    expect_ok(
+        &mut rep,
+        "dry run of the promoted inventory",
+        &run,
+        &now,
+        &collectors,
+    );
+    for name in &now {
+        let r = run.target_run(name);
+        eprintln!(
+            "[e2e_inventory] dry run of the promoted inventory on {name}: would change {:?}",
+            r.steps("change")
+        );
+    }
+
+    // 6. Uninstall, with the inventory as it now is.
+    let db = &lab.targets[one("standby")].sb;
     let hba_file = sql(db, "postgres", "show hba_file").unwrap_or_default();
     let run = lab.deploy_inventory(&inventory, &["-a", "uninstall", "--yes"], None);
     figures_out.push(figures(&mut rep, "uninstall", &run));
-    expect_all_ok(&mut rep, "uninstall", &run, false);
+    expect_ok(&mut rep, "uninstall", &run, &now, &[]);
     let dbs = sql(
         db,
         "postgres",
@@ -573,7 +934,7 @@ fn e2e_inventory_primary_collectors_balancer_whole_life() {
     );
     rep.check(
         dbs.as_deref() == Ok("0"),
-        format!("the database is still on the primary: {dbs:?}"),
+        format!("the database is still on the new primary: {dbs:?}"),
     );
     let hba = std::fs::read_to_string(host_path(db, &hba_file)).unwrap_or_default();
     rep.check(
@@ -599,5 +960,253 @@ fn e2e_inventory_primary_collectors_balancer_whole_life() {
         format!("left in the controller's TMPDIR: {:?}", lab.tmp_left()),
     );
     eprintln!("[e2e_inventory] figures:\n  {}", figures_out.join("\n  "));
+    rep.finish();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Load through the balancer (not in CI)
+
+/// Clients of the load through the balancer.
+const LOAD_CLIENTS: u32 = 16;
+/// Seconds of each load.
+const LOAD_SECS: u64 = 10;
+
+/// What one load through the balancer gave: the generator's line and error notes, its length,
+/// the largest replication lag seen on the primary (seconds, bytes).
+struct Load {
+    line: String,
+    notes: String,
+    secs: f64,
+    lag: (f64, i64),
+}
+
+impl Load {
+    fn field(&self, key: &str) -> i64 {
+        self.line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{key}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(-1)
+    }
+}
+
+/// `e2e_load.pl` from the controller's namespace to the balancer for [`LOAD_SECS`], `during`
+/// run once the clients are connected; the primary's replication lag sampled meanwhile.
+fn load_through_the_balancer(lab: &Lab, tag: &str, during: impl FnOnce()) -> Result<Load, String> {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = lab.dir.path();
+    let (ready, stop) = (
+        dir.join(format!("{tag}.ready")),
+        dir.join(format!("{tag}.stop")),
+    );
+    let (out, err) = (
+        dir.join(format!("{tag}.out")),
+        dir.join(format!("{tag}.err")),
+    );
+    let prefix: String = format!(
+        "{:0>16}",
+        tag.bytes().map(|b| format!("{b:02x}")).collect::<String>()
+    );
+    let mut child = std::process::Command::new("timeout")
+        .args(["-k", "10", "300", "nsenter"])
+        .arg(format!("--net={}", lab.netns()))
+        .arg("perl")
+        .arg(here.join("tests/it/e2e_load.pl"))
+        .arg(LOAD_CLIENTS.to_string())
+        .arg(here.join("tests/fixtures/e2e/v3-json.http"))
+        .arg(&prefix[prefix.len() - 16..])
+        .args([&ready, &stop])
+        .arg(&lab.targets[one("balancer")].addr)
+        .env("TMPDIR", dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&out).map_err(|e| e.to_string())?)
+        .stderr(std::fs::File::create(&err).map_err(|e| e.to_string())?)
+        .spawn()
+        .map_err(|e| format!("start e2e_load.pl: {e}"))?;
+    if !wait_until(std::time::Duration::from_secs(60), || ready.exists()) {
+        let _ = std::fs::write(&stop, "");
+        let _ = child.wait();
+        return Err(format!(
+            "the load never started: {}",
+            std::fs::read_to_string(&err).unwrap_or_default()
+        ));
+    }
+    let started = std::time::Instant::now();
+    during();
+    // The load lasts LOAD_SECS (the measurement's window); the lag is sampled meanwhile.
+    let db = &lab.targets[one("db")].sb;
+    let mut lag = (0.0f64, 0i64);
+    while started.elapsed() < std::time::Duration::from_secs(LOAD_SECS) {
+        let row = sql(
+            db,
+            "postgres",
+            "select coalesce(extract(epoch from replay_lag), 0), \
+             pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint from pg_stat_replication",
+        )
+        .unwrap_or_default();
+        if let Some((s, b)) = row.split_once('|') {
+            lag.0 = lag.0.max(s.parse().unwrap_or(0.0));
+            lag.1 = lag.1.max(b.parse().unwrap_or(0));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    std::fs::write(&stop, "").map_err(|e| e.to_string())?;
+    let status = child.wait().map_err(|e| e.to_string())?;
+    let secs = started.elapsed().as_secs_f64();
+    let text = std::fs::read_to_string(&out).unwrap_or_default();
+    let notes = std::fs::read_to_string(&err).unwrap_or_default();
+    let line = text.lines().last().unwrap_or("").to_owned();
+    if !status.success() || !line.contains("errors=") {
+        return Err(format!("the load failed ({status}): {text}{notes}"));
+    }
+    Ok(Load {
+        line,
+        notes,
+        secs,
+        lag,
+    })
+}
+
+/// (rows, distinct event ids) of the load's machine on the primary.
+fn load_rows(lab: &Lab) -> (i64, i64) {
+    let row = sql(
+        &lab.targets[one("db")].sb,
+        "telemetry",
+        "select count(*), count(distinct event_id) from records where machine_id = 'e2e-v3-json-machine'",
+    )
+    .unwrap_or_default();
+    let mut f = row.split('|').map(|v| v.parse().unwrap_or(-1));
+    (f.next().unwrap_or(-1), f.next().unwrap_or(-1))
+}
+
+/// Issue 18's load figures, by hand (README, Reliability): `TELEM_INVENTORY_LOAD=1`. The lab of
+/// [`HOSTS`] installed; [`LOAD_CLIENTS`] keep-alive clients post records through the balancer
+/// for [`LOAD_SECS`] s (records/s with both collectors); then again while one collector's nginx
+/// and collector are stopped: only 2xx or retryable 5xx, rows stored = 2xx, no event id twice;
+/// the replication lag under load (pg_stat_replication).
+#[test]
+fn e2e_inventory_load_through_the_balancer() {
+    if std::env::var("TELEM_INVENTORY_LOAD").as_deref() != Ok("1") {
+        eprintln!(
+            "skipped: the load through the balancer is a measurement by hand (minutes of a five-sandbox lab); set TELEM_INVENTORY_LOAD=1"
+        );
+        return;
+    }
+    let mut rep = Report::new("e2e_inventory_load");
+    let Some(lab) = Lab::start("invload", HOSTS.len(), &mut rep) else {
+        return;
+    };
+    lab.check(&mut rep);
+    let (inventory, _) = write_inventory(&lab);
+    let pw = lab.password_file(PASSWORD);
+    let run = lab.deploy_inventory(
+        &inventory,
+        &[
+            "-a",
+            "install",
+            "--yes",
+            "--db-password-file",
+            pw.to_str().unwrap(),
+        ],
+        None,
+    );
+    expect_all_ok(&mut rep, "install", &run, false);
+    if run.code() != Some(0) {
+        return rep.finish();
+    }
+
+    // 1. Both collectors.
+    let load = match load_through_the_balancer(&lab, "both", || {}) {
+        Ok(l) => l,
+        Err(e) => {
+            rep.check(false, e);
+            return rep.finish();
+        }
+    };
+    let (rows, distinct) = load_rows(&lab);
+    eprintln!(
+        "[e2e_inventory_load] both collectors, {LOAD_CLIENTS} clients, {:.1} s: {} ({:.0} records/s); rows {rows}, distinct event ids {distinct}; max replication lag {:.3} s, {} bytes",
+        load.secs,
+        load.line,
+        load.field("2xx") as f64 / load.secs,
+        load.lag.0,
+        load.lag.1
+    );
+    rep.check(
+        load.field("2xx") > 0
+            && load.field("503") == 0
+            && load.field("other") == 0
+            && load.field("errors") == 0,
+        format!(
+            "the load with both collectors: {}\n{}",
+            load.line, load.notes
+        ),
+    );
+    rep.check(
+        rows == load.field("2xx") && distinct == rows,
+        format!(
+            "rows {rows}, distinct event ids {distinct}, 2xx {}",
+            load.field("2xx")
+        ),
+    );
+
+    // 2. One collector's nginx and collector stopped under load.
+    let c2 = &lab.targets[with_role("collector")[1]].sb;
+    let mut stopped = Ok(String::new());
+    let load = match load_through_the_balancer(&lab, "one-down", || {
+        // A service stop: nginx's graceful one (QUIT: it closes its listener and finishes the
+        // requests it has), then the collector's (TERM), each waited for (bounded).
+        stopped = sh(
+            c2,
+            "gone() { for _ in $(seq 300); do kill -0 $1 2>/dev/null || return 0; sleep 0.1; done; return 1; }
+             n=$(cat /run/nginx.pid) && kill -QUIT $n && gone $n &&              c=$(cat /run/telemetry/collector.pid) && kill -TERM $c && gone $c && echo stopped",
+        );
+    }) {
+        Ok(l) => l,
+        Err(e) => {
+            rep.check(false, e);
+            return rep.finish();
+        }
+    };
+    rep.check(
+        stopped.as_deref() == Ok("stopped"),
+        format!("stop c2's nginx and collector: {stopped:?}"),
+    );
+    let (all, distinct) = load_rows(&lab);
+    let new_rows = all - rows;
+    eprintln!(
+        "[e2e_inventory_load] c2 stopped under load, {LOAD_CLIENTS} clients, {:.1} s: {} ({:.0} records/s); new rows {new_rows}, distinct event ids {distinct} of {all}; max replication lag {:.3} s, {} bytes\n{}",
+        load.secs,
+        load.line,
+        load.field("2xx") as f64 / load.secs,
+        load.lag.0,
+        load.lag.1,
+        load.notes
+    );
+    // Retryable: 502/503/504 (the generator counts 503 with Retry-After apart, the others as
+    // "other" with a note each); never a socket error, never another status.
+    let not_retryable: Vec<&str> = load
+        .notes
+        .lines()
+        .filter(|l| {
+            !["HTTP 502", "HTTP 503", "HTTP 504"]
+                .iter()
+                .any(|s| l.contains(s))
+        })
+        .collect();
+    rep.check(
+        load.field("2xx") > 0 && load.field("errors") == 0 && not_retryable.is_empty(),
+        format!(
+            "under load with c2 stopped: {}: {not_retryable:?}",
+            load.line
+        ),
+    );
+    rep.check(
+        new_rows == load.field("2xx") && distinct == all,
+        format!(
+            "with c2 stopped: new rows {new_rows}, 2xx {}, distinct event ids {distinct} of {all}",
+            load.field("2xx")
+        ),
+    );
     rep.finish();
 }

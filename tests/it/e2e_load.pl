@@ -1,27 +1,31 @@
 #!/usr/bin/perl
-# Load generator of tests/it/e2e_restarts.rs, run inside the sandbox (perl-base only). CLIENTS
-# processes each keep one HTTP/1.1 keep-alive connection to 127.0.0.1:80 (nginx) and post the
-# record in FILE again and again, each time with a new event_id (32 hex digits, same length, so
-# Content-Length holds), until STOP exists. A connection the server says it closes
+# Load generator of tests/it/e2e_restarts.rs, run inside the sandbox (perl-base only), and of
+# tests/it/e2e_inventory.rs's load scenario (from the controller, to the balancer). CLIENTS
+# processes each keep one HTTP/1.1 keep-alive connection to HOST:80 (nginx; HOST defaults to
+# 127.0.0.1) and post the record in FILE again and again, each time with a new event_id (32 hex
+# digits, same length, so Content-Length holds), until STOP exists. A connection the server says it closes
 # (`Connection: close`) is reopened; anything else that ends a request without an answer is a
 # socket error; a 503 without Retry-After counts as other. Once every client is connected it
 # creates READY. At the end it prints every error with its time (seconds since boot) on stderr,
 # then one line: "2xx=N 503=N other=N errors=N first_error=...".
 #
-#   e2e_load.pl CLIENTS FILE PREFIX READY STOP
+#   e2e_load.pl CLIENTS FILE PREFIX READY STOP [HOST]
+#
+# Its clients' tallies go to a directory in TMPDIR (default /tmp).
 use strict;
 use warnings;
 use IO::Socket::INET;
 use POSIX ();
 
-my ($clients, $file, $prefix, $ready, $stop) = @ARGV;
+my ($clients, $file, $prefix, $ready, $stop, $host) = @ARGV;
+$host //= '127.0.0.1';
 open(my $fh, '<', $file) or die "$file: $!";
 my $template = do { local $/; <$fh> };
 close $fh;
 $template =~ s/^Connection: close\r\n//mi;
 $template =~ /"event_id":"([0-9a-f]{32})"/ or die "no event_id in $file";
 
-my $dir = "/tmp/e2e-load.$$";
+my $dir = ($ENV{TMPDIR} // "/tmp") . "/e2e-load.$$";
 mkdir $dir or die "$dir: $!";
 my @pids;
 for my $c (1 .. $clients) {
@@ -65,7 +69,7 @@ sub client {
     my ($ok, $unavailable, $other, $errors, $first, $n, $sock) = (0, 0, 0, 0, '', 0);
     my $up = 0;
     until (-e $stop) {
-        $sock //= IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => 80, Proto => 'tcp');
+        $sock //= IO::Socket::INET->new(PeerAddr => $host, PeerPort => 80, Proto => 'tcp');
         if (!$sock) { $errors++; $first ||= "connect: $!"; note_error($c, "connect: $!"); next; }
         my $id = sprintf('%s%08x%08x', substr($prefix, 0, 16), $c, $n++);
         (my $req = $template) =~ s/"event_id":"[0-9a-f]{32}"/"event_id":"$id"/;
