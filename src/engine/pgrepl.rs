@@ -5,7 +5,9 @@
 //! (`pgsql.rs`), the SQL on stdin, a check one read-only `SELECT` answering exactly one row.
 
 use super::pgadmin::PgAdmin;
-use super::pgsql::{fields, quote_ident, quote_literal, NulError, Script, PREAMBLE, READ_ONLY};
+use super::pgsql::{
+    boolean, fields, one_row, quote_ident, quote_literal, NulError, Script, PREAMBLE, READ_ONLY,
+};
 use crate::host::HostError;
 
 /// How long `pg_promote` waits for the standby to leave recovery.
@@ -159,18 +161,7 @@ impl Repl {
     /// The answer from psql's `-A -t -z -0` output: exactly one row where a row is expected.
     pub fn answer(&self, stdout: &[u8]) -> Result<ReplAnswer, String> {
         let f = fields(stdout)?;
-        let one_row = |n: usize| match f.len() == n {
-            true => Ok(()),
-            false => Err(format!(
-                "psql answered {} fields where one row of {n} was expected",
-                f.len()
-            )),
-        };
-        let boolean = |s: &str| match s {
-            "t" => Ok(true),
-            "f" => Ok(false),
-            other => Err(format!("psql answered {other:?} where t or f was expected")),
-        };
+        let one_row = |n: usize| one_row(&f, n);
         let mut a = ReplAnswer::default();
         match self {
             Repl::RoleAttributes { .. } => {

@@ -256,18 +256,7 @@ impl Op {
     /// NUL byte). A check answers exactly one row; anything else is an error, never "absent".
     pub fn answer(&self, stdout: &[u8]) -> Result<Response, String> {
         let fields = fields(stdout)?;
-        let one_row = |n: usize| match fields.len() == n {
-            true => Ok(()),
-            false => Err(format!(
-                "psql answered {} fields where one row of {n} was expected",
-                fields.len()
-            )),
-        };
-        let boolean = |s: &str| match s {
-            "t" => Ok(true),
-            "f" => Ok(false),
-            other => Err(format!("psql answered {other:?} where t or f was expected")),
-        };
+        let one_row = |n: usize| one_row(&fields, n);
         let mut resp = Response::default();
         match self {
             Op::RoleExists { .. } => {
@@ -330,6 +319,26 @@ impl Op {
 }
 
 /// The fields of psql's `-A -t -z -0` output, each terminated by a NUL byte.
+/// Exactly one row of `n` fields, else an error (never "absent").
+pub(crate) fn one_row(fields: &[String], n: usize) -> Result<(), String> {
+    match fields.len() == n {
+        true => Ok(()),
+        false => Err(format!(
+            "psql answered {} fields where one row of {n} was expected",
+            fields.len()
+        )),
+    }
+}
+
+/// psql's `t` or `f`.
+pub(crate) fn boolean(s: &str) -> Result<bool, String> {
+    match s {
+        "t" => Ok(true),
+        "f" => Ok(false),
+        other => Err(format!("psql answered {other:?} where t or f was expected")),
+    }
+}
+
 pub(crate) fn fields(stdout: &[u8]) -> Result<Vec<String>, String> {
     if stdout.is_empty() {
         return Ok(Vec::new());
