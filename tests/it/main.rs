@@ -9,6 +9,7 @@ mod deploy_password;
 mod docs;
 mod e2e;
 mod e2e_inventory;
+mod e2e_inventory_load;
 mod e2e_promises;
 mod e2e_restarts;
 mod e2e_ssh;
