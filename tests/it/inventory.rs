@@ -31,13 +31,14 @@ hosts:
     roles: [balancer]
 ";
 
-struct Setup {
-    dir: tempfile::TempDir,
-    fleet: Fleet,
+/// An inventory file in a temporary directory (its CA beside it) and its fake machines.
+pub(crate) struct Setup {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) fleet: Fleet,
 }
 
 impl Setup {
-    fn new(text: &str, hosts: Vec<(&str, Option<FakeHost>)>) -> Setup {
+    pub(crate) fn new(text: &str, hosts: Vec<(&str, Option<FakeHost>)>) -> Setup {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("inventory.yaml"), text).unwrap();
         Setup {
@@ -46,39 +47,67 @@ impl Setup {
         }
     }
 
-    fn fresh() -> Setup {
+    /// `text` with a fresh Debian machine for each of `names`.
+    pub(crate) fn fresh_hosts(text: &str, names: &[&str]) -> Setup {
         Setup::new(
-            FLEET,
-            ["db1", "web1", "web2", "lb"]
-                .into_iter()
-                .map(|n| (n, Some(FakeHost::fresh("debian", true))))
+            text,
+            names
+                .iter()
+                .map(|n| (*n, Some(FakeHost::fresh("debian", true))))
                 .collect(),
         )
     }
 
-    fn inventory(&self) -> String {
+    fn fresh() -> Setup {
+        Setup::fresh_hosts(FLEET, &["db1", "web1", "web2", "lb"])
+    }
+
+    pub(crate) fn inventory(&self) -> String {
         self.dir.path().join("inventory.yaml").display().to_string()
     }
 
-    fn ca_dir(&self) -> PathBuf {
+    pub(crate) fn ca_dir(&self) -> PathBuf {
         self.dir.path().join("ca")
     }
 
-    /// `-a ACTION --inventory FILE --format json` and `extra`.
-    fn run(&self, action: &str, extra: &[&str]) -> (u8, serde_json::Value, String) {
+    /// The replication password the first apply kept beside the CA.
+    pub(crate) fn replication_password(&self) -> String {
+        let text = std::fs::read_to_string(self.ca_dir().join("replication.password"))
+            .expect("replication.password");
+        text.trim_end().to_owned()
+    }
+
+    /// `-a ACTION --inventory FILE` and `extra`: (code, stdout, stderr); neither holds the
+    /// database password (nor the replication password, once there is one).
+    pub(crate) fn run_raw(&self, action: &str, extra: &[&str]) -> (u8, String, String) {
         let inventory = self.inventory();
-        let mut args = vec!["-a", action, "--inventory", &inventory, "--format", "json"];
+        let mut args = vec!["-a", action, "--inventory", &inventory];
         args.extend(extra);
         let (code, out, err) = self.fleet.run_inventory(&args);
         assert!(
             !out.contains(PASSWORD) && !err.contains(PASSWORD),
             "the password leaked:\n{out}\n{err}"
         );
+        if self.ca_dir().join("replication.password").exists() {
+            let pw = self.replication_password();
+            assert!(
+                !out.contains(&pw) && !err.contains(&pw),
+                "the replication password leaked:\n{out}\n{err}"
+            );
+        }
+        (code, out, err)
+    }
+
+    /// The same in JSON: (code, document, stderr).
+    pub(crate) fn run(&self, action: &str, extra: &[&str]) -> (u8, serde_json::Value, String) {
+        let mut args = vec!["--format", "json"];
+        args.extend(extra);
+        let (code, out, err) = self.run_raw(action, &args);
         let doc = serde_json::from_str(&out).unwrap_or(serde_json::Value::Null);
         (code, doc, err)
     }
 
-    fn file(&self, host: &str, path: &str) -> Option<(String, u32)> {
+    pub(crate) fn file(&self, host: &str, path: &str) -> Option<(String, u32)> {
         self.fleet.with(host, |h| {
             h.world
                 .borrow()
@@ -95,7 +124,8 @@ impl Setup {
     }
 }
 
-fn targets(doc: &serde_json::Value) -> Vec<(String, bool, i64)> {
+/// Each target's (name, ok, changes) in the document.
+pub(crate) fn targets(doc: &serde_json::Value) -> Vec<(String, bool, i64)> {
     doc["targets"]
         .as_array()
         .unwrap_or(&Vec::new())

@@ -9,9 +9,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::fake_basebackup::DATA_DIR;
-use crate::fake_host::FakeHost;
-use crate::golden::{self, PASSWORD};
-use crate::targets::Fleet;
+use crate::golden;
+use crate::inventory::{targets, Setup};
 
 const CONFIG: &str = "/etc/telemetry/collector.toml";
 const CA_FILE: &str = "/etc/telem-db-tls/ca.pem";
@@ -38,73 +37,9 @@ hosts:
     roles: [balancer]
 ";
 
-struct Setup {
-    dir: tempfile::TempDir,
-    fleet: Fleet,
-}
-
 impl Setup {
-    fn new(text: &str, names: &[&str]) -> Setup {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("inventory.yaml"), text).unwrap();
-        Setup {
-            dir,
-            fleet: Fleet::new(
-                names
-                    .iter()
-                    .map(|n| (*n, Some(FakeHost::fresh("debian", true))))
-                    .collect(),
-            ),
-        }
-    }
-
-    fn fresh() -> Setup {
-        Setup::new(FLEET, &HOSTS)
-    }
-
-    fn inventory(&self) -> String {
-        self.dir.path().join("inventory.yaml").display().to_string()
-    }
-
-    fn ca_dir(&self) -> PathBuf {
-        self.dir.path().join("ca")
-    }
-
-    /// The replication password the first apply kept beside the CA.
-    fn replication_password(&self) -> String {
-        let text = std::fs::read_to_string(self.ca_dir().join("replication.password"))
-            .expect("replication.password");
-        text.trim_end().to_owned()
-    }
-
-    /// `-a ACTION --inventory FILE` and `extra`: (code, stdout, stderr); neither holds the
-    /// database password (nor the replication password, once there is one).
-    fn run_raw(&self, action: &str, extra: &[&str]) -> (u8, String, String) {
-        let inventory = self.inventory();
-        let mut args = vec!["-a", action, "--inventory", &inventory];
-        args.extend(extra);
-        let (code, out, err) = self.fleet.run_inventory(&args);
-        assert!(
-            !out.contains(PASSWORD) && !err.contains(PASSWORD),
-            "the password leaked:\n{out}\n{err}"
-        );
-        if self.ca_dir().join("replication.password").exists() {
-            let pw = self.replication_password();
-            assert!(
-                !out.contains(&pw) && !err.contains(&pw),
-                "the replication password leaked:\n{out}\n{err}"
-            );
-        }
-        (code, out, err)
-    }
-
-    /// The same in JSON: (code, document, stderr).
-    fn run(&self, action: &str, extra: &[&str]) -> (u8, serde_json::Value, String) {
-        let mut args = vec!["--format", "json"];
-        args.extend(extra);
-        let (code, out, err) = self.run_raw(action, &args);
-        let doc = serde_json::from_str(&out).unwrap_or(serde_json::Value::Null);
-        (code, doc, err)
+    fn standby_fleet() -> Setup {
+        Setup::fresh_hosts(FLEET, &HOSTS)
     }
 
     fn install(&self) {
@@ -117,16 +52,6 @@ impl Setup {
         for (name, ok, _) in targets(&doc) {
             assert!(ok, "{name}: {doc:#}");
         }
-    }
-
-    fn file(&self, host: &str, path: &str) -> Option<(String, u32)> {
-        self.fleet.with(host, |h| {
-            h.world
-                .borrow()
-                .files
-                .get(Path::new(path))
-                .map(|n| (String::from_utf8_lossy(&n.content).into_owned(), n.mode))
-        })
     }
 
     fn config(&self, host: &str) -> String {
@@ -154,21 +79,6 @@ impl Setup {
     }
 }
 
-fn targets(doc: &serde_json::Value) -> Vec<(String, bool, i64)> {
-    doc["targets"]
-        .as_array()
-        .unwrap_or(&Vec::new())
-        .iter()
-        .map(|t| {
-            (
-                t["target"].as_str().unwrap_or_default().to_owned(),
-                t["ok"].as_bool().unwrap_or(false),
-                t["report"]["summary"]["change"].as_i64().unwrap_or(-1),
-            )
-        })
-        .collect()
-}
-
 /// The inventory `promote` printed after `marker` (to the end of `text`).
 fn printed_inventory(text: &str, marker: &str) -> String {
     let at = text
@@ -179,7 +89,7 @@ fn printed_inventory(text: &str, marker: &str) -> String {
 
 #[test]
 fn a_standby_streams_from_the_primary_through_its_slot_and_the_collectors_read_from_it() {
-    let s = Setup::fresh();
+    let s = Setup::standby_fleet();
     s.install();
     let ca_pem = std::fs::read_to_string(s.ca_dir().join("ca.pem")).expect("the CA");
 
@@ -329,7 +239,7 @@ fn a_standby_streams_from_the_primary_through_its_slot_and_the_collectors_read_f
 
 #[test]
 fn a_dry_run_with_a_standby_creates_neither_the_ca_nor_the_replication_password() {
-    let s = Setup::fresh();
+    let s = Setup::standby_fleet();
     let before: Vec<_> = HOSTS
         .iter()
         .map(|n| s.fleet.with(n, |h| h.world.borrow().clone()))
@@ -347,7 +257,7 @@ fn a_dry_run_with_a_standby_creates_neither_the_ca_nor_the_replication_password(
 
 #[test]
 fn promote_fences_the_old_primary_promotes_the_standby_and_rewires_the_collectors() {
-    let s = Setup::fresh();
+    let s = Setup::standby_fleet();
     s.install();
     let pw = s.replication_password();
     let inventory = s.inventory();
@@ -441,7 +351,7 @@ fn promote_fences_the_old_primary_promotes_the_standby_and_rewires_the_collector
 
 #[test]
 fn promote_with_the_old_primary_unreachable_leaves_it_out() {
-    let s = Setup::fresh();
+    let s = Setup::standby_fleet();
     s.install();
     let db1 = s.fleet.replace("db1", None).expect("db1");
     let before = db1.world.borrow().clone();
@@ -479,7 +389,7 @@ fn promote_needs_an_inventory_with_a_standby() {
         "  - name: sb\n    target: root@10.0.0.12\n    roles: [standby]\n",
         "",
     );
-    let s = Setup::new(&no_standby, &["db1", "web1", "web2", "lb"]);
+    let s = Setup::fresh_hosts(&no_standby, &["db1", "web1", "web2", "lb"]);
     let (code, out, err) = s.run_raw("promote", &["--yes"]);
     assert_eq!(code, 2, "{out}\n{err}");
     assert!(
@@ -507,7 +417,7 @@ fn a_target_that_panics_fails_its_wave_and_the_run_ends() {
     // A bug in a step panics on the standby: the collectors' wave must not wait for it
     // forever (the run used to hang in the waves' gate); they do not run, and the panic
     // reaches the caller.
-    let s = std::sync::Arc::new(Setup::fresh());
+    let s = std::sync::Arc::new(Setup::standby_fleet());
     s.fleet.with("sb", |h| {
         h.world.borrow_mut().panic_on = Some("pg_basebackup".into());
     });
@@ -534,7 +444,7 @@ fn a_target_that_panics_fails_its_wave_and_the_run_ends() {
 fn a_standby_host_with_a_running_cluster_keeps_its_data_aside() {
     // sb already runs a cluster of its own, with data: the base backup is taken beside it,
     // and only then is it stopped and set aside (never deleted).
-    let s = Setup::fresh();
+    let s = Setup::standby_fleet();
     s.fleet.with("sb", |h| {
         h.install_package("postgresql");
         h.put(
@@ -576,7 +486,7 @@ fn a_standby_host_with_a_running_cluster_keeps_its_data_aside() {
 fn what_an_interrupted_rebuild_left_is_set_aside_or_removed() {
     // A partial copy and a passfile (with a password) of an interrupted run: the copy is
     // kept aside (pg_basebackup wants an empty directory), the passfile goes.
-    let s = Setup::fresh();
+    let s = Setup::standby_fleet();
     s.fleet.with("sb", |h| {
         h.install_package("postgresql");
         h.dir("/var/lib/postgresql/15/main.telem-new");
