@@ -34,6 +34,28 @@ pub struct State {
     /// killed in between leaves them here, and the next run owes them the reload or restart.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub pending: BTreeSet<String>,
+    /// PostgreSQL settings telem-deploy set with `ALTER SYSTEM` (`postgres_settings`), each
+    /// with what postgresql.auto.conf held before its first change, so that uninstall puts
+    /// the operator's value back (or resets only what the tool added).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub postgres_settings: BTreeMap<String, RecordedSetting>,
+    /// The cluster's data directory is a base backup telem-deploy took (a standby): its
+    /// postgresql.auto.conf came from the primary, so none of its values is the operator's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub postgres_from_backup: bool,
+}
+
+/// One setting of [`State::postgres_settings`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedSetting {
+    /// What postgresql.auto.conf (`ALTER SYSTEM`) held for it before telem-deploy first set it;
+    /// `None`: nothing (a value in postgresql.conf is never touched: `ALTER SYSTEM RESET` lets
+    /// it apply again). A later run never replaces it while `ours` is set.
+    pub before: Option<String>,
+    /// The value telem-deploy set last; `None` once uninstall took it away (what is there is
+    /// the operator's: `before` says what uninstall left, and a later install records anew).
+    #[serde(default)]
+    pub ours: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

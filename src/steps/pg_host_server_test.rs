@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::Command;
 
 use super::postgres_hba::{install, PostgresHba};
-use super::postgres_settings::PostgresSettings;
+use super::postgres_settings::{PostgresSettings, Records};
 use crate::ca::Ca;
 use crate::engine::pg_hba::Entry;
 use crate::engine::pgadmin::server_test::{available, Cluster};
@@ -41,9 +41,9 @@ fn admin(cluster: &Cluster) -> PgAdmin<'static> {
     }
 }
 
-/// The step's check: what differs.
+/// The step's check: what differs (nothing recorded).
 fn differences(pg: &PgAdmin, step: &PostgresSettings) -> Vec<String> {
-    step.differences(&read(pg, step)).unwrap()
+    step.differences(&read(pg, step), &Records::new()).unwrap()
 }
 
 fn read(pg: &PgAdmin, step: &PostgresSettings) -> Vec<Setting> {
@@ -52,9 +52,9 @@ fn read(pg: &PgAdmin, step: &PostgresSettings) -> Vec<Setting> {
         .settings
 }
 
-/// The step's apply: ALTER SYSTEM for what postgresql.auto.conf lacks.
+/// The step's apply: ALTER SYSTEM for what postgresql.auto.conf lacks (nothing recorded).
 fn apply(pg: &PgAdmin, step: &PostgresSettings) {
-    if let Some(op) = step.alter(&read(pg, step)) {
+    if let Some(op) = step.alter(&read(pg, step), &Records::new()) {
         pg.call(op).unwrap_or_else(|e| panic!("{e}"));
     }
 }
@@ -120,7 +120,7 @@ fn settings_converge_and_reset_on_a_real_server() {
         pending.iter().all(|d| d.contains("not in effect")),
         "{pending:?}"
     );
-    assert!(step.alter(&read(&pg, &step)).is_none());
+    assert!(step.alter(&read(&pg, &step), &Records::new()).is_none());
     // The file's time has whole seconds: a restart in the second of the change would not
     // count as after it. Dated back, as a change made earlier.
     let auto_conf = cluster.base.join("data/postgresql.auto.conf");
@@ -133,7 +133,7 @@ fn settings_converge_and_reset_on_a_real_server() {
     );
     cluster.pg_ctl("restart");
     assert_eq!(differences(&pg, &step), Vec::<String>::new(), "converged");
-    assert!(step.alter(&read(&pg, &step)).is_none());
+    assert!(step.alter(&read(&pg, &step), &Records::new()).is_none());
     // The value is exactly the text given, and nothing broke out of its quotes.
     assert_eq!(
         cluster.sql("postgres", "SHOW log_line_prefix"),
@@ -188,7 +188,9 @@ fn settings_converge_and_reset_on_a_real_server() {
     );
     // A setting PostgreSQL does not know is an error of the check, not a change.
     let typo = settings(Presence::Present, &[("lsiten_addresses", "*")]);
-    let err = typo.differences(&read(&pg, &typo)).unwrap_err();
+    let err = typo
+        .differences(&read(&pg, &typo), &Records::new())
+        .unwrap_err();
     assert!(err.to_string().contains("no setting"), "{err}");
 }
 
@@ -342,4 +344,228 @@ fn hba_block_and_an_issued_certificate_serve_tls_on_a_real_server() {
     assert_eq!(std::fs::read(&path).unwrap(), original);
     let (old, new) = gone.contents(host, &path).unwrap();
     assert_eq!(old, new);
+}
+
+/// A certificate and key of `ca` for localhost, written into the cluster's directory as
+/// `NAME.crt` and `NAME.key` (the key 0600, both the postgres user's): their paths.
+fn pair(cluster: &Cluster, ca: &Ca, name: &str) -> (String, String) {
+    let issued = ca
+        .issue(&["127.0.0.1".to_owned(), "localhost".to_owned()])
+        .unwrap();
+    let (cert, key) = (
+        cluster.base.join(format!("{name}.crt")),
+        cluster.base.join(format!("{name}.key")),
+    );
+    let owner = |mode| Owner {
+        user: "postgres".into(),
+        group: "postgres".into(),
+        mode,
+    };
+    LocalHost
+        .write(&key, issued.key_pem.expose().as_bytes(), &owner(0o600))
+        .unwrap();
+    LocalHost
+        .write(&cert, &issued.cert_pem, &owner(0o644))
+        .unwrap();
+    (cert.display().to_string(), key.display().to_string())
+}
+
+/// The step's apply with the state file's records (`records`, rewritten as the step saves
+/// them), on a cluster that is no base backup.
+fn converge(pg: &PgAdmin, step: &PostgresSettings, records: &mut Records) {
+    let now = records.clone();
+    step.converge(pg, &now, false, &mut |saved| {
+        *records = saved;
+        Ok(())
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// What the configuration files hold, file by file (postgresql.conf, postgresql.auto.conf),
+/// for the four settings: (file name, setting name, value), by file and name.
+fn file_settings(cluster: &Cluster) -> String {
+    cluster.sql(
+        "postgres",
+        "SELECT regexp_replace(sourcefile, '^.*/', '') || '|' || name || '|' || setting \
+         FROM pg_file_settings WHERE name IN ('listen_addresses', 'ssl', 'ssl_cert_file', \
+         'ssl_key_file') ORDER BY sourcefile, name",
+    )
+}
+
+/// `SHOW` of the four settings, one per line.
+fn shown(cluster: &Cluster) -> String {
+    ["listen_addresses", "ssl", "ssl_cert_file", "ssl_key_file"]
+        .iter()
+        .map(|n| cluster.sql("postgres", &format!("SHOW {n}")))
+        .collect()
+}
+
+/// The database host's install (listen, TLS, pg_hba block), a re-run, and uninstall, as the
+/// recipe's steps do them (`converge` with the state file's records), on `cluster`; each
+/// phase ends with the restart the steps notify. Returns the records after install.
+fn install_rerun_uninstall(cluster: &Cluster, tool_ca: &Ca) -> Records {
+    let pg = admin(cluster);
+    let (cert, key) = pair(cluster, tool_ca, "telem");
+    let values = [
+        ("listen_addresses", "localhost,127.0.0.2"),
+        ("ssl", "on"),
+        ("ssl_cert_file", cert.as_str()),
+        ("ssl_key_file", key.as_str()),
+    ];
+    let listen = settings(Presence::Present, &values);
+    let hba_path = pg.call(Op::HbaFile).unwrap().text.unwrap();
+    let hba_before = std::fs::read(&hba_path).unwrap();
+    let hba = PostgresHba {
+        entries: vec![Entry {
+            conn: "hostssl".parse().unwrap(),
+            database: "postgres".into(),
+            user: "telemetry".into(),
+            address: Some("127.0.0.2".parse().unwrap()),
+            method: "scram-sha-256".parse().unwrap(),
+        }],
+        state: Presence::Present,
+        notify: Vec::new(),
+    };
+
+    let mut records = Records::new();
+    converge(&pg, &listen, &mut records);
+    let (old, new) = hba.contents(&LocalHost, &hba_path).unwrap();
+    install(&LocalHost, &pg, &hba_path, &old, &new).unwrap();
+    cluster.pg_ctl("restart");
+    assert_eq!(
+        listen.differences(&read(&pg, &listen), &records).unwrap(),
+        Vec::<String>::new(),
+        "installed"
+    );
+    assert_eq!(
+        shown(cluster),
+        format!("localhost,127.0.0.2\non\n{cert}\n{key}\n")
+    );
+    let installed = records.clone();
+
+    // A re-run: nothing to do, and the tool's own values never become the record.
+    converge(&pg, &listen, &mut records);
+    assert_eq!(records, installed, "a re-run keeps the record");
+
+    // Uninstall: the plan says what comes back; a dry run (the check) changes nothing.
+    let gone = settings(Presence::Absent, &values);
+    let auto_conf = std::fs::read(cluster.base.join("data/postgresql.auto.conf")).unwrap();
+    let plan = gone.differences(&read(&pg, &gone), &records).unwrap();
+    assert!(!plan.is_empty());
+    assert_eq!(
+        std::fs::read(cluster.base.join("data/postgresql.auto.conf")).unwrap(),
+        auto_conf,
+        "a check changes nothing"
+    );
+    eprintln!("uninstall plan: {plan:#?}");
+    converge(&pg, &gone, &mut records);
+    assert!(
+        records.len() == 4 && records.values().all(|r| r.ours.is_none()),
+        "uninstall is done with them: {records:?}"
+    );
+    let uninstalled = records.clone();
+    let hba_gone = PostgresHba {
+        entries: Vec::new(),
+        state: Presence::Absent,
+        notify: Vec::new(),
+    };
+    let (old, new) = hba_gone.contents(&LocalHost, &hba_path).unwrap();
+    install(&LocalHost, &pg, &hba_path, &old, &new).unwrap();
+    assert_eq!(
+        std::fs::read(&hba_path).unwrap(),
+        hba_before,
+        "pg_hba.conf as it was, byte for byte"
+    );
+    cluster.pg_ctl("restart");
+    assert_eq!(
+        gone.differences(&read(&pg, &gone), &records).unwrap(),
+        Vec::<String>::new(),
+        "uninstalled"
+    );
+    // A second uninstall changes nothing.
+    let auto_conf = std::fs::read(cluster.base.join("data/postgresql.auto.conf")).unwrap();
+    converge(&pg, &gone, &mut records);
+    assert_eq!(records, uninstalled);
+    assert_eq!(
+        std::fs::read(cluster.base.join("data/postgresql.auto.conf")).unwrap(),
+        auto_conf
+    );
+    installed
+}
+
+#[test]
+fn uninstall_puts_back_the_operators_own_settings_on_a_real_server() {
+    if !available() {
+        return;
+    }
+    let cluster = Cluster::start_with("-c log_statement=all");
+    let ca_dir = tempfile::tempdir().unwrap();
+    let theirs = Ca::load_or_create(&ca_dir.path().join("operator"), false).unwrap();
+    let ours = Ca::load_or_create(&ca_dir.path().join("tool"), false).unwrap();
+
+    // A lived-in host: the operator's own ALTER SYSTEM values, TLS with their own pair.
+    let (cert, key) = pair(&cluster, &theirs, "operator");
+    for sql in [
+        "ALTER SYSTEM SET listen_addresses = '*'".to_owned(),
+        "ALTER SYSTEM SET ssl = on".to_owned(),
+        format!("ALTER SYSTEM SET ssl_cert_file = '{cert}'"),
+        format!("ALTER SYSTEM SET ssl_key_file = '{key}'"),
+    ] {
+        cluster.sql("postgres", &sql);
+    }
+    cluster.pg_ctl("restart");
+    let files = file_settings(&cluster);
+    assert_eq!(
+        files,
+        format!(
+            "postgresql.auto.conf|listen_addresses|*\npostgresql.auto.conf|ssl|on\n\
+             postgresql.auto.conf|ssl_cert_file|{cert}\npostgresql.auto.conf|ssl_key_file|{key}\n"
+        )
+    );
+    let running = shown(&cluster);
+    assert_eq!(running, format!("*\non\n{cert}\n{key}\n"));
+
+    let installed = install_rerun_uninstall(&cluster, &ours);
+    let before = |name: &str| installed[name].before.clone();
+    assert_eq!(before("listen_addresses").as_deref(), Some("*"));
+    assert_eq!(before("ssl").as_deref(), Some("on"));
+    assert_eq!(before("ssl_cert_file"), Some(cert.clone()));
+    assert_eq!(before("ssl_key_file"), Some(key.clone()));
+
+    // The operator's values, exactly: in the file and running.
+    assert_eq!(file_settings(&cluster), files);
+    assert_eq!(shown(&cluster), running);
+}
+
+#[test]
+fn uninstall_resets_only_what_the_tool_added_on_a_real_server() {
+    if !available() {
+        return;
+    }
+    let cluster = Cluster::start_with("-c log_statement=all");
+    let ca_dir = tempfile::tempdir().unwrap();
+    let ours = Ca::load_or_create(&ca_dir.path().join("tool"), false).unwrap();
+    // Nothing set by ALTER SYSTEM; the operator's postgresql.conf names an address (ALTER
+    // SYSTEM RESET never touches that file: it applies again).
+    let conf = cluster.base.join("data/postgresql.conf");
+    let mut text = std::fs::read_to_string(&conf).unwrap();
+    text.push_str("listen_addresses = '127.0.0.1'\n");
+    std::fs::write(&conf, text).unwrap();
+    cluster.pg_ctl("restart");
+    let files = file_settings(&cluster);
+    assert_eq!(files, "postgresql.conf|listen_addresses|127.0.0.1\n");
+    let running = shown(&cluster);
+    assert!(running.starts_with("127.0.0.1\noff\n"), "{running}");
+
+    let installed = install_rerun_uninstall(&cluster, &ours);
+    assert!(
+        installed.values().all(|r| r.before.is_none()) && installed.len() == 4,
+        "{installed:?}"
+    );
+    assert_eq!(
+        file_settings(&cluster),
+        files,
+        "nothing left in postgresql.auto.conf"
+    );
+    assert_eq!(shown(&cluster), running);
 }

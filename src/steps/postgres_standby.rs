@@ -177,6 +177,12 @@ impl Step for PostgresStandby {
         if let Some(aside) = &done.aside {
             eng.note(format!("the former data directory is kept in {aside}"));
         }
+        // Its postgresql.auto.conf is the primary's now: nothing in it is this host's
+        // operator's, and what was recorded of the former one went aside with it.
+        eng.update_state(|st| {
+            st.postgres_from_backup = true;
+            st.postgres_settings.clear();
+        })?;
         standby::wait_streaming(&admin(eng), &source, STREAMING_WITHIN).map(drop)
     }
 }
