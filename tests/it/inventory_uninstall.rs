@@ -1,0 +1,240 @@
+//! `uninstall` of an inventory's database host that the operator already used (fake Debian
+//! hosts, `fake_psql.rs` for the server): their own `ALTER SYSTEM` values for the settings
+//! telem-deploy changes (`listen_addresses`, `ssl` with their own certificate) and their own
+//! pg_hba.conf lines. Install records what was there (state file), a re-run keeps that record,
+//! the uninstall plan shows what comes back and changes nothing, uninstall puts the operator's
+//! values back (and a second uninstall leaves them); on a host where nothing was set before,
+//! uninstall resets what the tool added. The same against a real PostgreSQL:
+//! src/steps/pg_host_server_test.rs.
+
+use std::collections::BTreeMap;
+
+use crate::fake_host::FakeHost;
+use crate::fake_psql::HBA_FILE;
+use crate::golden;
+use crate::inventory::{targets, Setup};
+
+/// db1 (db) and web1 (collector).
+const FLEET: &str = "\
+domain: telemetry.example.com
+hosts:
+  - name: db1
+    target: root@10.0.0.11
+    roles: [db]
+  - name: web1
+    target: root@10.0.0.21
+    roles: [collector]
+";
+
+const HBA: &str = "# the operator's own\r\nlocal all postgres peer\nhostssl all alice 192.0.2.0/24 scram-sha-256\n";
+
+const NAMES: [&str; 4] = ["listen_addresses", "ssl", "ssl_cert_file", "ssl_key_file"];
+
+/// The operator's own ALTER SYSTEM values (postgresql.auto.conf), running.
+fn theirs() -> BTreeMap<String, String> {
+    [
+        ("listen_addresses", "*"),
+        ("ssl", "on"),
+        ("ssl_cert_file", "/etc/ssl/certs/their-db.pem"),
+        ("ssl_key_file", "/etc/ssl/private/their-db.key"),
+        ("work_mem", "64MB"),
+    ]
+    .into_iter()
+    .map(|(n, v)| (n.to_owned(), v.to_owned()))
+    .collect()
+}
+
+fn fleet(before: &BTreeMap<String, String>) -> Setup {
+    let db = FakeHost::fresh("debian", true);
+    {
+        let mut w = db.world.borrow_mut();
+        w.pg_auto_conf = before.clone();
+        w.pg_settings = before.clone();
+    }
+    db.put(HBA_FILE, HBA);
+    Setup::new(
+        FLEET,
+        vec![
+            ("db1", Some(db)),
+            ("web1", Some(FakeHost::fresh("debian", true))),
+        ],
+    )
+}
+
+/// (postgresql.auto.conf, running settings) of db1.
+fn settings(s: &Setup) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
+    s.fleet.with("db1", |h| {
+        let w = h.world.borrow();
+        (w.pg_auto_conf.clone(), w.pg_settings.clone())
+    })
+}
+
+/// What db1's state file records of its PostgreSQL settings.
+fn recorded(s: &Setup) -> serde_json::Value {
+    let (text, mode) = s
+        .file("db1", "/var/lib/telem-deploy/state.json")
+        .expect("state file");
+    assert_eq!(mode, 0o600);
+    let state: serde_json::Value = serde_json::from_str(&text).unwrap();
+    state["postgres_settings"].clone()
+}
+
+fn install(s: &Setup) {
+    let pw = golden::password_file();
+    let (code, doc, err) = s.run(
+        "install",
+        &["--yes", "--db-password-file", pw.path().to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{err}\n{doc:#}");
+}
+
+fn uninstall(s: &Setup) -> serde_json::Value {
+    let (code, doc, err) = s.run("uninstall", &["--yes", "--no-backup"]);
+    assert_eq!(code, 0, "{err}\n{doc:#}");
+    for (name, ok, _) in targets(&doc) {
+        assert!(ok, "{name}: {doc:#}");
+    }
+    doc
+}
+
+/// db1's step of that name in a plan or result: (status, changes).
+fn step(doc: &serde_json::Value, name: &str) -> (String, Vec<String>) {
+    let steps = doc["targets"][0]["report"]["steps"].as_array().unwrap();
+    let s = steps
+        .iter()
+        .find(|s| s["name"].as_str().unwrap().starts_with(name))
+        .unwrap_or_else(|| panic!("no step {name}: {doc:#}"));
+    (
+        s["status"].as_str().unwrap().to_owned(),
+        s["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_owned())
+            .collect(),
+    )
+}
+
+const STOP: &str = "Stop listening on 10.0.0.11";
+
+#[test]
+fn uninstall_puts_back_the_operators_own_database_settings() {
+    let before = theirs();
+    let s = fleet(&before);
+    install(&s);
+    let (auto, running) = settings(&s);
+    assert_eq!(auto["listen_addresses"], "localhost,10.0.0.11");
+    assert_eq!(auto["ssl_cert_file"], "/etc/telem-db-tls/server.crt");
+    assert_eq!(running, auto, "restarted");
+    let record = recorded(&s);
+    assert_eq!(
+        record["listen_addresses"],
+        serde_json::json!({"before": "*", "ours": "localhost,10.0.0.11"})
+    );
+    assert_eq!(record["ssl"], serde_json::json!({"before": "on", "ours": "on"}));
+    assert_eq!(
+        record["ssl_key_file"]["before"], "/etc/ssl/private/their-db.key",
+        "{record:#}"
+    );
+    assert!(record.get("work_mem").is_none(), "{record:#}");
+
+    // A re-run changes nothing, the record neither.
+    let (code, doc, err) = s.run("install", &["--yes"]);
+    assert_eq!(code, 0, "{err}\n{doc:#}");
+    for (name, ok, changes) in targets(&doc) {
+        assert!(ok && changes == 0, "{name}: {doc:#}");
+    }
+    assert_eq!(recorded(&s), record);
+
+    // The plan of uninstall shows what comes back, and changes nothing.
+    let was = s.fleet.with("db1", |h| h.world.borrow().clone());
+    let (code, plan, err) = s.run("uninstall", &["--dry-run", "--no-backup"]);
+    assert_eq!(code, 0, "{err}\n{plan:#}");
+    let (status, changes) = step(&plan, STOP);
+    assert_eq!(status, "change");
+    assert_eq!(
+        changes,
+        [
+            "ALTER SYSTEM SET listen_addresses = '*' (put back the value from before telem-deploy; \
+             ALTER SYSTEM has 'localhost,10.0.0.11'; applied by a restart)",
+            "ALTER SYSTEM SET ssl_cert_file = '/etc/ssl/certs/their-db.pem' (put back the value \
+             from before telem-deploy; ALTER SYSTEM has '/etc/telem-db-tls/server.crt'; applied by a reload)",
+            "ALTER SYSTEM SET ssl_key_file = '/etc/ssl/private/their-db.key' (put back the value \
+             from before telem-deploy; ALTER SYSTEM has '/etc/telem-db-tls/server.key'; applied by a reload)",
+        ]
+    );
+    assert!(
+        s.fleet.with("db1", |h| *h.world.borrow() == was),
+        "the dry run changed db1"
+    );
+
+    // Uninstall: the operator's values, in the file and running; their pg_hba.conf as it was.
+    uninstall(&s);
+    assert_eq!(settings(&s), (before.clone(), before.clone()));
+    assert_eq!(s.file("db1", HBA_FILE).unwrap().0, HBA);
+    let record = recorded(&s);
+    for name in NAMES {
+        assert!(record[name]["ours"].is_null(), "{record:#}");
+    }
+
+    // A second uninstall leaves them.
+    let doc = uninstall(&s);
+    let (status, changes) = step(&doc, STOP);
+    assert_eq!(status, "ok", "{changes:?}");
+    assert_eq!(settings(&s), (before.clone(), before));
+}
+
+#[test]
+fn uninstall_resets_what_the_tool_added_where_nothing_was_set() {
+    let nothing = BTreeMap::from([("work_mem".to_owned(), "64MB".to_owned())]);
+    let s = fleet(&nothing);
+    install(&s);
+    let record = recorded(&s);
+    for name in NAMES {
+        assert!(
+            record[name]["before"].is_null() && record[name]["ours"].is_string(),
+            "{record:#}"
+        );
+    }
+    let (code, plan, err) = s.run("uninstall", &["--dry-run", "--no-backup"]);
+    assert_eq!(code, 0, "{err}\n{plan:#}");
+    let (_, changes) = step(&plan, STOP);
+    assert_eq!(changes.len(), 4, "{changes:?}");
+    assert!(
+        changes.iter().all(|c| c.starts_with("ALTER SYSTEM RESET ")),
+        "{changes:?}"
+    );
+    uninstall(&s);
+    assert_eq!(settings(&s), (nothing.clone(), nothing));
+    assert_eq!(s.file("db1", HBA_FILE).unwrap().0, HBA);
+}
+
+/// A host installed by a telem-deploy that kept no record: uninstall resets only what holds
+/// telem-deploy's value; a value someone else set since stays.
+#[test]
+fn without_a_record_uninstall_resets_only_telem_deploys_values() {
+    let s = fleet(&BTreeMap::new());
+    install(&s);
+    // The record gone (as an older telem-deploy left the state file), and the operator set
+    // their own certificate since.
+    s.fleet.with("db1", |h| {
+        let path = std::path::Path::new("/var/lib/telem-deploy/state.json");
+        let mut state: serde_json::Value =
+            serde_json::from_slice(&h.world.borrow().files[path].content).unwrap();
+        state.as_object_mut().unwrap().remove("postgres_settings");
+        h.world.borrow_mut().files.get_mut(path).unwrap().content =
+            serde_json::to_vec(&state).unwrap();
+        let mut w = h.world.borrow_mut();
+        w.pg_auto_conf
+            .insert("ssl_cert_file".into(), "/etc/ssl/certs/their-db.pem".into());
+    });
+    uninstall(&s);
+    let (auto, _) = settings(&s);
+    assert_eq!(
+        auto,
+        BTreeMap::from([(
+            "ssl_cert_file".to_owned(),
+            "/etc/ssl/certs/their-db.pem".to_owned()
+        )])
+    );
+}
