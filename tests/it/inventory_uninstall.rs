@@ -131,7 +131,10 @@ fn uninstall_puts_back_the_operators_own_database_settings() {
         record["listen_addresses"],
         serde_json::json!({"before": "*", "ours": "localhost,10.0.0.11"})
     );
-    assert_eq!(record["ssl"], serde_json::json!({"before": "on", "ours": "on"}));
+    assert_eq!(
+        record["ssl"],
+        serde_json::json!({"before": "on", "ours": "on"})
+    );
     assert_eq!(
         record["ssl_key_file"]["before"], "/etc/ssl/private/their-db.key",
         "{record:#}"
