@@ -110,3 +110,41 @@ impl State {
         self.created.contains(path) || self.saved.contains_key(path)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_older_state_file_reads_with_no_postgres_records_and_new_ones_round_trip() {
+        let old = r#"{"version": 1, "packages": ["postgresql"], "created": [], "saved": {}}"#;
+        let st: State = serde_json::from_str(old).unwrap();
+        assert!(st.postgres_settings.is_empty() && !st.postgres_from_backup);
+        let json = serde_json::to_string(&st).unwrap();
+        assert!(
+            !json.contains("postgres_"),
+            "nothing new written when empty: {json}"
+        );
+
+        let mut st = st;
+        st.postgres_settings.insert(
+            "listen_addresses".into(),
+            RecordedSetting {
+                before: Some("*".into()),
+                ours: Some("localhost,10.0.0.11".into()),
+            },
+        );
+        st.postgres_settings.insert(
+            "ssl".into(),
+            RecordedSetting {
+                before: None,
+                ours: None,
+            },
+        );
+        let back: State = serde_json::from_str(&serde_json::to_string(&st).unwrap()).unwrap();
+        assert_eq!(back, st);
+        // A record without `ours` (none set): telem-deploy's value is gone.
+        let gone: RecordedSetting = serde_json::from_str(r#"{"before": "on"}"#).unwrap();
+        assert_eq!(gone.ours, None);
+    }
+}

@@ -93,6 +93,22 @@ fn a_standby_streams_from_the_primary_through_its_slot_and_the_collectors_read_f
     s.install();
     let ca_pem = std::fs::read_to_string(s.ca_dir().join("ca.pem")).expect("the CA");
 
+    // The standby's postgresql.auto.conf is the primary's base backup: nothing of it is
+    // recorded as its operator's (uninstall resets what the tool set there).
+    let (state, _) = s
+        .file("sb", "/var/lib/telem-deploy/state.json")
+        .expect("the standby's state file");
+    let state: serde_json::Value = serde_json::from_str(&state).unwrap();
+    assert_eq!(state["postgres_from_backup"], true, "{state:#}");
+    let recorded = state["postgres_settings"].as_object().expect("records");
+    assert_eq!(recorded.len(), 4, "{state:#}");
+    assert!(
+        recorded
+            .values()
+            .all(|r| r["before"].is_null() && r["ours"].is_string()),
+        "{state:#}"
+    );
+
     // The replication password: kept beside the CA, for root alone.
     let pw_path = s.ca_dir().join("replication.password");
     let mode = std::fs::metadata(&pw_path).unwrap().permissions().mode();
