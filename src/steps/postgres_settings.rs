@@ -135,7 +135,8 @@ impl PostgresSettings {
 
     /// Apply on the cluster of `pg`, with the state file's `records`: `save` writes the new
     /// records to the state file, for `present` before the change (what was there is on disk
-    /// before anything replaces it), for `absent` once it is done (those of its settings go).
+    /// before anything replaces it), for `absent` once it is done (from then on, what its
+    /// settings hold is the operator's: a second uninstall leaves it, an install records it).
     pub(crate) fn converge(
         &self,
         pg: &PgAdmin,
