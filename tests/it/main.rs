@@ -25,6 +25,7 @@ mod hostile_input;
 mod interrupt;
 mod inventory;
 mod inventory_standby;
+mod inventory_waves;
 mod lab_support;
 mod lived_in;
 mod masking;
