@@ -815,7 +815,7 @@ fn reset(lab: &Lab, rep: &mut Report) {
 
 /// The lab's collector binary with bytes appended (an ELF runs the same): a binary that
 /// differs from the installed one, for a deploy that changes every collector.
-fn next_collector(path: &Path) -> PathBuf {
+pub(crate) fn next_collector(path: &Path) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
     let (_, collector) = binaries();
     let mut bytes = std::fs::read(&collector).expect("the collector binary");
