@@ -194,6 +194,17 @@ pub(crate) fn stage<'a>(
     })
 }
 
+impl Staged<'_> {
+    /// The state file read again from the machine (another job of the run on the same machine
+    /// may have changed it since planning): what this job records builds on it, and the
+    /// reloads and restarts it says are owed are owed by this job too.
+    pub(crate) fn reread_state(self) -> Result<Self, Error> {
+        let state = State::load(self.host).map_err(|e| Error::Other(e.0))?;
+        self.eng.replace_state(state);
+        Ok(self)
+    }
+}
+
 /// On the controller, once for all targets, before anything changes anywhere: the passwords
 /// given (read), the confirmation of a destructive action, then the passwords some target
 /// needs (asked).

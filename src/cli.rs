@@ -249,10 +249,20 @@ pub enum Action {
     Uninstall,
     /// An inventory's standby becomes the primary; the old primary is fenced.
     Promote,
+    /// Internal (an inventory's `resetdb`, never a flag): a collector stopped before the
+    /// primary drops the database.
+    #[value(skip)]
+    StopCollector,
+    /// Internal (an inventory's rolling `deploy`/`restart`, never a flag): the balancer's
+    /// upstream written with the collectors being changed marked `down` (or none), nginx
+    /// reloaded.
+    #[value(skip)]
+    Balance,
 }
 
 impl Action {
-    pub const ALL: [Action; 7] = [
+    /// Every action a recipe holds (the internal ones too).
+    pub const ALL: [Action; 9] = [
         Action::Deploy,
         Action::Install,
         Action::Migrate,
@@ -260,6 +270,8 @@ impl Action {
         Action::Restart,
         Action::Uninstall,
         Action::Promote,
+        Action::StopCollector,
+        Action::Balance,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -271,6 +283,8 @@ impl Action {
             Action::Restart => "restart",
             Action::Uninstall => "uninstall",
             Action::Promote => "promote",
+            Action::StopCollector => "stop-collector",
+            Action::Balance => "balance",
         }
     }
 

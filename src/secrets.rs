@@ -173,8 +173,11 @@ impl Secrets {
         } else {
             None
         };
+        // A host with a collector keeps the password in its config; an inventory's database
+        // host has none and gets the inventory's password (the collectors' config's).
         let needs_install = !matches!(opts.action, Action::Install | Action::Uninstall)
-            && stored_password.is_none();
+            && stored_password.is_none()
+            && (opts.roles().collector || explicit.is_none());
         let mut password = explicit.or_else(|| stored_password.clone());
         if mode == Mode::Apply {
             let needs_config = steps

@@ -404,6 +404,15 @@ impl<'a> Engine<'a> {
         self.recipe.services.get(name)
     }
 
+    /// The state file as it now is on the machine (read again before this run changes
+    /// anything): the services it says are owed are queued too.
+    pub fn replace_state(&self, state: State) {
+        self.pending
+            .borrow_mut()
+            .extend(state.pending.iter().cloned());
+        *self.state.borrow_mut() = state;
+    }
+
     /// Record a state change and persist it at once.
     pub fn update_state(&self, f: impl FnOnce(&mut State)) -> Result<(), StepError> {
         let mut state = self.state.borrow_mut();

@@ -1,7 +1,8 @@
 //! The machines of an inventory (`--inventory FILE`) as one run: each host with its placement,
-//! in waves — the primary, the standby, the first collector (it migrates the schema once, while
-//! the others still run their binary), the other collectors (`--serial` at once; one at a time
-//! behind a balancer for `deploy` and `restart`), the balancer. `uninstall` goes the other way.
+//! in waves (stages.rs) — the primary, the standby, the first collector (it migrates the schema
+//! once, while the others still run their binary), the other collectors (`--serial` at once;
+//! drained from the balancer in turn for `deploy` and `restart`), the balancer. `uninstall`
+//! goes the other way; `resetdb` stops the collectors first.
 
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -15,14 +16,6 @@ use crate::inventory::{Inventory, Role};
 use crate::secret::Secret;
 
 use super::{BoxedHost, Fleet, Job};
-
-/// The waves, in the order they run.
-const PRIMARY: usize = 0;
-const STANDBY: usize = 1;
-const FIRST_COLLECTOR: usize = 2;
-const COLLECTORS: usize = 3;
-const BALANCER: usize = 4;
-const WAVES: usize = 5;
 
 /// Run `cli` on the inventory it names, each host reached over SSH.
 pub fn run(cli: Cli, io: &mut Io) -> Result<u8, Error> {
@@ -84,11 +77,6 @@ pub fn run_with<'h>(
 /// The jobs of `cli` on `inventory`: a host each (those of `--limit`), with its placement and
 /// wave.
 pub fn fleet(cli: &Cli, inventory: &Inventory) -> Result<Fleet, Error> {
-    if cli.action == Action::Resetdb {
-        return Err(Error::Usage(
-            "resetdb of an inventory is not supported yet: the collectors must stop before the database is dropped and migrate after; run it with the collectors stopped, host by host (--limit)".into(),
-        ));
-    }
     let domain = match (&cli.host, &inventory.domain) {
         (Some(flag), Some(file)) if flag != file => {
             return Err(Error::Usage(format!(
@@ -122,45 +110,31 @@ pub fn fleet(cli: &Cli, inventory: &Inventory) -> Result<Fleet, Error> {
         None
     };
     let ca_pem = ca.as_ref().map(|ca| ca.cert_pem().to_owned());
-    let first_collector = hosts.iter().find(|h| h.roles.collector).map(|h| &h.name);
-    let reverse = cli.action == Action::Uninstall;
-    let jobs = hosts
-        .iter()
-        .map(|host| {
-            let wave = match Inventory::wave(host) {
-                0 => PRIMARY,
-                1 => STANDBY,
-                2 if Some(&host.name) == first_collector => FIRST_COLLECTOR,
-                2 => COLLECTORS,
-                _ => BALANCER,
-            };
-            let mut cli = cli.clone();
-            cli.host = Some(domain.clone());
-            let wired = match &promoted {
-                Some(now) if !host.roles.db && !host.roles.standby => now,
-                _ => inventory,
-            };
-            cli.placement = Some(wired.placement(host, ca_pem.as_deref()));
-            Job {
-                label: host.name.clone(),
-                cli,
-                wave: if reverse { WAVES - 1 - wave } else { wave },
-            }
-        })
-        .collect();
-    let rolling = matches!(cli.action, Action::Deploy | Action::Restart);
-    let balanced = inventory.hosts.iter().any(|h| h.roles.has(Role::Balancer));
-    let collectors_at_once = match cli.serial {
-        Some(n) => usize::from(n),
-        None if rolling && balanced => 1,
-        None => usize::MAX,
+    let make = |host: &crate::inventory::Host,
+                action: Action,
+                drained: &[std::net::IpAddr],
+                label: String|
+     -> Job {
+        let mut cli = cli.clone();
+        cli.action = action;
+        cli.host = Some(domain.clone());
+        let wired = match &promoted {
+            Some(now) if !host.roles.db && !host.roles.standby => now,
+            _ => inventory,
+        };
+        let placement = wired.placement(host, ca_pem.as_deref());
+        cli.placement = Some(super::stages::drained(placement, drained));
+        Job {
+            label,
+            host: host.name.clone(),
+            cli,
+            wave: 0,
+            stranded: None,
+        }
     };
-    let mut serial = vec![usize::MAX; WAVES];
-    serial[if reverse {
-        WAVES - 1 - COLLECTORS
-    } else {
-        COLLECTORS
-    }] = collectors_at_once;
+    let collectors = inventory.hosts.iter().filter(|h| h.roles.collector).count();
+    let balanced = inventory.hosts.iter().any(|h| h.roles.has(Role::Balancer));
+    let (jobs, serial) = super::stages::jobs(cli, &hosts, collectors, balanced, &make);
     Ok(Fleet {
         jobs,
         serial,

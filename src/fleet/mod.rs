@@ -11,6 +11,7 @@
 mod document;
 mod gate;
 pub mod inventory;
+mod stages;
 mod targets;
 
 use std::sync::{mpsc, Mutex};
@@ -91,9 +92,11 @@ pub fn run<'h>(
     let jobs = labels
         .into_iter()
         .map(|label| Job {
+            host: label.clone(),
             label,
             cli: cli.clone(),
             wave: 0,
+            stranded: None,
         })
         .collect();
     run_jobs(
@@ -110,12 +113,21 @@ pub fn run<'h>(
     )
 }
 
-/// One machine of a run: its label, its own arguments (an inventory's host has its placement
-/// in them) and its wave.
+/// One piece of a run on one machine: its label, the machine it connects to, its own
+/// arguments (an inventory's host has its placement in them) and its wave. A machine may have
+/// several jobs in a run (an inventory's balancer drains and restores each collector, a
+/// collector stops before the database is reset): each connects on its own, and the later
+/// ones re-read the state file before they change anything.
 pub struct Job {
     pub label: String,
+    /// The machine (what `connect` is given).
+    pub host: String,
     pub cli: Cli,
     pub wave: usize,
+    /// What is left behind when this job does not run because an earlier wave failed although
+    /// the job it names ran (a collector drained from the balancer stays out of it): the
+    /// label of that job, and the note added to the "not run" error.
+    pub stranded: Option<(String, String)>,
 }
 
 /// The machines of a run and how they take turns.
@@ -150,6 +162,12 @@ pub fn run_jobs<'h>(
         replication_password,
     } = fleet;
     let labels: Vec<String> = jobs.iter().map(|j| j.label.clone()).collect();
+    // Machines with several jobs: each job re-reads the state file before it changes anything.
+    let shared_hosts: Vec<String> = jobs
+        .iter()
+        .filter(|j| jobs.iter().filter(|o| o.host == j.host).count() > 1)
+        .map(|j| j.host.clone())
+        .collect();
     // The collector binary to install, read (once) on this machine for every target; the CA.
     let controller = &Controller {
         ca,
@@ -183,6 +201,8 @@ pub fn run_jobs<'h>(
         settled,
         reporter,
         shared_password,
+        shared_hosts,
+        succeeded: Mutex::new(Vec::new()),
     };
     let shared = &shared;
     let (outcomes, settling) = std::thread::scope(|scope| {
@@ -206,7 +226,7 @@ pub fn run_jobs<'h>(
                 writeln!(io.err, "{}", prefixed(&prefix, text.trim_end())).ok();
             }
         }
-        let settling = settle(&planned, shared_password, &mut io);
+        let settling = settle(&planned, cli.action, shared_password, &mut io);
         drop(io);
         let (given, settling) = match settling {
             Ok(given) => (Some(given), Ok(())),
@@ -233,13 +253,27 @@ struct Shared<'s, 'c, 'h> {
     settled: &'s Settled,
     reporter: &'s Reporter<'s>,
     shared_password: bool,
+    /// Machines with more than one job in this run.
+    shared_hosts: Vec<String>,
+    /// The jobs that ran and succeeded so far.
+    succeeded: Mutex<Vec<String>>,
 }
 
-/// Once for all targets, on the controller: the passwords given, the confirmation, the
-/// prompts. With a shared password, the one password every target gets.
-fn settle(planned: &[Planned], shared_password: bool, io: &mut Io) -> Result<Given, Error> {
+/// Once for all targets, on the controller: the passwords given, the confirmation (of the
+/// run's `action`, not of an internal job's), the prompts. With a shared password, the one
+/// password every target gets.
+fn settle(
+    planned: &[Planned],
+    action: crate::cli::Action,
+    shared_password: bool,
+    io: &mut Io,
+) -> Result<Given, Error> {
     let ready: Vec<&Ready> = planned.iter().filter_map(|p| p.ready.as_ref()).collect();
-    let Some(first) = ready.first() else {
+    let Some(first) = ready
+        .iter()
+        .find(|r| r.opts.action == action)
+        .or(ready.first())
+    else {
         return Ok(Given::default());
     };
     let opts = &first.opts;
@@ -275,7 +309,13 @@ impl Drop for FinishOnPanic<'_> {
 /// controller, wait for it to settle and for the earlier waves, then check or change (holding
 /// a permit again).
 fn run_target(job: &Job, index: usize, shared: &Shared, tx: mpsc::Sender<Planned>) -> Outcome {
-    let Job { label, cli, wave } = job;
+    let Job {
+        label,
+        host: machine,
+        cli,
+        wave,
+        stranded,
+    } = job;
     let _unwinding = FinishOnPanic(shared.waves, *wave, label);
     let started = Instant::now();
     let (mut out, mut notes) = (Vec::new(), Vec::new());
@@ -296,7 +336,7 @@ fn run_target(job: &Job, index: usize, shared: &Shared, tx: mpsc::Sender<Planned
             trips,
         }
     };
-    let host = match (shared.connect)(label) {
+    let host = match (shared.connect)(machine) {
         Ok(host) => host,
         Err(e) => return stopped(notes, out, Error::Other(e), None),
     };
@@ -340,15 +380,36 @@ fn run_target(job: &Job, index: usize, shared: &Shared, tx: mpsc::Sender<Planned
             Ok(_turn) => {
                 let _permit = shared.permits.acquire();
                 let began = Instant::now();
-                let result = app::execute(staged, given, shared.reporter, label);
+                // Another job on this machine may have changed its state file since this one
+                // read it: build on what that one recorded, never over it.
+                let result = if shared.shared_hosts.contains(machine) && !cli.dry_run {
+                    staged.reread_state()
+                } else {
+                    Ok(staged)
+                };
+                let result =
+                    result.and_then(|staged| app::execute(staged, given, shared.reporter, label));
                 seconds += began.elapsed().as_secs_f64();
                 let failed = !matches!(&result, Ok(done) if done.failure.is_none());
+                if !failed {
+                    if let Ok(mut done) = shared.succeeded.lock() {
+                        done.push(label.clone());
+                    }
+                }
                 (result, failed)
             }
             Err(failed) => (
                 Err(Error::Other(format!(
-                    "not run: {} failed before its turn",
-                    failed.join(", ")
+                    "not run: {} failed before its turn{}",
+                    failed.join(", "),
+                    stranded
+                        .as_ref()
+                        .filter(|(after, _)| shared
+                            .succeeded
+                            .lock()
+                            .is_ok_and(|done| done.contains(after)))
+                        .map(|(_, note)| format!("; {note}"))
+                        .unwrap_or_default()
                 ))),
                 false,
             ),

@@ -309,6 +309,7 @@ impl Inventory {
                 .filter(|h| h.roles.collector)
                 .map(|h| h.address)
                 .collect(),
+            drained: Vec::new(),
             ca_certificate: ca_certificate.map(str::to_owned),
         }
     }

@@ -92,6 +92,9 @@ pub struct Placement {
     pub standby_address: Option<IpAddr>,
     /// Every collector's address, in inventory order.
     pub collectors: Vec<IpAddr>,
+    /// The collectors the balancer takes out of its upstream (`down`) while they change (a
+    /// rolling `deploy`/`restart`); empty: every collector serves, as install writes it.
+    pub drained: Vec<IpAddr>,
     /// The PEM certificate of the inventory's CA (public), when the database is reached over
     /// the network.
     pub ca_certificate: Option<String>,
@@ -126,6 +129,7 @@ pub fn insert_vars(ctx: &mut tera::Context, placement: Option<&Placement>) {
         ctx.insert("db_remote", &false);
         ctx.insert("read_db_host", "");
         ctx.insert("collectors", &Vec::<String>::new());
+        ctx.insert("drained", &Vec::<String>::new());
         ctx.insert("db_clients", &Vec::<String>::new());
         ctx.insert("address", "127.0.0.1");
         ctx.insert("ca_certificate", "");
@@ -160,6 +164,7 @@ pub fn insert_vars(ctx: &mut tera::Context, placement: Option<&Placement>) {
         "collectors",
         &p.collectors.iter().map(text).collect::<Vec<_>>(),
     );
+    ctx.insert("drained", &p.drained.iter().map(text).collect::<Vec<_>>());
     ctx.insert(
         "db_clients",
         &p.db_clients().iter().map(text).collect::<Vec<_>>(),

@@ -303,8 +303,9 @@ fn every_semantic_problem_of_a_recipe_is_reported_at_once() {
         format!("error: {u}: slots.deploy_webapp_packages[1].packages.set (step deploy[29]): unknown package set `basics`"),
         format!("error: {s}: actions.install[32].service.name (step install[43]): unknown service `apache`"),
         format!("error: {s}: actions.deploy[26].service.name: unknown service `apache`"),
+        format!("error: {s}: actions.balance[1].service.name: unknown service `apache`"),
         format!("error: {d}: slots.webapp_services[0].directory.mode (step install[55]): `rwx` is not an octal mode"),
-        format!("7 problems in {u}"),
+        format!("8 problems in {u}"),
     ] {
         assert!(err.contains(&want), "want {want:?} in:\n{err}");
     }

@@ -18,11 +18,17 @@
 //! 3. a second install changes nothing on any host;
 //! 4. a dry run of the converged inventory changes nothing on any host (root listings) nor the
 //!    controller's CA;
-//! 5. promote: the old primary fenced (stopped, `standby.signal` and the marker in its data
+//! 5. resetdb: every collector stopped before the primary drops the database; the records
+//!    gone on the primary and the standby, the collectors ready, a new record through the
+//!    balancer stored on the primary and replayed on the standby;
+//! 6. a rolling deploy of another collector binary: each collector drained from the balancer
+//!    (its upstream `server` marked `down`, nginx reloaded), changed, put back; the balancer's
+//!    site as install wrote it, an install (dry run) changes nothing, both collectors ready;
+//! 7. promote: the old primary fenced (stopped, `standby.signal` and the marker in its data
 //!    directory), the standby out of recovery, the inventory it prints written and used from
 //!    then on: new records through the balancer are stored on the new primary, a dry run
 //!    changes nothing on the collectors;
-//! 6. uninstall with that inventory: every host ok, the database gone from the new primary,
+//! 8. uninstall with that inventory: every host ok, the database gone from the new primary,
 //!    the collectors' config and CA file gone, the balancer's site gone.
 //!
 //! The hosts are the table [`HOSTS`]. Waits are bounded polls of a condition ([`wait_for`]).
@@ -55,6 +61,8 @@ const DB_CA: &str = "/etc/telemetry/db-ca.pem";
 const CAPTURED_MACHINE: &str = "05510b6cfbd41f2f7220d73f24a0a1ea";
 /// The machine id of the records posted while the standby's replay is paused.
 const PAUSED_MACHINE: &str = "feed0000000000000000000000000001";
+/// The machine id of the record posted after resetdb.
+const RESET_MACHINE: &str = "feed0000000000000000000000000003";
 /// The machine id of the records posted after the promotion.
 const PROMOTED_MACHINE: &str = "feed0000000000000000000000000002";
 /// How long a row may take to reach the standby, or a state to be reached.
@@ -760,6 +768,112 @@ fn write_promoted_inventory(lab: &Lab, rep: &mut Report, run: &RemoteRun) -> Opt
 }
 
 // ---------------------------------------------------------------------------------------------
+// resetdb and the rolling deploy
+
+/// Each collector answers `/readyz` (its database reachable) on its own address.
+fn collectors_ready(lab: &Lab, rep: &mut Report, phase: &str) {
+    let get = format!("GET /readyz HTTP/1.1\r\nHost: {DOMAIN}\r\nConnection: close\r\n\r\n");
+    for c in with_role("collector") {
+        let answer = Lab::request_from(&lab.netns(), &lab.targets[c].addr, get.as_bytes());
+        rep.check(
+            matches!(answer, Ok((200, _, _))),
+            format!("{phase}: {} /readyz: {answer:?}", HOSTS[c].0),
+        );
+    }
+}
+
+/// After resetdb: no record on the primary nor (once replayed) on the standby; the collectors
+/// ready; a record posted through the balancer stored on the primary and replayed on the
+/// standby.
+fn reset(lab: &Lab, rep: &mut Report) {
+    let (db, sb) = (&lab.targets[one("db")].sb, &lab.targets[one("standby")].sb);
+    let count = "select count(*) from records";
+    let on_primary = sql(db, "telemetry", count);
+    rep.check(
+        on_primary.as_deref() == Ok("0"),
+        format!("records on the primary after resetdb: {on_primary:?}"),
+    );
+    let (on_standby, secs) = wait_for("0", || sql(sb, "telemetry", count));
+    rep.check(
+        on_standby.as_deref() == Ok("0"),
+        format!("records on the standby after resetdb: {on_standby:?}"),
+    );
+    rep.timing("resetdb replayed on the standby", secs);
+    collectors_ready(lab, rep, "resetdb");
+    let ids = post_new_records(lab, rep, RESET_MACHINE, 1);
+    let stored = stored_ids(db, RESET_MACHINE);
+    rep.check(
+        ids.len() == 1 && stored.as_deref() == Ok(joined(&ids).as_str()),
+        format!("a record after resetdb: ids {ids:?}, on the primary {stored:?}"),
+    );
+    let (replayed, _) = wait_for(&joined(&ids), || stored_ids(sb, RESET_MACHINE));
+    rep.check(
+        replayed.as_deref() == Ok(joined(&ids).as_str()),
+        format!("the record after resetdb on the standby: {replayed:?}, want {ids:?}"),
+    );
+}
+
+/// The lab's collector binary with bytes appended (an ELF runs the same): a binary that
+/// differs from the installed one, for a deploy that changes every collector.
+pub(crate) fn next_collector(path: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let (_, collector) = binaries();
+    let mut bytes = std::fs::read(&collector).expect("the collector binary");
+    bytes.extend_from_slice(b"\0telem-deploy e2e: the next collector\0");
+    std::fs::write(path, bytes).expect("write the next collector");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    path.to_owned()
+}
+
+/// After the rolling deploy: every job ok, in its place; each collector got the binary; each
+/// drain changed the balancer's site and reloaded nginx, each undrain put it back; the site is
+/// `site` (install's); both collectors ready.
+fn rolled(lab: &Lab, rep: &mut Report, run: &RemoteRun, site: &str) {
+    let lb = HOSTS[one("balancer")].0;
+    let collectors: Vec<&str> = with_role("collector")
+        .into_iter()
+        .map(|c| HOSTS[c].0)
+        .collect();
+    let mut names: Vec<String> = HOSTS.iter().map(|(n, _)| n.to_string()).collect();
+    for c in &collectors {
+        names.push(format!("{lb} (drain {c})"));
+        names.push(format!("{lb} (undrain {c})"));
+    }
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    expect_ok(rep, "rolling deploy", run, &names, &[]);
+    for c in &collectors {
+        let changed = run.target_run(c).steps("changed");
+        rep.check(
+            changed
+                .iter()
+                .any(|s| s.starts_with("Install the collector binary")),
+            format!("rolling deploy: {c} changed {changed:?}, not its binary"),
+        );
+        let drained = run
+            .target_run(&format!("{lb} (drain {c})"))
+            .steps("changed");
+        rep.check(
+            drained.len() == 2,
+            format!("rolling deploy: draining {c} changed {drained:?}, want the site and nginx"),
+        );
+        let back = run
+            .target_run(&format!("{lb} (undrain {c})"))
+            .steps("changed");
+        rep.check(
+            back.len() == 2,
+            format!("rolling deploy: putting {c} back changed {back:?}, want the site and nginx"),
+        );
+    }
+    let now = std::fs::read_to_string(host_path(&lab.targets[one("balancer")].sb, SITE))
+        .unwrap_or_default();
+    rep.check(
+        now == site && !now.is_empty(),
+        format!("the balancer's site after the rolling deploy differs from install's:\n{now}"),
+    );
+    collectors_ready(lab, rep, "rolling deploy");
+}
+
+// ---------------------------------------------------------------------------------------------
 // The test
 
 /// Issue 18 on real machines: an inventory of a primary, a standby, two collectors and a
@@ -861,7 +975,45 @@ fn e2e_inventory_primary_collectors_balancer_whole_life() {
         "the dry run changed the CA",
     );
 
-    // 5. Promote: the old primary fenced, the standby the primary, the collectors pointed at
+    // 5. resetdb: the records gone on the primary and the standby, the collectors healthy, a
+    // new record through the balancer on both.
+    let run = lab.deploy_inventory(&inventory, &["-a", "resetdb", "--yes"], None);
+    figures_out.push(figures(&mut rep, "resetdb", &run));
+    let mut names: Vec<String> = HOSTS.iter().map(|(n, _)| n.to_string()).collect();
+    names.extend(
+        with_role("collector")
+            .into_iter()
+            .map(|c| format!("{} (stop)", HOSTS[c].0)),
+    );
+    expect_ok(
+        &mut rep,
+        "resetdb",
+        &run,
+        &names.iter().map(String::as_str).collect::<Vec<_>>(),
+        &[],
+    );
+    reset(&lab, &mut rep);
+
+    // 6. A rolling deploy of another collector binary: each collector drained from the
+    // balancer, changed, put back; the balancer's site as install wrote it, both healthy.
+    let next = lab.dir.path().join("telem-collector.next");
+    let next = next_collector(&next);
+    let next = next.to_str().expect("utf-8 path");
+    let run = lab.deploy_inventory(
+        &inventory,
+        &["-a", "deploy", "--yes", "--collector-bin", next],
+        None,
+    );
+    figures_out.push(figures(&mut rep, "rolling deploy", &run));
+    rolled(&lab, &mut rep, &run, &site);
+    let run = lab.deploy_inventory(
+        &inventory,
+        &["-a", "install", "--dry-run", "--collector-bin", next],
+        None,
+    );
+    expect_all_ok(&mut rep, "install after the rolling deploy", &run, true);
+
+    // 7. Promote: the old primary fenced, the standby the primary, the collectors pointed at
     // it; the printed inventory is the one from now on.
     let run = lab.deploy_inventory(&inventory, &["-a", "promote", "--yes"], None);
     figures_out.push(figures(&mut rep, "promote", &run));
@@ -904,7 +1056,11 @@ fn e2e_inventory_primary_collectors_balancer_whole_life() {
         format!("GET through the balancer after promote: {api:?}, want {ids:?}"),
     );
     // A dry run of the new inventory: the collectors are already pointed at the new primary.
-    let run = lab.deploy_inventory(&inventory, &["-a", "install", "--dry-run"], None);
+    let run = lab.deploy_inventory(
+        &inventory,
+        &["-a", "install", "--dry-run", "--collector-bin", next],
+        None,
+    );
     figures_out.push(figures(&mut rep, "dry run (promoted inventory)", &run));
     expect_ok(
         &mut rep,
@@ -921,7 +1077,7 @@ fn e2e_inventory_primary_collectors_balancer_whole_life() {
         );
     }
 
-    // 6. Uninstall, with the inventory as it now is.
+    // 8. Uninstall, with the inventory as it now is.
     let db = &lab.targets[one("standby")].sb;
     let hba_file = sql(db, "postgres", "show hba_file").unwrap_or_default();
     let run = lab.deploy_inventory(&inventory, &["-a", "uninstall", "--yes"], None);

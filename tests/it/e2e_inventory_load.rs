@@ -1,13 +1,17 @@
 //! Load through an inventory's balancer (not in CI: `TELEM_INVENTORY_LOAD=1`): records/s with
 //! two collectors, one collector stopped under load (only 2xx or 5xx, rows stored = 2xx, no
-//! event id twice), the standby's replication lag. The lab and its inventory are
+//! event id twice), the standby's replication lag, a rolling `deploy --serial 1` of another
+//! collector binary (0 non-2xx; a client resends a record after a socket error, same event id;
+//! rows stored = records acknowledged, no event id twice). The lab and its inventory are
 //! e2e_inventory.rs's.
 
 use crate::e2e_support::*;
 use crate::lab_support::Lab;
 use std::path::Path;
 
-use crate::e2e_inventory::{expect_all_ok, one, with_role, write_inventory, HOSTS, PASSWORD};
+use crate::e2e_inventory::{
+    expect_all_ok, next_collector, one, with_role, write_inventory, HOSTS, PASSWORD,
+};
 
 /// Clients of the load through the balancer.
 const LOAD_CLIENTS: u32 = 16;
@@ -36,6 +40,12 @@ impl Load {
 /// `e2e_load.pl` from the controller's namespace to the balancer for [`LOAD_SECS`], `during`
 /// run once the clients are connected; the primary's replication lag sampled meanwhile.
 fn load_through_the_balancer(lab: &Lab, tag: &str, during: impl FnOnce()) -> Result<Load, String> {
+    load_with(lab, tag, false, during)
+}
+
+/// The same; with `resend`, a client sends a record again after a socket error (same event
+/// id: idempotent), counted as `resent`.
+fn load_with(lab: &Lab, tag: &str, resend: bool, during: impl FnOnce()) -> Result<Load, String> {
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = lab.dir.path();
     let (ready, stop) = (
@@ -61,6 +71,7 @@ fn load_through_the_balancer(lab: &Lab, tag: &str, during: impl FnOnce()) -> Res
         .args([&ready, &stop])
         .arg(&lab.targets[one("balancer")].addr)
         .env("TMPDIR", dir)
+        .env("E2E_LOAD_RESEND", if resend { "1" } else { "0" })
         .stdin(std::process::Stdio::null())
         .stdout(std::fs::File::create(&out).map_err(|e| e.to_string())?)
         .stderr(std::fs::File::create(&err).map_err(|e| e.to_string())?)
@@ -249,6 +260,64 @@ fn e2e_inventory_load_through_the_balancer() {
         format!(
             "with c2 stopped: new rows {new_rows}, 2xx {}, distinct event ids {distinct} of {all}",
             load.field("2xx")
+        ),
+    );
+
+    // 3. A rolling deploy (`--serial 1`) of another collector binary under load: each
+    // collector drained from the balancer, changed, put back. c2 first started again.
+    let run = lab.deploy_inventory(&inventory, &["-a", "install", "--yes"], None);
+    expect_all_ok(&mut rep, "install (c2 back)", &run, false);
+    let next = next_collector(&lab.dir.path().join("telem-collector.next"));
+    let mut deployed = None;
+    let load = match load_with(&lab, "rolling", true, || {
+        deployed = Some(lab.deploy_inventory(
+            &inventory,
+            &[
+                "-a",
+                "deploy",
+                "--yes",
+                "--serial",
+                "1",
+                "--collector-bin",
+                next.to_str().unwrap(),
+            ],
+            None,
+        ));
+    }) {
+        Ok(l) => l,
+        Err(e) => {
+            rep.check(false, e);
+            return rep.finish();
+        }
+    };
+    let deployed = deployed.expect("the deploy ran");
+    rep.check(
+        deployed.code() == Some(0) && deployed.total("failed") == 0,
+        format!("the rolling deploy under load: {}", deployed.context()),
+    );
+    let (now, distinct_now) = load_rows(&lab);
+    let rolled_rows = now - all;
+    eprintln!(
+        "[e2e_inventory_load] rolling deploy (--serial 1) under load, {LOAD_CLIENTS} clients, {:.1} s (deploy {:.1} s): {} ({:.0} records/s); new rows {rolled_rows}, distinct event ids {distinct_now} of {now}\n{}",
+        load.secs,
+        deployed.run.secs,
+        load.line,
+        load.field("2xx") as f64 / load.secs,
+        load.notes
+    );
+    rep.check(
+        load.field("2xx") > 0 && load.field("503") == 0 && load.field("other") == 0,
+        format!(
+            "non-2xx during the rolling deploy: {}\n{}",
+            load.line, load.notes
+        ),
+    );
+    rep.check(
+        rolled_rows == load.field("2xx") && distinct_now == now,
+        format!(
+            "during the rolling deploy: new rows {rolled_rows}, 2xx {} (resent {}), distinct event ids {distinct_now} of {now}",
+            load.field("2xx"),
+            load.field("resent")
         ),
     );
     rep.finish();

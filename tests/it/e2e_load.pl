@@ -7,7 +7,11 @@
 # (`Connection: close`) is reopened; anything else that ends a request without an answer is a
 # socket error; a 503 without Retry-After counts as other. Once every client is connected it
 # creates READY. At the end it prints every error with its time (seconds since boot) on stderr,
-# then one line: "2xx=N 503=N other=N errors=N first_error=...".
+# then one line: "2xx=N 503=N other=N errors=N resent=N first_error=...".
+# With E2E_LOAD_RESEND=1 a request that ends without an answer (a socket error) is sent again,
+# the same record with the same event id, on a new connection (event ids make a resend
+# idempotent: a record the server stored before the error is not stored twice); each is
+# counted in resent.
 #
 #   e2e_load.pl CLIENTS FILE PREFIX READY STOP [HOST]
 #
@@ -43,15 +47,16 @@ while (1) {
 }
 open(my $r, '>', $ready) or die; close $r;
 waitpid($_, 0) for @pids;
-my %sum = ('2xx' => 0, '503' => 0, other => 0, errors => 0);
+my %sum = ('2xx' => 0, '503' => 0, other => 0, errors => 0, resent => 0);
 my $first = '';
 for my $c (1 .. $clients) {
     open(my $in, '<', "$dir/result.$c") or die "client $c left no result";
     my $line = <$in>;
     close $in;
     chomp $line;
-    my ($ok, $u, $o, $e, $f) = split /\t/, $line, 5;
+    my ($ok, $u, $o, $e, $rs, $f) = split /\t/, $line, 6;
     $sum{'2xx'} += $ok; $sum{'503'} += $u; $sum{other} += $o; $sum{errors} += $e;
+    $sum{resent} += $rs;
     $first ||= $f // '';
 }
 # Every error with the time it happened (seconds since boot, as /proc/uptime), oldest first.
@@ -62,21 +67,28 @@ for my $c (1 .. $clients) {
     close $in;
 }
 print STDERR map { $_->[1] } sort { $a->[0] <=> $b->[0] } map { [(split " ", $_)[0], $_] } @notes;
-print "2xx=$sum{'2xx'} 503=$sum{'503'} other=$sum{other} errors=$sum{errors} first_error=$first\n";
+print "2xx=$sum{'2xx'} 503=$sum{'503'} other=$sum{other} errors=$sum{errors} resent=$sum{resent} first_error=$first\n";
 
 sub client {
     my ($c) = @_;
-    my ($ok, $unavailable, $other, $errors, $first, $n, $sock) = (0, 0, 0, 0, '', 0);
+    my ($ok, $unavailable, $other, $errors, $resent, $first, $n, $sock) = (0, 0, 0, 0, 0, '', 0);
     my $up = 0;
+    my $resend = ($ENV{E2E_LOAD_RESEND} // '') eq '1';
+    my $again;
     until (-e $stop) {
         $sock //= IO::Socket::INET->new(PeerAddr => $host, PeerPort => 80, Proto => 'tcp');
         if (!$sock) { $errors++; $first ||= "connect: $!"; note_error($c, "connect: $!"); next; }
-        my $id = sprintf('%s%08x%08x', substr($prefix, 0, 16), $c, $n++);
-        (my $req = $template) =~ s/"event_id":"[0-9a-f]{32}"/"event_id":"$id"/;
+        my $req = $again;
+        if (defined $req) { $resent++; undef $again; }
+        else {
+            my $id = sprintf('%s%08x%08x', substr($prefix, 0, 16), $c, $n++);
+            ($req = $template) =~ s/"event_id":"[0-9a-f]{32}"/"event_id":"$id"/;
+        }
         my ($status, $close, $err, $retry_after) = exchange($sock, $req);
         if (defined $err) {
             $errors++; $first ||= "client $c request $n: $err";
             note_error($c, "request $n: $err");
+            $again = $req if $resend;
             close $sock; undef $sock; next;
         }
         if ($status >= 200 && $status < 300) { $ok++ }
@@ -89,7 +101,7 @@ sub client {
         if ($close) { close $sock; undef $sock; }
     }
     open(my $out, '>', "$dir/result.$c") or die;
-    print $out join("\t", $ok, $unavailable, $other, $errors, $first), "\n";
+    print $out join("\t", $ok, $unavailable, $other, $errors, $resent, $first), "\n";
     close $out;
 }
 

@@ -316,6 +316,11 @@ impl FakeHost {
                 w.running.remove("telem-collector");
                 ok("")
             }
+            // A backup before resetdb or uninstall drops the database.
+            ("pg_dump", [.., "-f", path, _database]) => {
+                self.put(path, "PGDMP\n");
+                ok("")
+            }
             ("telem-collector", [.., "migrate", "--check"]) => {
                 code(if self.world.borrow().schema_current {
                     0

@@ -26,6 +26,7 @@ mod interrupt;
 mod inventory;
 mod inventory_standby;
 mod inventory_uninstall;
+mod inventory_waves;
 mod lab_support;
 mod lived_in;
 mod masking;

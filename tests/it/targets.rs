@@ -3,7 +3,7 @@
 //! flags' usage errors. The same runs over real SSH into fresh Debian roots: e2e_ssh.rs.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use telem_deploy::app::{run_cli, run_inventory, run_targets, Io};
 use telem_deploy::cli::Cli;
@@ -18,54 +18,97 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The fake machines of a run, by label, handed out once each; a label without a machine
-/// fails to connect with `why`.
+/// The fake machines of a run, by label; a label without a machine fails to connect with
+/// `why`. A machine may be connected to more than once in a run (an inventory's balancer
+/// drains each collector in a job of its own): the connections share it.
 pub(crate) struct Fleet {
-    hosts: Mutex<Vec<(String, Option<FakeHost>)>>,
-    /// The machines back after the run, to look at.
-    back: Mutex<Vec<(String, FakeHost)>>,
+    hosts: Mutex<Vec<(String, Option<Machine>)>>,
+    /// What every machine did, in the order it happened across machines.
+    events: Mutex<Vec<Event>>,
 }
 
-/// A `Host` that gives its fake machine back when the run drops it.
-struct Returned<'a> {
+/// A fake machine, shared by the connections to it.
+type Machine = Arc<Mutex<FakeHost>>;
+
+/// One thing a machine did during a run: a command, or a file written (with its content).
+#[derive(Debug, Clone)]
+pub(crate) struct Event {
+    pub(crate) host: String,
+    /// `run CMD` or `write PATH`.
+    pub(crate) what: String,
+    pub(crate) content: Option<String>,
+    /// The databases of the machine's PostgreSQL after it (commands only).
+    pub(crate) databases: Vec<String>,
+}
+
+/// A connection to a fake machine: every call takes the machine for itself.
+struct Connection<'a> {
     label: String,
-    host: Option<FakeHost>,
+    host: Arc<Mutex<FakeHost>>,
     fleet: &'a Fleet,
-}
-
-impl Drop for Returned<'_> {
-    fn drop(&mut self) {
-        if let Some(h) = self.host.take() {
-            self.fleet
-                .back
-                .lock()
-                .unwrap()
-                .push((self.label.clone(), h));
-        }
-    }
 }
 
 macro_rules! delegate {
     ($($name:ident ( $($arg:ident : $ty:ty),* ) -> $ret:ty;)*) => {
         $(fn $name(&self, $($arg: $ty),*) -> $ret {
-            self.host.as_ref().expect("host").$name($($arg),*)
+            self.host.lock().unwrap_or_else(|e| e.into_inner()).$name($($arg),*)
         })*
     };
 }
 
-impl Host for Returned<'_> {
+impl Connection<'_> {
+    fn event(&self, what: String, content: Option<String>, databases: Vec<String>) {
+        self.fleet.events.lock().unwrap().push(Event {
+            host: self.label.clone(),
+            what,
+            content,
+            databases,
+        });
+    }
+}
+
+impl Host for Connection<'_> {
     fn is_local(&self) -> bool {
         false
     }
 
+    fn run(
+        &self,
+        cmd: &telem_deploy::host::Cmd,
+    ) -> telem_deploy::host::HostResult<telem_deploy::host::CmdOutput> {
+        let host = self.host.lock().unwrap_or_else(|e| e.into_inner());
+        let out = host.run(cmd);
+        let databases = host.world.borrow().databases.keys().cloned().collect();
+        drop(host);
+        self.event(format!("run {}", cmd.display()), None, databases);
+        out
+    }
+
+    fn write(
+        &self,
+        path: &Path,
+        content: &[u8],
+        owner: &telem_deploy::host::Owner,
+    ) -> telem_deploy::host::HostResult<()> {
+        let done = self
+            .host
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .write(path, content, owner);
+        self.event(
+            format!("write {}", path.display()),
+            Some(String::from_utf8_lossy(content).into_owned()),
+            Vec::new(),
+        );
+        done
+    }
+
     delegate! {
-        run(cmd: &telem_deploy::host::Cmd) -> telem_deploy::host::HostResult<telem_deploy::host::CmdOutput>;
         spawn_detached(cmd: &telem_deploy::host::Cmd, log: &Path) -> telem_deploy::host::HostResult<u32>;
         signal(pid: u32, sig: telem_deploy::host::Signal) -> telem_deploy::host::HostResult<()>;
         which(program: &str) -> Option<PathBuf>;
         read(path: &Path) -> telem_deploy::host::HostResult<Option<Vec<u8>>>;
         stat(path: &Path) -> telem_deploy::host::HostResult<Option<telem_deploy::host::FileMeta>>;
-        write(path: &Path, content: &[u8], owner: &telem_deploy::host::Owner) -> telem_deploy::host::HostResult<()>;
         mkdir(path: &Path, owner: &telem_deploy::host::Owner) -> telem_deploy::host::HostResult<()>;
         chown(path: &Path, owner: &telem_deploy::host::Owner) -> telem_deploy::host::HostResult<()>;
         remove(path: &Path) -> telem_deploy::host::HostResult<()>;
@@ -80,9 +123,19 @@ impl Host for Returned<'_> {
 impl Fleet {
     pub(crate) fn new(hosts: Vec<(&str, Option<FakeHost>)>) -> Fleet {
         Fleet {
-            hosts: Mutex::new(hosts.into_iter().map(|(l, h)| (l.to_owned(), h)).collect()),
-            back: Mutex::new(Vec::new()),
+            hosts: Mutex::new(
+                hosts
+                    .into_iter()
+                    .map(|(l, h)| (l.to_owned(), h.map(|h| Arc::new(Mutex::new(h)))))
+                    .collect(),
+            ),
+            events: Mutex::new(Vec::new()),
         }
+    }
+
+    /// What the machines did in the last run, in order.
+    pub(crate) fn events(&self) -> Vec<Event> {
+        self.events.lock().unwrap().clone()
     }
 
     fn labels(&self) -> Vec<String> {
@@ -105,22 +158,52 @@ impl Fleet {
     }
 
     fn run_by(&self, args: &[&str], inventory: bool) -> (u8, String, String) {
-        let collector = root().join("tests/fixtures/telem-collector");
-        let mut argv = vec![
-            "telem-deploy".to_owned(),
-            "--collector-bin".into(),
-            collector.display().to_string(),
-        ];
-        argv.extend(args.iter().map(|s| s.to_string()));
-        let cli = Cli::try_parse_args(argv).expect("valid arguments");
+        let cli = Cli::try_parse_args(argv(args)).expect("valid arguments");
+        self.run_with(|connect, io| {
+            if inventory {
+                run_inventory(cli, connect, io)
+            } else {
+                run_targets(cli, self.labels(), connect, io)
+            }
+        })
+    }
+
+    /// Run `jobs` (their `host` names a machine of this fleet) with `args` as the run's own.
+    pub(crate) fn run_jobs(
+        &self,
+        args: &[&str],
+        jobs: Vec<telem_deploy::fleet::Job>,
+    ) -> (u8, String, String) {
+        let cli = Cli::try_parse_args(argv(args)).expect("valid arguments");
+        self.run_with(|connect, io| {
+            let fleet = telem_deploy::fleet::Fleet {
+                jobs,
+                serial: Vec::new(),
+                shared_password: false,
+                ca: None,
+                replication_password: None,
+            };
+            telem_deploy::fleet::run_jobs(&cli, fleet, connect, io)
+        })
+    }
+
+    /// Run `run` with a connection to these machines; (exit code, stdout, stderr).
+    fn run_with(
+        &self,
+        run: impl FnOnce(
+            telem_deploy::fleet::Connect<'_, '_>,
+            &mut Io,
+        ) -> Result<u8, telem_deploy::Error>,
+    ) -> (u8, String, String) {
         let (mut out, mut err) = (Vec::new(), Vec::new());
+        self.events.lock().unwrap().clear();
         let connect = |label: &str| -> Result<Box<dyn Host + Send + '_>, String> {
-            let mut hosts = self.hosts.lock().unwrap();
-            let slot = hosts.iter_mut().find(|(l, _)| l == label).expect("label");
-            match slot.1.take() {
-                Some(host) => Ok(Box::new(Returned {
+            let hosts = self.hosts.lock().unwrap();
+            let slot = hosts.iter().find(|(l, _)| l == label).expect("label");
+            match &slot.1 {
+                Some(host) => Ok(Box::new(Connection {
                     label: label.to_owned(),
-                    host: Some(host),
+                    host: Arc::clone(host),
                     fleet: self,
                 })),
                 None => Err(format!(
@@ -128,19 +211,14 @@ impl Fleet {
                 )),
             }
         };
-        // A panic (a bug in a step, or the fake refusing what it sees) still gives the
-        // machines back, for the test to look at.
+        // A panic (a bug in a step, or the fake refusing what it sees) still leaves the
+        // machines, for the test to look at.
         let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let mut io = Io {
                 out: &mut out,
                 err: &mut err,
             };
-            let ran = if inventory {
-                run_inventory(cli, &connect, &mut io)
-            } else {
-                run_targets(cli, self.labels(), &connect, &mut io)
-            };
-            match ran {
+            match run(&connect, &mut io) {
                 Ok(c) => c,
                 Err(e) => {
                     err.extend_from_slice(format!("error: {e}\n").as_bytes());
@@ -148,14 +226,6 @@ impl Fleet {
                 }
             }
         }));
-        // Machines go back to their slots for the next run.
-        let back: Vec<_> = std::mem::take(&mut *self.back.lock().unwrap());
-        let mut hosts = self.hosts.lock().unwrap();
-        for (label, host) in back {
-            let slot = hosts.iter_mut().find(|(l, _)| *l == label).expect("label");
-            slot.1 = Some(host);
-        }
-        drop(hosts);
         let code = code.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         (
             code,
@@ -169,18 +239,40 @@ impl Fleet {
     pub(crate) fn replace(&self, label: &str, host: Option<FakeHost>) -> Option<FakeHost> {
         let mut hosts = self.hosts.lock().unwrap();
         let slot = hosts.iter_mut().find(|(l, _)| l == label).expect("label");
-        std::mem::replace(&mut slot.1, host)
+        let was = std::mem::replace(&mut slot.1, host.map(|h| Arc::new(Mutex::new(h))));
+        was.map(|h| {
+            Arc::try_unwrap(h)
+                .ok()
+                .expect("no run holds the machine")
+                .into_inner()
+                .unwrap_or_else(|e| e.into_inner())
+        })
     }
 
     pub(crate) fn with<T>(&self, label: &str, f: impl FnOnce(&FakeHost) -> T) -> T {
-        let hosts = self.hosts.lock().unwrap();
-        let host = hosts
-            .iter()
-            .find(|(l, _)| l == label)
-            .and_then(|(_, h)| h.as_ref())
-            .expect("machine");
-        f(host)
+        let host = {
+            let hosts = self.hosts.lock().unwrap();
+            hosts
+                .iter()
+                .find(|(l, _)| l == label)
+                .and_then(|(_, h)| h.clone())
+                .expect("machine")
+        };
+        let host = host.lock().unwrap_or_else(|e| e.into_inner());
+        f(&host)
     }
+}
+
+/// The command line of a run with `args` (the fixture collector binary first).
+pub(crate) fn argv(args: &[&str]) -> Vec<String> {
+    let collector = root().join("tests/fixtures/telem-collector");
+    let mut argv = vec![
+        "telem-deploy".to_owned(),
+        "--collector-bin".into(),
+        collector.display().to_string(),
+    ];
+    argv.extend(args.iter().map(|s| s.to_string()));
+    argv
 }
 
 pub(crate) fn stored_password(host: &FakeHost) -> Option<String> {
