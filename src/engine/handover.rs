@@ -17,9 +17,9 @@ use crate::recipe::model::{Direct, ServiceDef};
 use super::svc::Services;
 use super::StepError;
 
-/// How long the old process may take: 30 s for the new one to be ready, then its drain, up to
-/// twice the collector's idle timeout (60 s by default; nginx lets idle connections go after
-/// 20 s).
+/// How long the old process may take: 30 s for the new one to be ready, then its drain, bounded
+/// by the collector's own drain limit (nginx lets its idle connections go after 3 s, so the
+/// drain usually takes that long).
 const UPGRADE_LIMIT: Duration = Duration::from_secs(120);
 
 /// Upgrades the daemon whose pid is in `pid_file`; an old binary that dies of SIGUSR2 (or a
