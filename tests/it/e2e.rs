@@ -36,12 +36,9 @@ fn debian_lifecycle() {
     check_installed(&sb, &mut rep, LIFECYCLE_PASSWORD);
     post_records(&sb, &mut rep);
 
-    // a converged re-run changes nothing (and is fast)
-    let rerun = rep.expect_converged("install (second run)", deploy(&sb, &install));
-    rep.check(
-        rerun.secs < 5.0,
-        format!("converged re-run took {:.2} s", rerun.secs),
-    );
+    // a converged re-run changes nothing (its time is reported with the timings, not checked:
+    // speed belongs to the figures in doc/ssh.md, not to a timed test)
+    rep.expect_converged("install (second run)", deploy(&sb, &install));
 
     // restart: new collector process, same data, healthy
     let pid_file = sh(&sb, "cat /run/telemetry/collector.pid");

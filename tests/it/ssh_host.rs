@@ -567,8 +567,8 @@ fn unknown_and_changed_host_keys_are_refused_with_advice() {
     assert_eq!(run_ok(&host, &["hostname"]).trim(), "sandbox");
 
     // PostgreSQL logins go through a socket forwarded over the connection (nothing listens
-    // on the target's 5432 here): the error names the server as the target sees it, and the
-    // forward is gone afterwards.
+    // on the target's 5432 here): the error names the server as the target sees it. The
+    // forward lasts as long as the connection, in its private directory, which goes with it.
     let err = host
         .pg_login("127.0.0.1", 5432, "telemetry", "pw", "telemetry")
         .unwrap_err()
@@ -578,8 +578,20 @@ fn unknown_and_changed_host_keys_are_refused_with_advice() {
         "{err}"
     );
     assert!(!err.contains("telem-ssh-"), "{err}");
-    let forwarded = host.private_dir().join("pg/.s.PGSQL.5432");
-    assert!(!forwarded.exists(), "{} left", forwarded.display());
+    let private = host.private_dir().to_path_buf();
+    let forwarded = private.join("pg/.s.PGSQL.5432");
+    assert!(forwarded.exists(), "{} not forwarded", forwarded.display());
+    // A failed login through a kept forward forwards once more (the master may have been
+    // replaced since) and tries again: one round trip.
+    let trips = host.round_trips();
+    let again = host
+        .pg_login("127.0.0.1", 5432, "telemetry", "pw", "telemetry")
+        .unwrap_err()
+        .0;
+    assert!(again.starts_with("PostgreSQL at 127.0.0.1:5432 on "), "{again}");
+    assert_eq!(host.round_trips(), trips + 1);
+    drop(host);
+    assert!(!private.exists(), "{} left", private.display());
 }
 
 #[test]

@@ -46,6 +46,8 @@ pub struct SshHost {
     agent: Mutex<AgentState>,
     /// /etc/passwd, /etc/group and /etc/os-release as last read, while no script ran since.
     kept: kept::KeptFiles,
+    /// `ADDR:PORT` of the PostgreSQL servers forwarded into the private directory so far.
+    forwards: Mutex<Vec<String>>,
 }
 
 /// Whether commands go to a running agent.
@@ -92,6 +94,7 @@ impl SshHost {
             round_trips: AtomicU64::new(0),
             agent: Mutex::default(),
             kept: kept::KeptFiles::default(),
+            forwards: Mutex::default(),
         };
         host.start_master()?;
         Ok(host)
@@ -311,6 +314,32 @@ impl SshHost {
             path.display(),
             self.target,
             out.tail().trim()
+        )))
+    }
+
+    /// Forward PostgreSQL at `addr:port` on the target to `.s.PGSQL.PORT` in `sock_dir` (in
+    /// the private directory), for the master's lifetime.
+    fn forward_pg(&self, sock_dir: &Path, addr: &str, port: u16) -> HostResult<()> {
+        std::fs::create_dir_all(sock_dir).map_err(|e| HostError::io("create", sock_dir, e))?;
+        let sock = sock_dir.join(format!(".s.PGSQL.{port}"));
+        let _ = std::fs::remove_file(&sock);
+        let fwd = format!("{}:{addr}:{port}", sock.display());
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
+        let out = self
+            .ssh(&["-O", "forward", "-L", &fwd], None)
+            .stdin_null()
+            .stdout_null()
+            .stderr_capture()
+            .unchecked()
+            .run()
+            .map_err(|e| HostError(format!("cannot run ssh: {e}")))?;
+        if out.status.success() {
+            return Ok(());
+        }
+        Err(HostError(format!(
+            "cannot forward PostgreSQL at {addr}:{port} from {}: {}",
+            self.target,
+            tail(&out.stderr)
         )))
     }
 
@@ -617,46 +646,32 @@ impl Host for SshHost {
         database: &str,
     ) -> HostResult<bool> {
         // Through a forwarded socket in the private directory: the password stays in this
-        // process and travels inside the SSH connection.
+        // process and travels inside the SSH connection. The forward lasts as long as the
+        // master (one per address and port, asked for once): cancelling it would cost another
+        // `ssh` run, and the socket goes with the private directory.
         let sock_dir = self.dir.0.join("pg");
-        std::fs::create_dir_all(&sock_dir).map_err(|e| HostError::io("create", &sock_dir, e))?;
-        let sock = sock_dir.join(format!(".s.PGSQL.{port}"));
-        let _ = std::fs::remove_file(&sock);
-        let fwd = format!("{}:{addr}:{port}", sock.display());
-        self.round_trips.fetch_add(1, Ordering::Relaxed);
-        let out = self
-            .ssh(&["-O", "forward", "-L", &fwd], None)
-            .stdin_null()
-            .stdout_null()
-            .stderr_capture()
-            .unchecked()
-            .run()
-            .map_err(|e| HostError(format!("cannot run ssh: {e}")))?;
-        if !out.status.success() {
-            return Err(HostError(format!(
-                "cannot forward PostgreSQL at {addr}:{port} from {}: {}",
-                self.target,
-                tail(&out.stderr)
-            )));
-        }
-        let local = sock_dir.to_str().unwrap_or_default();
-        let result =
-            super::local::pg_login_at(local, port, user, password, database).map_err(|e| {
+        let local = sock_dir.to_str().unwrap_or_default().to_owned();
+        let key = format!("{addr}:{port}");
+        let login = || {
+            super::local::pg_login_at(&local, port, user, password, database).map_err(|e| {
                 // Name the server as the target sees it, not the forwarded socket.
                 HostError(e.0.replacen(
                     &format!("PostgreSQL at {local}:{port}"),
                     &format!("PostgreSQL at {addr}:{port} on {}", self.target),
                     1,
                 ))
-            });
-        let _ = self
-            .ssh(&["-O", "cancel", "-L", &fwd], None)
-            .stdin_null()
-            .stdout_null()
-            .stderr_null()
-            .unchecked()
-            .run();
-        let _ = std::fs::remove_file(&sock);
-        result
+            })
+        };
+        let mut forwarded = self.forwards.lock().unwrap_or_else(|e| e.into_inner());
+        if forwarded.contains(&key) {
+            match login() {
+                Ok(answer) => return Ok(answer),
+                // The master may have been replaced since (a lost link): forward again.
+                Err(_) => forwarded.retain(|k| k != &key),
+            }
+        }
+        self.forward_pg(&sock_dir, addr, port)?;
+        forwarded.push(key);
+        login()
     }
 }
