@@ -588,7 +588,10 @@ fn unknown_and_changed_host_keys_are_refused_with_advice() {
         .pg_login("127.0.0.1", 5432, "telemetry", "pw", "telemetry")
         .unwrap_err()
         .0;
-    assert!(again.starts_with("PostgreSQL at 127.0.0.1:5432 on "), "{again}");
+    assert!(
+        again.starts_with("PostgreSQL at 127.0.0.1:5432 on "),
+        "{again}"
+    );
     assert_eq!(host.round_trips(), trips + 1);
     drop(host);
     assert!(!private.exists(), "{} left", private.display());
