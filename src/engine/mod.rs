@@ -149,6 +149,8 @@ pub struct Engine<'a> {
     removal: RefCell<Option<Result<pkg::RemovalPlan, String>>>,
     /// The target's `uname -m`, asked once per run.
     machine: OnceCell<Result<String, String>>,
+    /// The psql program the admin queries run (`pgadmin::psql_program`), once found.
+    psql: OnceCell<String>,
     /// What steps and handlers tell the operator (through the reporter), until the executor
     /// takes them.
     notes: RefCell<Vec<String>>,
@@ -201,6 +203,7 @@ impl<'a> Engine<'a> {
             pending,
             removal: RefCell::new(None),
             machine: OnceCell::new(),
+            psql: OnceCell::new(),
             notes: RefCell::new(Vec::new()),
         }
     }
@@ -431,6 +434,19 @@ impl<'a> Engine<'a> {
             }
         });
         known.clone().map_err(StepError::msg)
+    }
+
+    /// The psql program the admin queries run: a version's own psql where the Debian layout
+    /// has one (kept for the run once found; asked again while there is none, since the
+    /// packages step may install PostgreSQL), else psql from the PATH.
+    pub fn psql(&self) -> &str {
+        if let Some(found) = self.psql.get() {
+            return found;
+        }
+        match pgadmin::psql_program(self.host) {
+            Some(found) => self.psql.get_or_init(|| found),
+            None => pgadmin::PSQL,
+        }
     }
 
     /// Tell the operator something about this step (a backup written, a warning): shown

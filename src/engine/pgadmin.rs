@@ -112,6 +112,8 @@ pub struct Response {
 /// over SSH.
 pub struct PgAdmin<'a> {
     pub host: &'a dyn Host,
+    /// The psql program to run ([`psql_program`], else [`PSQL`]).
+    pub psql: &'a str,
     pub os_user: &'a str,
     pub socket_dir: &'a str,
     pub port: u16,
@@ -159,7 +161,7 @@ impl PgAdmin<'_> {
             conninfo_value(&script.database)?
         );
         Ok(Cmd::new([
-            PSQL,
+            self.psql,
             "--no-psqlrc",
             "--quiet",
             "--no-align",
@@ -212,9 +214,41 @@ impl PgAdmin<'_> {
     }
 }
 
-/// psql by name, found on the PATH like every other program the engine runs: Debian's
-/// `/usr/bin/psql` (postgresql-common's wrapper), the server package's on Clear Linux and EL.
-const PSQL: &str = "psql";
+/// psql by name, found on the PATH like every other program the engine runs: the server
+/// package's on Clear Linux and EL (and Debian's wrapper when no version's psql is found).
+pub const PSQL: &str = "psql";
+
+/// Where Debian and Ubuntu install each PostgreSQL version (`VERSION/bin/psql`).
+const DEBIAN_VERSIONS: &str = "/usr/lib/postgresql";
+
+/// The psql of the newest PostgreSQL version installed the Debian way, when there is one.
+///
+/// There, `/usr/bin/psql` is postgresql-common's Perl wrapper, which only chooses a version's
+/// psql to exec: about 17 ms of Perl per call against 7 ms for psql itself (measured on the
+/// e2e sandboxes), five times in a converged install. The wrapper would choose the version of
+/// the cluster on the port given; the newest version's psql talks to every older server, and
+/// the host, port and user are always given, so nothing else of the wrapper matters here.
+pub fn psql_program(host: &dyn Host) -> Option<String> {
+    let root = std::path::Path::new(DEBIAN_VERSIONS);
+    let mut versions: Vec<(Vec<u32>, String)> = host
+        .list_dir(root)
+        .ok()?
+        .into_iter()
+        .filter_map(|name| {
+            let parts: Option<Vec<u32>> = name.split('.').map(|p| p.parse().ok()).collect();
+            parts.map(|v| (v, name))
+        })
+        .collect();
+    versions.sort();
+    versions.into_iter().rev().find_map(|(_, name)| {
+        let psql = root.join(name).join("bin/psql");
+        let regular = matches!(
+            host.stat(&psql),
+            Ok(Some(m)) if m.kind == crate::host::FileKind::File
+        );
+        regular.then(|| psql.to_string_lossy().into_owned())
+    })
+}
 
 /// The SCRAM-SHA-256 verifier for `password`, as psql's `\password` computes it.
 pub fn scram_verifier(password: &str) -> String {

@@ -211,8 +211,15 @@ fn psql_admin_with_hostile_names_on_a_real_server() {
     }
     let cluster = Cluster::start();
     let socket_dir = cluster.socket_dir();
+    // The psql the engine runs: on Debian a version's own (not the Perl wrapper).
+    let psql = crate::engine::pgadmin::psql_program(&LocalHost)
+        .unwrap_or_else(|| crate::engine::pgadmin::PSQL.to_owned());
+    if std::path::Path::new("/usr/lib/postgresql").is_dir() {
+        assert!(psql.starts_with("/usr/lib/postgresql/"), "{psql}");
+    }
     let admin = PgAdmin {
         host: &LocalHost,
+        psql: &psql,
         os_user: "postgres",
         socket_dir: &socket_dir,
         port: cluster.port,

@@ -12,6 +12,7 @@ pub(crate) fn admin<'a>(eng: &'a Engine) -> PgAdmin<'a> {
     let pg = &eng.recipe.recipe.postgres;
     PgAdmin {
         host: eng.host,
+        psql: eng.psql(),
         os_user: &pg.os_user,
         socket_dir: &pg.socket_dir,
         port: pg.port,

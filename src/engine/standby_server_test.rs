@@ -106,6 +106,7 @@ impl Pg {
     fn admin(&self) -> PgAdmin<'_> {
         PgAdmin {
             host: &LocalHost,
+            psql: crate::engine::pgadmin::PSQL,
             os_user: "postgres",
             socket_dir: &self.socket,
             port: self.port,

@@ -35,6 +35,7 @@ fn settings(state: Presence, pairs: &[(&str, &str)]) -> PostgresSettings {
 fn admin(cluster: &Cluster) -> PgAdmin<'static> {
     PgAdmin {
         host: &LocalHost,
+        psql: crate::engine::pgadmin::PSQL,
         os_user: "postgres",
         socket_dir: Box::leak(cluster.socket_dir().into_boxed_str()),
         port: cluster.port,

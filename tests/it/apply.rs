@@ -424,3 +424,39 @@ fn uninstall_u_removes_only_what_install_added() {
             .contains_key(Path::new("/etc/telemetry/collector.toml")));
     }
 }
+
+/// Debian's `/usr/bin/psql` is postgresql-common's Perl wrapper (17 ms of Perl per call): the
+/// admin queries run the newest installed version's own psql (numeric order: 10 after 9.6; a
+/// version without a client skipped), and psql from the PATH where there is none.
+#[test]
+fn admin_queries_run_the_newest_versions_own_psql() {
+    let host = crate::golden::installed("debian");
+    // The psql programs a converged re-run starts.
+    let psqls = || -> Vec<String> {
+        host.log.borrow_mut().clear();
+        crate::golden::install(&host, "debian");
+        let log = host.log.borrow();
+        let found: Vec<String> = log
+            .iter()
+            .filter(|c| c.contains("psql --no-psqlrc"))
+            .map(|c| c.split(" --no-psqlrc").next().unwrap().to_owned())
+            .collect();
+        assert!(!found.is_empty(), "no psql in {log:#?}");
+        found
+    };
+    let only = |found: Vec<String>, want: &str| {
+        assert!(found.iter().all(|p| p.ends_with(want)), "{found:?}");
+    };
+    only(psqls(), " psql");
+    let version = |v: &str| {
+        host.dir(&format!("/usr/lib/postgresql/{v}"));
+        host.put(&format!("/usr/lib/postgresql/{v}/bin/psql"), "");
+    };
+    version("9.6");
+    version("10");
+    only(psqls(), " /usr/lib/postgresql/10/bin/psql");
+    host.dir("/usr/lib/postgresql/16");
+    host.dir("/usr/lib/postgresql/17beta");
+    version("15");
+    only(psqls(), " /usr/lib/postgresql/15/bin/psql");
+}
