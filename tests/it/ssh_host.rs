@@ -346,6 +346,36 @@ fn commands_files_and_uploads_through_the_agent() {
     );
     assert_eq!(run_ok(&host, &["echo", "back"]), "back\n");
     assert!(host.uses_agent(), "the agent again after the reconnection");
+    drop(host);
+
+    // The end of a run waits for the agent's session to end: nothing of it runs on the target
+    // afterwards (after `uninstall`, it would be a process of a deleted binary). This agent
+    // takes half a second to end after its input closed, then leaves a mark.
+    let lingering = "/usr/local/sbin/lingering-agent";
+    let out = t.sb.sh(&format!(
+        "printf '#!/bin/sh\\n/usr/local/sbin/telem-collector \"$@\"\\nsleep 0.5\\n: > /tmp/agent-ended\\n' > {lingering} && chmod 755 {lingering}"
+    ));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let settings = telem_deploy::host::ssh::SshSettings {
+        batch_mode: true,
+        probe: lingering.into(),
+        agent: true,
+        ..telem_deploy::host::ssh::SshSettings::with_options(t.options())
+    };
+    let host = telem_deploy::host::ssh::SshHost::connect(t.target.clone(), settings)
+        .unwrap_or_else(|e| panic!("connect: {e}"));
+    assert_eq!(run_ok(&host, &["echo", "up"]), "up\n");
+    assert!(host.uses_agent(), "the wrapped collector offers the agent");
+    drop(host);
+    let ended = t.sb.sh("test -e /tmp/agent-ended");
+    assert!(
+        ended.status.success(),
+        "the run ended while its agent still ran on the target"
+    );
 }
 
 /// An agent of protocol 1 (an older collector: it ignores the request for version 2) answers

@@ -117,7 +117,7 @@ impl Agent {
     }
 
     /// Close its input: the agent ends once it has answered what it was sent.
-    pub(super) fn close_input(&mut self) {
+    fn close_input(&mut self) {
         self.to = None;
     }
 
@@ -181,15 +181,20 @@ fn read_field(from: &mut impl Read) -> std::io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-impl Drop for Agent {
-    fn drop(&mut self) {
-        // End of input ends the agent, and with it its session; a dead link is not waited for.
+impl Agent {
+    /// End it: close its input and wait, at most `limit`, for its session to end. The local
+    /// `ssh` exits only once sshd has sent the agent's exit status, so the agent no longer
+    /// runs on the target when this returns in time; a dead link is not waited for longer.
+    pub(super) fn finish(&mut self, limit: Duration) {
         self.close_input();
-        if !matches!(
-            self.handle.wait_timeout(Duration::from_millis(500)),
-            Ok(Some(_))
-        ) {
+        if !matches!(self.handle.wait_timeout(limit), Ok(Some(_))) {
             let _ = self.handle.kill();
         }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.finish(Duration::from_millis(500));
     }
 }

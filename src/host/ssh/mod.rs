@@ -356,12 +356,13 @@ impl SshHost {
 
 impl Drop for SshHost {
     fn drop(&mut self) {
-        // The agent's input closed (it ends by itself at the end of input), and at the same
-        // time the master told to exit (which ends the agent's session too); then its `ssh`
-        // is reaped. Nothing waits for the session to close cleanly before the master goes.
+        // The agent ends first (its input closed, its session's end waited for): the master's
+        // exit would tear the session down under it, and the agent could outlive this run on
+        // the target for a moment (after `uninstall`, a process of a deleted binary). Then the
+        // master is told to exit.
         let mut agent = std::mem::take(self.agent.get_mut().unwrap_or_else(|e| e.into_inner()));
         if let AgentState::Running(a) = &mut agent {
-            a.close_input();
+            a.finish(AGENT_END_LIMIT);
         }
         // Ends the master; the private directory goes with `self.dir`.
         let _ = self
@@ -388,6 +389,10 @@ fn temp_sibling(path: &Path) -> HostResult<PathBuf> {
 }
 
 const MISSING: i32 = 3;
+
+/// How long the end of a run waits for the agent's session to end before it kills the local
+/// `ssh` (a link that died is not waited for longer).
+const AGENT_END_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// `http_get` where the collector (its `probe`) is not installed: `bash -c THIS telem-probe
 /// ADDR PORT PATH HOST` sends one GET and prints the answer's status code.
