@@ -26,7 +26,9 @@
 #      dropped in turn (the README's index table),
 #      TRGM_OPTIONS="fastupdate = off" (or "gin_pending_list_limit = 256") sets storage options of
 #      the payload trigram index (its GIN pending list),
-#      BIN (collector binary; built with cargo --release when unset), KEEP=1 keeps the work dir.
+#      BIN (collector binary; built with cargo --release when unset), KEEP=1 keeps the work dir,
+#      CHECKPOINT_FIRST=0 does not start each run with a CHECKPOINT (then a checkpoint the
+#      previous runs' WAL began may end inside a run and set its p99).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -156,6 +158,17 @@ echo "   nginx: templates/nginx.conf.tera ($(grep -c . "$WORK/nginx/site.conf") 
 # Rows of a table, counted by a scan of the table (an index switched off for a run misses rows).
 rows() { "${PSQL[@]}" -d telemetry -c "SET enable_indexscan = off" -c "SET enable_bitmapscan = off" -c "SET enable_indexonlyscan = off" -c "SELECT count(*) FROM $1"; }
 
+# Each run starts right after a CHECKPOINT (CHECKPOINT_FIRST=0: not), so no run gets the end
+# (the fsyncs) of a checkpoint the previous runs' WAL started: with stock settings those come
+# every 5-30 s here and put 30-60 ms into whichever run's p99 they fall in. `ckpt +N` in a
+# line: checkpoints that still began during the run (WAL-triggered: max_wal_size reached).
+checkpoints() { "${PSQL[@]}" -d telemetry -c "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter"; }
+fresh_checkpoint() {
+  [ "${CHECKPOINT_FIRST:-1}" = 1 ] && "${PSQL[@]}" -d telemetry -c CHECKPOINT >/dev/null
+  CKPT0=$(checkpoints)
+}
+ckpts_since() { echo "ckpt +$(( $(checkpoints) - CKPT0 ))"; }
+
 declare -A RESULT
 RUN=0
 # wrk_run KEY LABEL CONNECTIONS: one wrk run through nginx; prints a report line, keeps
@@ -165,6 +178,7 @@ wrk_run() {
   RUN=$((RUN + 1))
   local before out reqs non2xx rps p50 p99 ok after stored t0 t1 gen0 gen1 load0
   before=$(rows records)
+  fresh_checkpoint
   load0=$(load)
   child_secs; gen0=$CHILD_SECS
   t0=$(split_ticks)
@@ -185,6 +199,7 @@ wrk_run() {
   p50=$(echo "$out" | awk '$1 == "50%" {print $2}')
   p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
   ok=$((reqs - non2xx))
+  local ckpt; ckpt=$(ckpts_since)
   after=$(rows records)
   stored=$((after - before))
   local verdict="OK"
@@ -192,10 +207,10 @@ wrk_run() {
   read -r c0 p0 n0 <<<"$t0"; read -r c1 p1 n1 <<<"$t1"
   local gen_us
   gen_us=$(awk -v a="$gen0" -v b="$gen1" -v n="$reqs" 'BEGIN {printf "%.0f", n ? (b - a) * 1e6 / n : 0}')
-  printf '%-30s %6s rec/s  p50 %-8s p99 %-8s non-2xx %-3s rss %5s MB  us/rec: collector %4s postgres %4s nginx %4s wrk %4s  rows %s = 2xx %s (+<=%s): %s  load %s\n' \
+  printf '%-30s %6s rec/s  p50 %-8s p99 %-8s non-2xx %-3s rss %5s MB  us/rec: collector %4s postgres %4s nginx %4s wrk %4s  rows %s = 2xx %s (+<=%s): %s  %s  load %s\n' \
     "$label" "$rps" "$p50" "$p99" "$non2xx" "$(peak_rss_mb)" "$(us_per $((c1 - c0)) "$reqs")" \
     "$(us_per $((p1 - p0)) "$reqs")" "$(us_per $((n1 - n0)) "$reqs")" "$gen_us" "$stored" "$ok" \
-    "$conns" "$verdict" "$load0"
+    "$conns" "$verdict" "$ckpt" "$load0"
   if [ -n "$perf_pid" ]; then
     perf report -i "$WORK/perf.data" --no-children -g none --sort dso --stdio 2>/dev/null |
       grep -E '^ +[0-9.]+%' | head -4 | sed 's/^/   collector CPU samples by object: /'
@@ -210,6 +225,7 @@ pgbench_run() {
   script="$WORK/pgbench-$table-$per.sql"
   sed -e "s/INTO records/INTO $table/" -e "s/FROM generate_series(1, 1)/FROM generate_series(1, $per)/" \
     "$HERE/pgbench-insert.sql" >"$script"
+  fresh_checkpoint
   load0=$(load)
   t0=$(split_ticks)
   local backends; backends=$(pg_children)
@@ -222,8 +238,8 @@ pgbench_run() {
   rowsps=$(awk -v t="$tps" -v r="$per" 'BEGIN {printf "%.0f", t * r}')
   n=$(awk -v r="$rowsps" -v d="$DURATION" 'BEGIN {printf "%.0f", r * d}')
   read -r _ p0 _ <<<"$t0"; read -r _ p1 _ <<<"$t1"
-  printf '%-30s %6s rows/s (%s per INSERT)  us/row: postgres %4s  load %s\n' \
-    "pgbench -c $clients $table" "$rowsps" "$per" "$(us_per $((p1 - p0)) "$n")" "$load0"
+  printf '%-30s %6s rows/s (%s per INSERT)  us/row: postgres %4s  %s  load %s\n' \
+    "pgbench -c $clients $table" "$rowsps" "$per" "$(us_per $((p1 - p0)) "$n")" "$(ckpts_since)" "$load0"
   RESULT[$key]=$rowsps
 }
 
