@@ -255,6 +255,31 @@ fn exercise(host: &telem_deploy::host::ssh::SshHost) {
     uploads(host);
 }
 
+/// Write an executable `/bin/sh` script at `path` in the target's sandbox (`lines`, as
+/// `printf` prints them: `\n` between lines).
+fn put_script(t: &SshTarget, path: &str, lines: &str) {
+    let out = t.sb.sh(&format!(
+        "printf '#!/bin/sh\\n{lines}\\n' > {path} && chmod 755 {path}"
+    ));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Connect to `t` offering the agent at `probe` on the target.
+fn connect_with_agent(t: &SshTarget, probe: &str) -> telem_deploy::host::ssh::SshHost {
+    let settings = telem_deploy::host::ssh::SshSettings {
+        batch_mode: true,
+        probe: probe.into(),
+        agent: true,
+        ..telem_deploy::host::ssh::SshSettings::with_options(t.options())
+    };
+    telem_deploy::host::ssh::SshHost::connect(t.target.clone(), settings)
+        .unwrap_or_else(|e| panic!("connect: {e}"))
+}
+
 /// The same, through the installed collector's agent (one session for every command); a lost
 /// connection is reported the same way, and the next command reconnects.
 #[test]
@@ -265,21 +290,8 @@ fn commands_files_and_uploads_through_the_agent() {
     // Something else at the collector's path (a machine the operator has used): no greeting,
     // so every command has its own session, and works.
     let other = "/usr/local/sbin/not-the-collector";
-    let out = t.sb.sh(&format!(
-        "printf '#!/bin/sh\\necho hello from something else\\n' > {other} && chmod 755 {other}"
-    ));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let settings = telem_deploy::host::ssh::SshSettings {
-        batch_mode: true,
-        probe: other.into(),
-        agent: true,
-        ..telem_deploy::host::ssh::SshSettings::with_options(t.options())
-    };
-    let host = telem_deploy::host::ssh::SshHost::connect(t.target.clone(), settings).unwrap();
+    put_script(&t, other, "echo hello from something else");
+    let host = connect_with_agent(&t, other);
     assert_eq!(run_ok(&host, &["echo", "still"]), "still\n");
     assert!(
         !host.uses_agent(),
@@ -290,14 +302,7 @@ fn commands_files_and_uploads_through_the_agent() {
     // The agent's collector elsewhere than where `uploads` installs one.
     let (_, collector) = crate::e2e_support::binaries();
     t.sb.copy_in(&collector, "/usr/local/sbin/").unwrap();
-    let settings = telem_deploy::host::ssh::SshSettings {
-        batch_mode: true,
-        probe: "/usr/local/sbin/telem-collector".into(),
-        agent: true,
-        ..telem_deploy::host::ssh::SshSettings::with_options(t.options())
-    };
-    let host = telem_deploy::host::ssh::SshHost::connect(t.target.clone(), settings)
-        .unwrap_or_else(|e| panic!("connect: {e}"));
+    let host = connect_with_agent(&t, "/usr/local/sbin/telem-collector");
     assert_eq!(run_ok(&host, &["echo", "up"]), "up\n");
     assert!(
         host.uses_agent(),
@@ -352,22 +357,12 @@ fn commands_files_and_uploads_through_the_agent() {
     // afterwards (after `uninstall`, it would be a process of a deleted binary). This agent
     // takes half a second to end after its input closed, then leaves a mark.
     let lingering = "/usr/local/sbin/lingering-agent";
-    let out = t.sb.sh(&format!(
-        "printf '#!/bin/sh\\n/usr/local/sbin/telem-collector \"$@\"\\nsleep 0.5\\n: > /tmp/agent-ended\\n' > {lingering} && chmod 755 {lingering}"
-    ));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    put_script(
+        &t,
+        lingering,
+        "/usr/local/sbin/telem-collector \"$@\"\\nsleep 0.5\\n: > /tmp/agent-ended",
     );
-    let settings = telem_deploy::host::ssh::SshSettings {
-        batch_mode: true,
-        probe: lingering.into(),
-        agent: true,
-        ..telem_deploy::host::ssh::SshSettings::with_options(t.options())
-    };
-    let host = telem_deploy::host::ssh::SshHost::connect(t.target.clone(), settings)
-        .unwrap_or_else(|e| panic!("connect: {e}"));
+    let host = connect_with_agent(&t, lingering);
     assert_eq!(run_ok(&host, &["echo", "up"]), "up\n");
     assert!(host.uses_agent(), "the wrapped collector offers the agent");
     drop(host);
@@ -390,22 +385,12 @@ fn an_agent_of_protocol_1_runs_the_scripts_of_newer_requests() {
     t.sb.copy_in(&collector, "/usr/local/sbin/").unwrap();
     // The collector of today asked for nothing greets with version 1, as an older one does.
     let old = "/usr/local/sbin/old-collector";
-    let out = t.sb.sh(&format!(
-        "printf '#!/bin/sh\\nunset TELEM_AGENT_PROTOCOL\\nexec /usr/local/sbin/telem-collector \"$@\"\\n' > {old} && chmod 755 {old}"
-    ));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    put_script(
+        &t,
+        old,
+        "unset TELEM_AGENT_PROTOCOL\\nexec /usr/local/sbin/telem-collector \"$@\"",
     );
-    let settings = telem_deploy::host::ssh::SshSettings {
-        batch_mode: true,
-        probe: old.into(),
-        agent: true,
-        ..telem_deploy::host::ssh::SshSettings::with_options(t.options())
-    };
-    let host = telem_deploy::host::ssh::SshHost::connect(t.target.clone(), settings)
-        .unwrap_or_else(|e| panic!("connect: {e}"));
+    let host = connect_with_agent(&t, old);
     assert_eq!(run_ok(&host, &["echo", "up"]), "up\n");
     assert_eq!(host.agent_protocol(), Some(1), "the agent of protocol 1");
     let trips = host.round_trips();
