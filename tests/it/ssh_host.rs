@@ -594,8 +594,18 @@ fn unknown_and_changed_host_keys_are_refused_with_advice() {
     );
     assert!(!err.contains("telem-ssh-"), "{err}");
     let private = host.private_dir().to_path_buf();
-    let forwarded = private.join("pg/.s.PGSQL.5432");
+    let forwarded = private.join("pg/0/.s.PGSQL.5432");
     assert!(forwarded.exists(), "{} not forwarded", forwarded.display());
+    // Another address on the same port has a socket of its own: a later login to the first
+    // one never reaches the second.
+    let err = host
+        .pg_login("127.0.0.2", 5432, "telemetry", "pw", "telemetry")
+        .unwrap_err()
+        .0;
+    assert!(err.starts_with("PostgreSQL at 127.0.0.2:5432 on "), "{err}");
+    assert!(forwarded.exists(), "{} replaced", forwarded.display());
+    let second = private.join("pg/1/.s.PGSQL.5432");
+    assert!(second.exists(), "{} not forwarded", second.display());
     // A failed login through a kept forward forwards once more (the master may have been
     // replaced since) and tries again: one round trip.
     let trips = host.round_trips();

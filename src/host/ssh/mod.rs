@@ -652,11 +652,20 @@ impl Host for SshHost {
     ) -> HostResult<bool> {
         // Through a forwarded socket in the private directory: the password stays in this
         // process and travels inside the SSH connection. The forward lasts as long as the
-        // master (one per address and port, asked for once): cancelling it would cost another
-        // `ssh` run, and the socket goes with the private directory.
-        let sock_dir = self.dir.0.join("pg");
-        let local = sock_dir.to_str().unwrap_or_default().to_owned();
+        // master (cancelling it would cost another `ssh` run; the socket goes with the private
+        // directory): one per address and port, each in its own directory `pg/N`, since the
+        // socket's name holds only the port.
         let key = format!("{addr}:{port}");
+        let mut forwarded = self.forwards.lock().unwrap_or_else(|e| e.into_inner());
+        let (index, known) = match forwarded.iter().position(|k| *k == key) {
+            Some(i) => (i, true),
+            None => {
+                forwarded.push(key);
+                (forwarded.len() - 1, false)
+            }
+        };
+        let sock_dir = self.dir.0.join("pg").join(index.to_string());
+        let local = sock_dir.to_str().unwrap_or_default().to_owned();
         let login = || {
             super::local::pg_login_at(&local, port, user, password, database).map_err(|e| {
                 // Name the server as the target sees it, not the forwarded socket.
@@ -667,16 +676,13 @@ impl Host for SshHost {
                 ))
             })
         };
-        let mut forwarded = self.forwards.lock().unwrap_or_else(|e| e.into_inner());
-        if forwarded.contains(&key) {
-            match login() {
-                Ok(answer) => return Ok(answer),
-                // The master may have been replaced since (a lost link): forward again.
-                Err(_) => forwarded.retain(|k| k != &key),
+        if known {
+            if let Ok(answer) = login() {
+                return Ok(answer);
             }
+            // The master may have been replaced since (a lost link): forward again.
         }
         self.forward_pg(&sock_dir, addr, port)?;
-        forwarded.push(key);
         login()
     }
 }
