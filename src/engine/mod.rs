@@ -149,7 +149,7 @@ pub struct Engine<'a> {
     removal: RefCell<Option<Result<pkg::RemovalPlan, String>>>,
     /// The target's `uname -m`, asked once per run.
     machine: OnceCell<Result<String, String>>,
-    /// The psql program the admin queries run (`pgadmin::psql_program`), once found.
+    /// The psql program the admin queries run (`Engine::psql`).
     psql: OnceCell<String>,
     /// What steps and handlers tell the operator (through the reporter), until the executor
     /// takes them.
@@ -436,17 +436,13 @@ impl<'a> Engine<'a> {
         known.clone().map_err(StepError::msg)
     }
 
-    /// The psql program the admin queries run: a version's own psql where the Debian layout
-    /// has one (kept for the run once found; asked again while there is none, since the
-    /// packages step may install PostgreSQL), else psql from the PATH.
+    /// The psql program the admin queries run, looked for once per run: a version's own psql
+    /// where the Debian layout has one, else psql from the PATH (which works everywhere: a
+    /// run that looked before PostgreSQL was installed only runs the slower wrapper).
     pub fn psql(&self) -> &str {
-        if let Some(found) = self.psql.get() {
-            return found;
-        }
-        match pgadmin::psql_program(self.host) {
-            Some(found) => self.psql.get_or_init(|| found),
-            None => pgadmin::PSQL,
-        }
+        self.psql.get_or_init(|| {
+            pgadmin::psql_program(self.host).unwrap_or_else(|| pgadmin::PSQL.to_owned())
+        })
     }
 
     /// Tell the operator something about this step (a backup written, a warning): shown
