@@ -13,6 +13,7 @@
 mod agent;
 mod explain;
 mod kept;
+mod pg_forward;
 mod private_dir;
 pub mod script;
 mod settings;
@@ -27,7 +28,7 @@ pub use settings::{SshSettings, DEFAULT_PROBE};
 pub use target::{Target, TargetError};
 
 use super::{Cmd, CmdOutput, FileMeta, Host, HostError, HostResult, Owner, Signal};
-use explain::{explain_connect_failure, explain_lost, tail};
+use explain::{explain_connect_failure, explain_lost};
 use private_dir::PrivateDir;
 use script::{quote, quote_path, Script};
 pub use settings::check_options;
@@ -46,8 +47,8 @@ pub struct SshHost {
     agent: Mutex<AgentState>,
     /// /etc/passwd, /etc/group and /etc/os-release as last read, while no script ran since.
     kept: kept::KeptFiles,
-    /// `ADDR:PORT` of the PostgreSQL servers forwarded into the private directory so far.
-    forwards: Mutex<Vec<String>>,
+    /// The PostgreSQL servers forwarded into the private directory so far.
+    forwards: pg_forward::Forwards,
 }
 
 /// Whether commands go to a running agent.
@@ -94,7 +95,7 @@ impl SshHost {
             round_trips: AtomicU64::new(0),
             agent: Mutex::default(),
             kept: kept::KeptFiles::default(),
-            forwards: Mutex::default(),
+            forwards: pg_forward::Forwards::default(),
         };
         host.start_master()?;
         Ok(host)
@@ -314,32 +315,6 @@ impl SshHost {
             path.display(),
             self.target,
             out.tail().trim()
-        )))
-    }
-
-    /// Forward PostgreSQL at `addr:port` on the target to `.s.PGSQL.PORT` in `sock_dir` (in
-    /// the private directory), for the master's lifetime.
-    fn forward_pg(&self, sock_dir: &Path, addr: &str, port: u16) -> HostResult<()> {
-        std::fs::create_dir_all(sock_dir).map_err(|e| HostError::io("create", sock_dir, e))?;
-        let sock = sock_dir.join(format!(".s.PGSQL.{port}"));
-        let _ = std::fs::remove_file(&sock);
-        let fwd = format!("{}:{addr}:{port}", sock.display());
-        self.round_trips.fetch_add(1, Ordering::Relaxed);
-        let out = self
-            .ssh(&["-O", "forward", "-L", &fwd], None)
-            .stdin_null()
-            .stdout_null()
-            .stderr_capture()
-            .unchecked()
-            .run()
-            .map_err(|e| HostError(format!("cannot run ssh: {e}")))?;
-        if out.status.success() {
-            return Ok(());
-        }
-        Err(HostError(format!(
-            "cannot forward PostgreSQL at {addr}:{port} from {}: {}",
-            self.target,
-            tail(&out.stderr)
         )))
     }
 
@@ -650,39 +625,6 @@ impl Host for SshHost {
         password: &str,
         database: &str,
     ) -> HostResult<bool> {
-        // Through a forwarded socket in the private directory: the password stays in this
-        // process and travels inside the SSH connection. The forward lasts as long as the
-        // master (cancelling it would cost another `ssh` run; the socket goes with the private
-        // directory): one per address and port, each in its own directory `pg/N`, since the
-        // socket's name holds only the port.
-        let key = format!("{addr}:{port}");
-        let mut forwarded = self.forwards.lock().unwrap_or_else(|e| e.into_inner());
-        let (index, known) = match forwarded.iter().position(|k| *k == key) {
-            Some(i) => (i, true),
-            None => {
-                forwarded.push(key);
-                (forwarded.len() - 1, false)
-            }
-        };
-        let sock_dir = self.dir.0.join("pg").join(index.to_string());
-        let local = sock_dir.to_str().unwrap_or_default().to_owned();
-        let login = || {
-            super::local::pg_login_at(&local, port, user, password, database).map_err(|e| {
-                // Name the server as the target sees it, not the forwarded socket.
-                HostError(e.0.replacen(
-                    &format!("PostgreSQL at {local}:{port}"),
-                    &format!("PostgreSQL at {addr}:{port} on {}", self.target),
-                    1,
-                ))
-            })
-        };
-        if known {
-            if let Ok(answer) = login() {
-                return Ok(answer);
-            }
-            // The master may have been replaced since (a lost link): forward again.
-        }
-        self.forward_pg(&sock_dir, addr, port)?;
-        login()
+        self.login_through_forward(addr, port, user, password, database)
     }
 }
