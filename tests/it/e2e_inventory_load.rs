@@ -3,7 +3,7 @@
 //! event id twice), the standby's replication lag, a rolling `deploy --serial 1` of another
 //! collector binary (0 non-2xx; a client resends a record after a socket error, same event id;
 //! rows stored = records acknowledged, no event id twice). The lab and its inventory are
-//! e2e_inventory.rs's.
+//! e2e_inventory/'s.
 
 use crate::e2e_support::*;
 use crate::lab_support::Lab;

@@ -439,7 +439,7 @@ impl Host for FakeHost {
             false => "telem-collector",
         };
         // A balancer's nginx answers through collectors on other machines, which a fake
-        // machine cannot see: it answers when its site balances (e2e_inventory.rs has the real
+        // machine cannot see: it answers when its site balances (e2e_inventory/ has the real
         // ones).
         let balances = w.files.iter().any(|(p, n)| {
             p.starts_with("/etc/nginx")

@@ -2,7 +2,7 @@
 //! the waves their order (a failed primary stops the collectors), one database password for
 //! all, the inventory's CA (created by the first apply, never by a dry run), a second run
 //! changes nothing; usage errors name the file, line and column. The same over real SSH into
-//! fresh Debian roots: e2e_inventory.rs.
+//! fresh Debian roots: e2e_inventory/.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
