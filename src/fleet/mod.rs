@@ -10,6 +10,7 @@
 
 mod document;
 mod gate;
+pub mod identity;
 pub mod inventory;
 mod stages;
 mod targets;
@@ -72,12 +73,13 @@ struct Planned {
     notes: Vec<u8>,
 }
 
-/// A planned target: what it would need asked, its options, and (for a shared password) the
-/// password its collector config holds.
+/// A planned target: what it would need asked, its options, (for a shared password) the
+/// password its collector config holds, and which machine it is.
 struct Ready {
     needs: Needs,
     opts: Options,
     stored: Option<Secret>,
+    identity: Option<identity::Identity>,
 }
 
 /// Run `cli` on the targets `labels`, each reached through `connect`: one thread per target
@@ -226,7 +228,18 @@ pub fn run_jobs<'h>(
                 writeln!(io.err, "{}", prefixed(&prefix, text.trim_end())).ok();
             }
         }
-        let settling = settle(&planned, cli.action, shared_password, &mut io);
+        let machines: Vec<(&str, Option<&identity::Identity>)> = planned
+            .iter()
+            .map(|p| {
+                let identity = p.ready.as_ref().and_then(|r| r.identity.as_ref());
+                (jobs[p.index].host.as_str(), identity)
+            })
+            .collect();
+        // A machine named twice stops the run before any change (see identity.rs).
+        let settling = match identity::named_twice(&machines) {
+            Some(why) => Err(Error::Usage(why)),
+            None => settle(&planned, cli.action, shared_password, &mut io),
+        };
         drop(io);
         let (given, settling) = match settling {
             Ok(given) => (Some(given), Ok(())),
@@ -362,6 +375,7 @@ fn run_target(job: &Job, index: usize, shared: &Shared, tx: mpsc::Sender<Planned
     } else {
         None
     };
+    let identity = identity::Identity::read(host);
     let mut seconds = started.elapsed().as_secs_f64();
     drop(permit);
     tx.send(Planned {
@@ -370,6 +384,7 @@ fn run_target(job: &Job, index: usize, shared: &Shared, tx: mpsc::Sender<Planned
             needs: staged.needs,
             opts: prepared.opts.clone(),
             stored,
+            identity,
         }),
         notes,
     })

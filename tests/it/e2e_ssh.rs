@@ -691,6 +691,30 @@ fn three_targets_in_parallel_one_cut() {
     expect_totals(&mut rep, "converged (one)", &run, 0, 1, 1);
     expect_target_converged(&mut rep, "converged (one)", &run, a);
 
+    // One machine under two names (its address, and with sshd's port): the run stops before
+    // any change and names both (fleet/identity.rs); three machines sharing one kernel are
+    // not taken for one (the runs above).
+    let again = format!("{}:22", a.target());
+    let twice = [&install[..], &["--target", &again]].concat();
+    let before = root_listing(&a.sb);
+    let run = lab.deploy(&[0, 1], &twice, None);
+    let said = format!("{} and {again} are the same machine", a.target());
+    rep.check(
+        run.code() == Some(2) && run.run.stderr.contains(&said),
+        format!(
+            "one machine named twice: want exit 2 and {said:?}; {}",
+            run.context()
+        ),
+    );
+    let diff = listing_diff(&before, &root_listing(&a.sb));
+    rep.check(
+        diff.is_empty(),
+        format!(
+            "named twice, yet the target changed:\n  {}",
+            diff.join("\n  ")
+        ),
+    );
+
     for (i, t) in lab.targets.iter().enumerate() {
         check_installed(&t.sb, &mut rep, PASSWORD);
         post_records_over_the_link(&lab, i, &mut rep);

@@ -163,6 +163,12 @@ impl FakeHost {
             ("sh", ["-c", script, "sh", path]) if *script == upload::INSPECT_SCRIPT => {
                 ok(&self.inspect(path))
             }
+            ("sh", ["-c", script]) if *script == telem_deploy::fleet::identity::SCRIPT => {
+                match &self.world.borrow().identity {
+                    Some(lines) => ok(&(lines.join("\n") + "\n")),
+                    None => code(1),
+                }
+            }
             ("apt-get" | "swupd" | "yum", rest)
                 if rest.contains(&"install") || rest.contains(&"bundle-add") =>
             {

@@ -47,6 +47,9 @@ pub struct World {
     pub simulation_fails: bool,
     /// `apt-get update` fails (an unreachable mirror).
     pub refresh_fails: bool,
+    /// What `fleet::identity::SCRIPT` prints (boot id, network namespace, root directory), a
+    /// line each; `None`: it fails, as where one of them cannot be read.
+    pub identity: Option<[String; 3]>,
     /// What `uname -m` says.
     pub machine: String,
     /// postgresql.auto.conf (`ALTER SYSTEM`): setting → value.

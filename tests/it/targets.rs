@@ -261,6 +261,23 @@ impl Fleet {
         let host = host.lock().unwrap_or_else(|e| e.into_inner());
         f(&host)
     }
+
+    /// Another name (`label`, last in the run) for the machine of `of`: both reach it.
+    pub(crate) fn alias(&self, label: &str, of: &str) {
+        let mut hosts = self.hosts.lock().unwrap();
+        let machine = hosts
+            .iter()
+            .find(|(l, _)| l == of)
+            .and_then(|(_, h)| h.clone())
+            .expect("machine");
+        hosts.push((label.to_owned(), Some(machine)));
+    }
+}
+
+/// Gives a fake machine what tells machines apart (fleet/identity.rs): its boot id, network
+/// namespace and root directory.
+fn identify(h: &FakeHost, boot_id: &str, netns: &str, root: &str) {
+    h.world.borrow_mut().identity = Some([boot_id.into(), netns.into(), root.into()]);
 }
 
 /// The command line of a run with `args` (the fixture collector binary first).
@@ -463,6 +480,65 @@ fn a_destructive_action_without_yes_touches_no_target() {
     assert!(err.contains("pass --yes"), "{err}");
     for (l, b) in ["root@a", "root@b"].iter().zip(before) {
         fleet.with(l, |h| assert!(*h.world.borrow() == b, "{l} changed"));
+    }
+}
+
+/// Two names of one run that reach one machine (its name and its address, say) would race
+/// for its package manager and state file: the run stops before any change, naming both.
+/// Containers on one kernel (the same boot id, their own network namespace and root) and
+/// machines cloned from one image (their own boot) are other machines.
+#[test]
+fn a_machine_named_twice_stops_the_run_before_any_change() {
+    let machines = || {
+        let fleet = Fleet::new(vec![
+            ("root@web1", Some(FakeHost::fresh("debian", true))),
+            ("root@container", Some(FakeHost::fresh("debian", true))),
+            ("root@clone", Some(FakeHost::fresh("debian", true))),
+        ]);
+        fleet.with("root@web1", |h| identify(h, "boot-1", "net:[1]", "2049:2"));
+        fleet.with("root@container", |h| {
+            identify(h, "boot-1", "net:[2]", "45:2")
+        });
+        fleet.with("root@clone", |h| identify(h, "boot-2", "net:[1]", "2049:2"));
+        fleet
+    };
+    let pw = golden::password_file();
+    let args = [
+        "-a",
+        "install",
+        "-H",
+        "localhost",
+        "--db-password-file",
+        pw.path().to_str().unwrap(),
+    ];
+    let fleet = machines();
+    fleet.alias("root@10.0.0.21", "root@web1");
+    let labels = ["root@web1", "root@container", "root@clone"];
+    let before: Vec<_> = labels
+        .iter()
+        .map(|l| fleet.with(l, |h| h.world.borrow().clone()))
+        .collect();
+    for extra in [&[][..], &["--dry-run"][..]] {
+        let (code, out, err) = fleet.run(&[&args[..], extra].concat());
+        assert_eq!(code, 2, "{out}\n{err}");
+        assert!(
+            err.contains(
+                "root@web1 and root@10.0.0.21 are the same machine (the same boot id, network \
+                 namespace and root directory): name each machine once in a run; nothing was \
+                 changed"
+            ),
+            "{err}"
+        );
+        for (l, b) in labels.iter().zip(&before) {
+            fleet.with(l, |h| assert!(*h.world.borrow() == *b, "{l} changed"));
+        }
+    }
+    // Without the second name: three machines, all installed.
+    let fleet = machines();
+    let (code, out, err) = fleet.run(&args);
+    assert_eq!(code, 0, "{out}\n{err}");
+    for l in labels {
+        assert_eq!(fleet.with(l, stored_password).as_deref(), Some(PASSWORD));
     }
 }
 
