@@ -53,7 +53,7 @@ pub fn named_twice(machines: &[(&str, Option<&Identity>)]) -> Option<String> {
             (a != b && *ib == Some(ia)).then(|| {
                 format!(
                     "{a} and {b} are the same machine (the same boot id, network namespace \
-                     and root directory): name each machine once in a run; nothing was changed"
+                     and root directory): name each machine once in a run; no machine was changed"
                 )
             })
         })

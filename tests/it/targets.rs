@@ -524,7 +524,7 @@ fn a_machine_named_twice_stops_the_run_before_any_change() {
         assert!(
             err.contains(
                 "root@web1 and root@10.0.0.21 are the same machine (the same boot id, network \
-                 namespace and root directory): name each machine once in a run; nothing was \
+                 namespace and root directory): name each machine once in a run; no machine was \
                  changed"
             ),
             "{err}"
