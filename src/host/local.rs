@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use super::{
     lookup_group, lookup_user, Cmd, CmdOutput, FileKind, FileMeta, Host, HostError, HostResult,
-    Owner,
+    LockAttempt, Owner, RunLock, RUN_LOCK,
 };
 
 /// The variables of this process no child may inherit: those telem-deploy reads its secrets
@@ -295,6 +295,29 @@ impl Host for LocalHost {
             .nth(1)
             .and_then(|c| c.parse().ok())
             .ok_or_else(|| HostError(format!("{sock} answered no HTTP status line")))
+    }
+
+    fn lock_run(&self) -> HostResult<LockAttempt> {
+        use std::os::unix::fs::DirBuilderExt;
+        let path = Path::new(RUN_LOCK);
+        if let Some(dir) = path.parent() {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(dir)
+                .map_err(|e| HostError::io("create", dir, e))?;
+        }
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| HostError::io("open", path, e))?;
+        Ok(LockAttempt::ready(match file.try_lock() {
+            Ok(()) => Ok(Some(RunLock::new(file))),
+            Err(fs::TryLockError::WouldBlock) => Ok(None),
+            Err(fs::TryLockError::Error(e)) => Err(HostError::io("lock", path, e)),
+        }))
     }
 
     fn pg_login(

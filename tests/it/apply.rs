@@ -460,3 +460,46 @@ fn admin_queries_run_the_newest_versions_own_psql() {
     version("15");
     only(psqls(), " /usr/lib/postgresql/15/bin/psql");
 }
+
+/// Two runs changing one machine at once (two CI jobs, an operator and CI) would race for its
+/// package manager and its state file: a run that finds the machine's run lock held by
+/// another changes nothing and says so; a dry run does not lock (it writes nothing) and still
+/// plans; once the other run has ended, the install goes through.
+#[test]
+fn a_machine_another_run_is_changing_is_left_alone() {
+    let host = FakeHost::fresh("debian", true);
+    host.world.borrow_mut().locked_by_another_run = true;
+    let before = host.world.borrow().clone();
+    let pw = password_file();
+    let args = [
+        "-a",
+        "install",
+        "-d",
+        "debian",
+        "-H",
+        "localhost",
+        "--db-password-file",
+        pw.path().to_str().unwrap(),
+    ];
+    let (code, out, err) = run(&host, &args);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        err.contains(
+            "another telem-deploy run is changing this machine (it holds \
+             /var/lib/telem-deploy/run.lock); nothing was changed: run again once it has ended"
+        ),
+        "{err}"
+    );
+    assert!(*host.world.borrow() == before, "the machine changed");
+    let (code, out, err) = run(&host, &[&args[..], &["--dry-run"]].concat());
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("Nothing was changed (dry run)"), "{out}");
+    assert!(
+        *host.world.borrow() == before,
+        "the dry run changed the machine"
+    );
+    host.world.borrow_mut().locked_by_another_run = false;
+    let (code, out, err) = run(&host, &args);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(*host.world.borrow() != before);
+}

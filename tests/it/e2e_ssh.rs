@@ -566,6 +566,65 @@ fn recipes_with_a_cut(dir: &Path) -> PathBuf {
     dst
 }
 
+/// Another run is changing target a (it holds the run lock, as telem-deploy does: `flock` in a
+/// session of its own): an install of a and b leaves a as it was (its collector config,
+/// removed for the test, not written back) and says why, b goes on; once that run has ended
+/// (its session closed), the next install completes a.
+fn another_run_holds_the_lock(lab: &Lab, install: &[&str], rep: &mut Report) {
+    use std::io::BufRead;
+    let a = &lab.targets[0];
+    let config = "/etc/telemetry/collector.toml";
+    let out = a.sb.exec(&["rm", config]);
+    assert!(out.status.success(), "rm {config}");
+    let lock = telem_deploy::host::RUN_LOCK;
+    let mut holder = lab
+        .ssh_command(
+            0,
+            &["flock", "-n", lock, "sh", "-c", "'echo held; exec cat'"],
+        )
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start ssh");
+    let mut line = String::new();
+    std::io::BufReader::new(holder.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read the holder's line");
+    assert_eq!(
+        line.trim_end(),
+        "held",
+        "the other run could not take the lock"
+    );
+    let run = lab.deploy(&[0, 1], install, None);
+    figures(rep, "install while another run holds a's lock", &run);
+    let said = run.outcome(&a.target()).ok().and_then(|o| o.error);
+    rep.check(
+        run.code() == Some(1)
+            && said
+                .as_deref()
+                .is_some_and(|e| e.contains("another telem-deploy run is changing this machine")),
+        format!(
+            "a's lock held by another run: a said {said:?}; {}",
+            run.context()
+        ),
+    );
+    expect_target_ok(rep, "install while a is locked", &run, &lab.targets[1]);
+    rep.check(
+        !host_path(&a.sb, config).exists(),
+        format!("{config} was written back on a while another run held its lock"),
+    );
+    drop(holder.stdin.take());
+    let status = holder.wait().expect("wait for the holder");
+    assert!(status.success(), "the holder's session: {status}");
+    let run = lab.deploy(&[0], install, None);
+    figures(rep, "install once the other run has ended", &run);
+    expect_target_ok(rep, "install once the other run has ended", &run, a);
+    rep.check(
+        host_path(&a.sb, config).exists(),
+        format!("{config} not written back once the lock was free"),
+    );
+}
+
 /// Issue 16, three targets: an unknown host key refused (nothing changed there); a parallel
 /// install with one target's link cut at a step boundary (that target fails, the others
 /// succeed); a re-run completes it; converged re-runs of three and of one timed.
@@ -714,6 +773,8 @@ fn three_targets_in_parallel_one_cut() {
             diff.join("\n  ")
         ),
     );
+
+    another_run_holds_the_lock(&lab, &install, &mut rep);
 
     for (i, t) in lab.targets.iter().enumerate() {
         check_installed(&t.sb, &mut rep, PASSWORD);

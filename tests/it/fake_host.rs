@@ -50,6 +50,8 @@ pub struct World {
     /// What `fleet::identity::SCRIPT` prints (boot id, network namespace, root directory), a
     /// line each; `None`: it fails, as where one of them cannot be read.
     pub identity: Option<[String; 3]>,
+    /// Another run holds the machine's run lock (`lock_run` answers busy).
+    pub locked_by_another_run: bool,
     /// What `uname -m` says.
     pub machine: String,
     /// postgresql.auto.conf (`ALTER SYSTEM`): setting → value.
@@ -246,6 +248,14 @@ impl Host for FakeHost {
         w.running.insert(name.into());
         w.daemons.insert(pid, name.into());
         Ok(pid)
+    }
+
+    fn lock_run(&self) -> HostResult<telem_deploy::host::LockAttempt> {
+        self.log.borrow_mut().push("lock_run".into());
+        let busy = self.world.borrow().locked_by_another_run;
+        Ok(telem_deploy::host::LockAttempt::ready(Ok(
+            (!busy).then(|| telem_deploy::host::RunLock::new(()))
+        )))
     }
 
     fn signal(&self, pid: u32, _signal: telem_deploy::host::Signal) -> HostResult<()> {

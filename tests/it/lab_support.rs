@@ -289,8 +289,16 @@ impl Lab {
         ]
     }
 
-    /// Plain `ssh root@ADDR COMMAND...` from the controller's namespace.
+    /// Plain `ssh root@ADDR COMMAND...` from the controller's namespace, run to its end.
     pub fn ssh(&self, target: usize, command: &[&str]) -> Output {
+        self.ssh_command(target, command)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run ssh")
+    }
+
+    /// The command of [`Lab::ssh`], to be started as the caller needs.
+    pub fn ssh_command(&self, target: usize, command: &[&str]) -> Command {
         let mut cmd = self.controller("ssh");
         for o in self.ssh_options() {
             cmd.arg("-o").arg(o);
@@ -299,10 +307,8 @@ impl Lab {
             .arg(self.targets[target].target())
             .arg("--")
             .args(command)
-            .env_remove("SSH_AUTH_SOCK")
-            .stdin(Stdio::null())
-            .output()
-            .expect("run ssh")
+            .env_remove("SSH_AUTH_SOCK");
+        cmd
     }
 
     /// The lab works: every sandbox's sshd answers over its link, and no lab address is on the

@@ -105,6 +105,7 @@ impl Host for Connection<'_> {
 
     delegate! {
         spawn_detached(cmd: &telem_deploy::host::Cmd, log: &Path) -> telem_deploy::host::HostResult<u32>;
+        lock_run() -> telem_deploy::host::HostResult<telem_deploy::host::LockAttempt>;
         signal(pid: u32, sig: telem_deploy::host::Signal) -> telem_deploy::host::HostResult<()>;
         which(program: &str) -> Option<PathBuf>;
         read(path: &Path) -> telem_deploy::host::HostResult<Option<Vec<u8>>>;
@@ -540,6 +541,44 @@ fn a_machine_named_twice_stops_the_run_before_any_change() {
     for l in labels {
         assert_eq!(fleet.with(l, stored_password).as_deref(), Some(PASSWORD));
     }
+}
+
+/// A target another run is changing (its run lock held) fails before any change and says
+/// so; the other targets are installed.
+#[test]
+fn a_target_another_run_is_changing_fails_alone_and_unchanged() {
+    let fleet = Fleet::new(vec![
+        ("root@a", Some(FakeHost::fresh("debian", true))),
+        ("root@b", Some(FakeHost::fresh("debian", true))),
+    ]);
+    fleet.with("root@b", |h| {
+        h.world.borrow_mut().locked_by_another_run = true
+    });
+    let b_before = fleet.with("root@b", |h| h.world.borrow().clone());
+    let pw = golden::password_file();
+    let (code, out, err) = fleet.run(&[
+        "-a",
+        "install",
+        "-H",
+        "localhost",
+        "--db-password-file",
+        pw.path().to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        out.contains("another telem-deploy run is changing this machine")
+            && out
+                .trim_end()
+                .ends_with("2 targets: 1 done, 1 failed (root@b)"),
+        "{out}\n{err}"
+    );
+    fleet.with("root@b", |h| {
+        assert!(*h.world.borrow() == b_before, "b changed")
+    });
+    assert_eq!(
+        fleet.with("root@a", stored_password).as_deref(),
+        Some(PASSWORD)
+    );
 }
 
 /// Usage errors of the remote flags: exit 2 before any connection.

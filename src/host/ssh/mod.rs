@@ -15,6 +15,7 @@ mod explain;
 mod kept;
 mod pg_forward;
 mod private_dir;
+mod run_lock;
 pub mod script;
 mod settings;
 mod stat;
@@ -27,7 +28,7 @@ use std::sync::Mutex;
 pub use settings::{SshSettings, DEFAULT_PROBE};
 pub use target::{Target, TargetError};
 
-use super::{Cmd, CmdOutput, FileMeta, Host, HostError, HostResult, Owner, Signal};
+use super::{Cmd, CmdOutput, FileMeta, Host, HostError, HostResult, LockAttempt, Owner, Signal};
 use explain::{explain_connect_failure, explain_lost};
 use private_dir::PrivateDir;
 use script::{quote, quote_path, Script};
@@ -388,6 +389,15 @@ impl Host for SshHost {
             }
         }
         Ok(out)
+    }
+
+    fn lock_run(&self) -> HostResult<LockAttempt> {
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
+        run_lock::start(
+            self.session(&run_lock::script()?),
+            &self.dir.0.join("lock.log"),
+            self.target.to_string(),
+        )
     }
 
     fn spawn_detached(&self, cmd: &Cmd, log: &Path) -> HostResult<u32> {
