@@ -298,26 +298,7 @@ impl Host for LocalHost {
     }
 
     fn lock_run(&self) -> HostResult<LockAttempt> {
-        use std::os::unix::fs::DirBuilderExt;
-        let path = Path::new(RUN_LOCK);
-        if let Some(dir) = path.parent() {
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o755)
-                .create(dir)
-                .map_err(|e| HostError::io("create", dir, e))?;
-        }
-        let file = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(|e| HostError::io("open", path, e))?;
-        Ok(LockAttempt::ready(match file.try_lock() {
-            Ok(()) => Ok(Some(RunLock::new(file))),
-            Err(fs::TryLockError::WouldBlock) => Ok(None),
-            Err(fs::TryLockError::Error(e)) => Err(HostError::io("lock", path, e)),
-        }))
+        Ok(LockAttempt::ready(lock_file(Path::new(RUN_LOCK))))
     }
 
     fn pg_login(
@@ -335,6 +316,31 @@ impl Host for LocalHost {
 /// Whether `user` can log in to `database` at `addr:port` (`addr` may be a directory holding
 /// the socket `.s.PGSQL.PORT`, as for libpq) with `password`. Shared with the SSH host, which
 /// forwards a local socket to the target's server.
+/// An exclusive `flock` on `path` (created 0600, its directory 0755, when missing), held as
+/// long as the lock lives; `None` when another open file holds it (another run).
+fn lock_file(path: &Path) -> HostResult<Option<RunLock>> {
+    use nix::fcntl::{Flock, FlockArg};
+    use std::os::unix::fs::DirBuilderExt;
+    if let Some(dir) = path.parent() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(dir)
+            .map_err(|e| HostError::io("create", dir, e))?;
+    }
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| HostError::io("open", path, e))?;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(held) => Ok(Some(RunLock::new(held))),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+        Err((_, e)) => Err(HostError::io("lock", path, e.into())),
+    }
+}
+
 pub(super) fn pg_login_at(
     addr: &str,
     port: u16,
@@ -389,6 +395,33 @@ fn read_result(path: &Path, r: std::io::Result<Vec<u8>>) -> HostResult<Option<Ve
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) if e.raw_os_error() == Some(nix::errno::Errno::ESRCH as i32) => Ok(None),
         Err(e) => Err(HostError::io("read", path, e)),
+    }
+}
+
+#[cfg(test)]
+mod lock_tests {
+    use super::*;
+
+    #[test]
+    fn a_run_lock_is_held_once_and_free_again_when_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state/run.lock");
+        let first = lock_file(&path).unwrap().expect("free at first");
+        // Another open file (another run) finds it held, the same process or not.
+        assert!(lock_file(&path).unwrap().is_none());
+        let other = std::process::Command::new("flock")
+            .args(["-n", "-E", "75"])
+            .arg(&path)
+            .arg("true")
+            .status()
+            .expect("run flock");
+        assert_eq!(other.code(), Some(75), "another process took a held lock");
+        drop(first);
+        let again = lock_file(&path).unwrap();
+        assert!(again.is_some(), "free again once dropped");
+        let meta = std::fs::metadata(&path).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
     }
 }
 
