@@ -139,6 +139,7 @@ pub fn fleet(cli: &Cli, inventory: &Inventory) -> Result<Fleet, Error> {
         jobs,
         serial,
         shared_password: true,
+        all_planned: true,
         ca,
         replication_password: if inventory.hosts.iter().any(|h| h.roles.standby) {
             replication_password(&inventory.ca_dir, cli.dry_run)?

@@ -60,6 +60,9 @@ pub fn run_ssh(cli: Cli, targets: Vec<Target>, io: &mut Io) -> Result<u8, Error>
 struct Outcome {
     out: Vec<u8>,
     result: Result<Done, Error>,
+    /// It did not run because of others (an earlier wave failed, a host could not be
+    /// planned, the controller refused): its error says why.
+    not_run: bool,
     seconds: f64,
     trips: Option<u64>,
 }
@@ -105,6 +108,7 @@ pub fn run<'h>(
             jobs,
             serial: Vec::new(),
             shared_password: false,
+            all_planned: false,
             ca: None,
             replication_password: None,
         },
@@ -139,6 +143,10 @@ pub struct Fleet {
     /// the given one, else the one a target's collector config holds, else one asked for or
     /// generated once.
     pub shared_password: bool,
+    /// No job changes anything unless every job was planned: the jobs depend on each other
+    /// (an inventory: the primary admits collectors, the old primary is fenced only for a
+    /// standby that is promoted). Else one target's failure stops only that target.
+    pub all_planned: bool,
     /// The certificate authority of an inventory (on the controller).
     pub ca: Option<std::sync::Arc<crate::ca::Ca>>,
     /// The password of an inventory's replication role.
@@ -158,6 +166,7 @@ pub fn run_jobs<'h>(
         jobs,
         serial,
         shared_password,
+        all_planned,
         ca,
         replication_password,
     } = fleet;
@@ -226,12 +235,25 @@ pub fn run_jobs<'h>(
                 writeln!(io.err, "{}", prefixed(&prefix, text.trim_end())).ok();
             }
         }
-        let settling = settle(&planned, cli.action, shared_password, &mut io);
-        drop(io);
-        let (given, settling) = match settling {
-            Ok(given) => (Some(given), Ok(())),
-            Err(e) => (None, Err(e)),
+        // Jobs that depend on each other: one that could not be planned stops them all.
+        let unplanned: Vec<&str> = planned
+            .iter()
+            .filter(|p| p.ready.is_none())
+            .map(|p| labels[p.index].as_str())
+            .collect();
+        let (given, settling) = if all_planned && !unplanned.is_empty() {
+            let why = format!(
+                "{} could not be planned; nothing was changed on any host",
+                unplanned.join(", ")
+            );
+            (Err(why), Ok(()))
+        } else {
+            match settle(&planned, cli.action, shared_password, &mut io) {
+                Ok(given) => (Ok(given), Ok(())),
+                Err(e) => (Err("the run stopped before any change".to_owned()), Err(e)),
+            }
         };
+        drop(io);
         settled.publish(given);
         let outcomes: Vec<Outcome> = threads
             .into_iter()
@@ -332,6 +354,7 @@ fn run_target(job: &Job, index: usize, shared: &Shared, tx: mpsc::Sender<Planned
         Outcome {
             out,
             result: Err(error),
+            not_run: false,
             seconds: started.elapsed().as_secs_f64(),
             trips,
         }
@@ -375,8 +398,8 @@ fn run_target(job: &Job, index: usize, shared: &Shared, tx: mpsc::Sender<Planned
     })
     .ok();
     drop(tx);
-    let (result, failed) = match shared.settled.wait() {
-        Some(given) => match shared.waves.turn(*wave) {
+    let (result, failed, not_run) = match shared.settled.wait() {
+        Ok(given) => match shared.waves.turn(*wave) {
             Ok(_turn) => {
                 let _permit = shared.permits.acquire();
                 let began = Instant::now();
@@ -396,7 +419,7 @@ fn run_target(job: &Job, index: usize, shared: &Shared, tx: mpsc::Sender<Planned
                         done.push(label.clone());
                     }
                 }
-                (result, failed)
+                (result, failed, false)
             }
             Err(failed) => (
                 Err(Error::Other(format!(
@@ -412,19 +435,16 @@ fn run_target(job: &Job, index: usize, shared: &Shared, tx: mpsc::Sender<Planned
                         .unwrap_or_default()
                 ))),
                 false,
+                true,
             ),
         },
-        None => (
-            Err(Error::Other(
-                "not run: the run stopped before any change".into(),
-            )),
-            false,
-        ),
+        Err(why) => (Err(Error::Other(format!("not run: {why}"))), false, true),
     };
     shared.waves.finish(*wave, label, failed);
     Outcome {
         out,
         result,
+        not_run,
         seconds,
         trips: host.round_trips(),
     }

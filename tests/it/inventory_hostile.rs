@@ -1,0 +1,207 @@
+//! An inventory attacked the way a careless operator or a hostile file would: on fake hosts,
+//! through the real entry point (`run_inventory`). Each test names the README promise it
+//! holds the tool to ("Many machines: an inventory").
+
+use std::path::Path;
+
+use crate::fake_basebackup::DATA_DIR;
+use crate::fake_host::{FakeHost, World};
+use crate::golden::{self, PASSWORD};
+use crate::inventory::{targets, Setup};
+
+/// db1 (db), sb (standby), web1 and web2 (collector), lb (balancer).
+const STANDBY_FLEET: &str = "\
+domain: telemetry.example.com
+hosts:
+  - name: db1
+    target: root@10.0.0.11
+    roles: [db]
+  - name: sb
+    target: root@10.0.0.12
+    roles: [standby]
+  - name: web1
+    target: root@10.0.0.21
+    roles: [collector]
+  - name: web2
+    target: root@10.0.0.22
+    roles: [collector]
+  - name: lb
+    target: root@10.0.0.30
+    roles: [balancer]
+";
+const STANDBY_HOSTS: [&str; 5] = ["db1", "sb", "web1", "web2", "lb"];
+
+fn install(s: &Setup) {
+    let pw = golden::password_file();
+    let (code, doc, err) = s.run(
+        "install",
+        &["--yes", "--db-password-file", pw.path().to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{err}\n{doc:#}");
+    for (name, ok, _) in targets(&doc) {
+        assert!(ok, "{name}: {doc:#}");
+    }
+}
+
+fn world(s: &Setup, host: &str) -> World {
+    s.fleet.with(host, |h| h.world.borrow().clone())
+}
+
+fn worlds(s: &Setup, hosts: &[&str]) -> Vec<World> {
+    hosts.iter().map(|h| world(s, h)).collect()
+}
+
+/// Every target's error message, by name.
+fn errors(doc: &serde_json::Value) -> Vec<(String, String)> {
+    doc["targets"]
+        .as_array()
+        .unwrap_or(&Vec::new())
+        .iter()
+        .map(|t| {
+            (
+                t["target"].as_str().unwrap_or_default().to_owned(),
+                t["error"]["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// "Promote: fences the old primary, promotes the standby, points the collectors at it": a
+/// standby that cannot even be reached must not leave the backend without any primary. Its
+/// planning fails before anything changes; the old primary, planned fine, must stay as it is.
+#[test]
+fn promote_never_fences_the_primary_when_the_standby_cannot_be_planned() {
+    let s = Setup::fresh_hosts(STANDBY_FLEET, &STANDBY_HOSTS);
+    install(&s);
+    let sb = s.fleet.replace("sb", None).expect("sb");
+    let others = ["db1", "web1", "web2", "lb"];
+    let before = worlds(&s, &others);
+    let (code, doc, err) = s.run("promote", &["--yes"]);
+    assert_eq!(code, 1, "{err}\n{doc:#}");
+    assert!(
+        worlds(&s, &others) == before,
+        "a host changed although the standby it depends on could not be planned: {doc:#}"
+    );
+    s.fleet.with("db1", |h| {
+        let w = h.world.borrow();
+        assert!(w.running.contains("postgresql"), "db1 was stopped");
+        assert!(
+            !w.files
+                .contains_key(&Path::new(DATA_DIR).join("telem-deploy-fenced")),
+            "db1 was fenced with no standby to take over"
+        );
+    });
+    for (name, message) in errors(&doc) {
+        if name == "sb" {
+            assert!(message.contains("known_hosts"), "{name}: {message}");
+        } else {
+            assert!(
+                message.starts_with("not run:") && message.contains("sb"),
+                "{name} does not say it did not run because of sb: {message}"
+            );
+        }
+    }
+    drop(sb);
+}
+
+/// The same mechanism for every action: "Every host is planned (reads only) before the first
+/// one changes". A collector that cannot be planned (here: unreachable) leaves every host as it
+/// was, the primary included, and the document says who failed and who did not run.
+#[test]
+fn a_host_that_cannot_be_planned_changes_nothing_anywhere() {
+    let s = Setup::new(
+        crate::inventory::FLEET,
+        vec![
+            ("db1", Some(FakeHost::fresh("debian", true))),
+            ("web1", Some(FakeHost::fresh("debian", true))),
+            ("web2", None),
+            ("lb", Some(FakeHost::fresh("debian", true))),
+        ],
+    );
+    let reachable = ["db1", "web1", "lb"];
+    let before = worlds(&s, &reachable);
+    let pw = golden::password_file();
+    let (code, doc, err) = s.run(
+        "install",
+        &["--yes", "--db-password-file", pw.path().to_str().unwrap()],
+    );
+    assert_eq!(code, 1, "{err}\n{doc:#}");
+    assert!(
+        worlds(&s, &reachable) == before,
+        "a host changed although web2 could not be planned: {doc:#}"
+    );
+    let messages = errors(&doc);
+    assert_eq!(messages.len(), 4, "{doc:#}");
+    for (name, message) in messages {
+        match name.as_str() {
+            "web2" => assert!(message.contains("known_hosts"), "{message}"),
+            _ => assert!(
+                message.starts_with("not run:") && message.contains("web2"),
+                "{name}: {message}"
+            ),
+        }
+    }
+    assert_eq!(doc["total"]["failed"], 1, "{doc:#}");
+    assert_eq!(doc["total"]["not_run"], 3, "{doc:#}");
+    // In words too.
+    let (code, out, _) = s.run_raw("install", &["--dry-run"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("4 targets: 0 planned, 1 failed (web2), 3 not run (db1, web1, lb)"),
+        "{out}"
+    );
+}
+
+/// "never puts the database password in an argv, a log or a plan" and "[the replication
+/// password] reaches the machines only on stdin": every command (argv and environment) every
+/// machine ran, through every action of an inventory with a standby, `-v` included; the
+/// controller's secrets keep their value and their mode across the runs.
+#[test]
+fn no_action_of_an_inventory_puts_a_password_in_a_command_and_the_secrets_keep() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Setup::fresh_hosts(STANDBY_FLEET, &STANDBY_HOSTS);
+    install(&s);
+    let key = s.ca_dir().join("ca.key.pem");
+    let repl = s.ca_dir().join("replication.password");
+    let kept = |p: &Path| {
+        (
+            std::fs::read(p).unwrap(),
+            std::fs::metadata(p).unwrap().permissions().mode() & 0o7777,
+        )
+    };
+    let (key_before, repl_before) = (kept(&key), kept(&repl));
+    assert_eq!(key_before.1, 0o600);
+    assert_eq!(repl_before.1, 0o600);
+    let replication = s.replication_password();
+    for (action, extra) in [
+        ("install", vec!["-v"]),
+        ("deploy", vec!["-v"]),
+        ("restart", vec![]),
+        ("migrate", vec![]),
+        ("resetdb", vec!["--yes", "--no-backup"]),
+        ("install", vec!["--dry-run", "-v"]),
+        ("promote", vec!["--yes", "-v"]),
+    ] {
+        let (code, out, err) = s.run_raw(action, &extra);
+        assert_eq!(code, 0, "{action}: {out}\n{err}");
+        assert_eq!(kept(&key), key_before, "{action}: the CA key changed");
+        assert_eq!(
+            kept(&repl),
+            repl_before,
+            "{action}: the replication password changed"
+        );
+    }
+    for host in STANDBY_HOSTS {
+        s.fleet.with(host, |h| {
+            for line in h.log.borrow().iter() {
+                assert!(
+                    !line.contains(PASSWORD) && !line.contains(&replication),
+                    "{host} ran a command with a password: {line}"
+                );
+            }
+        });
+    }
+}
