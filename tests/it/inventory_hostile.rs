@@ -155,6 +155,38 @@ fn a_host_that_cannot_be_planned_changes_nothing_anywhere() {
     );
 }
 
+/// "When the old primary is unreachable, leave it out with `--limit` (the other hosts)": a
+/// `--limit` that leaves out the standby would fence the primary with nothing promoted, or
+/// point the collectors at a standby still in recovery. Refused before any change.
+#[test]
+fn promote_refuses_a_limit_that_leaves_out_the_standby() {
+    let s = Setup::fresh_hosts(STANDBY_FLEET, &STANDBY_HOSTS);
+    install(&s);
+    let before = worlds(&s, &STANDBY_HOSTS);
+    for limit in [
+        vec!["--limit", "db1"],
+        vec!["--limit", "web1"],
+        vec!["--limit", "db1", "--limit", "web1", "--limit", "web2"],
+    ] {
+        let mut args = vec!["--yes"];
+        args.extend(&limit);
+        let (code, out, err) = s.run_raw("promote", &args);
+        assert_eq!(code, 2, "{limit:?}: {out}\n{err}");
+        assert!(
+            err.contains("--limit") && err.contains("sb"),
+            "{limit:?}: {err}"
+        );
+        assert!(
+            !out.contains("The inventory as it now is") && !err.contains("as it now is"),
+            "{limit:?}: printed an inventory for a promotion that did not happen"
+        );
+        assert!(
+            worlds(&s, &STANDBY_HOSTS) == before,
+            "{limit:?}: a host changed"
+        );
+    }
+}
+
 /// "never puts the database password in an argv, a log or a plan" and "[the replication
 /// password] reaches the machines only on stdin": every command (argv and environment) every
 /// machine ran, through every action of an inventory with a standby, `-v` included; the
