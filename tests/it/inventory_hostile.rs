@@ -187,6 +187,77 @@ fn promote_refuses_a_limit_that_leaves_out_the_standby() {
     }
 }
 
+/// IPv6 targets in brackets (README, `--target`): an inventory of IPv6 machines wires the
+/// collectors to the database with URLs the collector can parse (`[addr]:port`), the balancer
+/// with upstreams nginx can parse, pg_hba with /128.
+#[test]
+fn an_ipv6_inventory_brackets_its_addresses_in_urls_and_upstreams() {
+    const CONFIG: &str = "/etc/telemetry/collector.toml";
+    const SITE: &str = "/etc/nginx/sites-available/telemetry.conf";
+    let text = "\
+domain: telemetry.example.com
+hosts:
+  - { name: db1, target: 'root@[2001:db8::11]', roles: [db] }
+  - { name: sb, target: 'root@[2001:db8::12]:2222', roles: [standby] }
+  - { name: web1, target: 'root@[2001:db8::21]', roles: [collector] }
+  - { name: web2, target: root@web2.example, address: '2001:db8::22', roles: [collector] }
+  - { name: lb, target: 'root@[2001:db8::30]', roles: [balancer] }
+";
+    let s = Setup::fresh_hosts(text, &STANDBY_HOSTS);
+    install(&s);
+    for web in ["web1", "web2"] {
+        let (config, _) = s.file(web, CONFIG).expect("collector config");
+        assert!(
+            config
+                .contains("database_url = \"postgres://telemetry@[2001:db8::11]:5432/telemetry\""),
+            "{web}:\n{config}"
+        );
+        assert!(
+            config.contains(
+                "read_database_url = \"postgres://telemetry@[2001:db8::12]:5432/telemetry\""
+            ),
+            "{web}:\n{config}"
+        );
+    }
+    let (site, _) = s.file("lb", SITE).expect("balancer site");
+    for server in ["server [2001:db8::21]:80 ", "server [2001:db8::22]:80 "] {
+        assert!(site.contains(server), "{server:?} not in:\n{site}");
+    }
+    let hba = s
+        .file("db1", crate::fake_psql::HBA_FILE)
+        .expect("pg_hba.conf")
+        .0;
+    assert!(hba.contains("2001:db8::21/128"), "{hba}");
+    // A rolling restart marks exactly the collector it changes `down`.
+    let (code, doc, err) = s.run("restart", &[]);
+    assert_eq!(code, 0, "{err}\n{doc:#}");
+    let writes: Vec<String> = s
+        .fleet
+        .events()
+        .into_iter()
+        .filter(|e| e.host == "lb" && e.what == format!("write {SITE}"))
+        .filter_map(|e| e.content)
+        .collect();
+    let down = |site: &str| -> Vec<String> {
+        site.lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with("server ") && l.ends_with(" down;"))
+            .map(|l| l.split_whitespace().nth(1).unwrap().to_owned())
+            .collect()
+    };
+    let drained: Vec<Vec<String>> = writes.iter().map(|w| down(w)).collect();
+    assert_eq!(
+        drained,
+        [
+            vec!["[2001:db8::21]:80".to_owned()],
+            vec![],
+            vec!["[2001:db8::22]:80".to_owned()],
+            vec![]
+        ],
+        "{doc:#}"
+    );
+}
+
 /// "never puts the database password in an argv, a log or a plan" and "[the replication
 /// password] reaches the machines only on stdin": every command (argv and environment) every
 /// machine ran, through every action of an inventory with a standby, `-v` included; the
