@@ -61,6 +61,9 @@ pub struct Inventory {
     pub domain: Option<String>,
     /// Where the inventory's certificate authority lives on the controller.
     pub ca_dir: PathBuf,
+    /// `ca_dir` as the file wrote it (relative to the file's directory, or absolute), for
+    /// [`Inventory::to_yaml`]; `None`: the default, `ca` beside the file.
+    pub ca_dir_written: Option<PathBuf>,
     /// In the file's order.
     pub hosts: Vec<Host>,
 }
@@ -240,7 +243,7 @@ impl Inventory {
         }
         errors.into_result()?;
         let base = path.parent().unwrap_or(Path::new("."));
-        let ca_dir = raw.ca_dir.unwrap_or_else(|| PathBuf::from("ca"));
+        let ca_dir = raw.ca_dir.clone().unwrap_or_else(|| PathBuf::from("ca"));
         Ok(Inventory {
             file: path.to_path_buf(),
             domain: raw.domain,
@@ -249,6 +252,7 @@ impl Inventory {
             } else {
                 base.join(ca_dir)
             },
+            ca_dir_written: raw.ca_dir,
             hosts,
         })
     }
@@ -345,13 +349,17 @@ impl Inventory {
     }
 
     /// The inventory as YAML (what `promote` prints: the inventory as it now is), with the
-    /// hosts `fenced` commented out.
+    /// hosts `fenced` commented out. Read back from the same file it is the same inventory:
+    /// `ca_dir` as the file wrote it (relative to the file, not to the working directory), and
+    /// every value that YAML would read as something else (`[::1]:22`, `null`, `123`) quoted.
     pub fn to_yaml(&self, fenced: &[&Host]) -> String {
         let mut out = String::from("# telem-deploy inventory\n");
         if let Some(d) = &self.domain {
-            out.push_str(&format!("domain: {d}\n"));
+            out.push_str(&format!("domain: {}\n", scalar(d)));
         }
-        out.push_str(&format!("ca_dir: {}\n", self.ca_dir.display()));
+        if let Some(dir) = &self.ca_dir_written {
+            out.push_str(&format!("ca_dir: {}\n", scalar(&dir.display().to_string())));
+        }
         out.push_str("hosts:\n");
         let host = |h: &Host| {
             let roles: Vec<&str> = [Role::Db, Role::Standby, Role::Collector, Role::Balancer]
@@ -361,9 +369,9 @@ impl Inventory {
                 .collect();
             format!(
                 "  - name: {}\n    target: {}\n    address: {}\n    roles: [{}]\n",
-                h.name,
-                h.target,
-                h.address,
+                scalar(&h.name),
+                scalar(&h.target.to_string()),
+                scalar(&h.address.to_string()),
                 roles.join(", ")
             )
         };
@@ -388,6 +396,16 @@ impl Inventory {
             .iter()
             .position(|r| host.roles.has(*r))
             .unwrap_or(WAVES.len())
+    }
+}
+
+/// `text` as a YAML scalar that reads back as this string: plain when it does, else quoted.
+fn scalar(text: &str) -> String {
+    match serde_yaml::from_str::<serde_yaml::Value>(text) {
+        Ok(serde_yaml::Value::String(s)) if s == text && !text.contains(['#', '\'', '"']) => {
+            text.to_owned()
+        }
+        _ => serde_json::to_string(text).expect("a string"),
     }
 }
 
@@ -560,6 +578,16 @@ hosts:
         let back = Inventory::parse(Path::new("/etc/fleet/inv.yaml"), &text).unwrap();
         assert_eq!(back.hosts, now.hosts);
         assert_eq!(back.ca_dir, inv.ca_dir);
+        // Named from another directory, with values YAML reads as something else.
+        let odd = "domain: t.example\nca_dir: keys/ca\nhosts:\n  - { name: 'null', target: '[2001:db8::1]:2222', roles: [db] }\n  - { name: '123', target: 'root@10.0.0.2', roles: [standby] }\n  - { name: '.inf', target: 'root@10.0.0.3', roles: [collector] }\n";
+        let path = Path::new("fleet/inv.yaml");
+        let inv = Inventory::parse(path, odd).unwrap();
+        assert_eq!(inv.ca_dir, Path::new("fleet/keys/ca"));
+        let now = inv.promoted().unwrap();
+        let text = now.to_yaml(&[&inv.hosts[0]]);
+        let back = Inventory::parse(path, &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(back.hosts, now.hosts, "{text}");
+        assert_eq!(back.ca_dir, inv.ca_dir, "{text}");
         let err = now.promoted().unwrap_err();
         assert!(err.contains("no host has the role standby"), "{err}");
     }

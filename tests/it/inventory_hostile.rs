@@ -258,6 +258,87 @@ hosts:
     );
 }
 
+/// "prints the inventory as it now is (keep it: the next runs need it)": what promote prints
+/// must read back as the same inventory, whatever its targets look like (an IPv6 target
+/// without a user starts with `[`, a YAML flow sequence unless quoted) and wherever the file
+/// was named from (a relative `--inventory` path: the printed `ca_dir` must still name the
+/// same CA when read from the inventory's own directory).
+#[test]
+fn the_inventory_promote_prints_reads_back_with_the_same_hosts_and_ca() {
+    let text = "\
+domain: telemetry.example.com
+hosts:
+  - { name: db1, target: '[2001:db8::11]', roles: [db] }
+  - { name: sb, target: '[2001:db8::12]:2222', roles: [standby] }
+  - { name: 'null', target: root@10.0.0.21, roles: [collector] }
+";
+    // The inventory named by a path relative to the working directory, not its own.
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let fleet_dir = dir.path().join("fleet");
+    std::fs::create_dir(&fleet_dir).unwrap();
+    std::fs::write(fleet_dir.join("inventory.yaml"), text).unwrap();
+    let cwd = std::env::current_dir().unwrap();
+    let relative = fleet_dir
+        .join("inventory.yaml")
+        .strip_prefix(&cwd)
+        .expect("the target directory is under the working directory")
+        .display()
+        .to_string();
+    let s = Setup {
+        dir,
+        fleet: crate::targets::Fleet::new(
+            ["db1", "sb", "null"]
+                .iter()
+                .map(|n| (*n, Some(FakeHost::fresh("debian", true))))
+                .collect(),
+        ),
+    };
+    let run = |args: &[&str]| {
+        let mut all = vec!["--inventory", relative.as_str()];
+        all.extend(args);
+        s.fleet.run_inventory(&all)
+    };
+    let pw = golden::password_file();
+    let (code, out, err) = run(&[
+        "-a",
+        "install",
+        "--yes",
+        "--db-password-file",
+        pw.path().to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        fleet_dir.join("ca/ca.pem").exists(),
+        "the CA beside the inventory"
+    );
+    let (code, out, err) = run(&["-a", "promote", "--yes"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let marker = "(write it over ";
+    let at = out.find(marker).expect("the inventory is printed");
+    let printed = &out[out[at..].find(":\n").unwrap() + at + 2..];
+    std::fs::write(fleet_dir.join("inventory.yaml"), printed).unwrap();
+    // Read back: the collector converged, the same CA; db1 fenced (commented out).
+    let (code, out, err) = run(&["-a", "install", "--dry-run", "--format", "json"]);
+    assert_eq!(code, 0, "{printed}\n{err}\n{out}");
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let names: Vec<String> = targets(&doc).into_iter().map(|t| t.0).collect();
+    assert_eq!(names, ["sb", "null"], "{printed}");
+    assert_eq!(
+        targets(&doc)[1].2,
+        0,
+        "the collector is not converged: {doc:#}"
+    );
+    assert!(
+        !out.contains("created when applied"),
+        "the printed inventory names another CA:\n{printed}"
+    );
+    let listing: Vec<String> = std::fs::read_dir(&fleet_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!listing.contains(&"fleet".to_owned()), "{listing:?}");
+}
+
 /// "never puts the database password in an argv, a log or a plan" and "[the replication
 /// password] reaches the machines only on stdin": every command (argv and environment) every
 /// machine ran, through every action of an inventory with a standby, `-v` included; the
