@@ -196,14 +196,16 @@ impl Inventory {
             }
         }
         let count = |role: Role| raw.hosts.iter().filter(|h| h.roles.contains(&role)).count();
+        // Errors about the whole list: at the `hosts:` key.
         let top = |errors: &mut RecipeErrors, message: String| {
+            let at = located_key(text, "hosts", String::new());
             errors.errors.push(RecipeError {
                 file: None,
                 path: Some("hosts".into()),
                 step: None,
                 message,
-                position: None,
-                source_line: None,
+                position: at.position,
+                source_line: at.source_line,
             })
         };
         match count(Role::Db) {

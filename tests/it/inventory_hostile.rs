@@ -339,6 +339,35 @@ hosts:
     assert!(!listing.contains(&"fleet".to_owned()), "{listing:?}");
 }
 
+/// "Errors name the file, line and column": those about the whole host list too.
+#[test]
+fn errors_about_the_whole_host_list_name_its_line() {
+    for (text, line, want) in [
+        ("domain: t.example\nhosts: []\n", 2, "no host has the role db"),
+        (
+            "domain: t.example\n\nhosts:\n  - { name: a, target: root@10.0.0.1, roles: [db] }\n",
+            3,
+            "no host has the role collector",
+        ),
+        (
+            "hosts:\n  - { name: a, target: root@10.0.0.1, roles: [db, collector] }\n  - { name: b, target: root@10.0.0.2, roles: [db] }\n",
+            1,
+            "2 hosts have the role db",
+        ),
+    ] {
+        let s = Setup::new(text, vec![]);
+        let inv = s.inventory();
+        let (code, out, err) =
+            s.fleet
+                .run_inventory(&["-a", "install", "--inventory", &inv, "--dry-run"]);
+        assert_eq!(code, 2, "{out}{err}");
+        assert!(
+            err.contains(&format!("{inv}:{line}:1: hosts: {want}")),
+            "want {inv}:{line}:1: hosts: {want} in:\n{err}"
+        );
+    }
+}
+
 /// "never puts the database password in an argv, a log or a plan" and "[the replication
 /// password] reaches the machines only on stdin": every command (argv and environment) every
 /// machine ran, through every action of an inventory with a standby, `-v` included; the
