@@ -135,6 +135,13 @@ impl Inventory {
                 }),
                 (None, None) => Err(String::new()),
             };
+            // The address other machines reach this one at: one machine's, not the wildcard
+            // (the primary would listen everywhere), nor loopback when there are others (they
+            // would dial themselves).
+            let address = address.and_then(|a| match reachable(&a, raw.hosts.len() > 1) {
+                Ok(()) => Ok(a),
+                Err(why) => Err(format!("hosts[{i}].address: {a} is {why}")),
+            });
             let address = match address {
                 Ok(a) => Some(a),
                 Err(m) if m.is_empty() => None,
@@ -401,6 +408,20 @@ impl Inventory {
     }
 }
 
+/// Why other machines cannot reach a host at `a` (`others`: the inventory has other hosts).
+fn reachable(a: &IpAddr, others: bool) -> Result<(), &'static str> {
+    let broadcast = matches!(a, IpAddr::V4(v4) if v4.is_broadcast());
+    if a.is_unspecified() || broadcast {
+        Err("not the address of one machine (give the host's private IP address)")
+    } else if a.is_multicast() {
+        Err("a multicast address (give the host's private IP address)")
+    } else if a.is_loopback() && others {
+        Err("a loopback address: the other hosts cannot reach it there (give its private IP address)")
+    } else {
+        Ok(())
+    }
+}
+
 /// `text` as a YAML scalar that reads back as this string: plain when it does, else quoted.
 fn scalar(text: &str) -> String {
     match serde_yaml::from_str::<serde_yaml::Value>(text) {
@@ -524,6 +545,9 @@ hosts:
                 .unwrap();
         assert!(!inv.networked());
         assert!(inv.placement(&inv.hosts[0], None).db_clients().is_empty());
+        // Alone, it may be reached at loopback (no other host dials it).
+        parse("hosts:\n  - name: a\n    target: root@127.0.0.1\n    roles: [db, collector]\n")
+            .unwrap();
     }
 
     #[test]

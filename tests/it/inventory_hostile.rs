@@ -368,6 +368,35 @@ fn errors_about_the_whole_host_list_name_its_line() {
     }
 }
 
+/// An address no other machine can reach the host at (the wildcard, loopback, multicast) is
+/// refused at its line: the primary would listen on every interface (`0.0.0.0`), or the
+/// collectors would dial themselves (`127.0.0.1`).
+#[test]
+fn addresses_other_machines_cannot_reach_are_refused_at_their_line() {
+    for (address, want) in [
+        ("0.0.0.0", "not the address of one machine"),
+        ("::", "not the address of one machine"),
+        ("127.0.0.1", "loopback"),
+        ("::1", "loopback"),
+        ("224.0.0.1", "multicast"),
+        ("255.255.255.255", "not the address of one machine"),
+    ] {
+        let text = format!(
+            "domain: t.example\nhosts:\n  - name: db1\n    target: root@db1.example\n    address: '{address}'\n    roles: [db]\n  - {{ name: web1, target: root@10.0.0.21, roles: [collector] }}\n"
+        );
+        let s = Setup::new(&text, vec![]);
+        let inv = s.inventory();
+        let (code, out, err) =
+            s.fleet
+                .run_inventory(&["-a", "install", "--inventory", &inv, "--dry-run"]);
+        assert_eq!(code, 2, "{address}: {out}{err}");
+        assert!(
+            err.contains(&format!("{inv}:5:5: hosts[0].address:")) && err.contains(want),
+            "{address}: {err}"
+        );
+    }
+}
+
 /// "never puts the database password in an argv, a log or a plan" and "[the replication
 /// password] reaches the machines only on stdin": every command (argv and environment) every
 /// machine ran, through every action of an inventory with a standby, `-v` included; the
