@@ -397,6 +397,51 @@ fn addresses_other_machines_cannot_reach_are_refused_at_their_line() {
     }
 }
 
+/// "a ca_dir ... Keep it": a `ca_dir` that is a symbolic link to a directory (a CA kept on
+/// another volume) is that directory; one that dangles is an error naming it, exit 2, with
+/// nothing created anywhere.
+#[test]
+fn a_ca_dir_that_is_a_symlink_is_followed_and_a_dangling_one_refused() {
+    let s = Setup::fresh();
+    let real = s.dir.path().join("vault");
+    std::fs::create_dir(&real).unwrap();
+    std::os::unix::fs::symlink(&real, s.ca_dir()).unwrap();
+    install_fleet(&s);
+    assert!(real.join("ca.pem").exists() && real.join("ca.key.pem").exists());
+    assert!(
+        std::fs::symlink_metadata(s.ca_dir())
+            .unwrap()
+            .file_type()
+            .is_symlink(),
+        "the link was replaced"
+    );
+
+    let s = Setup::fresh();
+    std::os::unix::fs::symlink(s.dir.path().join("gone"), s.ca_dir()).unwrap();
+    let before = worlds(&s, &["db1", "web1", "web2", "lb"]);
+    let pw = golden::password_file();
+    let (code, out, err) = s.run_raw(
+        "install",
+        &["--yes", "--db-password-file", pw.path().to_str().unwrap()],
+    );
+    assert_eq!(code, 2, "{out}\n{err}");
+    assert!(
+        err.contains(&s.ca_dir().display().to_string()) && err.contains("gone"),
+        "{err}"
+    );
+    assert!(!s.dir.path().join("gone").exists());
+    assert!(worlds(&s, &["db1", "web1", "web2", "lb"]) == before);
+}
+
+fn install_fleet(s: &Setup) {
+    let pw = golden::password_file();
+    let (code, doc, err) = s.run(
+        "install",
+        &["--yes", "--db-password-file", pw.path().to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{err}\n{doc:#}");
+}
+
 /// "never puts the database password in an argv, a log or a plan" and "[the replication
 /// password] reaches the machines only on stdin": every command (argv and environment) every
 /// machine ran, through every action of an inventory with a standby, `-v` included; the
