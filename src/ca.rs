@@ -77,10 +77,20 @@ impl Ca {
             reason,
         };
         let (cert_path, key_path) = (dir.join(CERT_FILE), dir.join(KEY_FILE));
-        match std::fs::symlink_metadata(dir) {
+        // A symbolic link to a directory (a CA kept on another volume) is that directory.
+        match std::fs::metadata(dir) {
             Ok(m) if !m.is_dir() => return Err(fail(dir, "not a directory".into())),
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if let Ok(to) = std::fs::read_link(dir) {
+                    return Err(fail(
+                        dir,
+                        format!(
+                            "a symbolic link to {}, which does not exist (restore it, or remove the link for a new CA)",
+                            to.display()
+                        ),
+                    ));
+                }
                 return Ca::create(dir, dry_run);
             }
             Err(e) => return Err(fail(dir, e.to_string())),

@@ -35,7 +35,10 @@ struct ErrorDoc {
 struct Total {
     targets: usize,
     ok: usize,
+    /// Failed on their own.
     failed: usize,
+    /// Did not run because of others (an earlier wave failed, a host could not be planned).
+    not_run: usize,
 }
 
 #[derive(Serialize)]
@@ -54,7 +57,9 @@ pub(super) fn write(labels: &[String], outcomes: Vec<Outcome>, cli: &Cli, io: &m
     let (format, dry_run) = (cli.format, cli.dry_run);
     let mut results = Vec::new();
     let mut blocks = Vec::new();
+    let mut not_run = Vec::new();
     for (label, target) in labels.iter().zip(outcomes) {
+        not_run.push(target.not_run);
         let seconds = target.seconds;
         let trips = target.trips;
         let mut block = target.out;
@@ -97,11 +102,21 @@ pub(super) fn write(labels: &[String], outcomes: Vec<Outcome>, cli: &Cli, io: &m
             error,
         });
     }
-    let failed = results.iter().filter(|r| !r.ok).count();
+    let not_ran = |r: &(usize, &TargetResult)| not_run[r.0];
+    let names = |ran: bool| -> Vec<&str> {
+        results
+            .iter()
+            .enumerate()
+            .filter(|(i, r)| !r.ok && not_run[*i] != ran)
+            .map(|(_, r)| r.target.as_str())
+            .collect()
+    };
+    let (failed_list, not_run_list) = (names(true), names(false));
     let total = Total {
         targets: results.len(),
-        ok: results.len() - failed,
-        failed,
+        ok: results.iter().filter(|r| r.ok).count(),
+        failed: failed_list.len(),
+        not_run: results.iter().enumerate().filter(not_ran).count(),
     };
     match format {
         Format::Json => {
@@ -127,11 +142,6 @@ pub(super) fn write(labels: &[String], outcomes: Vec<Outcome>, cli: &Cli, io: &m
                 writeln!(io.out).ok();
             }
             let verb = if dry_run { "planned" } else { "done" };
-            let failed_list: Vec<&str> = results
-                .iter()
-                .filter(|r| !r.ok)
-                .map(|r| r.target.as_str())
-                .collect();
             write!(
                 io.out,
                 "{} target{}: {} {verb}, {} failed",
@@ -141,11 +151,19 @@ pub(super) fn write(labels: &[String], outcomes: Vec<Outcome>, cli: &Cli, io: &m
                 total.failed
             )
             .ok();
-            if failed_list.is_empty() {
-                writeln!(io.out).ok();
-            } else {
-                writeln!(io.out, " ({})", failed_list.join(", ")).ok();
+            if !failed_list.is_empty() {
+                write!(io.out, " ({})", failed_list.join(", ")).ok();
             }
+            if !not_run_list.is_empty() {
+                write!(
+                    io.out,
+                    ", {} not run ({})",
+                    not_run_list.len(),
+                    not_run_list.join(", ")
+                )
+                .ok();
+            }
+            writeln!(io.out).ok();
         }
     }
     exit_code(&results)

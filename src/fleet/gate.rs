@@ -32,10 +32,10 @@ impl Permits {
 
 pub(super) struct Permit<'a>(&'a Permits);
 
-/// What the controller settled, once, for every target's thread to wait for: `Some` to go on
-/// with these secrets, `None` when it refused and no target changes anything.
+/// What the controller settled, once, for every target's thread to wait for: `Ok` to go on
+/// with these secrets, `Err` (why, for the targets' "not run") when no target changes anything.
 pub(super) struct Settled {
-    value: OnceLock<Option<Given>>,
+    value: OnceLock<Result<Given, String>>,
     set: Mutex<bool>,
     done: Condvar,
 }
@@ -49,18 +49,22 @@ impl Settled {
         }
     }
 
-    pub(super) fn publish(&self, given: Option<Given>) {
+    pub(super) fn publish(&self, given: Result<Given, String>) {
         self.value.set(given).ok();
         *self.set.lock().unwrap_or_else(|e| e.into_inner()) = true;
         self.done.notify_all();
     }
 
-    pub(super) fn wait(&self) -> Option<&Given> {
+    pub(super) fn wait(&self) -> Result<&Given, &str> {
         let mut set = self.set.lock().unwrap_or_else(|e| e.into_inner());
         while !*set {
             set = self.done.wait(set).unwrap_or_else(|e| e.into_inner());
         }
-        self.value.get().and_then(Option::as_ref)
+        match self.value.get() {
+            Some(Ok(given)) => Ok(given),
+            Some(Err(why)) => Err(why),
+            None => Err("the run stopped before any change"),
+        }
     }
 }
 

@@ -100,6 +100,18 @@ pub fn fleet(cli: &Cli, inventory: &Inventory) -> Result<Fleet, Error> {
         Action::Promote => Some(inventory.promoted().map_err(Error::Usage)?),
         _ => None,
     };
+    if cli.action == Action::Promote {
+        // Without the standby in the run nothing is promoted: the old primary would be fenced
+        // with no primary after it, or the collectors pointed at a standby in recovery.
+        if let Some(standby) = inventory.hosts.iter().find(|h| h.roles.standby) {
+            if !hosts.iter().any(|h| h.name == standby.name) {
+                return Err(Error::Usage(format!(
+                    "promote: --limit leaves out the standby {}, the host promote makes the primary; add --limit {}",
+                    standby.name, standby.name
+                )));
+            }
+        }
+    }
     // The CA that signs the database's certificate, when something reaches it over the
     // network: created on the first apply, never by a dry run.
     let ca = if inventory.networked() {
@@ -139,6 +151,7 @@ pub fn fleet(cli: &Cli, inventory: &Inventory) -> Result<Fleet, Error> {
         jobs,
         serial,
         shared_password: true,
+        all_planned: true,
         ca,
         replication_password: if inventory.hosts.iter().any(|h| h.roles.standby) {
             replication_password(&inventory.ca_dir, cli.dry_run)?

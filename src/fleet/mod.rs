@@ -61,6 +61,9 @@ pub fn run_ssh(cli: Cli, targets: Vec<Target>, io: &mut Io) -> Result<u8, Error>
 struct Outcome {
     out: Vec<u8>,
     result: Result<Done, Error>,
+    /// It did not run because of others (an earlier wave failed, a host could not be
+    /// planned, the controller refused): its error says why.
+    not_run: bool,
     seconds: f64,
     trips: Option<u64>,
 }
@@ -107,6 +110,7 @@ pub fn run<'h>(
             jobs,
             serial: Vec::new(),
             shared_password: false,
+            all_planned: false,
             ca: None,
             replication_password: None,
         },
@@ -141,6 +145,10 @@ pub struct Fleet {
     /// the given one, else the one a target's collector config holds, else one asked for or
     /// generated once.
     pub shared_password: bool,
+    /// No job changes anything unless every job was planned: the jobs depend on each other
+    /// (an inventory: the primary admits collectors, the old primary is fenced only for a
+    /// standby that is promoted). Else one target's failure stops only that target.
+    pub all_planned: bool,
     /// The certificate authority of an inventory (on the controller).
     pub ca: Option<std::sync::Arc<crate::ca::Ca>>,
     /// The password of an inventory's replication role.
@@ -160,6 +168,7 @@ pub fn run_jobs<'h>(
         jobs,
         serial,
         shared_password,
+        all_planned,
         ca,
         replication_password,
     } = fleet;
@@ -235,16 +244,30 @@ pub fn run_jobs<'h>(
                 (jobs[p.index].host.as_str(), identity)
             })
             .collect();
-        // A machine named twice stops the run before any change (see identity.rs).
-        let settling = match identity::named_twice(&machines) {
-            Some(why) => Err(Error::Usage(why)),
-            None => settle(&planned, cli.action, shared_password, &mut io),
+        // Jobs that depend on each other: one that could not be planned stops them all.
+        let unplanned: Vec<&str> = planned
+            .iter()
+            .filter(|p| p.ready.is_none())
+            .map(|p| labels[p.index].as_str())
+            .collect();
+        let (given, settling) = if all_planned && !unplanned.is_empty() {
+            let why = format!(
+                "{} could not be planned; nothing was changed on any host",
+                unplanned.join(", ")
+            );
+            (Err(why), Ok(()))
+        } else {
+            // A machine named twice stops the run before any change (see identity.rs).
+            let settled = match identity::named_twice(&machines) {
+                Some(why) => Err(Error::Usage(why)),
+                None => settle(&planned, cli.action, shared_password, &mut io),
+            };
+            match settled {
+                Ok(given) => (Ok(given), Ok(())),
+                Err(e) => (Err("the run stopped before any change".to_owned()), Err(e)),
+            }
         };
         drop(io);
-        let (given, settling) = match settling {
-            Ok(given) => (Some(given), Ok(())),
-            Err(e) => (None, Err(e)),
-        };
         settled.publish(given);
         let outcomes: Vec<Outcome> = threads
             .into_iter()
@@ -345,6 +368,7 @@ fn run_target(job: &Job, index: usize, shared: &Shared, tx: mpsc::Sender<Planned
         Outcome {
             out,
             result: Err(error),
+            not_run: false,
             seconds: started.elapsed().as_secs_f64(),
             trips,
         }
@@ -401,8 +425,8 @@ fn run_target(job: &Job, index: usize, shared: &Shared, tx: mpsc::Sender<Planned
     })
     .ok();
     drop(tx);
-    let (result, failed) = match shared.settled.wait() {
-        Some(given) => match shared.waves.turn(*wave) {
+    let (result, failed, not_run) = match shared.settled.wait() {
+        Ok(given) => match shared.waves.turn(*wave) {
             Ok(_turn) => {
                 let _permit = shared.permits.acquire();
                 let began = Instant::now();
@@ -416,7 +440,7 @@ fn run_target(job: &Job, index: usize, shared: &Shared, tx: mpsc::Sender<Planned
                         done.push(label.clone());
                     }
                 }
-                (result, failed)
+                (result, failed, false)
             }
             Err(failed) => (
                 Err(Error::Other(format!(
@@ -432,19 +456,16 @@ fn run_target(job: &Job, index: usize, shared: &Shared, tx: mpsc::Sender<Planned
                         .unwrap_or_default()
                 ))),
                 false,
+                true,
             ),
         },
-        None => (
-            Err(Error::Other(
-                "not run: the run stopped before any change".into(),
-            )),
-            false,
-        ),
+        Err(why) => (Err(Error::Other(format!("not run: {why}"))), false, true),
     };
     shared.waves.finish(*wave, label, failed);
     Outcome {
         out,
         result,
+        not_run,
         seconds,
         trips: host.round_trips(),
     }

@@ -61,6 +61,9 @@ pub struct Inventory {
     pub domain: Option<String>,
     /// Where the inventory's certificate authority lives on the controller.
     pub ca_dir: PathBuf,
+    /// `ca_dir` as the file wrote it (relative to the file's directory, or absolute), for
+    /// [`Inventory::to_yaml`]; `None`: the default, `ca` beside the file.
+    pub ca_dir_written: Option<PathBuf>,
     /// In the file's order.
     pub hosts: Vec<Host>,
 }
@@ -132,6 +135,13 @@ impl Inventory {
                 }),
                 (None, None) => Err(String::new()),
             };
+            // The address other machines reach this one at: one machine's, not the wildcard
+            // (the primary would listen everywhere), nor loopback when there are others (they
+            // would dial themselves).
+            let address = address.and_then(|a| match reachable(&a, raw.hosts.len() > 1) {
+                Ok(()) => Ok(a),
+                Err(why) => Err(format!("hosts[{i}].address: {a} is {why}")),
+            });
             let address = match address {
                 Ok(a) => Some(a),
                 Err(m) if m.is_empty() => None,
@@ -193,14 +203,16 @@ impl Inventory {
             }
         }
         let count = |role: Role| raw.hosts.iter().filter(|h| h.roles.contains(&role)).count();
+        // Errors about the whole list: at the `hosts:` key.
         let top = |errors: &mut RecipeErrors, message: String| {
+            let at = located_key(text, "hosts", String::new());
             errors.errors.push(RecipeError {
                 file: None,
                 path: Some("hosts".into()),
                 step: None,
                 message,
-                position: None,
-                source_line: None,
+                position: at.position,
+                source_line: at.source_line,
             })
         };
         match count(Role::Db) {
@@ -240,7 +252,7 @@ impl Inventory {
         }
         errors.into_result()?;
         let base = path.parent().unwrap_or(Path::new("."));
-        let ca_dir = raw.ca_dir.unwrap_or_else(|| PathBuf::from("ca"));
+        let ca_dir = raw.ca_dir.clone().unwrap_or_else(|| PathBuf::from("ca"));
         Ok(Inventory {
             file: path.to_path_buf(),
             domain: raw.domain,
@@ -249,6 +261,7 @@ impl Inventory {
             } else {
                 base.join(ca_dir)
             },
+            ca_dir_written: raw.ca_dir,
             hosts,
         })
     }
@@ -345,13 +358,17 @@ impl Inventory {
     }
 
     /// The inventory as YAML (what `promote` prints: the inventory as it now is), with the
-    /// hosts `fenced` commented out.
+    /// hosts `fenced` commented out. Read back from the same file it is the same inventory:
+    /// `ca_dir` as the file wrote it (relative to the file, not to the working directory), and
+    /// every value that YAML would read as something else (`[::1]:22`, `null`, `123`) quoted.
     pub fn to_yaml(&self, fenced: &[&Host]) -> String {
         let mut out = String::from("# telem-deploy inventory\n");
         if let Some(d) = &self.domain {
-            out.push_str(&format!("domain: {d}\n"));
+            out.push_str(&format!("domain: {}\n", scalar(d)));
         }
-        out.push_str(&format!("ca_dir: {}\n", self.ca_dir.display()));
+        if let Some(dir) = &self.ca_dir_written {
+            out.push_str(&format!("ca_dir: {}\n", scalar(&dir.display().to_string())));
+        }
         out.push_str("hosts:\n");
         let host = |h: &Host| {
             let roles: Vec<&str> = [Role::Db, Role::Standby, Role::Collector, Role::Balancer]
@@ -361,9 +378,9 @@ impl Inventory {
                 .collect();
             format!(
                 "  - name: {}\n    target: {}\n    address: {}\n    roles: [{}]\n",
-                h.name,
-                h.target,
-                h.address,
+                scalar(&h.name),
+                scalar(&h.target.to_string()),
+                scalar(&h.address.to_string()),
                 roles.join(", ")
             )
         };
@@ -388,6 +405,30 @@ impl Inventory {
             .iter()
             .position(|r| host.roles.has(*r))
             .unwrap_or(WAVES.len())
+    }
+}
+
+/// Why other machines cannot reach a host at `a` (`others`: the inventory has other hosts).
+fn reachable(a: &IpAddr, others: bool) -> Result<(), &'static str> {
+    let broadcast = matches!(a, IpAddr::V4(v4) if v4.is_broadcast());
+    if a.is_unspecified() || broadcast {
+        Err("not the address of one machine (give the host's private IP address)")
+    } else if a.is_multicast() {
+        Err("a multicast address (give the host's private IP address)")
+    } else if a.is_loopback() && others {
+        Err("a loopback address: the other hosts cannot reach it there (give its private IP address)")
+    } else {
+        Ok(())
+    }
+}
+
+/// `text` as a YAML scalar that reads back as this string: plain when it does, else quoted.
+fn scalar(text: &str) -> String {
+    match serde_yaml::from_str::<serde_yaml::Value>(text) {
+        Ok(serde_yaml::Value::String(s)) if s == text && !text.contains(['#', '\'', '"']) => {
+            text.to_owned()
+        }
+        _ => serde_json::to_string(text).expect("a string"),
     }
 }
 
@@ -504,6 +545,9 @@ hosts:
                 .unwrap();
         assert!(!inv.networked());
         assert!(inv.placement(&inv.hosts[0], None).db_clients().is_empty());
+        // Alone, it may be reached at loopback (no other host dials it).
+        parse("hosts:\n  - name: a\n    target: root@127.0.0.1\n    roles: [db, collector]\n")
+            .unwrap();
     }
 
     #[test]
@@ -560,6 +604,16 @@ hosts:
         let back = Inventory::parse(Path::new("/etc/fleet/inv.yaml"), &text).unwrap();
         assert_eq!(back.hosts, now.hosts);
         assert_eq!(back.ca_dir, inv.ca_dir);
+        // Named from another directory, with values YAML reads as something else.
+        let odd = "domain: t.example\nca_dir: keys/ca\nhosts:\n  - { name: 'null', target: '[2001:db8::1]:2222', roles: [db] }\n  - { name: '123', target: 'root@10.0.0.2', roles: [standby] }\n  - { name: '.inf', target: 'root@10.0.0.3', roles: [collector] }\n";
+        let path = Path::new("fleet/inv.yaml");
+        let inv = Inventory::parse(path, odd).unwrap();
+        assert_eq!(inv.ca_dir, Path::new("fleet/keys/ca"));
+        let now = inv.promoted().unwrap();
+        let text = now.to_yaml(&[&inv.hosts[0]]);
+        let back = Inventory::parse(path, &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(back.hosts, now.hosts, "{text}");
+        assert_eq!(back.ca_dir, inv.ca_dir, "{text}");
         let err = now.promoted().unwrap_err();
         assert!(err.contains("no host has the role standby"), "{err}");
     }

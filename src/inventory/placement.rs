@@ -138,14 +138,20 @@ pub fn insert_vars(ctx: &mut tera::Context, placement: Option<&Placement>) {
         return;
     };
     let text = |a: &IpAddr| a.to_string();
+    // In a URL's or nginx's `host:port` an IPv6 address is bracketed (`[2001:db8::11]:5432`).
+    let host_port = |a: &IpAddr| match a {
+        IpAddr::V4(_) => a.to_string(),
+        IpAddr::V6(_) => format!("[{a}]"),
+    };
     ctx.insert("inventory", &true);
     ctx.insert("host_name", &p.name);
     ctx.insert("address", &text(&p.address));
     let db_remote = !p.roles.db;
+    // `db_host`, `read_db_host`, `collectors` and `drained` are written before a `:port`.
     ctx.insert(
         "db_host",
         &if db_remote {
-            text(&p.db_address)
+            host_port(&p.db_address)
         } else {
             "127.0.0.1".to_owned()
         },
@@ -153,7 +159,13 @@ pub fn insert_vars(ctx: &mut tera::Context, placement: Option<&Placement>) {
     ctx.insert("db_remote", &db_remote);
     ctx.insert("db_address", &text(&p.db_address));
     let standby = p.standby_address.as_ref().map(text).unwrap_or_default();
-    ctx.insert("read_db_host", &standby);
+    ctx.insert(
+        "read_db_host",
+        &p.standby_address
+            .as_ref()
+            .map(host_port)
+            .unwrap_or_default(),
+    );
     ctx.insert("standby_address", &standby);
     // The primary admits its standby's replication connection.
     ctx.insert(
@@ -162,9 +174,12 @@ pub fn insert_vars(ctx: &mut tera::Context, placement: Option<&Placement>) {
     );
     ctx.insert(
         "collectors",
-        &p.collectors.iter().map(text).collect::<Vec<_>>(),
+        &p.collectors.iter().map(host_port).collect::<Vec<_>>(),
     );
-    ctx.insert("drained", &p.drained.iter().map(text).collect::<Vec<_>>());
+    ctx.insert(
+        "drained",
+        &p.drained.iter().map(host_port).collect::<Vec<_>>(),
+    );
     ctx.insert(
         "db_clients",
         &p.db_clients().iter().map(text).collect::<Vec<_>>(),

@@ -24,6 +24,7 @@ mod golden;
 mod hostile_input;
 mod interrupt;
 mod inventory;
+mod inventory_hostile;
 mod inventory_standby;
 mod inventory_uninstall;
 mod inventory_waves;

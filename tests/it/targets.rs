@@ -181,6 +181,7 @@ impl Fleet {
                 jobs,
                 serial: Vec::new(),
                 shared_password: false,
+                all_planned: false,
                 ca: None,
                 replication_password: None,
             };
