@@ -13,7 +13,7 @@ use crate::engine::Engine;
 use crate::error::Error;
 use crate::executor::{self, Mode};
 use crate::failure::StepError;
-use crate::host::{Host, LockAttempt, RunLock, RUN_LOCK};
+use crate::host::Host;
 use crate::options::Options;
 use crate::plan::Plan;
 use crate::progress::Reporter;
@@ -124,7 +124,7 @@ fn run(
             }
         };
         let reporter = Reporter::new(&prepared.opts, &lines);
-        execute(staged, &given, &reporter, "", None)?
+        execute(staged, &given, &reporter, "")?
     };
     emit(&done.report, &done.opts, io, done.mode);
     *reported = true;
@@ -195,33 +195,13 @@ pub(crate) fn stage<'a>(
 }
 
 impl Staged<'_> {
-    /// The state file read again from the machine (another run, or another job of this run on
-    /// the same machine, may have changed it since planning): what this run records builds on
-    /// it, and the reloads and restarts it says are owed are owed by this run too.
-    fn reread_state(&self) -> Result<(), Error> {
+    /// The state file read again from the machine (another job of the run on the same machine
+    /// may have changed it since planning): what this job checks and records builds on it,
+    /// and the reloads and restarts it says are owed are owed by this job too.
+    pub(crate) fn reread_state(self) -> Result<Self, Error> {
         let state = State::load(self.host).map_err(|e| Error::Other(e.0))?;
         self.eng.replace_state(state);
-        Ok(())
-    }
-
-    /// The run's lock on the machine (`attempt`, else taken now), then the state file read
-    /// again under it; an error when another run holds it (nothing changed).
-    fn lock(&self, attempt: Option<LockAttempt>) -> Result<RunLock, Error> {
-        let attempt = match attempt {
-            Some(attempt) => attempt,
-            None => self.host.lock_run().map_err(|e| Error::Other(e.0))?,
-        };
-        let held = attempt
-            .wait()
-            .map_err(|e| Error::Other(e.0))?
-            .ok_or_else(|| {
-                Error::Other(format!(
-                    "another telem-deploy run is changing this machine (it holds {RUN_LOCK}); \
-                 nothing was changed: run again once it has ended"
-                ))
-            })?;
-        self.reread_state()?;
-        Ok(held)
+        Ok(self)
     }
 }
 
@@ -265,21 +245,14 @@ impl Done {
     }
 }
 
-/// The loop on one target: check only (dry run), or apply, with the secrets it needs, holding
-/// the machine's run lock (`lock`: its attempt when it was started early, else it is taken
-/// here).
+/// The loop on one target: check only (dry run), or apply, with the secrets it needs (the
+/// machine's run lock is taken before the first change: `engine/run_lock.rs`).
 pub(crate) fn execute(
     staged: Staged,
     given: &Given,
     reporter: &Reporter,
     label: &str,
-    lock: Option<LockAttempt>,
 ) -> Result<Done, Error> {
-    let _held = if staged.prepared.opts.dry_run {
-        None
-    } else {
-        Some(staged.lock(lock)?)
-    };
     let Staged {
         prepared: Prepared { opts, plan, .. },
         host,

@@ -1,6 +1,7 @@
 //! The loop of a run. Every selected step is checked; in apply mode a step that differs is
 //! changed (its notified services owed first, queued after). Applying refuses before the first
-//! change when a step's preflight does, stops at the first failure, and always ends with the
+//! change when a step's preflight does, takes the machine's run lock before its first change
+//! (and checks that step again under it), stops at the first failure, and always ends with the
 //! queued reloads and restarts. A check-only run (the dry run) shows what it would do.
 
 use crate::engine::{Check, Engine, Status};
@@ -67,7 +68,19 @@ pub fn run(
         ran.steps.push(StepReport::new(step, Outcome::NotRun, None));
     }
     if mode == Mode::Apply {
-        // Queued reloads and restarts run even after a failure.
+        // Queued reloads and restarts run even after a failure (not without the run lock).
+        let locked = match eng.handlers_queued() {
+            true => eng.lock_for_change().map(drop),
+            false => Ok(()),
+        };
+        if let Err(e) = locked {
+            ran.failure
+                .get_or_insert(("reloads and restarts".into(), e));
+            if let Some(p) = progress {
+                p.clear();
+            }
+            return ran;
+        }
         let results = eng.flush_handlers();
         notes(progress, &eng.take_notes());
         for r in results {
@@ -126,7 +139,11 @@ fn check_only(eng: &Engine, step: &Step) -> StepReport {
 
 /// An applied step: unchanged when its check is ok, else changed (a blocked step fails).
 fn check_and_apply(eng: &Engine, step: &Step) -> Result<(Outcome, Check), StepError> {
-    let check = eng.check(step)?;
+    let mut check = eng.check(step)?;
+    if matches!(check.status, Status::Change | Status::Unknown) && eng.lock_for_change()? {
+        // The lock just taken: another run may have changed the machine since the check.
+        check = eng.check(step)?;
+    }
     match check.status {
         Status::Ok => Ok((Outcome::Ok, check)),
         Status::Blocked => Err(StepError::msg(check.changes.join("; "))),

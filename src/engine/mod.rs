@@ -21,6 +21,7 @@ pub mod pgsql;
 pub mod pkg;
 mod pkg_graph;
 pub(crate) mod postgres;
+mod run_lock;
 pub mod snaplinks;
 pub mod snapshot;
 pub mod standby;
@@ -154,6 +155,8 @@ pub struct Engine<'a> {
     /// What steps and handlers tell the operator (through the reporter), until the executor
     /// takes them.
     notes: RefCell<Vec<String>>,
+    /// The machine's run lock, once a change needed it (`run_lock.rs`).
+    run_lock: RefCell<Option<crate::host::RunLock>>,
 }
 
 impl<'a> Engine<'a> {
@@ -205,6 +208,7 @@ impl<'a> Engine<'a> {
             machine: OnceCell::new(),
             psql: OnceCell::new(),
             notes: RefCell::new(Vec::new()),
+            run_lock: RefCell::new(None),
         }
     }
 

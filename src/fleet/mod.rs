@@ -378,17 +378,6 @@ fn run_target(job: &Job, index: usize, shared: &Shared, tx: mpsc::Sender<Planned
         Err(e) => return stopped(notes, out, Error::Other(e), None),
     };
     let host = host.as_ref();
-    // The machine's run lock, asked for now (its session starts while the target is planned)
-    // and waited for before the first change; a machine with several jobs in this run is
-    // locked by each job in its turn.
-    let lock = if cli.dry_run || shared.shared_hosts.contains(machine) {
-        None
-    } else {
-        match host.lock_run() {
-            Ok(attempt) => Some(attempt),
-            Err(e) => return stopped(notes, out, Error::Other(e.0), host.round_trips()),
-        }
-    };
     let prepared = app::prepare(
         cli.clone(),
         host,
@@ -430,9 +419,16 @@ fn run_target(job: &Job, index: usize, shared: &Shared, tx: mpsc::Sender<Planned
             Ok(_turn) => {
                 let _permit = shared.permits.acquire();
                 let began = Instant::now();
-                // Under the lock, execute reads the state file again: another job on this
-                // machine may have changed it since this one read it.
-                let result = app::execute(staged, given, shared.reporter, label, lock);
+                // Another job on this machine may have changed its state file since this one
+                // read it: build on what that one recorded, never over it (and the run lock,
+                // taken before this job's first change, reads it again).
+                let result = if shared.shared_hosts.contains(machine) && !cli.dry_run {
+                    staged.reread_state()
+                } else {
+                    Ok(staged)
+                };
+                let result =
+                    result.and_then(|staged| app::execute(staged, given, shared.reporter, label));
                 seconds += began.elapsed().as_secs_f64();
                 let failed = !matches!(&result, Ok(done) if done.failure.is_none());
                 if !failed {

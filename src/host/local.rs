@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use super::{
     lookup_group, lookup_user, Cmd, CmdOutput, FileKind, FileMeta, Host, HostError, HostResult,
-    LockAttempt, Owner, RunLock, RUN_LOCK,
+    Owner, RunLock, RUN_LOCK,
 };
 
 /// The variables of this process no child may inherit: those telem-deploy reads its secrets
@@ -297,8 +297,8 @@ impl Host for LocalHost {
             .ok_or_else(|| HostError(format!("{sock} answered no HTTP status line")))
     }
 
-    fn lock_run(&self) -> HostResult<LockAttempt> {
-        Ok(LockAttempt::ready(lock_file(Path::new(RUN_LOCK))))
+    fn lock_run(&self) -> HostResult<Option<RunLock>> {
+        lock_file(Path::new(RUN_LOCK))
     }
 
     fn pg_login(

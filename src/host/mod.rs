@@ -206,29 +206,6 @@ impl RunLock {
     }
 }
 
-/// A run's lock being taken ([`Host::lock_run`]): over SSH it is asked for early and waited
-/// for when the run is about to change the machine.
-pub struct LockAttempt(Box<dyn FnOnce() -> HostResult<Option<RunLock>> + Send>);
-
-impl LockAttempt {
-    /// An attempt whose outcome is known already.
-    pub fn ready(outcome: HostResult<Option<RunLock>>) -> LockAttempt {
-        LockAttempt(Box::new(move || outcome))
-    }
-
-    /// An attempt `wait` finishes.
-    pub fn pending(
-        wait: impl FnOnce() -> HostResult<Option<RunLock>> + Send + 'static,
-    ) -> LockAttempt {
-        LockAttempt(Box::new(wait))
-    }
-
-    /// The lock, or `None` when another run holds it.
-    pub fn wait(self) -> HostResult<Option<RunLock>> {
-        (self.0)()
-    }
-}
-
 pub trait Host {
     /// How many round trips to the machine this host has made so far (SSH), or None where
     /// that is not counted (the local machine).
@@ -281,10 +258,10 @@ pub trait Host {
         password: &str,
         database: &str,
     ) -> HostResult<bool>;
-    /// Start taking the lock of a run that changes the machine ([`RUN_LOCK`], an exclusive
-    /// `flock` held as long as the [`RunLock`] lives; a run that dies loses it). Creates the
-    /// file (and its directory) when missing: never in a dry run.
-    fn lock_run(&self) -> HostResult<LockAttempt>;
+    /// The lock of a run that changes the machine ([`RUN_LOCK`], an exclusive `flock` held as
+    /// long as the [`RunLock`] lives; a run that dies loses it), or `None` when another run
+    /// holds it. Creates the file (and its directory) when missing: only before a change.
+    fn lock_run(&self) -> HostResult<Option<RunLock>>;
     /// Is the host the machine telem-deploy runs on (so a path on it is a path here)?
     /// Only then may the engine compare a host path with a controller file (the bundled
     /// collector); a remote host never shares a file with the controller.

@@ -463,8 +463,9 @@ fn admin_queries_run_the_newest_versions_own_psql() {
 
 /// Two runs changing one machine at once (two CI jobs, an operator and CI) would race for its
 /// package manager and its state file: a run that finds the machine's run lock held by
-/// another changes nothing and says so; a dry run does not lock (it writes nothing) and still
-/// plans; once the other run has ended, the install goes through.
+/// another before its first change changes nothing and says so; a dry run does not lock (it
+/// writes nothing) and still plans; once the other run has ended, the install goes through;
+/// a run with nothing to change needs no lock.
 #[test]
 fn a_machine_another_run_is_changing_is_left_alone() {
     let host = FakeHost::fresh("debian", true);
@@ -502,4 +503,16 @@ fn a_machine_another_run_is_changing_is_left_alone() {
     let (code, out, err) = run(&host, &args);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(*host.world.borrow() != before);
+    // A run with nothing to change takes no lock: a converged install goes through while
+    // another run holds it, and asks for no lock.
+    host.world.borrow_mut().locked_by_another_run = true;
+    host.log.borrow_mut().clear();
+    let converged = host.world.borrow().clone();
+    let (code, out, err) = run(&host, &args);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(*host.world.borrow() == converged, "the converged run changed something");
+    assert!(
+        !host.log.borrow().iter().any(|l| l == "lock_run"),
+        "a run with nothing to change asked for the lock"
+    );
 }

@@ -250,12 +250,10 @@ impl Host for FakeHost {
         Ok(pid)
     }
 
-    fn lock_run(&self) -> HostResult<telem_deploy::host::LockAttempt> {
+    fn lock_run(&self) -> HostResult<Option<telem_deploy::host::RunLock>> {
         self.log.borrow_mut().push("lock_run".into());
         let busy = self.world.borrow().locked_by_another_run;
-        Ok(telem_deploy::host::LockAttempt::ready(Ok(
-            (!busy).then(|| telem_deploy::host::RunLock::new(()))
-        )))
+        Ok((!busy).then(|| telem_deploy::host::RunLock::new(())))
     }
 
     fn signal(&self, pid: u32, _signal: telem_deploy::host::Signal) -> HostResult<()> {

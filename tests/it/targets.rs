@@ -105,7 +105,7 @@ impl Host for Connection<'_> {
 
     delegate! {
         spawn_detached(cmd: &telem_deploy::host::Cmd, log: &Path) -> telem_deploy::host::HostResult<u32>;
-        lock_run() -> telem_deploy::host::HostResult<telem_deploy::host::LockAttempt>;
+        lock_run() -> telem_deploy::host::HostResult<Option<telem_deploy::host::RunLock>>;
         signal(pid: u32, sig: telem_deploy::host::Signal) -> telem_deploy::host::HostResult<()>;
         which(program: &str) -> Option<PathBuf>;
         read(path: &Path) -> telem_deploy::host::HostResult<Option<Vec<u8>>>;

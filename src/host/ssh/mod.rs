@@ -28,7 +28,7 @@ use std::sync::Mutex;
 pub use settings::{SshSettings, DEFAULT_PROBE};
 pub use target::{Target, TargetError};
 
-use super::{Cmd, CmdOutput, FileMeta, Host, HostError, HostResult, LockAttempt, Owner, Signal};
+use super::{Cmd, CmdOutput, FileMeta, Host, HostError, HostResult, Owner, RunLock, Signal};
 use explain::{explain_connect_failure, explain_lost};
 use private_dir::PrivateDir;
 use script::{quote, quote_path, Script};
@@ -391,9 +391,9 @@ impl Host for SshHost {
         Ok(out)
     }
 
-    fn lock_run(&self) -> HostResult<LockAttempt> {
+    fn lock_run(&self) -> HostResult<Option<RunLock>> {
         self.round_trips.fetch_add(1, Ordering::Relaxed);
-        run_lock::start(
+        run_lock::take(
             self.session(&run_lock::script()?),
             &self.dir.0.join("lock.log"),
             self.target.to_string(),

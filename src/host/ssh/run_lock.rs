@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::quote;
-use crate::host::{HostError, HostResult, LockAttempt, RunLock, RUN_LOCK};
+use crate::host::{HostError, HostResult, RunLock, RUN_LOCK};
 
 /// What `flock` exits with when another run holds the lock (`-n`: it does not wait).
 const BUSY: i32 = 75;
@@ -29,9 +29,13 @@ pub(super) fn script() -> HostResult<String> {
     ))
 }
 
-/// Start the session (`expr`, running [`script`]) without waiting: the attempt waits for its
-/// first line. `target` and `log` (its stderr) name what went wrong.
-pub(super) fn start(expr: duct::Expression, log: &Path, target: String) -> HostResult<LockAttempt> {
+/// The lock, held by the session `expr` (running [`script`]) once it says so; `None` when
+/// another run holds it. `target` and `log` (the session's stderr) name what went wrong.
+pub(super) fn take(
+    expr: duct::Expression,
+    log: &Path,
+    target: String,
+) -> HostResult<Option<RunLock>> {
     let failed = |e: std::io::Error| HostError(format!("cannot lock {RUN_LOCK} on {target}: {e}"));
     let (from_session, session_out) = os_pipe::pipe().map_err(failed)?;
     let (session_in, to_session) = os_pipe::pipe().map_err(failed)?;
@@ -42,33 +46,30 @@ pub(super) fn start(expr: duct::Expression, log: &Path, target: String) -> HostR
         .unchecked()
         .start()
         .map_err(failed)?;
-    let log = log.to_owned();
-    Ok(LockAttempt::pending(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(from_session).read_line(&mut line);
-        let held = Held {
-            handle,
-            input: Some(to_session),
-        };
-        if line.trim_end() == "locked" {
-            return Ok(Some(RunLock::new(held)));
+    let mut line = String::new();
+    let _ = BufReader::new(from_session).read_line(&mut line);
+    let held = Held {
+        handle,
+        input: Some(to_session),
+    };
+    if line.trim_end() == "locked" {
+        return Ok(Some(RunLock::new(held)));
+    }
+    // No line: the command ended (another run holds the lock, or it could not run).
+    let status = held.handle.wait().map(|o| o.status.code());
+    match status {
+        Ok(Some(BUSY)) => Ok(None),
+        _ => {
+            let said = std::fs::read_to_string(log).unwrap_or_default();
+            Err(HostError(format!(
+                "cannot lock {RUN_LOCK} on {target}: {}",
+                match said.trim() {
+                    "" => "the session ended".to_owned(),
+                    said => said.to_owned(),
+                }
+            )))
         }
-        // No line: the command ended (another run holds the lock, or it could not run).
-        let status = held.handle.wait().map(|o| o.status.code());
-        match status {
-            Ok(Some(BUSY)) => Ok(None),
-            _ => {
-                let said = std::fs::read_to_string(&log).unwrap_or_default();
-                Err(HostError(format!(
-                    "cannot lock {RUN_LOCK} on {target}: {}",
-                    match said.trim() {
-                        "" => "the session ended".to_owned(),
-                        said => said.to_owned(),
-                    }
-                )))
-            }
-        }
-    }))
+    }
 }
 
 /// The session holding the lock: closing its input ends it.
