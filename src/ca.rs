@@ -72,6 +72,16 @@ impl Ca {
     /// path: one of the two files alone, a file that does not parse, a key that is not the
     /// certificate's, a certificate that is not a CA or has expired, a key others may read.
     pub fn load_or_create(dir: &Path, dry_run: bool) -> Result<Ca, CaError> {
+        match Ca::existing(dir)? {
+            Some(ca) => Ok(ca),
+            None => Ca::create(dir, dry_run),
+        }
+    }
+
+    /// The CA in `dir` as [`Ca::load_or_create`] finds it, without ever creating one: `None`
+    /// where that would create one (the directory missing or empty); the same errors
+    /// otherwise. Nothing is written.
+    pub fn existing(dir: &Path) -> Result<Option<Ca>, CaError> {
         let fail = |path: &Path, reason: String| CaError {
             path: path.to_owned(),
             reason,
@@ -91,7 +101,7 @@ impl Ca {
                         ),
                     ));
                 }
-                return Ca::create(dir, dry_run);
+                return Ok(None);
             }
             Err(e) => return Err(fail(dir, e.to_string())),
         }
@@ -101,13 +111,13 @@ impl Ca {
             Err(e) => Err(fail(p, e.to_string())),
         };
         match (present(&cert_path)?, present(&key_path)?) {
-            (true, true) => Ca::load(dir),
+            (true, true) => Ca::load(dir).map(Some),
             (false, false) => {
                 let entries = std::fs::read_dir(dir)
                     .map_err(|e| fail(dir, e.to_string()))?
                     .count();
                 match entries {
-                    0 => Ca::create(dir, dry_run),
+                    0 => Ok(None),
                     _ => Err(fail(
                         dir,
                         format!("holds neither {CERT_FILE} nor {KEY_FILE} but is not empty; name an empty or missing directory for a new CA"),
@@ -367,6 +377,23 @@ mod tests {
 
     fn names(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn existing_never_creates_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("ca");
+        assert!(Ca::existing(&dir).unwrap().is_none());
+        assert!(!dir.exists(), "a directory was created");
+        std::fs::create_dir(&dir).unwrap();
+        assert!(Ca::existing(&dir).unwrap().is_none());
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+        let created = Ca::load_or_create(&dir, false).unwrap();
+        let found = Ca::existing(&dir).unwrap().expect("the CA created");
+        assert_eq!(found.cert_pem(), created.cert_pem());
+        std::fs::remove_file(dir.join(KEY_FILE)).unwrap();
+        let err = Ca::existing(&dir).unwrap_err();
+        assert_eq!(err.path, dir.join(KEY_FILE), "{err}");
     }
 
     #[test]

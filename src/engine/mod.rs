@@ -264,12 +264,16 @@ impl<'a> Engine<'a> {
                 step.when_installed_by_us.iter().any(|p| ours.contains(p))
             };
         // `when_installed`: installed by anyone (unknown counts as installed: the step says why).
-        let installed = step.when_installed.is_empty()
-            || self
-                .pm
-                .installed(self.host, &step.when_installed)
-                .map_or(true, |found| !found.is_empty());
+        let installed = step.when_installed.is_empty() || self.any_installed(&step.when_installed);
         by_us && installed && step.when.iter().all(|c| self.holds(c))
+    }
+
+    /// Is one of `packages` installed, by anyone? Unknown counts as installed (the step that
+    /// runs then says why).
+    fn any_installed(&self, packages: &[String]) -> bool {
+        self.pm
+            .installed(self.host, packages)
+            .map_or(true, |found| !found.is_empty())
     }
 
     /// Does one condition of `when` hold for this run on this target?
@@ -288,6 +292,9 @@ impl<'a> Engine<'a> {
             Condition::Release(r) => self.facts.release_is(r),
             Condition::Available(name) => self.facts.available(name),
             Condition::Not(inner) => !self.holds(inner),
+            Condition::PostgresInstalled => {
+                self.any_installed(&self.recipe.recipe.postgres.packages)
+            }
             Condition::TlsManaged => self.tls_material.is_some(),
             Condition::Db => self.opts.roles().db,
             Condition::Standby => self.opts.roles().standby,

@@ -6,7 +6,6 @@
 
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::Path;
 
 use crate::app::Io;
 use crate::cli::{Action, Cli};
@@ -113,14 +112,31 @@ pub fn fleet(cli: &Cli, inventory: &Inventory) -> Result<Fleet, Error> {
         }
     }
     // The CA that signs the database's certificate, when something reaches it over the
-    // network: created on the first apply, never by a dry run.
-    let ca = if inventory.networked() {
-        let ca = crate::ca::Ca::load_or_create(&inventory.ca_dir, cli.dry_run)
-            .map_err(|e| Error::Usage(e.to_string()))?;
-        Some(std::sync::Arc::new(ca))
-    } else {
-        None
-    };
+    // network: only install creates it (Keys).
+    let ca = match (inventory.networked(), Keys::ca(cli.action)) {
+        (false, _) | (_, Keys::Unused) => None,
+        (true, Keys::Create) => Some(
+            crate::ca::Ca::load_or_create(&inventory.ca_dir, cli.dry_run)
+                .map_err(|e| Error::Usage(e.to_string()))?,
+        ),
+        (true, Keys::Existing) => Some(
+            crate::ca::Ca::existing(&inventory.ca_dir)
+                .map_err(|e| Error::Usage(e.to_string()))?
+                .ok_or_else(|| {
+                    install_first(
+                        cli,
+                        inventory,
+                        &format!(
+                            "{}: the inventory's CA is not there (neither {} nor {})",
+                            inventory.ca_dir.display(),
+                            crate::ca::CERT_FILE,
+                            crate::ca::KEY_FILE
+                        ),
+                    )
+                })?,
+        ),
+    }
+    .map(std::sync::Arc::new);
     let ca_pem = ca.as_ref().map(|ca| ca.cert_pem().to_owned());
     let make = |host: &crate::inventory::Host,
                 action: Action,
@@ -153,21 +169,81 @@ pub fn fleet(cli: &Cli, inventory: &Inventory) -> Result<Fleet, Error> {
         shared_password: true,
         all_planned: true,
         ca,
-        replication_password: if inventory.hosts.iter().any(|h| h.roles.standby) {
-            replication_password(&inventory.ca_dir, cli.dry_run)?
-        } else {
-            None
+        replication_password: match inventory.hosts.iter().any(|h| h.roles.standby) {
+            true => replication_password(cli, inventory)?,
+            false => None,
         },
     })
+}
+
+/// What an action does with one of the controller's keys (the inventory's CA, the replication
+/// role's password; both in `ca_dir`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Keys {
+    /// `install` creates it when it is missing (applying; a dry run shows a stand-in and
+    /// writes nothing).
+    Create,
+    /// The action uses the one install created and refuses to run without it.
+    Existing,
+    /// The action does not use it and leaves `ca_dir` alone.
+    Unused,
+}
+
+impl Keys {
+    /// The CA: `deploy` issues the database's certificate and writes the CA's certificate
+    /// (as install does), `promote` writes the CA's certificate for the collectors.
+    fn ca(action: Action) -> Keys {
+        match action {
+            Action::Install => Keys::Create,
+            Action::Deploy | Action::Promote => Keys::Existing,
+            Action::Restart
+            | Action::Migrate
+            | Action::Resetdb
+            | Action::Uninstall
+            | Action::StopCollector
+            | Action::Balance => Keys::Unused,
+        }
+    }
+
+    /// The replication password: `deploy` sets it on the primary's role and the standby's
+    /// connection (as install does).
+    fn replication(action: Action) -> Keys {
+        match action {
+            Action::Install => Keys::Create,
+            Action::Deploy => Keys::Existing,
+            Action::Restart
+            | Action::Migrate
+            | Action::Resetdb
+            | Action::Uninstall
+            | Action::Promote
+            | Action::StopCollector
+            | Action::Balance => Keys::Unused,
+        }
+    }
+}
+
+/// The usage error of an action that needs what install creates on the controller, `missing`.
+fn install_first(cli: &Cli, inventory: &Inventory, missing: &str) -> Error {
+    Error::Usage(format!(
+        "{missing}: -a {} does not create it; run -a install --inventory {} first (or restore \
+         it from where you kept it)",
+        cli.action.as_str(),
+        inventory.file.display()
+    ))
 }
 
 /// The file beside the CA that keeps the replication role's password.
 pub const REPLICATION_PASSWORD: &str = "replication.password";
 
-/// The replication role's password: the one kept beside the inventory's CA, else (applying) a
-/// new one, written there (0600) before any host uses it; a dry run creates nothing.
-fn replication_password(ca_dir: &Path, dry_run: bool) -> Result<Option<Secret>, Error> {
-    let path = ca_dir.join(REPLICATION_PASSWORD);
+/// The replication role's password: the one kept beside the inventory's CA, else (install,
+/// applying) a new one, written there (0600) before any host uses it; an install's dry run
+/// creates nothing, `deploy` refuses to run without it, the other actions never read it.
+fn replication_password(cli: &Cli, inventory: &Inventory) -> Result<Option<Secret>, Error> {
+    let keys = Keys::replication(cli.action);
+    if keys == Keys::Unused {
+        return Ok(None);
+    }
+    let path = inventory.ca_dir.join(REPLICATION_PASSWORD);
     let problem = |e: std::io::Error| Error::Usage(format!("{}: {e}", path.display()));
     match std::fs::read_to_string(&path) {
         Ok(text) => {
@@ -185,7 +261,14 @@ fn replication_password(ca_dir: &Path, dry_run: bool) -> Result<Option<Secret>, 
             Ok(Some(Secret::new(pw)))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if dry_run {
+            if keys == Keys::Existing {
+                return Err(install_first(
+                    cli,
+                    inventory,
+                    &format!("{}: the replication password is not there", path.display()),
+                ));
+            }
+            if cli.dry_run {
                 return Ok(None);
             }
             let pw = crate::password::generate();

@@ -119,6 +119,9 @@ pub struct Postgres {
     pub hba_file: String,
     pub socket_dir: String,
     pub port: u16,
+    /// The packages (or bundles) of which any one installed means a PostgreSQL server is
+    /// installed, by anyone: the `postgres_installed` condition.
+    pub packages: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -270,6 +273,10 @@ pub enum Condition {
     DbClients,
     /// The primary has a standby (a replication role and slot).
     Replicated,
+    /// PostgreSQL is installed on the target, by anyone: one of `postgres.packages` (unknown
+    /// counts as installed: the step then says why). Uninstall's steps that ask the server
+    /// hold it: where PostgreSQL is not installed, telem-deploy left nothing in it to remove.
+    PostgresInstalled,
     /// The condition does not hold.
     Not(Box<Condition>),
 }

@@ -172,7 +172,8 @@ fn holds(c: &Condition, cat: &Catalogue, version_id: &str) -> bool {
         | Condition::Db
         | Condition::Postgres
         | Condition::Collector
-        | Condition::Nginx => true,
+        | Condition::Nginx
+        | Condition::PostgresInstalled => true,
         Condition::Standby
         | Condition::Balancer
         | Condition::DbRemote

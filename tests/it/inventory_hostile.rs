@@ -492,3 +492,101 @@ fn no_action_of_an_inventory_puts_a_password_in_a_command_and_the_secrets_keep()
         });
     }
 }
+
+/// The files of `dir` (`None`: no such directory).
+fn listing(dir: &Path) -> Option<Vec<String>> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .ok()?
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    Some(names)
+}
+
+/// "The CA ... created by the first `install` that applies": by no other action. On an inventory
+/// never installed (its `ca_dir` missing, or made empty by the operator), `deploy` and
+/// `promote`, which use the CA, refuse before any host changes (exit 2, saying to run install
+/// first), their dry runs too; `restart`, `migrate`, `resetdb` and `uninstall` do not use it
+/// and leave `ca_dir` as it was (uninstall succeeds, changing nothing).
+#[test]
+fn only_install_creates_the_ca_and_the_replication_password() {
+    for premade in [false, true] {
+        for (action, extra) in [
+            ("deploy", vec![]),
+            ("deploy", vec!["--dry-run"]),
+            ("promote", vec!["--yes"]),
+            ("promote", vec!["--dry-run"]),
+            ("restart", vec![]),
+            ("migrate", vec![]),
+            ("resetdb", vec!["--yes", "--no-backup"]),
+            ("uninstall", vec!["--yes", "--no-backup"]),
+            ("uninstall", vec!["--dry-run", "--no-backup"]),
+        ] {
+            let s = Setup::fresh_hosts(STANDBY_FLEET, &STANDBY_HOSTS);
+            if premade {
+                std::fs::create_dir(s.ca_dir()).unwrap();
+            }
+            let before = listing(&s.ca_dir());
+            let hosts = worlds(&s, &STANDBY_HOSTS);
+            let what = format!("{action} {extra:?} (ca_dir made: {premade})");
+            let (code, out, err) = s.run_raw(action, &extra);
+            assert_eq!(listing(&s.ca_dir()), before, "{what}: ca_dir changed");
+            match action {
+                "deploy" | "promote" => {
+                    assert_eq!(code, 2, "{what}: {out}\n{err}");
+                    let ca_dir = s.ca_dir().display().to_string();
+                    assert!(
+                        err.contains(&format!("{ca_dir}: the inventory's CA is not there"))
+                            && err
+                                .contains(&format!("run -a install --inventory {}", s.inventory())),
+                        "{what}: {err}"
+                    );
+                    assert!(
+                        worlds(&s, &STANDBY_HOSTS) == hosts,
+                        "{what}: a host changed"
+                    );
+                }
+                "uninstall" => {
+                    assert_eq!(code, 0, "{what}: {out}\n{err}");
+                    assert!(
+                        worlds(&s, &STANDBY_HOSTS) == hosts,
+                        "{what}: a host changed"
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// The same for the replication password: `deploy` sets it as install does and refuses when
+/// it is gone (exit 2, before any host changes) instead of making another one that the
+/// standby does not have.
+#[test]
+fn deploy_refuses_when_the_replication_password_is_gone() {
+    let s = Setup::fresh_hosts(STANDBY_FLEET, &STANDBY_HOSTS);
+    install(&s);
+    let path = s.ca_dir().join("replication.password");
+    std::fs::remove_file(&path).unwrap();
+    let before = worlds(&s, &STANDBY_HOSTS);
+    for extra in [vec![], vec!["--dry-run"]] {
+        let (code, out, err) = s.run_raw("deploy", &extra);
+        assert_eq!(code, 2, "{extra:?}: {out}\n{err}");
+        assert!(
+            err.contains(&format!(
+                "{}: the replication password is not there",
+                path.display()
+            )) && err.contains("run -a install --inventory"),
+            "{extra:?}: {err}"
+        );
+        assert!(!path.exists(), "{extra:?}: a new replication password");
+        assert!(
+            worlds(&s, &STANDBY_HOSTS) == before,
+            "{extra:?}: a host changed"
+        );
+    }
+    // Actions that do not use it run without it.
+    let (code, out, err) = s.run_raw("restart", &[]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(!path.exists(), "restart made a replication password");
+}

@@ -241,3 +241,94 @@ fn without_a_record_uninstall_resets_only_telem_deploys_values() {
         )])
     );
 }
+
+/// db1 (db), sb (standby), web1 (collector), lb (balancer): every role.
+const STANDBY_FLEET: &str = "\
+domain: telemetry.example.com
+hosts:
+  - name: db1
+    target: root@10.0.0.11
+    roles: [db]
+  - name: sb
+    target: root@10.0.0.12
+    roles: [standby]
+  - name: web1
+    target: root@10.0.0.21
+    roles: [collector]
+  - name: lb
+    target: root@10.0.0.30
+    roles: [balancer]
+";
+const STANDBY_HOSTS: [&str; 4] = ["db1", "sb", "web1", "lb"];
+
+fn worlds(s: &Setup) -> Vec<crate::fake_host::World> {
+    STANDBY_HOSTS
+        .iter()
+        .map(|h| s.fleet.with(h, |h| h.world.borrow().clone()))
+        .collect()
+}
+
+/// An uninstall that succeeds on every host and changes nothing on any (its plan neither).
+fn uninstall_changes_nothing(s: &Setup, what: &str) {
+    let before = worlds(s);
+    for extra in [&["--dry-run"][..], &["--yes"]] {
+        let mut args = vec!["--no-backup"];
+        args.extend(extra);
+        let (code, doc, err) = s.run("uninstall", &args);
+        assert_eq!(code, 0, "{what} {extra:?}: {err}\n{doc:#}");
+        let hosts = targets(&doc);
+        assert_eq!(hosts.len(), STANDBY_HOSTS.len(), "{what}: {doc:#}");
+        for (name, ok, changes) in hosts {
+            assert!(ok && changes == 0, "{what} {extra:?}: {name}: {doc:#}");
+        }
+        // Nothing the plan could not tell either (a step that cannot ask the server).
+        for t in doc["targets"].as_array().unwrap() {
+            assert_eq!(
+                t["report"]["summary"]["unknown"], 0,
+                "{what} {extra:?}: {doc:#}"
+            );
+        }
+        assert!(worlds(s) == before, "{what} {extra:?}: a host changed");
+    }
+}
+
+/// README, Actions: "uninstall on a machine where telem-deploy installed nothing (or a second
+/// uninstall) changes nothing and succeeds" — an inventory's too (the distros that split a
+/// backend): PostgreSQL is not installed on its database hosts, so there is no pg_hba.conf,
+/// setting, slot or role of telem-deploy to remove (and no `psql` to ask).
+#[test]
+fn an_inventory_uninstall_where_nothing_was_installed_changes_nothing() {
+    for distro in ["debian", "ubuntu"] {
+        let s = Setup::new(
+            STANDBY_FLEET,
+            STANDBY_HOSTS
+                .iter()
+                .map(|n| (*n, Some(FakeHost::fresh(distro, true))))
+                .collect(),
+        );
+        uninstall_changes_nothing(&s, distro);
+    }
+}
+
+/// The same after `uninstall -u` removed what install put there, PostgreSQL included.
+#[test]
+fn a_second_inventory_uninstall_after_u_changes_nothing() {
+    let s = Setup::new(
+        STANDBY_FLEET,
+        STANDBY_HOSTS
+            .iter()
+            .map(|n| (*n, Some(FakeHost::fresh("debian", true))))
+            .collect(),
+    );
+    install(&s);
+    let (code, doc, err) = s.run("uninstall", &["--yes", "--no-backup", "-u"]);
+    assert_eq!(code, 0, "{err}\n{doc:#}");
+    for (name, ok, _) in targets(&doc) {
+        assert!(ok, "{name}: {doc:#}");
+    }
+    for host in ["db1", "sb"] {
+        let left = s.fleet.with(host, |h| h.world.borrow().packages.clone());
+        assert!(!left.contains("postgresql-common"), "{host}: {left:?}");
+    }
+    uninstall_changes_nothing(&s, "after -u");
+}
