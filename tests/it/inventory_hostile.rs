@@ -9,27 +9,8 @@ use crate::fake_host::{FakeHost, World};
 use crate::golden::{self, PASSWORD};
 use crate::inventory::{targets, Setup};
 
-/// db1 (db), sb (standby), web1 and web2 (collector), lb (balancer).
-const STANDBY_FLEET: &str = "\
-domain: telemetry.example.com
-hosts:
-  - name: db1
-    target: root@10.0.0.11
-    roles: [db]
-  - name: sb
-    target: root@10.0.0.12
-    roles: [standby]
-  - name: web1
-    target: root@10.0.0.21
-    roles: [collector]
-  - name: web2
-    target: root@10.0.0.22
-    roles: [collector]
-  - name: lb
-    target: root@10.0.0.30
-    roles: [balancer]
-";
-const STANDBY_HOSTS: [&str; 5] = ["db1", "sb", "web1", "web2", "lb"];
+/// db1 (db), sb (standby), web1 and web2 (collector), lb (balancer): inventory_standby.rs's.
+use crate::inventory_standby::{FLEET as STANDBY_FLEET, HOSTS as STANDBY_HOSTS};
 
 fn install(s: &Setup) {
     let pw = golden::password_file();

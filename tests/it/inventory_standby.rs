@@ -14,10 +14,10 @@ use crate::inventory::{targets, Setup};
 
 const CONFIG: &str = "/etc/telemetry/collector.toml";
 const CA_FILE: &str = "/etc/telem-db-tls/ca.pem";
-const HOSTS: [&str; 5] = ["db1", "sb", "web1", "web2", "lb"];
+pub(crate) const HOSTS: [&str; 5] = ["db1", "sb", "web1", "web2", "lb"];
 
 /// db1 (db), sb (standby), web1 and web2 (collector), lb (balancer); its CA beside it.
-const FLEET: &str = "\
+pub(crate) const FLEET: &str = "\
 domain: telemetry.example.com
 hosts:
   - name: db1
