@@ -510,7 +510,10 @@ fn a_machine_another_run_is_changing_is_left_alone() {
     let converged = host.world.borrow().clone();
     let (code, out, err) = run(&host, &args);
     assert_eq!(code, 0, "{out}\n{err}");
-    assert!(*host.world.borrow() == converged, "the converged run changed something");
+    assert!(
+        *host.world.borrow() == converged,
+        "the converged run changed something"
+    );
     assert!(
         !host.log.borrow().iter().any(|l| l == "lock_run"),
         "a run with nothing to change asked for the lock"
