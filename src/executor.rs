@@ -69,37 +69,43 @@ pub fn run(
     }
     if mode == Mode::Apply {
         // Queued reloads and restarts run even after a failure (not without the run lock).
-        let locked = match eng.handlers_queued() {
-            true => eng.lock_for_change().map(drop),
-            false => Ok(()),
-        };
-        if let Err(e) = locked {
-            ran.failure
-                .get_or_insert(("reloads and restarts".into(), e));
-            if let Some(p) = progress {
-                p.clear();
-            }
-            return ran;
-        }
-        let results = eng.flush_handlers();
-        notes(progress, &eng.take_notes());
-        for r in results {
-            match r {
-                Ok(done) => note(progress, &done),
-                Err((name, e)) => {
-                    note(
-                        progress,
-                        &format!("handler for {name} failed: {}", e.message),
-                    );
-                    ran.failure.get_or_insert((format!("restart {name}"), e));
-                }
-            }
+        let failed = flush_handlers(eng, progress)
+            .unwrap_or_else(|e| Some(("reloads and restarts".into(), e)));
+        if let Some(failed) = failed {
+            ran.failure.get_or_insert(failed);
         }
     }
     if let Some(p) = progress {
         p.clear();
     }
     ran
+}
+
+/// The queued reloads and restarts, under the run lock when there are any (`Err`: another run
+/// holds it); the first that failed, with its name.
+fn flush_handlers(
+    eng: &Engine,
+    progress: Option<&Progress>,
+) -> Result<Option<(String, StepError)>, StepError> {
+    if eng.handlers_queued() {
+        eng.lock_for_change()?;
+    }
+    let results = eng.flush_handlers();
+    notes(progress, &eng.take_notes());
+    let mut failed = None;
+    for r in results {
+        match r {
+            Ok(done) => note(progress, &done),
+            Err((name, e)) => {
+                note(
+                    progress,
+                    &format!("handler for {name} failed: {}", e.message),
+                );
+                failed.get_or_insert((format!("restart {name}"), e));
+            }
+        }
+    }
+    Ok(failed)
 }
 
 /// Whatever would make a later step refuse is found before the first step changes anything:

@@ -213,6 +213,7 @@ pub fn run_jobs<'h>(
         reporter,
         shared_password,
         shared_hosts,
+        several_machines: jobs.iter().any(|j| j.host != jobs[0].host),
         succeeded: Mutex::new(Vec::new()),
     };
     let shared = &shared;
@@ -291,6 +292,8 @@ struct Shared<'s, 'c, 'h> {
     shared_password: bool,
     /// Machines with more than one job in this run.
     shared_hosts: Vec<String>,
+    /// Whether the run names more than one machine (then each says which it is: identity.rs).
+    several_machines: bool,
     /// The jobs that ran and succeeded so far.
     succeeded: Mutex<Vec<String>>,
 }
@@ -399,7 +402,11 @@ fn run_target(job: &Job, index: usize, shared: &Shared, tx: mpsc::Sender<Planned
     } else {
         None
     };
-    let identity = identity::Identity::read(host);
+    let identity = if shared.several_machines {
+        identity::Identity::read(host)
+    } else {
+        None
+    };
     let mut seconds = started.elapsed().as_secs_f64();
     drop(permit);
     tx.send(Planned {

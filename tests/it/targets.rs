@@ -535,13 +535,26 @@ fn a_machine_named_twice_stops_the_run_before_any_change() {
             fleet.with(l, |h| assert!(*h.world.borrow() == *b, "{l} changed"));
         }
     }
-    // Without the second name: three machines, all installed.
+    // Without the second name: three machines, all installed, each asked which it is.
     let fleet = machines();
     let (code, out, err) = fleet.run(&args);
     assert_eq!(code, 0, "{out}\n{err}");
     for l in labels {
         assert_eq!(fleet.with(l, stored_password).as_deref(), Some(PASSWORD));
     }
+    let asked = |fleet: &Fleet| {
+        fleet
+            .events()
+            .iter()
+            .filter(|e| e.what.contains("random/boot_id"))
+            .count()
+    };
+    assert_eq!(asked(&fleet), 3);
+    // One machine has nothing to be compared with: it is not asked.
+    let solo = Fleet::new(vec![("root@web1", Some(FakeHost::fresh("debian", true)))]);
+    let (code, out, err) = solo.run(&args);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(asked(&solo), 0);
 }
 
 /// A target another run is changing (its run lock held) fails before any change and says
