@@ -7,9 +7,9 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use crate::fake_fleet::{stored_password, Fleet};
 use crate::fake_host::FakeHost;
 use crate::golden::{self, PASSWORD};
-use crate::targets::{stored_password, Fleet};
 
 const CONFIG: &str = "/etc/telemetry/collector.toml";
 
@@ -404,7 +404,7 @@ fn inventory_usage_errors_exit_2_before_any_connection() {
 /// What varies from run to run in a plan: the temporary directory, a new CA's fingerprints
 /// and validity, wall times.
 fn stable(doc: &serde_json::Value, dir: &Path) -> String {
-    let text = crate::targets::normalized(&doc.to_string());
+    let text = crate::fake_fleet::normalized(&doc.to_string());
     let text = text.replace(&dir.display().to_string(), "<dir>");
     // "SHA-256 AB:CD:..." (32 pairs), "expires 2029-03-07 16:20:00 UTC"
     let fingerprint = |w: &str| {
@@ -461,7 +461,7 @@ fn the_inventory_document_holds_every_hosts_plan() {
     let s = Setup::fresh();
     let (code, doc, err) = s.run("install", &["--dry-run"]);
     assert_eq!(code, 0, "{err}");
-    crate::targets::golden_compare(
+    crate::fake_fleet::golden_compare(
         "inventory/install-dry-run.json",
         &stable(&doc, s.dir.path()),
     );

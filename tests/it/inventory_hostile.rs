@@ -267,7 +267,7 @@ hosts:
         .to_string();
     let s = Setup {
         dir,
-        fleet: crate::targets::Fleet::new(
+        fleet: crate::fake_fleet::Fleet::new(
             ["db1", "sb", "null"]
                 .iter()
                 .map(|n| (*n, Some(FakeHost::fresh("debian", true))))

@@ -13,10 +13,10 @@ use std::path::Path;
 use telem_deploy::cli::Cli;
 use telem_deploy::fleet::Job;
 
+use crate::fake_fleet::{argv, Event, Fleet};
 use crate::fake_host::FakeHost;
 use crate::golden;
 use crate::inventory::{targets, Setup};
-use crate::targets::{argv, Event, Fleet};
 
 const SITE: &str = "/etc/nginx/sites-available/telemetry.conf";
 const CONFIG: &str = "/etc/telemetry/collector.toml";
@@ -383,7 +383,7 @@ fn a_dry_run_of_a_rolling_deploy_shows_every_drain_and_changes_nothing() {
             }
         }
     }
-    crate::targets::golden_compare("inventory/deploy-dry-run.txt", &text);
+    crate::fake_fleet::golden_compare("inventory/deploy-dry-run.txt", &text);
 }
 
 #[test]

@@ -18,6 +18,7 @@ mod e2e_tls;
 mod facts;
 mod fake_basebackup;
 mod fake_commands;
+mod fake_fleet;
 mod fake_host;
 mod fake_psql;
 mod golden;
