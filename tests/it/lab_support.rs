@@ -1,4 +1,4 @@
-//! A lab network for the end-to-end tests of remote provisioning (issue 16, e2e_ssh.rs): N fresh
+//! A lab network for the end-to-end tests of remote provisioning (issue 16, e2e_ssh/): N fresh
 //! Debian roots (tests/support/sandbox.rs, each with its own network namespace holding only
 //! `lo`) with sshd, and a controller network namespace that reaches them over real links:
 //!

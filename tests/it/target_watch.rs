@@ -1,4 +1,4 @@
-//! What a run leaves on a target, for the SSH end-to-end tests (e2e_ssh.rs): a listing of its
+//! What a run leaves on a target, for the SSH end-to-end tests (e2e_ssh/): a listing of its
 //! root (the overlay's upper dir) and the file-changing calls of every process its sshd starts
 //! (`strace -f` attached for a phase).
 

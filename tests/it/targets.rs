@@ -1,7 +1,7 @@
 //! Many targets in one run (`--target`), on fake hosts: the multi-target JSON document
 //! (golden), one target's failure leaving the others alone, passwords across targets, and the
 //! flags' usage errors, one machine named twice, a machine another run is changing. The fake
-//! fleet is fake_fleet.rs; the same runs over real SSH into fresh Debian roots: e2e_ssh.rs.
+//! fleet is fake_fleet.rs; the same runs over real SSH into fresh Debian roots: e2e_ssh/.
 
 use std::path::Path;
 
