@@ -242,24 +242,9 @@ fn without_a_record_uninstall_resets_only_telem_deploys_values() {
     );
 }
 
-/// db1 (db), sb (standby), web1 (collector), lb (balancer): every role.
-const STANDBY_FLEET: &str = "\
-domain: telemetry.example.com
-hosts:
-  - name: db1
-    target: root@10.0.0.11
-    roles: [db]
-  - name: sb
-    target: root@10.0.0.12
-    roles: [standby]
-  - name: web1
-    target: root@10.0.0.21
-    roles: [collector]
-  - name: lb
-    target: root@10.0.0.30
-    roles: [balancer]
-";
-const STANDBY_HOSTS: [&str; 4] = ["db1", "sb", "web1", "lb"];
+/// db1 (db), sb (standby), web1 and web2 (collector), lb (balancer): every role
+/// (inventory_standby.rs's).
+use crate::inventory_standby::{FLEET as STANDBY_FLEET, HOSTS as STANDBY_HOSTS};
 
 fn worlds(s: &Setup) -> Vec<crate::fake_host::World> {
     STANDBY_HOSTS
