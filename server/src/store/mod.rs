@@ -2,6 +2,7 @@
 //! read queries and the retention purge. Nothing here knows about HTTP.
 
 mod filter;
+mod gather;
 mod migrate;
 mod migration_sql;
 mod query;
