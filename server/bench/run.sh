@@ -19,7 +19,7 @@
 # Env: DURATION (s, default 20), PGPORT (55432), COLPORT (58090), NGPORT (58080),
 #      BENCH_UNIX=1 (collector listens on a unix socket, as `listen = "unix:..."` deploys it),
 #      WRITERS (writer_connections for the collector runs; the collector's default when unset),
-#      WRITERS_SWEEP="1 2 4 8" also measures the collector at 64 connections with each of these
+#      WRITERS_SWEEP="1 2 4 8" also measures the collector at 8 and 64 connections with each of these
 #      writer_connections (batches committing at once),
 #      PERF=1 samples the collector with perf during the 64-connection run (kernel/user split),
 #      INDEX_COSTS=1 also measures the collector at 64 connections with each secondary index
@@ -288,9 +288,11 @@ TELEM_COLLECTOR_BATCH_MAX_RECORDS=1 start_collector
 wrk_run c64_nobatch "no batching, 64 conns" 64
 stop_collector
 
-# The commit pipeline's depth: the collector at 64 connections with each writer_connections.
+# The commit pipeline's depth: the collector at 8 and 64 connections with each
+# writer_connections.
 for w in ${WRITERS_SWEEP:-}; do
   TELEM_COLLECTOR_WRITER_CONNECTIONS=$w start_collector
+  wrk_run "c8_w$w" "8 conns, writer_connections $w" 8
   wrk_run "c64_w$w" "64 conns, writer_connections $w" 64
   stop_collector
 done
