@@ -295,6 +295,7 @@ impl<'a> Engine<'a> {
             Condition::PostgresInstalled => {
                 self.any_installed(&self.recipe.recipe.postgres.packages)
             }
+            Condition::PostgresLeft => self.state.borrow().postgres_left(),
             Condition::TlsManaged => self.tls_material.is_some(),
             Condition::Db => self.opts.roles().db,
             Condition::Standby => self.opts.roles().standby,
