@@ -150,6 +150,19 @@ impl State {
             && postgres_hba.is_none()
     }
 
+    /// The state file records an installation: something telem-deploy installed, created,
+    /// set aside or set in PostgreSQL is still there (or an install is under way). Not after
+    /// `uninstall -u` took everything away (records that say what is gone remain).
+    pub fn records_an_install(&self) -> bool {
+        !self.packages.is_empty()
+            || self.install_baseline.is_some()
+            || !self.created.is_empty()
+            || !self.users.is_empty()
+            || !self.saved.is_empty()
+            || self.postgres_settings.values().any(|r| r.ours.is_some())
+            || self.postgres_hba.as_ref().is_some_and(|h| h.ours)
+    }
+
     /// Is telem-deploy's pg_hba.conf block still to be taken out, by this record? `Some(false)`:
     /// no (uninstall took it out, or telem-deploy never installed here); `Some(true)`: yes;
     /// `None`: the record cannot say (only the file the server names can).
