@@ -164,7 +164,11 @@ pub(crate) fn prepare(cli: Cli, host: &dyn Host, io: &mut Io) -> Result<Prepared
     .ok();
     let plan = Plan::build(&opts, &loaded, host, io.err)?;
     let state = State::load(host).map_err(|e| Error::Other(e.0))?;
-    crate::not_installed::check(opts.action, &state)?;
+    // A dry run is not refused: it shows every step blocked ("run install first", the
+    // engine's `not_installed`), as for any precondition an earlier action sets up.
+    if !opts.dry_run {
+        crate::not_installed::check(opts.action, &state)?;
+    }
     Ok(Prepared { opts, plan, state })
 }
 

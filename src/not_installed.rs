@@ -3,15 +3,22 @@
 //! where telem-deploy has not installed: its state file records no installation (none at
 //! all, or everything in it taken away by `uninstall -u`).
 //!
-//! It comes while the machine is planned, from reads only, so a dry run says the same (no
-//! plan that could not work) and nothing changes anywhere: on an inventory, one such machine
-//! stops the whole run, with one error naming every such machine. Exit 2, as the refusal of
-//! an action that needs the inventory's CA before install made it.
+//! A real run is refused while the machine is planned, from reads only, so nothing changes
+//! anywhere: on an inventory, one such machine stops the whole run, with one error naming
+//! every such machine. Exit 2, as the refusal of an action that needs the inventory's CA
+//! before install made it. A dry run never fails for a precondition an earlier action sets up
+//! (DESIGN.md): it shows every step blocked with [`BLOCKED`], no step as a change that could
+//! not happen.
 
 use std::fmt;
 
 use crate::cli::Action;
 use crate::state::{State, STATE_FILE};
+
+/// Why a dry run shows each step of such an action blocked.
+pub const BLOCKED: &str =
+    "telem-deploy has not installed this machine (its state file records no installation): \
+     run the install action first";
 
 /// The action and, on an inventory, the machines it was refused on and the inventory's file.
 #[derive(Debug, Clone, PartialEq, Eq)]

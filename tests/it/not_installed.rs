@@ -1,8 +1,10 @@
 //! `restart`, `migrate` and `resetdb` where telem-deploy never installed (no state file, or
 //! one that records no installation): one clear refusal ("run -a install first"), exit 2 as the
-//! refusal of `deploy` without the inventory's CA, before any machine changes; their dry runs
-//! say the same instead of a plan that could not work. On one machine and on an inventory
-//! (fake hosts), also when only one of the inventory's hosts was never installed.
+//! refusal of `deploy` without the inventory's CA, before any machine changes. Their dry runs
+//! do not fail (DESIGN.md: a precondition an earlier action sets up is a blocked step): every
+//! step is blocked with "run the install action first", none is shown as a change. On one
+//! machine and on an inventory (fake hosts), also when only one of the inventory's hosts was
+//! never installed.
 
 use crate::fake_host::{FakeHost, World};
 use crate::golden;
@@ -35,14 +37,11 @@ fn install(s: &Setup) {
 #[test]
 fn one_machine_never_installed_refuses_with_install_first() {
     for (action, extra) in ACTIONS {
-        for dry in [false, true] {
+        {
             let host = FakeHost::fresh("debian", true);
             let before = host.world.borrow().clone();
             let mut args = vec!["-a", action, "-d", "debian", "-H", "localhost"];
             args.extend(extra);
-            if dry {
-                args.push("--dry-run");
-            }
             let what = format!("{args:?}");
             let (code, out, err) = golden::run(&host, &args);
             assert_eq!(code, 2, "{what}: {out}\n{err}");
@@ -66,19 +65,51 @@ fn one_machine_never_installed_refuses_with_install_first() {
             let message = doc["error"]["message"].as_str().unwrap();
             assert!(message.contains("run -a install first"), "{message}");
         }
+        // The dry run: every step blocked, nothing changed.
+        let host = FakeHost::fresh("debian", true);
+        let before = host.world.borrow().clone();
+        let mut args = vec!["-a", action, "-d", "debian", "-H", "localhost", "--dry-run"];
+        args.extend(extra);
+        let (code, out, err) = golden::run(&host, &args);
+        assert_eq!(code, 0, "{action} dry run: {out}\n{err}");
+        assert!(
+            out.contains("Blocked steps need an earlier action: run `-a install` first."),
+            "{action} dry run: {out}"
+        );
+        args.extend(["--format", "json"]);
+        let (code, out, err) = golden::run(&host, &args);
+        assert_eq!(code, 0, "{action} dry run: {out}\n{err}");
+        let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert!(all_blocked(&doc, action) > 0, "{action}: {doc:#}");
+        assert!(
+            *host.world.borrow() == before,
+            "{action} dry run: the host changed"
+        );
     }
+}
+
+/// Every step of a plan blocked for want of an installation: how many steps it has.
+fn all_blocked(plan: &serde_json::Value, what: &str) -> usize {
+    let steps = plan["steps"].as_array().expect("a plan's steps");
+    for step in steps {
+        assert_eq!(step["status"], "blocked", "{what}: {step:#}");
+        assert!(
+            step["changes"][0]
+                .as_str()
+                .is_some_and(|c| c.contains("run the install action first")),
+            "{what}: {step:#}"
+        );
+    }
+    steps.len()
 }
 
 #[test]
 fn an_inventory_never_installed_refuses_once_before_any_host_changes() {
     for (action, extra) in ACTIONS {
-        for dry in [false, true] {
+        {
             let s = Setup::fresh_hosts(FLEET, &HOSTS);
             let before = worlds(&s);
-            let mut args = extra.to_vec();
-            if dry {
-                args.push("--dry-run");
-            }
+            let args = extra.to_vec();
             let what = format!("{action} {args:?}");
             let (code, out, err) = s.run_raw(action, &args);
             assert_eq!(code, 2, "{what}: {out}\n{err}");
@@ -95,6 +126,23 @@ fn an_inventory_never_installed_refuses_once_before_any_host_changes() {
             assert!(worlds(&s) == before, "{what}: a host changed");
             assert!(!s.ca_dir().exists(), "{what}: a CA was made");
         }
+        // The dry run plans every host, each step blocked; nothing changes.
+        let s = Setup::fresh_hosts(FLEET, &HOSTS);
+        let before = worlds(&s);
+        let mut args = extra.to_vec();
+        args.push("--dry-run");
+        let (code, doc, err) = s.run(action, &args);
+        assert_eq!(code, 0, "{action} dry run: {err}\n{doc:#}");
+        let reports = doc["targets"].as_array().expect("targets");
+        assert!(!reports.is_empty(), "{doc:#}");
+        // A host the action has nothing for (the balancer on `migrate`) plans no step.
+        let steps: usize = reports
+            .iter()
+            .map(|target| all_blocked(&target["report"], action))
+            .sum();
+        assert!(steps > 0, "{action}: {doc:#}");
+        assert!(worlds(&s) == before, "{action} dry run: a host changed");
+        assert!(!s.ca_dir().exists(), "{action} dry run: a CA was made");
     }
 }
 
