@@ -61,21 +61,29 @@ pub fn run_cli_with(
         Ok(Some(targets)) => crate::fleet::run_ssh(cli, targets, io).inspect(|_| reported = true),
         Err(e) => Err(e),
     };
-    if let (Err(e), Format::Json, false) = (&result, format, reported) {
-        // Even a failure before any step leaves one JSON document on stdout.
-        let doc = serde_json::json!({
-            "format": "telem-deploy/error",
-            "version": report::JSON_VERSION,
-            "error": { "message": e.to_string(), "exit_code": e.exit_code() },
-        });
-        writeln!(
-            io.out,
-            "{}",
-            serde_json::to_string_pretty(&doc).expect("json")
-        )
-        .ok();
+    if let (Err(e), false) = (&result, reported) {
+        error_document(e, format, io);
     }
     result
+}
+
+/// With `--format json`, a run that ended in `e` before its plan or result was written still
+/// leaves one JSON document on stdout.
+fn error_document(e: &Error, format: Format, io: &mut Io) {
+    if format != Format::Json {
+        return;
+    }
+    let doc = serde_json::json!({
+        "format": "telem-deploy/error",
+        "version": report::JSON_VERSION,
+        "error": { "message": e.to_string(), "exit_code": e.exit_code() },
+    });
+    writeln!(
+        io.out,
+        "{}",
+        serde_json::to_string_pretty(&doc).expect("json")
+    )
+    .ok();
 }
 
 /// Run with parsed arguments on the targets `labels` (each reached through `connect`), as
@@ -96,8 +104,13 @@ pub fn run_inventory<'h>(
     connect: crate::fleet::Connect<'_, 'h>,
     io: &mut Io,
 ) -> Result<u8, Error> {
-    let inventory = crate::fleet::inventory::load(&cli)?;
-    crate::fleet::inventory::run_with(cli, &inventory, connect, io)
+    let format = cli.format;
+    let result = crate::fleet::inventory::load(&cli)
+        .and_then(|inventory| crate::fleet::inventory::run_with(cli, &inventory, connect, io));
+    if let Err(e) = &result {
+        error_document(e, format, io);
+    }
+    result
 }
 
 /// One run on one machine: prepare, ask, execute, report. `reported` is set once the plan or
@@ -151,6 +164,11 @@ pub(crate) fn prepare(cli: Cli, host: &dyn Host, io: &mut Io) -> Result<Prepared
     .ok();
     let plan = Plan::build(&opts, &loaded, host, io.err)?;
     let state = State::load(host).map_err(|e| Error::Other(e.0))?;
+    // A dry run is not refused: it shows every step blocked ("run install first", the
+    // engine's `not_installed`), as for any precondition an earlier action sets up.
+    if !opts.dry_run {
+        crate::not_installed::check(opts.action, &state)?;
+    }
     Ok(Prepared { opts, plan, state })
 }
 

@@ -288,6 +288,20 @@ impl Action {
         }
     }
 
+    /// Actions that work on what `install` set up (and the internal jobs of their inventory
+    /// runs): on a machine where the state file records no installation they are refused
+    /// before any change (`not_installed.rs`).
+    pub fn needs_install(self) -> bool {
+        match self {
+            Action::Migrate
+            | Action::Resetdb
+            | Action::Restart
+            | Action::StopCollector
+            | Action::Balance => true,
+            Action::Deploy | Action::Install | Action::Uninstall | Action::Promote => false,
+        }
+    }
+
     /// Actions that destroy data and so ask for confirmation.
     pub fn is_destructive(self) -> bool {
         matches!(self, Action::Resetdb | Action::Uninstall | Action::Promote)

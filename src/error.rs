@@ -1,6 +1,7 @@
 //! The errors `run` can end with, each knowing its exit code.
 //!
-//! Exit codes are part of the contract: 0 success, 1 a step failed, 2 usage or recipe error,
+//! Exit codes are part of the contract: 0 success, 1 a step failed, 2 usage or recipe error
+//! (or a machine in the wrong state for the action, nothing changed: not installed),
 //! 3 (only with `--dry-run --detailed-exitcode`) changes pending. Messages never contain a
 //! secret: callers redact before building an error.
 
@@ -21,6 +22,11 @@ pub enum Error {
     #[error("{0}")]
     Template(String),
 
+    /// The action needs what `install` sets up, and the machines' state file records no
+    /// installation: refused before any change (in a dry run too).
+    #[error("{0}")]
+    NotInstalled(#[from] crate::not_installed::NotInstalled),
+
     /// A destructive action was not confirmed.
     #[error("{0}")]
     NotConfirmed(String),
@@ -37,7 +43,11 @@ pub enum Error {
 impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Usage(_) | Error::Recipe(_) | Error::Template(_) | Error::NotConfirmed(_) => 2,
+            Error::Usage(_)
+            | Error::Recipe(_)
+            | Error::Template(_)
+            | Error::NotInstalled(_)
+            | Error::NotConfirmed(_) => 2,
             Error::Step { .. } | Error::Other(_) => 1,
         }
     }

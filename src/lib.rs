@@ -25,6 +25,7 @@ pub(crate) mod failure;
 pub mod fleet;
 pub(crate) mod htpasswd;
 pub mod inventory;
+pub(crate) mod not_installed;
 pub(crate) mod options;
 pub(crate) mod password;
 pub(crate) mod plan;

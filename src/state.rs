@@ -43,6 +43,21 @@ pub struct State {
     /// postgresql.auto.conf came from the primary, so none of its values is the operator's.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub postgres_from_backup: bool,
+    /// telem-deploy's block of pg_hba.conf lines (`postgres_hba`): the file it wrote it in,
+    /// and whether it is still there. Absent: no block written by a telem-deploy that records
+    /// it (see [`State::hba_block_left`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres_hba: Option<RecordedHba>,
+}
+
+/// [`State::postgres_hba`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedHba {
+    /// The cluster's pg_hba.conf (the server's `hba_file`) when telem-deploy last changed it.
+    pub file: String,
+    /// telem-deploy's block is in it; `false` once uninstall took it out (what the file holds
+    /// then is the operator's).
+    pub ours: bool,
 }
 
 /// One setting of [`State::postgres_settings`].
@@ -109,6 +124,86 @@ impl State {
     pub fn owns(&self, path: &str) -> bool {
         self.created.contains(path) || self.saved.contains_key(path)
     }
+
+    /// The state file records nothing telem-deploy did on this machine: it never installed
+    /// here (or kept no record of it), so nothing here is its own to undo.
+    pub fn records_nothing(&self) -> bool {
+        let State {
+            version: _,
+            packages,
+            install_baseline,
+            created,
+            users,
+            saved,
+            pending: _,
+            postgres_settings,
+            postgres_from_backup,
+            postgres_hba,
+        } = self;
+        packages.is_empty()
+            && install_baseline.is_none()
+            && created.is_empty()
+            && users.is_empty()
+            && saved.is_empty()
+            && postgres_settings.is_empty()
+            && !postgres_from_backup
+            && postgres_hba.is_none()
+    }
+
+    /// The state file records an installation: something telem-deploy installed, created,
+    /// set aside or set in PostgreSQL is still there (or an install is under way). Not after
+    /// `uninstall -u` took everything away (records that say what is gone remain).
+    pub fn records_an_install(&self) -> bool {
+        !self.packages.is_empty()
+            || self.install_baseline.is_some()
+            || !self.created.is_empty()
+            || !self.users.is_empty()
+            || !self.saved.is_empty()
+            || self.postgres_settings.values().any(|r| r.ours.is_some())
+            || self.postgres_hba.as_ref().is_some_and(|h| h.ours)
+    }
+
+    /// Is telem-deploy's pg_hba.conf block still to be taken out, by this record? `Some(false)`:
+    /// no (uninstall took it out, or telem-deploy never installed here); `Some(true)`: yes;
+    /// `None`: the record cannot say (only the file the server names can).
+    ///
+    /// A host installed before the block was recorded has no record of it; when an uninstall
+    /// there took telem-deploy's settings away (recorded since earlier), it took the block out
+    /// before them (uninstall's pg_hba.conf step comes first, and a run stops at its first
+    /// failure), so that too says no.
+    pub fn hba_block_left(&self) -> Option<bool> {
+        match &self.postgres_hba {
+            Some(hba) => Some(hba.ours),
+            None if self.records_nothing() => Some(false),
+            None if !self.postgres_settings.is_empty()
+                && self.postgres_settings.values().all(|r| r.ours.is_none()) =>
+            {
+                Some(false)
+            }
+            None => None,
+        }
+    }
+
+    /// Is some value telem-deploy set on `names` with `ALTER SYSTEM` still to be taken away,
+    /// by this record? `false`: each is recorded as taken away by uninstall, or telem-deploy
+    /// never installed here. `true` also where a name has no record (a host installed before
+    /// the settings were recorded: only the server can say what holds telem-deploy's value).
+    pub fn settings_left<'n>(&self, mut names: impl Iterator<Item = &'n String>) -> bool {
+        !self.records_nothing()
+            && names.any(|n| {
+                self.postgres_settings
+                    .get(n)
+                    .is_none_or(|r| r.ours.is_some())
+            })
+    }
+
+    /// Is anything telem-deploy changed inside the PostgreSQL cluster (its pg_hba.conf block,
+    /// its `ALTER SYSTEM` settings) still to be undone, or can the record not say? The
+    /// `postgres_left` condition: uninstall runs a stopped standby only then.
+    pub fn postgres_left(&self) -> bool {
+        self.hba_block_left() != Some(false)
+            || self.postgres_settings.values().any(|r| r.ours.is_some())
+    }
 }
 
 #[cfg(test)]
@@ -146,5 +241,58 @@ mod tests {
         // A record without `ours` (none set): telem-deploy's value is gone.
         let gone: RecordedSetting = serde_json::from_str(r#"{"before": "on"}"#).unwrap();
         assert_eq!(gone.ours, None);
+    }
+
+    #[test]
+    fn what_is_left_inside_postgresql_is_read_from_the_records() {
+        let names = ["listen_addresses".to_owned(), "ssl".to_owned()];
+        let set = |ours: Option<&str>| RecordedSetting {
+            before: None,
+            ours: ours.map(str::to_owned),
+        };
+        // Never installed here: nothing of telem-deploy's.
+        let never = State::default();
+        assert!(never.records_nothing());
+        assert_eq!(never.hba_block_left(), Some(false));
+        assert!(!never.settings_left(names.iter()) && !never.postgres_left());
+
+        // Installed by a telem-deploy that recorded neither: only the server can say.
+        let mut old = State::default();
+        old.created.insert("/etc/telemetry".into());
+        assert_eq!(old.hba_block_left(), None);
+        assert!(old.settings_left(names.iter()) && old.postgres_left());
+
+        // Installed: the block and the settings are there.
+        let mut st = old.clone();
+        st.postgres_hba = Some(RecordedHba {
+            file: "/etc/postgresql/15/main/pg_hba.conf".into(),
+            ours: true,
+        });
+        for n in &names {
+            st.postgres_settings.insert(n.clone(), set(Some("on")));
+        }
+        assert_eq!(st.hba_block_left(), Some(true));
+        assert!(st.settings_left(names.iter()) && st.postgres_left());
+
+        // The block out, one setting taken away: the other is still left.
+        st.postgres_hba.as_mut().unwrap().ours = false;
+        st.postgres_settings.insert("ssl".into(), set(None));
+        assert_eq!(st.hba_block_left(), Some(false));
+        assert!(st.settings_left(names.iter()) && st.postgres_left());
+        assert!(!st.settings_left(names[1..].iter()));
+
+        // Everything taken away.
+        st.postgres_settings
+            .insert("listen_addresses".into(), set(None));
+        assert!(!st.settings_left(names.iter()) && !st.postgres_left());
+        // A name without a record: the server says.
+        assert!(st.settings_left(["work_mem".to_owned()].iter()));
+
+        // No record of the block, the settings taken away (by an uninstall, after the block).
+        st.postgres_hba = None;
+        assert_eq!(st.hba_block_left(), Some(false));
+        assert!(!st.postgres_left());
+        let json = serde_json::to_string(&st).unwrap();
+        assert!(!json.contains("postgres_hba"), "{json}");
     }
 }

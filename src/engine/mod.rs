@@ -131,6 +131,10 @@ pub struct Engine<'a> {
     pub stored_password: Option<Secret>,
     /// The action needs an earlier install that has not happened.
     pub needs_install: bool,
+    /// The action needs an installation and the state file records none: every step is
+    /// blocked (a real run is refused before its plan, `not_installed.rs`; a dry run shows
+    /// this).
+    not_installed: bool,
     /// Whether TLS is configured (a certificate is present).
     pub tls: bool,
     /// Template variables other than `db_password` that hold a secret (the web UI's
@@ -181,6 +185,7 @@ impl<'a> Engine<'a> {
         controller: &'a Controller,
     ) -> Engine<'a> {
         let pending = RefCell::new(state.pending.clone());
+        let not_installed = crate::not_installed::check(opts.action, &state).is_err();
         Engine {
             host,
             opts,
@@ -196,6 +201,7 @@ impl<'a> Engine<'a> {
             replication_password: controller.replication_password.clone(),
             stored_password: None,
             needs_install: false,
+            not_installed,
             tls: plan.tls,
             shown_vars: Vec::new(),
             facts: &plan.facts,
@@ -242,6 +248,9 @@ impl<'a> Engine<'a> {
     /// What must hold before anything of this run changes: a step that would refuse half-way
     /// refuses here, before the first change (and a dry run shows it as blocked).
     pub fn preflight(&self, step: &Step) -> Result<(), StepError> {
+        if self.not_installed {
+            return Err(StepError::msg(crate::not_installed::BLOCKED));
+        }
         step.kind.preflight(self)
     }
 
@@ -295,6 +304,7 @@ impl<'a> Engine<'a> {
             Condition::PostgresInstalled => {
                 self.any_installed(&self.recipe.recipe.postgres.packages)
             }
+            Condition::PostgresLeft => self.state.borrow().postgres_left(),
             Condition::TlsManaged => self.tls_material.is_some(),
             Condition::Db => self.opts.roles().db,
             Condition::Standby => self.opts.roles().standby,
@@ -323,6 +333,9 @@ impl<'a> Engine<'a> {
     }
 
     pub fn check(&self, step: &Step) -> Result<Check, StepError> {
+        if self.not_installed {
+            return Ok(Check::blocked(crate::not_installed::BLOCKED));
+        }
         if step.needs_install && self.needs_install {
             return Ok(Check::blocked(INSTALL_FIRST));
         }

@@ -50,7 +50,17 @@ pub fn run_with<'h>(
     io: &mut Io,
 ) -> Result<u8, Error> {
     let fleet = fleet(&cli, inventory)?;
-    let code = super::run_jobs(&cli, fleet, connect, io)?;
+    let code = super::run_jobs(&cli, fleet, connect, io).map_err(|e| match e {
+        // The machines in the inventory's order, and the install to run.
+        Error::NotInstalled(mut refused) => {
+            refused
+                .hosts
+                .sort_by_key(|name| inventory.hosts.iter().position(|h| &h.name == name));
+            refused.inventory = Some(inventory.file.display().to_string());
+            Error::NotInstalled(refused)
+        }
+        e => e,
+    })?;
     if cli.action == Action::Promote && !cli.dry_run && code == 0 {
         // The inventory as it now is, for the operator to keep.
         let now = inventory.promoted().map_err(Error::Usage)?;

@@ -73,6 +73,8 @@ struct Outcome {
 struct Planned {
     index: usize,
     ready: Option<Ready>,
+    /// Not planned because the action needs an installation its machine does not have.
+    not_installed: bool,
     notes: Vec<u8>,
 }
 
@@ -251,23 +253,30 @@ pub fn run_jobs<'h>(
             .filter(|p| p.ready.is_none())
             .map(|p| labels[p.index].as_str())
             .collect();
-        let (given, settling) = if all_planned && !unplanned.is_empty() {
-            let why = format!(
-                "{} could not be planned; nothing was changed on any host",
-                unplanned.join(", ")
-            );
-            (Err(why), Ok(()))
-        } else {
-            // A machine named twice stops the run before any change (see identity.rs).
-            let settled = match identity::named_twice(&machines) {
-                Some(why) => Err(Error::Usage(why)),
-                None => settle(&planned, cli.action, shared_password, &mut io),
+        let (given, settling) =
+            if let Some(refused) = not_installed(&planned, &jobs, all_planned, cli.action) {
+                // One error for the run, naming every machine without an installation.
+                (
+                    Err("the run stopped before any change".to_owned()),
+                    Err(Error::NotInstalled(refused)),
+                )
+            } else if all_planned && !unplanned.is_empty() {
+                let why = format!(
+                    "{} could not be planned; nothing was changed on any host",
+                    unplanned.join(", ")
+                );
+                (Err(why), Ok(()))
+            } else {
+                // A machine named twice stops the run before any change (see identity.rs).
+                let settled = match identity::named_twice(&machines) {
+                    Some(why) => Err(Error::Usage(why)),
+                    None => settle(&planned, cli.action, shared_password, &mut io),
+                };
+                match settled {
+                    Ok(given) => (Ok(given), Ok(())),
+                    Err(e) => (Err("the run stopped before any change".to_owned()), Err(e)),
+                }
             };
-            match settled {
-                Ok(given) => (Ok(given), Ok(())),
-                Err(e) => (Err("the run stopped before any change".to_owned()), Err(e)),
-            }
-        };
         drop(io);
         settled.publish(given);
         let outcomes: Vec<Outcome> = threads
@@ -279,6 +288,33 @@ pub fn run_jobs<'h>(
     settling?;
     let io = io.into_inner().unwrap_or_else(|e| e.into_inner());
     Ok(document::write(&labels, outcomes, cli, io))
+}
+
+/// Jobs that depend on each other (`all_planned`) where every one that could not be planned
+/// was refused for want of an installation: the refusal of the run's `action`, naming their
+/// machines (each once, in the order of the jobs).
+fn not_installed(
+    planned: &[Planned],
+    jobs: &[Job],
+    all_planned: bool,
+    action: crate::cli::Action,
+) -> Option<crate::not_installed::NotInstalled> {
+    let unplanned: Vec<&Planned> = planned.iter().filter(|p| p.ready.is_none()).collect();
+    if !all_planned || unplanned.is_empty() || !unplanned.iter().all(|p| p.not_installed) {
+        return None;
+    }
+    let mut hosts: Vec<String> = Vec::new();
+    for p in unplanned {
+        let host = &jobs[p.index].host;
+        if !hosts.contains(host) {
+            hosts.push(host.clone());
+        }
+    }
+    Some(crate::not_installed::NotInstalled {
+        action,
+        hosts,
+        inventory: None,
+    })
 }
 
 /// What every target's thread shares.
@@ -360,10 +396,11 @@ fn run_target(job: &Job, index: usize, shared: &Shared, tx: mpsc::Sender<Planned
     let (mut out, mut notes) = (Vec::new(), Vec::new());
     let permit = shared.permits.acquire();
     // A target that cannot be planned tells the controller so, and ends there.
-    let stopped = |notes, out, error, trips| {
+    let stopped = |notes, out, error: Error, trips| {
         tx.send(Planned {
             index,
             ready: None,
+            not_installed: matches!(error, Error::NotInstalled(_)),
             notes,
         })
         .ok();
@@ -417,6 +454,7 @@ fn run_target(job: &Job, index: usize, shared: &Shared, tx: mpsc::Sender<Planned
             stored,
             identity,
         }),
+        not_installed: false,
         notes,
     })
     .ok();

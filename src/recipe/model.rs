@@ -277,6 +277,11 @@ pub enum Condition {
     /// counts as installed: the step then says why). Uninstall's steps that ask the server
     /// hold it: where PostgreSQL is not installed, telem-deploy left nothing in it to remove.
     PostgresInstalled,
+    /// The state file leaves something telem-deploy changed inside the PostgreSQL cluster to
+    /// undo (its pg_hba.conf block, a value it set with `ALTER SYSTEM`), or cannot say
+    /// (`State::postgres_left`). Uninstall runs a stopped standby only then: the steps that
+    /// undo those need the server, and are `ok` from the record otherwise.
+    PostgresLeft,
     /// The condition does not hold.
     Not(Box<Condition>),
 }

@@ -6,6 +6,10 @@
 //! (`pg_hba_file_rules`): a file it finds an error in is put back as it was and the step
 //! fails, so a reload never meets a broken pg_hba.conf. The step notifies its services (a
 //! reload applies it).
+//!
+//! The state file records the file and whether telem-deploy's block is in it (written before
+//! the block goes in, updated once it is out): where it says the block is out, `absent` is
+//! `ok` without asking the server (a second uninstall, on a standby the first one stopped).
 
 use std::path::Path;
 
@@ -20,6 +24,7 @@ use crate::engine::{Check, Engine, StepError};
 use crate::host::{Host, Owner};
 use crate::recipe::compiler::Compiler;
 use crate::recipe::model::Presence;
+use crate::state::{RecordedHba, State};
 
 /// One entry as a recipe writes it.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -137,6 +142,9 @@ impl Step for PostgresHba {
     }
 
     fn check(&self, eng: &Engine) -> Result<Check, StepError> {
+        if let Some(done) = self.nothing_left(&eng.state.borrow()) {
+            return Ok(done);
+        }
         let path = match query(eng, Op::HbaFile) {
             Ok(r) => r.text.unwrap_or_default(),
             Err(unknown) => return Ok(unknown),
@@ -164,11 +172,33 @@ impl Step for PostgresHba {
     }
 
     fn apply(&self, eng: &Engine) -> Result<(), StepError> {
+        if self.nothing_left(&eng.state.borrow()).is_some() {
+            return Ok(());
+        }
         let pg = admin(eng);
         let path = hba_file(&pg)?;
         let (old, new) = self.contents(eng.host, &path)?;
+        // Recorded before the block goes in (a run killed after the write leaves a true
+        // record), and once it is out.
+        let record = |ours| {
+            let recorded = RecordedHba {
+                file: path.clone(),
+                ours,
+            };
+            let known = eng.state.borrow().postgres_hba.as_ref() == Some(&recorded);
+            match known {
+                true => Ok(()),
+                false => eng.update_state(|st| st.postgres_hba = Some(recorded)),
+            }
+        };
+        if self.state == Presence::Present {
+            record(true)?;
+        }
         if old != new {
             install(eng.host, &pg, &path, &old, &new)?;
+        }
+        if self.state == Presence::Absent {
+            record(false)?;
         }
         Ok(())
     }
@@ -179,6 +209,29 @@ impl Step for PostgresHba {
 }
 
 impl PostgresHba {
+    /// `absent` where the state file says telem-deploy's block is not in pg_hba.conf any
+    /// more (an earlier uninstall took it out, or telem-deploy never installed here): the
+    /// `ok` it is, known without the server, which may be stopped by then (uninstall stops a
+    /// standby). Lines the file holds then are the operator's. `None`: the file the server
+    /// names says.
+    fn nothing_left(&self, state: &State) -> Option<Check> {
+        if self.state != Presence::Absent || state.hba_block_left() != Some(false) {
+            return None;
+        }
+        Some(Check::ok(match &state.postgres_hba {
+            Some(hba) => format!(
+                "{} holds no telem-deploy block (taken out by an earlier uninstall, its state file says)",
+                hba.file
+            ),
+            None if state.records_nothing() => {
+                "pg_hba.conf holds no telem-deploy block (telem-deploy never installed here: its state file records nothing)".to_owned()
+            }
+            None => {
+                "pg_hba.conf holds no telem-deploy block (an earlier uninstall took it out before telem-deploy's settings, which its state file says are gone)".to_owned()
+            }
+        }))
+    }
+
     /// The file as it is, and as it should be.
     pub(crate) fn contents(
         &self,

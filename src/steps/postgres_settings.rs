@@ -19,6 +19,9 @@
 //! telem-deploy's value is gone, so a second uninstall leaves the operator's values alone and
 //! a later install records afresh. Without a record (a host installed before telem-deploy
 //! kept one), it resets what holds the step's value (or anything, when the step gives none).
+//! Where the record says none of the step's settings holds telem-deploy's value any more,
+//! `absent` is `ok` without asking the server (a second uninstall, on a standby the first one
+//! stopped).
 
 use std::collections::BTreeMap;
 
@@ -30,7 +33,7 @@ use crate::engine::postgres::{admin, query};
 use crate::engine::{Check, Engine, StepError};
 use crate::recipe::compiler::Compiler;
 use crate::recipe::model::Presence;
-use crate::state::RecordedSetting;
+use crate::state::{RecordedSetting, State};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -92,6 +95,9 @@ impl Step for PostgresSettings {
     }
 
     fn check(&self, eng: &Engine) -> Result<Check, StepError> {
+        if let Some(done) = self.nothing_left(&eng.state.borrow()) {
+            return Ok(done);
+        }
         let settings = match query(eng, self.op()) {
             Ok(r) => r.settings,
             Err(unknown) => return Ok(unknown),
@@ -108,6 +114,9 @@ impl Step for PostgresSettings {
     }
 
     fn apply(&self, eng: &Engine) -> Result<(), StepError> {
+        if self.nothing_left(&eng.state.borrow()).is_some() {
+            return Ok(());
+        }
         let (records, from_backup) = {
             let st = eng.state.borrow();
             (st.postgres_settings.clone(), st.postgres_from_backup)
@@ -123,6 +132,26 @@ impl Step for PostgresSettings {
 }
 
 impl PostgresSettings {
+    /// `absent` where the state file says telem-deploy has no value of its own left in these
+    /// settings (an earlier uninstall took them away, or it never installed here): the `ok`
+    /// it is, known without the server, which may be stopped by then (uninstall stops a
+    /// standby). Whatever postgresql.auto.conf holds is the operator's then, which `absent`
+    /// leaves as it is anyway. `None`: the server says what is left.
+    fn nothing_left(&self, state: &State) -> Option<Check> {
+        if self.state != Presence::Absent || state.settings_left(self.settings.keys()) {
+            return None;
+        }
+        let names = self.names().join(", ");
+        Some(Check::ok(match state.records_nothing() {
+            true => format!(
+                "{names}: telem-deploy never installed here (its state file records nothing)"
+            ),
+            false => format!(
+                "{names}: telem-deploy's values were already taken away (its state file says so)"
+            ),
+        }))
+    }
+
     fn names(&self) -> Vec<String> {
         self.settings.keys().cloned().collect()
     }

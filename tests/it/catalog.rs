@@ -173,7 +173,8 @@ fn holds(c: &Condition, cat: &Catalogue, version_id: &str) -> bool {
         | Condition::Postgres
         | Condition::Collector
         | Condition::Nginx
-        | Condition::PostgresInstalled => true,
+        | Condition::PostgresInstalled
+        | Condition::PostgresLeft => true,
         Condition::Standby
         | Condition::Balancer
         | Condition::DbRemote

@@ -317,3 +317,114 @@ fn a_second_inventory_uninstall_after_u_changes_nothing() {
     }
     uninstall_changes_nothing(&s, "after -u");
 }
+
+/// A second plain `uninstall` (without `-u`, so PostgreSQL stays installed): the first stopped
+/// the standby, whose pg_hba.conf block and settings it had already taken away and recorded
+/// so; the second finds nothing of telem-deploy's left there and changes nothing, without
+/// asking the stopped server.
+#[test]
+fn a_second_inventory_uninstall_changes_nothing() {
+    let s = Setup::fresh_hosts(STANDBY_FLEET, &STANDBY_HOSTS);
+    install(&s);
+    uninstall(&s);
+    let stopped = s
+        .fleet
+        .with("sb", |h| !h.world.borrow().running.contains("postgresql"));
+    assert!(stopped, "the first uninstall stops the standby");
+    for host in ["db1", "sb"] {
+        let hba = s.file(host, HBA_FILE).expect("pg_hba.conf").0;
+        assert!(!hba.contains("telem-deploy"), "{host}: {hba}");
+    }
+    uninstall_changes_nothing(&s, "a second uninstall");
+}
+
+/// What sb's state file records of its pg_hba.conf block.
+fn hba_record(s: &Setup) -> serde_json::Value {
+    let (text, _) = s
+        .file("sb", "/var/lib/telem-deploy/state.json")
+        .expect("state file");
+    let state: serde_json::Value = serde_json::from_str(&text).unwrap();
+    state["postgres_hba"].clone()
+}
+
+/// A standby stopped by hand before uninstall still has telem-deploy's pg_hba.conf block and
+/// settings (its state file says so): uninstall runs it again for the steps that take them
+/// away (a change its plan shows), stops it again at the end; uninstall again changes nothing.
+#[test]
+fn a_standby_stopped_before_uninstall_is_run_to_take_telem_deploys_changes_away() {
+    let s = Setup::fresh_hosts(STANDBY_FLEET, &STANDBY_HOSTS);
+    install(&s);
+    assert_eq!(
+        hba_record(&s),
+        serde_json::json!({"file": HBA_FILE, "ours": true}),
+        "install records the block"
+    );
+    s.fleet.with("sb", |h| {
+        h.world.borrow_mut().running.remove("postgresql");
+    });
+    const RUN: &str = "Run the standby while telem-deploy's pg_hba.conf block or settings";
+    let sb_step = |doc: &serde_json::Value, name: &str| -> String {
+        let t = doc["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["target"] == "sb")
+            .expect("sb");
+        let steps = t["report"]["steps"].as_array().unwrap();
+        steps
+            .iter()
+            .find(|s| s["name"].as_str().unwrap().starts_with(name))
+            .map(|s| s["status"].as_str().unwrap().to_owned())
+            .unwrap_or_else(|| "absent".to_owned())
+    };
+    let (code, plan, err) = s.run("uninstall", &["--dry-run", "--no-backup"]);
+    assert_eq!(code, 0, "{err}\n{plan:#}");
+    assert_eq!(sb_step(&plan, RUN), "change", "{plan:#}");
+
+    let doc = uninstall(&s);
+    assert_eq!(sb_step(&doc, RUN), "changed", "{doc:#}");
+    let (hba, auto, running) = s.fleet.with("sb", |h| {
+        let w = h.world.borrow();
+        (
+            String::from_utf8_lossy(&w.files[std::path::Path::new(HBA_FILE)].content).into_owned(),
+            w.pg_auto_conf.clone(),
+            w.running.contains("postgresql"),
+        )
+    });
+    assert!(!hba.contains("telem-deploy"), "{hba}");
+    for name in NAMES {
+        assert!(!auto.contains_key(name), "{name} left: {auto:?}");
+    }
+    assert!(!running, "the standby runs after uninstall");
+    assert_eq!(
+        hba_record(&s),
+        serde_json::json!({"file": HBA_FILE, "ours": false})
+    );
+
+    uninstall_changes_nothing(&s, "after a stopped standby's uninstall");
+    let (code, plan, err) = s.run("uninstall", &["--dry-run", "--no-backup"]);
+    assert_eq!(code, 0, "{err}\n{plan:#}");
+    assert_eq!(sb_step(&plan, RUN), "absent", "{plan:#}");
+}
+
+/// A standby whose first uninstall was run by a telem-deploy that did not record the
+/// pg_hba.conf block (only the settings, taken away after it): uninstall again, with the
+/// standby stopped, changes nothing either.
+#[test]
+fn a_second_uninstall_without_a_record_of_the_block_changes_nothing() {
+    let s = Setup::fresh_hosts(STANDBY_FLEET, &STANDBY_HOSTS);
+    install(&s);
+    uninstall(&s);
+    for host in ["db1", "sb"] {
+        s.fleet.with(host, |h| {
+            let path = std::path::Path::new("/var/lib/telem-deploy/state.json");
+            let mut state: serde_json::Value =
+                serde_json::from_slice(&h.world.borrow().files[path].content).unwrap();
+            assert!(state["postgres_hba"].is_object(), "{host}: {state:#}");
+            state.as_object_mut().unwrap().remove("postgres_hba");
+            h.world.borrow_mut().files.get_mut(path).unwrap().content =
+                serde_json::to_vec(&state).unwrap();
+        });
+    }
+    uninstall_changes_nothing(&s, "without a record of the block");
+}

@@ -32,6 +32,7 @@ mod inventory_waves;
 mod lab_support;
 mod lived_in;
 mod masking;
+mod not_installed;
 mod package;
 mod pg_host;
 mod recipe_compile;

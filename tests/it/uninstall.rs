@@ -380,3 +380,52 @@ fn an_older_installation_is_moved_to_the_collectors_own_user_and_log_directory()
         assert_eq!(state(&host)["created"], serde_json::json!([]));
     }
 }
+
+/// One machine: uninstall again (after a plain uninstall, or after `uninstall -u`) changes
+/// nothing and succeeds, its plan neither, and leaves the machine as it was.
+#[test]
+fn uninstall_again_on_one_machine_changes_nothing() {
+    for (distro, systemd) in [("debian", false), ("centos", true)] {
+        for first in [&[][..], &["-u"]] {
+            let host = FakeHost::fresh(distro, systemd);
+            install(&host, distro);
+            let mut args = vec![
+                "-a",
+                "uninstall",
+                "-d",
+                distro,
+                "-H",
+                "localhost",
+                "--yes",
+                "--no-backup",
+                "--format",
+                "json",
+            ];
+            let (code, out, err) = run(&host, &[&args[..], first].concat());
+            assert_eq!(code, 0, "{distro} {first:?}: {out}{err}");
+            let before = host.world.borrow().clone();
+            for extra in [&["--dry-run"][..], &[]] {
+                let what = format!("{distro} uninstall {first:?}, then uninstall {extra:?}");
+                args.truncate(10);
+                args.extend(extra);
+                let (code, out, err) = run(&host, &args);
+                assert_eq!(code, 0, "{what}: {out}{err}");
+                let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+                let s = &doc["summary"];
+                assert_eq!(
+                    (
+                        s["change"].as_u64(),
+                        s["changed"].as_u64(),
+                        s["unknown"].as_u64()
+                    ),
+                    (Some(0), Some(0), Some(0)),
+                    "{what}: {out}"
+                );
+                assert!(
+                    *host.world.borrow() == before,
+                    "{what}: the machine changed"
+                );
+            }
+        }
+    }
+}
