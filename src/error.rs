@@ -23,7 +23,7 @@ pub enum Error {
     Template(String),
 
     /// The action needs what `install` sets up, and the machines' state file records no
-    /// installation: refused before any change (in a dry run too).
+    /// installation: refused before any change (a dry run shows every step blocked instead).
     #[error("{0}")]
     NotInstalled(#[from] crate::not_installed::NotInstalled),
 
