@@ -38,6 +38,19 @@ pub(crate) struct Setup {
 }
 
 impl Setup {
+    /// `-a install` of the whole inventory, unattended; every host must succeed.
+    pub(crate) fn install(&self) {
+        let pw = crate::golden::password_file();
+        let (code, doc, err) = self.run(
+            "install",
+            &["--yes", "--db-password-file", pw.path().to_str().unwrap()],
+        );
+        assert_eq!(code, 0, "{err}\n{doc:#}");
+        for (name, ok, _) in targets(&doc) {
+            assert!(ok, "{name}: {doc:#}");
+        }
+    }
+
     pub(crate) fn new(text: &str, hosts: Vec<(&str, Option<FakeHost>)>) -> Setup {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("inventory.yaml"), text).unwrap();

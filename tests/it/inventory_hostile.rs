@@ -12,18 +12,6 @@ use crate::inventory::{targets, Setup};
 /// db1 (db), sb (standby), web1 and web2 (collector), lb (balancer): inventory_standby.rs's.
 use crate::inventory_standby::{FLEET as STANDBY_FLEET, HOSTS as STANDBY_HOSTS};
 
-fn install(s: &Setup) {
-    let pw = golden::password_file();
-    let (code, doc, err) = s.run(
-        "install",
-        &["--yes", "--db-password-file", pw.path().to_str().unwrap()],
-    );
-    assert_eq!(code, 0, "{err}\n{doc:#}");
-    for (name, ok, _) in targets(&doc) {
-        assert!(ok, "{name}: {doc:#}");
-    }
-}
-
 fn world(s: &Setup, host: &str) -> World {
     s.fleet.with(host, |h| h.world.borrow().clone())
 }
@@ -56,7 +44,7 @@ fn errors(doc: &serde_json::Value) -> Vec<(String, String)> {
 #[test]
 fn promote_never_fences_the_primary_when_the_standby_cannot_be_planned() {
     let s = Setup::fresh_hosts(STANDBY_FLEET, &STANDBY_HOSTS);
-    install(&s);
+    s.install();
     let sb = s.fleet.replace("sb", None).expect("sb");
     let others = ["db1", "web1", "web2", "lb"];
     let before = worlds(&s, &others);
@@ -142,7 +130,7 @@ fn a_host_that_cannot_be_planned_changes_nothing_anywhere() {
 #[test]
 fn promote_refuses_a_limit_that_leaves_out_the_standby() {
     let s = Setup::fresh_hosts(STANDBY_FLEET, &STANDBY_HOSTS);
-    install(&s);
+    s.install();
     let before = worlds(&s, &STANDBY_HOSTS);
     for limit in [
         vec!["--limit", "db1"],
@@ -185,7 +173,7 @@ hosts:
   - { name: lb, target: 'root@[2001:db8::30]', roles: [balancer] }
 ";
     let s = Setup::fresh_hosts(text, &STANDBY_HOSTS);
-    install(&s);
+    s.install();
     for web in ["web1", "web2"] {
         let (config, _) = s.file(web, CONFIG).expect("collector config");
         assert!(
@@ -387,7 +375,7 @@ fn a_ca_dir_that_is_a_symlink_is_followed_and_a_dangling_one_refused() {
     let real = s.dir.path().join("vault");
     std::fs::create_dir(&real).unwrap();
     std::os::unix::fs::symlink(&real, s.ca_dir()).unwrap();
-    install_fleet(&s);
+    s.install();
     assert!(real.join("ca.pem").exists() && real.join("ca.key.pem").exists());
     assert!(
         std::fs::symlink_metadata(s.ca_dir())
@@ -414,15 +402,6 @@ fn a_ca_dir_that_is_a_symlink_is_followed_and_a_dangling_one_refused() {
     assert!(worlds(&s, &["db1", "web1", "web2", "lb"]) == before);
 }
 
-fn install_fleet(s: &Setup) {
-    let pw = golden::password_file();
-    let (code, doc, err) = s.run(
-        "install",
-        &["--yes", "--db-password-file", pw.path().to_str().unwrap()],
-    );
-    assert_eq!(code, 0, "{err}\n{doc:#}");
-}
-
 /// "never puts the database password in an argv, a log or a plan" and "[the replication
 /// password] reaches the machines only on stdin": every command (argv and environment) every
 /// machine ran, through every action of an inventory with a standby, `-v` included; the
@@ -431,7 +410,7 @@ fn install_fleet(s: &Setup) {
 fn no_action_of_an_inventory_puts_a_password_in_a_command_and_the_secrets_keep() {
     use std::os::unix::fs::PermissionsExt;
     let s = Setup::fresh_hosts(STANDBY_FLEET, &STANDBY_HOSTS);
-    install(&s);
+    s.install();
     let key = s.ca_dir().join("ca.key.pem");
     let repl = s.ca_dir().join("replication.password");
     let kept = |p: &Path| {
@@ -546,7 +525,7 @@ fn only_install_creates_the_ca_and_the_replication_password() {
 #[test]
 fn deploy_refuses_when_the_replication_password_is_gone() {
     let s = Setup::fresh_hosts(STANDBY_FLEET, &STANDBY_HOSTS);
-    install(&s);
+    s.install();
     let path = s.ca_dir().join("replication.password");
     std::fs::remove_file(&path).unwrap();
     let before = worlds(&s, &STANDBY_HOSTS);

@@ -42,18 +42,6 @@ impl Setup {
         Setup::fresh_hosts(FLEET, &HOSTS)
     }
 
-    fn install(&self) {
-        let pw = golden::password_file();
-        let (code, doc, err) = self.run(
-            "install",
-            &["--yes", "--db-password-file", pw.path().to_str().unwrap()],
-        );
-        assert_eq!(code, 0, "{err}\n{doc:#}");
-        for (name, ok, _) in targets(&doc) {
-            assert!(ok, "{name}: {doc:#}");
-        }
-    }
-
     fn config(&self, host: &str) -> String {
         self.file(host, CONFIG).expect("collector config").0
     }

@@ -11,7 +11,6 @@ use std::collections::BTreeMap;
 
 use crate::fake_host::FakeHost;
 use crate::fake_psql::HBA_FILE;
-use crate::golden;
 use crate::inventory::{targets, Setup};
 
 /// db1 (db) and web1 (collector).
@@ -79,15 +78,6 @@ fn recorded(s: &Setup) -> serde_json::Value {
     state["postgres_settings"].clone()
 }
 
-fn install(s: &Setup) {
-    let pw = golden::password_file();
-    let (code, doc, err) = s.run(
-        "install",
-        &["--yes", "--db-password-file", pw.path().to_str().unwrap()],
-    );
-    assert_eq!(code, 0, "{err}\n{doc:#}");
-}
-
 fn uninstall(s: &Setup) -> serde_json::Value {
     let (code, doc, err) = s.run("uninstall", &["--yes", "--no-backup"]);
     assert_eq!(code, 0, "{err}\n{doc:#}");
@@ -121,7 +111,7 @@ const STOP: &str = "Stop listening on 10.0.0.11";
 fn uninstall_puts_back_the_operators_own_database_settings() {
     let before = theirs();
     let s = fleet(&before);
-    install(&s);
+    s.install();
     let (auto, running) = settings(&s);
     assert_eq!(auto["listen_addresses"], "localhost,10.0.0.11");
     assert_eq!(auto["ssl_cert_file"], "/etc/telem-db-tls/server.crt");
@@ -191,7 +181,7 @@ fn uninstall_puts_back_the_operators_own_database_settings() {
 fn uninstall_resets_what_the_tool_added_where_nothing_was_set() {
     let nothing = BTreeMap::from([("work_mem".to_owned(), "64MB".to_owned())]);
     let s = fleet(&nothing);
-    install(&s);
+    s.install();
     let record = recorded(&s);
     for name in NAMES {
         assert!(
@@ -217,7 +207,7 @@ fn uninstall_resets_what_the_tool_added_where_nothing_was_set() {
 #[test]
 fn without_a_record_uninstall_resets_only_telem_deploys_values() {
     let s = fleet(&BTreeMap::new());
-    install(&s);
+    s.install();
     // The record gone (as an older telem-deploy left the state file), and the operator set
     // their own certificate since.
     s.fleet.with("db1", |h| {
@@ -305,7 +295,7 @@ fn a_second_inventory_uninstall_after_u_changes_nothing() {
             .map(|n| (*n, Some(FakeHost::fresh("debian", true))))
             .collect(),
     );
-    install(&s);
+    s.install();
     let (code, doc, err) = s.run("uninstall", &["--yes", "--no-backup", "-u"]);
     assert_eq!(code, 0, "{err}\n{doc:#}");
     for (name, ok, _) in targets(&doc) {
@@ -325,7 +315,7 @@ fn a_second_inventory_uninstall_after_u_changes_nothing() {
 #[test]
 fn a_second_inventory_uninstall_changes_nothing() {
     let s = Setup::fresh_hosts(STANDBY_FLEET, &STANDBY_HOSTS);
-    install(&s);
+    s.install();
     uninstall(&s);
     let stopped = s
         .fleet
@@ -353,7 +343,7 @@ fn hba_record(s: &Setup) -> serde_json::Value {
 #[test]
 fn a_standby_stopped_before_uninstall_is_run_to_take_telem_deploys_changes_away() {
     let s = Setup::fresh_hosts(STANDBY_FLEET, &STANDBY_HOSTS);
-    install(&s);
+    s.install();
     assert_eq!(
         hba_record(&s),
         serde_json::json!({"file": HBA_FILE, "ours": true}),
@@ -413,7 +403,7 @@ fn a_standby_stopped_before_uninstall_is_run_to_take_telem_deploys_changes_away(
 #[test]
 fn a_second_uninstall_without_a_record_of_the_block_changes_nothing() {
     let s = Setup::fresh_hosts(STANDBY_FLEET, &STANDBY_HOSTS);
-    install(&s);
+    s.install();
     uninstall(&s);
     for host in ["db1", "sb"] {
         s.fleet.with(host, |h| {

@@ -25,15 +25,6 @@ fn worlds(s: &Setup) -> Vec<World> {
         .collect()
 }
 
-fn install(s: &Setup) {
-    let pw = golden::password_file();
-    let (code, doc, err) = s.run(
-        "install",
-        &["--yes", "--db-password-file", pw.path().to_str().unwrap()],
-    );
-    assert_eq!(code, 0, "{err}\n{doc:#}");
-}
-
 #[test]
 fn one_machine_never_installed_refuses_with_install_first() {
     for (action, extra) in ACTIONS {
@@ -151,7 +142,7 @@ fn an_inventory_never_installed_refuses_once_before_any_host_changes() {
 #[test]
 fn one_host_never_installed_stops_the_whole_inventory() {
     let s = Setup::fresh_hosts(FLEET, &HOSTS);
-    install(&s);
+    s.install();
     s.fleet
         .replace("web2", Some(FakeHost::fresh("debian", true)));
     for (action, extra) in ACTIONS {
@@ -168,7 +159,7 @@ fn one_host_never_installed_stops_the_whole_inventory() {
         assert!(worlds(&s) == before, "{action}: a host changed");
     }
     // Once web2 is installed too, they run.
-    install(&s);
+    s.install();
     let (code, doc, err) = s.run("restart", &[]);
     assert_eq!(code, 0, "{err}\n{doc:#}");
     assert!(targets(&doc).iter().all(|(_, ok, _)| *ok), "{doc:#}");

@@ -23,21 +23,25 @@ fn node_gid(host: &FakeHost, path: &str) -> u32 {
 }
 
 fn uninstall(host: &FakeHost, distro: &str) -> (u8, String, String) {
-    run(
-        host,
-        &[
-            "-a",
-            "uninstall",
-            "-d",
-            distro,
-            "-H",
-            "localhost",
-            "--yes",
-            "--no-backup",
-            "--format",
-            "json",
-        ],
-    )
+    uninstall_with(host, distro, &[])
+}
+
+/// `-a uninstall --yes --no-backup --format json` and `extra`.
+fn uninstall_with(host: &FakeHost, distro: &str, extra: &[&str]) -> (u8, String, String) {
+    let mut args = vec![
+        "-a",
+        "uninstall",
+        "-d",
+        distro,
+        "-H",
+        "localhost",
+        "--yes",
+        "--no-backup",
+        "--format",
+        "json",
+    ];
+    args.extend(extra);
+    run(host, &args)
 }
 
 /// telemetrics-client's layout (as its tmpfiles.d and units make it): user `telemetry`, its
@@ -389,26 +393,12 @@ fn uninstall_again_on_one_machine_changes_nothing() {
         for first in [&[][..], &["-u"]] {
             let host = FakeHost::fresh(distro, systemd);
             install(&host, distro);
-            let mut args = vec![
-                "-a",
-                "uninstall",
-                "-d",
-                distro,
-                "-H",
-                "localhost",
-                "--yes",
-                "--no-backup",
-                "--format",
-                "json",
-            ];
-            let (code, out, err) = run(&host, &[&args[..], first].concat());
+            let (code, out, err) = uninstall_with(&host, distro, first);
             assert_eq!(code, 0, "{distro} {first:?}: {out}{err}");
             let before = host.world.borrow().clone();
             for extra in [&["--dry-run"][..], &[]] {
                 let what = format!("{distro} uninstall {first:?}, then uninstall {extra:?}");
-                args.truncate(10);
-                args.extend(extra);
-                let (code, out, err) = run(&host, &args);
+                let (code, out, err) = uninstall_with(&host, distro, extra);
                 assert_eq!(code, 0, "{what}: {out}{err}");
                 let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
                 let s = &doc["summary"];
