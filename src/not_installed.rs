@@ -1,7 +1,8 @@
 //! The refusal of an action that needs what `install` set up (`restart`, `migrate`,
 //! `resetdb` and their inventory's internal jobs: [`Action::needs_install`]) on a machine
 //! where telem-deploy has not installed: its state file records no installation (none at
-//! all, or everything in it taken away by `uninstall -u`).
+//! all, everything in it taken away by `uninstall -u`, or only the packages a plain
+//! `uninstall` kept).
 //!
 //! A real run is refused while the machine is planned, from reads only, so nothing changes
 //! anywhere: on an inventory, one such machine stops the whole run, with one error naming

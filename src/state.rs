@@ -150,12 +150,13 @@ impl State {
             && postgres_hba.is_none()
     }
 
-    /// The state file records an installation: something telem-deploy installed, created,
-    /// set aside or set in PostgreSQL is still there (or an install is under way). Not after
-    /// `uninstall -u` took everything away (records that say what is gone remain).
+    /// The state file records an installation: something telem-deploy created, set aside or
+    /// set in PostgreSQL is still there (or an install is under way). Not after `uninstall -u`
+    /// took everything away (records that say what is gone remain), nor after a plain
+    /// `uninstall`, whose only leftovers are the packages telem-deploy installed (kept, and
+    /// recorded for a later `-u`): packages alone are no installation to restart or migrate.
     pub fn records_an_install(&self) -> bool {
-        !self.packages.is_empty()
-            || self.install_baseline.is_some()
+        self.install_baseline.is_some()
             || !self.created.is_empty()
             || !self.users.is_empty()
             || !self.saved.is_empty()

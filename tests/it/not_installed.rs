@@ -164,3 +164,37 @@ fn one_host_never_installed_stops_the_whole_inventory() {
     assert_eq!(code, 0, "{err}\n{doc:#}");
     assert!(targets(&doc).iter().all(|(_, ok, _)| *ok), "{doc:#}");
 }
+
+/// After a plain `uninstall` only the packages telem-deploy installed stay (recorded, for a
+/// later `-u`): nothing of the installation is left for these actions to act on, so they are
+/// refused as where it never installed; after `install` again they run.
+#[test]
+fn one_machine_after_a_plain_uninstall_refuses_with_install_first() {
+    for (action, extra) in ACTIONS {
+        let host = FakeHost::fresh("debian", true);
+        golden::install(&host, "debian");
+        let uninstall = [
+            "-a",
+            "uninstall",
+            "-d",
+            "debian",
+            "-H",
+            "localhost",
+            "--yes",
+            "--no-backup",
+        ];
+        let (code, out, err) = golden::run(&host, &uninstall);
+        assert_eq!(code, 0, "uninstall: {out}\n{err}");
+        let before = host.world.borrow().clone();
+        let mut args = vec!["-a", action, "-d", "debian", "-H", "localhost"];
+        args.extend(extra);
+        let (code, out, err) = golden::run(&host, &args);
+        assert_eq!(code, 2, "{action} after uninstall: {out}\n{err}");
+        assert!(err.contains("run -a install first"), "{action}: {err}");
+        assert!(*host.world.borrow() == before, "{action}: the host changed");
+
+        golden::install(&host, "debian");
+        let (code, out, err) = golden::run(&host, &args);
+        assert_eq!(code, 0, "{action} after install again: {out}\n{err}");
+    }
+}
