@@ -106,19 +106,7 @@ pub fn run<'h>(
             stranded: None,
         })
         .collect();
-    run_jobs(
-        &cli,
-        Fleet {
-            jobs,
-            serial: Vec::new(),
-            shared_password: false,
-            all_planned: false,
-            ca: None,
-            replication_password: None,
-        },
-        connect,
-        io,
-    )
+    run_jobs(&cli, Fleet::independent(jobs), connect, io)
 }
 
 /// One piece of a run on one machine: its label, the machine it connects to, its own
@@ -155,6 +143,21 @@ pub struct Fleet {
     pub ca: Option<std::sync::Arc<crate::ca::Ca>>,
     /// The password of an inventory's replication role.
     pub replication_password: Option<Secret>,
+}
+
+impl Fleet {
+    /// Jobs that do not depend on each other (`--target`): no shared password, no CA, one
+    /// target's failure stops only that target, all in one wave.
+    pub fn independent(jobs: Vec<Job>) -> Fleet {
+        Fleet {
+            jobs,
+            serial: Vec::new(),
+            shared_password: false,
+            all_planned: false,
+            ca: None,
+            replication_password: None,
+        }
+    }
 }
 
 /// Run the `fleet`; `cli` holds what is the run's (format, `--parallel`, the collector

@@ -175,14 +175,7 @@ impl Fleet {
     ) -> (u8, String, String) {
         let cli = Cli::try_parse_args(argv(args)).expect("valid arguments");
         self.run_with(|connect, io| {
-            let fleet = telem_deploy::fleet::Fleet {
-                jobs,
-                serial: Vec::new(),
-                shared_password: false,
-                all_planned: false,
-                ca: None,
-                replication_password: None,
-            };
+            let fleet = telem_deploy::fleet::Fleet::independent(jobs);
             telem_deploy::fleet::run_jobs(&cli, fleet, connect, io)
         })
     }
