@@ -185,11 +185,10 @@ impl Step for PostgresHba {
                 file: path.clone(),
                 ours,
             };
-            let known = eng.state.borrow().postgres_hba.as_ref() == Some(&recorded);
-            match known {
-                true => Ok(()),
-                false => eng.update_state(|st| st.postgres_hba = Some(recorded)),
+            if eng.state.borrow().postgres_hba.as_ref() == Some(&recorded) {
+                return Ok(());
             }
+            eng.update_state(|st| st.postgres_hba = Some(recorded))
         };
         if self.state == Presence::Present {
             record(true)?;

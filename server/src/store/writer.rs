@@ -1,7 +1,9 @@
-//! Group commit. Request handlers hand validated records to one batching task, which gathers
-//! whatever arrived concurrently (up to `max_records`, waiting at most `max_wait` for more) and
-//! inserts each batch with a single multi-row statement in one transaction. A handler learns
-//! its record's id only after that transaction committed, so a 201 always means "stored".
+//! Group commit. Request handlers queue validated records; each of `concurrency` committing
+//! tasks takes its next batch from the queue ([`super::gather`]: whatever arrived
+//! concurrently, up to `max_records`, waiting at most `max_wait` for more; a second batch
+//! beside one in flight only once enough records wait) and inserts it with a single multi-row
+//! statement in one transaction. A handler learns its record's id only after that transaction
+//! committed, so a 201 always means "stored".
 //! A batch PostgreSQL refuses because of what some record holds is split until the records at
 //! fault stand alone: only those are refused (400), their batch-mates are stored. A database
 //! outage fails the batch quickly (bounded by timeouts) as `Unavailable` (503).
@@ -100,7 +102,7 @@ struct Job {
     reply: oneshot::Sender<Result<RecordView, StoreError>>,
 }
 
-/// Tuning of the batching task.
+/// Tuning of the writer's batches.
 #[derive(Debug, Clone, Copy)]
 pub struct WriterOptions {
     pub max_records: usize,
@@ -111,7 +113,7 @@ pub struct WriterOptions {
     pub queue: usize,
 }
 
-/// The handle request handlers submit records through. Dropping every clone lets the task
+/// The handle request handlers submit records through. Dropping every clone lets the tasks
 /// flush what is queued and end.
 #[derive(Clone)]
 pub struct Writer {
@@ -119,7 +121,7 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the batching task; await the handle after dropping all writers to flush.
+    /// Starts the committing tasks; await the handle after dropping all writers to flush.
     pub fn spawn(
         pool: Pool,
         options: WriterOptions,
@@ -192,10 +194,8 @@ async fn commit_loop(
     while let Some(mut batch) = gather.next().await {
         // A request that already timed out (answered 503) or whose client went away must not
         // be stored behind its back: the client keeps the record and sends it again.
-        let jobs = std::mem::take(&mut batch.jobs)
-            .into_iter()
-            .filter(|job| !job.reply.is_closed())
-            .collect::<Vec<_>>();
+        batch.jobs.retain(|job| !job.reply.is_closed());
+        let jobs = std::mem::take(&mut batch.jobs);
         if !jobs.is_empty() {
             write_batch(&pool, jobs, &metrics).await;
             written.store(true, Ordering::Relaxed);
