@@ -198,3 +198,35 @@ fn one_machine_after_a_plain_uninstall_refuses_with_install_first() {
         assert_eq!(code, 0, "{action} after install again: {out}\n{err}");
     }
 }
+
+/// A machine the operator uses: their own PostgreSQL and nginx installed and running, no
+/// telem-deploy record. `restart` must not restart (or start, or stop) anything of theirs.
+#[test]
+fn an_operators_machine_never_installed_is_left_as_it_is() {
+    for (action, extra) in ACTIONS {
+        let host = FakeHost::fresh("debian", true);
+        {
+            let mut w = host.world.borrow_mut();
+            for p in ["postgresql", "postgresql-common", "nginx"] {
+                w.packages.insert(p.to_owned());
+            }
+            for s in ["postgresql", "nginx"] {
+                w.running.insert(s.to_owned());
+            }
+        }
+        let before = host.world.borrow().clone();
+        let mut args = vec!["-a", action, "-d", "debian", "-H", "localhost"];
+        args.extend(extra);
+        let (code, out, err) = golden::run(&host, &args);
+        assert_eq!(code, 2, "{action}: {out}\n{err}");
+        assert!(err.contains("run -a install first"), "{action}: {err}");
+        assert!(*host.world.borrow() == before, "{action}: the machine changed");
+        let log = host.log.borrow().join("\n");
+        for verb in ["restart", "reload", "start", "stop"] {
+            assert!(
+                !log.lines().any(|l| l.contains("systemctl") && l.contains(verb)),
+                "{action}: a service was touched:\n{log}"
+            );
+        }
+    }
+}
