@@ -220,11 +220,15 @@ fn an_operators_machine_never_installed_is_left_as_it_is() {
         let (code, out, err) = golden::run(&host, &args);
         assert_eq!(code, 2, "{action}: {out}\n{err}");
         assert!(err.contains("run -a install first"), "{action}: {err}");
-        assert!(*host.world.borrow() == before, "{action}: the machine changed");
+        assert!(
+            *host.world.borrow() == before,
+            "{action}: the machine changed"
+        );
         let log = host.log.borrow().join("\n");
         for verb in ["restart", "reload", "start", "stop"] {
             assert!(
-                !log.lines().any(|l| l.contains("systemctl") && l.contains(verb)),
+                !log.lines()
+                    .any(|l| l.contains("systemctl") && l.contains(verb)),
                 "{action}: a service was touched:\n{log}"
             );
         }
